@@ -1,0 +1,180 @@
+"""Wall time of `sweeps run configs/card.yaml` beside two baselines on the same 480-variant grid.
+
+  ours  the `sweeps run` command on a fresh SQLite store (a subprocess, imports included),
+        then the same in-process to split it into start-up, training and MLflow logging.
+  (a)   plain: one Ray task per variant running the article's algorithm, the driver logging
+        each variant as its own MLflow child run (create, one log_batch, terminate).
+  (b)   Ray Tune's Tuner with MLflowLoggerCallback, the article's algorithm as the trainable
+        reporting every 100 epochs; a subset of trials, scaled per trial (said in the output).
+
+Prints times and ratios measured in this run; asserts nothing (machines are shared and noisy).
+Usage: python benchmarks/bench_sweep.py [--tune-trials 24] [--skip-tune]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+CARD = REPO / "configs" / "card.yaml"
+GRID = {
+    "lr": [0.01, 0.1, 0.5, 1.0],
+    "hidden": [2, 4, 8, 16],
+    "init": ["uniform01", "xavier_normal", "he_normal"],
+    "seed": list(range(10)),
+}
+EPOCHS, LOG_EVERY = 10_000, 100
+X = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]])
+Y = np.array([[0.2], [0.5], [0.8]])
+
+
+def grid() -> list[dict]:
+    return [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
+
+
+def article_train(lr: float, hidden: int, init: str, seed: int, report=None) -> list[float]:
+    """The seed article's algorithm, one variant, plain NumPy; returns the MSE every 100 epochs."""
+    rng = np.random.RandomState(seed)
+    if init == "uniform01":
+        w1, w2 = rng.rand(3, hidden), rng.rand(hidden, 1)
+    else:
+        gain = (lambda i, o: np.sqrt(2.0 / (i + o))) if init == "xavier_normal" else (lambda i, o: np.sqrt(2.0 / i))
+        w1, w2 = rng.normal(0, gain(3, hidden), (3, hidden)), rng.normal(0, gain(hidden, 1), (hidden, 1))
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    losses = []
+    for epoch in range(EPOCHS):
+        hidden_out = sigmoid(X.dot(w1))
+        out = sigmoid(hidden_out.dot(w2))
+        if epoch % LOG_EVERY == 0:
+            losses.append(float(np.mean((Y - out) ** 2)))
+            if report is not None:
+                report({"mse": losses[-1], "epoch": epoch})
+        d_out = (Y - out) * out * (1 - out)
+        d_hidden = d_out.dot(w2.T) * hidden_out * (1 - hidden_out)
+        w2 += hidden_out.T.dot(d_out) * lr
+        w1 += X.T.dot(d_hidden) * lr
+    return losses
+
+
+def bench_ours(workdir: Path) -> dict[str, float]:
+    """The real command in a subprocess, then the in-process split on a second fresh store."""
+    store = f"sqlite:///{workdir / 'ours.db'}"
+    clock = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "sweeps", "run", str(CARD), "--tracking-uri", store,
+         "--out", str(workdir / "ours"), "--no-progress"],
+        check=True, cwd=workdir, stdout=subprocess.DEVNULL,
+    )
+    wall = time.perf_counter() - clock
+    split = subprocess.run(
+        [sys.executable, "-c", (
+            "import json, sys; from sweeps.run import run_sweep; "
+            "o = run_sweep(sys.argv[1], tracking_uri=sys.argv[2], out=sys.argv[3], progress=False); "
+            "print(json.dumps(o.timings))"
+        ), str(CARD), f"sqlite:///{workdir / 'split.db'}", str(workdir / "split")],
+        check=True, cwd=workdir, capture_output=True, text=True,
+    )
+    return {"wall": wall, **json.loads(split.stdout.strip().splitlines()[-1])}
+
+
+def bench_plain_ray(workdir: Path) -> dict[str, float]:
+    """Baseline (a): one Ray task per variant, one MLflow child run per variant."""
+    import ray
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    clock = time.perf_counter()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    train = ray.remote(article_train)
+    client = MlflowClient(f"sqlite:///{workdir / 'plain.db'}")
+    experiment = client.create_experiment("plain")
+    parent = client.create_run(experiment).info.run_id
+    startup = time.perf_counter() - clock
+
+    variants = grid()
+    pending = {train.remote(**v): v for v in variants}
+    logging = 0.0
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        variant, losses = pending.pop(done[0]), ray.get(done[0])
+        tick = time.perf_counter()
+        run = client.create_run(experiment, tags={"mlflow.parentRunId": parent})
+        now = int(time.time() * 1000)
+        metrics = [Metric("mse", loss, now, step * LOG_EVERY) for step, loss in enumerate(losses)]
+        params = [Param(name, str(value)) for name, value in variant.items()]
+        client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        client.set_terminated(run.info.run_id)
+        logging += time.perf_counter() - tick
+    client.set_terminated(parent)
+    wall = time.perf_counter() - clock
+    ray.shutdown()
+    return {"wall": wall, "startup": startup, "logging": logging, "training": wall - startup - logging}
+
+
+def bench_tune(workdir: Path, trials: int) -> dict[str, float]:
+    """Baseline (b): Ray Tune with MLflowLoggerCallback on `trials` points spread over the grid."""
+    import ray
+    from ray import tune
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    points = grid()[:: max(1, len(grid()) // trials)][:trials]
+
+    def trainable(config):
+        article_train(**points[config["i"]], report=tune.report)
+
+    clock = time.perf_counter()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space={"i": tune.grid_search(list(range(len(points))))},
+        run_config=tune.RunConfig(
+            storage_path=str(workdir / "tune"), verbose=0,
+            callbacks=[MLflowLoggerCallback(
+                tracking_uri=f"sqlite:///{workdir / 'tune.db'}", experiment_name="tune")],
+        ),
+    ).fit()
+    wall = time.perf_counter() - clock
+    ray.shutdown()
+    return {"wall": wall, "trials": len(points), "per_trial": wall / len(points)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tune-trials", type=int, default=24)
+    parser.add_argument("--skip-tune", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    n = len(grid())
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        ours = bench_ours(workdir)
+        print(f"ours   `sweeps run configs/card.yaml`: {ours['wall']:.1f} s for {n} variants "
+              f"(in-process split: start-up {ours['startup']:.1f} s, training+logging "
+              f"{ours['train_and_log']:.1f} s of which driver logging {ours['logging']:.1f} s, "
+              f"tables+plots {ours['results']:.1f} s)")
+        plain = bench_plain_ray(workdir)
+        print(f"(a)    one Ray task + one MLflow child per variant: {plain['wall']:.1f} s "
+              f"(start-up {plain['startup']:.1f} s, training {plain['training']:.1f} s, "
+              f"logging {plain['logging']:.1f} s)")
+        print(f"       ratio (a) / ours: {plain['wall'] / ours['wall']:.1f}x")
+        if not args.skip_tune:
+            tune_run = bench_tune(workdir, args.tune_trials)
+            scaled = tune_run["per_trial"] * n
+            print(f"(b)    Ray Tune + MLflowLoggerCallback: {tune_run['wall']:.1f} s for "
+                  f"{tune_run['trials']} trials = {tune_run['per_trial']:.2f} s/trial; "
+                  f"scaled to {n} trials: {scaled:.0f} s (a subset, scaled per trial)")
+            print(f"       ratio (b) / ours: {scaled / ours['wall']:.0f}x")
+
+
+if __name__ == "__main__":
+    main()

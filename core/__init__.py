@@ -1,0 +1,20 @@
+"""core: pure-NumPy backpropagation for populations of small MLPs.
+
+Every array carries a leading population axis K (a single network is K = 1).
+"""
+from .activations import ACTIVATIONS, Activation
+from .gradcheck import analytic_gradients, check_gradients, numerical_gradients
+from .init import INITIALIZERS, init_params
+from .losses import (CLASSIFICATION_LOSSES, LOSSES, SUPPORTED_PAIRS, Loss, check_output_loss,
+                     loss_value, output_delta)
+from .network import MLP, Params, backward, forward, predict
+from .optim import OPTIMIZERS, OptimizerSpec
+from .train import DIVERGENCE_FACTOR, TrainResult, train
+
+__all__ = [
+    "ACTIVATIONS", "Activation", "INITIALIZERS", "LOSSES", "Loss", "OPTIMIZERS",
+    "SUPPORTED_PAIRS", "CLASSIFICATION_LOSSES", "DIVERGENCE_FACTOR",
+    "MLP", "Params", "OptimizerSpec", "TrainResult",
+    "init_params", "forward", "backward", "predict", "train", "loss_value", "output_delta",
+    "check_output_loss", "check_gradients", "numerical_gradients", "analytic_gradients",
+]

@@ -1,0 +1,153 @@
+"""Activation functions, each beside its derivative.
+
+Every function works on arrays of any shape; the population code calls them on
+``(K, n, features)`` views. ``fn(Z, out)`` may write into ``out`` (which may be
+``Z`` itself). Derivatives are written in terms of the forward *output* ``A``
+(``sigmoid: A * (1 - A)``), as the seed article does, so the pre-activation never
+has to be kept. ``softmax`` is not elementwise: it is only allowed as an output
+activation paired with ``cross_entropy`` (see ``core.losses.SUPPORTED_PAIRS``).
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+LEAKY_SLOPE = 0.01
+
+
+class Activation(NamedTuple):
+    """One activation.
+
+    Attributes
+    ----------
+    fn : callable ``fn(Z, out=None) -> A``
+    deriv : callable ``deriv(A, out=None) -> dA/dZ`` from the output, or None
+        (softmax: its Jacobian is not diagonal).
+    elementwise : bool
+        False only for softmax.
+    identity_deriv : bool
+        True when ``dA/dZ == 1`` (backprop skips the multiply).
+    fn_of_neg : callable ``fn_of_neg(negZ, out=None) -> A`` or None
+        The activation from the negated pre-activation, where that saves a pass.
+    """
+
+    fn: Callable
+    deriv: Callable | None
+    elementwise: bool = True
+    identity_deriv: bool = False
+    fn_of_neg: Callable | None = None
+
+
+def _out(Z, out):
+    return np.empty_like(Z) if out is None else out
+
+
+def sigmoid(Z, out=None):
+    """Logistic ``1 / (1 + exp(-Z))`` that never overflows (see :func:`sigmoid_of_neg`)."""
+    out = np.negative(Z, out=_out(Z, out))
+    return sigmoid_of_neg(out, out=out)
+
+
+def sigmoid_of_neg(negZ, out=None):
+    """Sigmoid of ``Z`` given ``negZ = -Z``: ``1 / (1 + exp(negZ))``.
+
+    ``negZ`` is capped at ``log(finfo(dtype).max)`` before ``exp`` so it never overflows;
+    the result there is below the smallest normal number anyway, so nothing is lost.
+    Below the cap the arithmetic is exactly the article's ``1 / (1 + np.exp(-x))``.
+    The network computes ``-Z`` for free where it can (``(-X) @ W``), saving a pass.
+    """
+    out = np.minimum(negZ, _log_max(negZ.dtype), out=_out(negZ, out))
+    np.exp(out, out=out)
+    out += 1.0
+    return np.reciprocal(out, out=out)
+
+
+def sigmoid_deriv(A, out=None):
+    """``A * (1 - A)`` (the article's ``sigmoid_derivative``)."""
+    out = _out(A, out)
+    np.subtract(1.0, A, out=out)
+    return np.multiply(A, out, out=out)
+
+
+def tanh(Z, out=None):
+    return np.tanh(Z, out=_out(Z, out))
+
+
+def tanh_deriv(A, out=None):
+    """``1 - A**2``."""
+    out = np.multiply(A, A, out=_out(A, out))
+    return np.subtract(1.0, out, out=out)
+
+
+def relu(Z, out=None):
+    return np.maximum(Z, 0.0, out=_out(Z, out))
+
+
+def relu_deriv(A, out=None):
+    """``1`` where ``A > 0`` else ``0``."""
+    return np.greater(A, 0.0, out=_out(A, out), casting="unsafe")
+
+
+def leaky_relu(Z, out=None):
+    """``Z`` where positive, else ``LEAKY_SLOPE * Z``."""
+    out = _out(Z, out)
+    if out is Z:
+        Z = Z.copy()
+    np.multiply(Z, LEAKY_SLOPE, out=out)
+    return np.maximum(Z, out, out=out)
+
+
+def leaky_relu_deriv(A, out=None):
+    """``1`` where ``A > 0`` else ``LEAKY_SLOPE``."""
+    out = np.greater(A, 0.0, out=_out(A, out), casting="unsafe")
+    out *= 1.0 - LEAKY_SLOPE
+    out += LEAKY_SLOPE
+    return out
+
+
+def identity(Z, out=None):
+    if out is None:
+        return Z.copy()
+    if out is not Z:
+        out[...] = Z
+    return out
+
+
+def identity_deriv(A, out=None):
+    out = _out(A, out)
+    out.fill(1.0)
+    return out
+
+
+def softmax(Z, out=None):
+    """Softmax over the last axis, shape ``(..., n_classes)``; subtracts the row max."""
+    out = _out(Z, out)
+    np.subtract(Z, Z.max(axis=-1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
+
+
+_LOG_MAX: dict = {}
+
+
+def _log_max(dtype) -> float:
+    """``log(finfo(dtype).max)``: the largest argument ``exp`` takes without overflow."""
+    v = _LOG_MAX.get(dtype)
+    if v is None:
+        v = _LOG_MAX[dtype] = float(np.log(np.finfo(dtype).max))
+    return v
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "sigmoid": Activation(sigmoid, sigmoid_deriv, fn_of_neg=sigmoid_of_neg),
+    "tanh": Activation(tanh, tanh_deriv),
+    "relu": Activation(relu, relu_deriv),
+    "leaky_relu": Activation(leaky_relu, leaky_relu_deriv),
+    "identity": Activation(identity, identity_deriv, identity_deriv=True),
+    "softmax": Activation(softmax, None, elementwise=False),
+}
+
+#: Activations allowed in hidden layers (elementwise ones).
+HIDDEN_ACTIVATIONS = frozenset(k for k, a in ACTIVATIONS.items() if a.elementwise)

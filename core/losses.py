@@ -1,0 +1,149 @@
+"""Losses: value per variant and the gradient at the output pre-activation.
+
+Shapes: network output ``out`` is ``(K, n, n_out)``; targets ``Y`` are ``(n, n_out)``
+and shared by the population (any array broadcasting against ``out`` works).
+
+Every supported (output activation, loss) pair has the output delta
+``dZ = scale * (out - Y) * g``, where ``g = act'(out)`` for squared errors on a
+non-identity output and ``g = 1`` for the fused pairs (identity + squared error,
+sigmoid + bce, softmax + cross_entropy). ``SUPPORTED_PAIRS`` is that table; anything
+else is rejected by :func:`check_output_loss`.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from .activations import ACTIVATIONS
+
+
+def _eps(out) -> float:
+    return float(np.finfo(out.dtype).eps)
+
+
+def half_sse(out, Y):
+    """``0.5 * sum((out - Y)**2)`` per variant: the loss the article's update descends."""
+    r = out - Y
+    return 0.5 * np.einsum("...no,...no->...", r, r)
+
+
+def mse(out, Y):
+    """``mean((out - Y)**2)`` over samples and outputs (the article's ``calculate_loss``)."""
+    r = out - Y
+    return np.einsum("...no,...no->...", r, r) / (out.shape[-2] * out.shape[-1])
+
+
+def bce(out, Y):
+    """Binary cross-entropy, mean over samples and outputs; ``out`` clipped to ``[eps, 1-eps]``."""
+    p = np.clip(out, _eps(out), 1.0 - _eps(out))
+    ll = Y * np.log(p) + (1.0 - Y) * np.log1p(-p)
+    return -ll.mean(axis=(-2, -1))
+
+
+def cross_entropy(out, Y):
+    """Categorical cross-entropy of softmax outputs vs one-hot ``Y``, mean over samples."""
+    p = np.clip(out, _eps(out), 1.0)
+    return -(Y * np.log(p)).sum(axis=-1).mean(axis=-1)
+
+
+class Loss(NamedTuple):
+    """One loss.
+
+    Attributes
+    ----------
+    value : callable ``value(out, Y) -> (K,)``
+    scale : callable ``scale(n, n_out) -> float``; ``dL/dout = scale * (out - Y)`` for
+        squared errors, and ``dL/dZ = scale * (out - Y)`` for the fused pairs.
+    """
+
+    value: Callable
+    scale: Callable
+
+
+LOSSES: dict[str, Loss] = {
+    "half_sse": Loss(half_sse, lambda n, o: 1.0),
+    "mse": Loss(mse, lambda n, o: 2.0 / (n * o)),
+    "bce": Loss(bce, lambda n, o: 1.0 / (n * o)),
+    "cross_entropy": Loss(cross_entropy, lambda n, o: 1.0 / n),
+}
+
+CLASSIFICATION_LOSSES = frozenset({"bce", "cross_entropy"})
+SQUARED_LOSSES = frozenset({"half_sse", "mse"})
+
+#: Pairs whose delta needs no activation derivative: ``dZ = scale * (out - Y)``.
+FUSED_PAIRS = frozenset({
+    ("identity", "half_sse"), ("identity", "mse"),
+    ("sigmoid", "bce"), ("softmax", "cross_entropy"),
+})
+
+#: Every (output_activation, loss) pair the gradient code supports.
+SUPPORTED_PAIRS = FUSED_PAIRS | frozenset(
+    (a, l) for a, act in ACTIVATIONS.items() if act.elementwise for l in SQUARED_LOSSES
+)
+
+
+def check_output_loss(output_activation: str, loss: str) -> None:
+    """Raise ValueError unless ``(output_activation, loss)`` is in ``SUPPORTED_PAIRS``."""
+    if output_activation not in ACTIVATIONS:
+        raise ValueError(f"unknown output activation {output_activation!r}; "
+                         f"choose from {sorted(ACTIVATIONS)}")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSSES)}")
+    if (output_activation, loss) not in SUPPORTED_PAIRS:
+        ok = sorted(l for a, l in SUPPORTED_PAIRS if a == output_activation)
+        raise ValueError(
+            f"output activation {output_activation!r} cannot be trained with loss {loss!r}: "
+            f"the gradient code supports {output_activation!r} only with {ok} "
+            f"(bce needs a sigmoid output, cross_entropy a softmax output)")
+
+
+def loss_value(loss: str, out, Y) -> np.ndarray:
+    """Loss per variant.
+
+    Parameters
+    ----------
+    loss : str
+        A key of ``LOSSES``.
+    out : ndarray, shape (K, n, n_out)
+    Y : ndarray, shape (n, n_out)
+
+    Returns
+    -------
+    ndarray, shape (K,)
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSSES)}")
+    return LOSSES[loss].value(out, Y)
+
+
+def delta_fn(loss: str, output_activation: str, n: int, n_out: int):
+    """A function ``f(out, Y, dZ, tmp)`` writing ``dL/dZ_out`` for batches of n samples.
+
+    ``out``, ``dZ`` and scratch ``tmp`` are (K, n, n_out) arrays (views allowed); ``Y``
+    broadcasts against them. Resolved once so the training loop pays no lookups.
+    """
+    check_output_loss(output_activation, loss)
+    scale = LOSSES[loss].scale(n, n_out)
+    act = ACTIVATIONS[output_activation]
+    deriv = None if (output_activation, loss) in FUSED_PAIRS or act.identity_deriv else act.deriv
+    subtract = np.subtract
+
+    def f(out, Y, dZ, tmp):
+        subtract(out, Y, out=dZ)                     # (K, n, n_out)
+        if scale != 1.0:
+            dZ *= scale
+        if deriv is not None:
+            dZ *= deriv(out, out=tmp)
+        return dZ
+    return f
+
+
+def output_delta(loss: str, output_activation: str, out, Y, dZ=None, tmp=None):
+    """``dL/dZ_out`` for outputs ``out`` (K, n, n_out) and targets ``Y`` (n, n_out).
+
+    Written into ``dZ`` when given (same shape as ``out``; ``tmp`` is optional scratch).
+    """
+    dZ = np.empty_like(out) if dZ is None else dZ
+    f = delta_fn(loss, output_activation, out.shape[-2], out.shape[-1])
+    return f(out, Y, dZ, tmp)

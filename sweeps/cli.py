@@ -1,0 +1,194 @@
+"""The `sweeps` command line: parse, call the library, print.
+
+Light commands (`validate`, `plan`, `--help`) never import Ray, MLflow or pandas; the
+heavy modules are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    name="sweeps",
+    help="Hyperparameter sweeps of NumPy backprop networks on Ray, tracked in MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+BAD_INPUT = 2
+
+FileArg = typer.Argument(..., help="Sweep file (YAML).", show_default=False)
+TrackingUriOpt = typer.Option(
+    None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+    help="MLflow tracking URI [default: sqlite:///mlflow.db in the working directory].",
+)
+AddressOpt = typer.Option(
+    None, "--address", envvar="RAY_ADDRESS",
+    help="Ray cluster to join [default: a local Ray instance started for the run].",
+)
+
+
+def _fail(lines: list[str] | str, code: int = BAD_INPUT) -> None:
+    """Print each problem on its own line to stderr and exit without a traceback."""
+    for line in [lines] if isinstance(lines, str) else lines:
+        typer.echo(line, err=True)
+    raise typer.Exit(code)
+
+
+def _load(file: Path):
+    """Load and validate a sweep file, exiting with status 2 on any problem."""
+    from sweeps.config import ConfigError
+    from sweeps.sweep import load_sweep
+
+    try:
+        return load_sweep(file)
+    except ConfigError as error:
+        _fail(error.problems)
+
+
+@app.command()
+def validate(file: Path = FileArg) -> None:
+    """Check a sweep file: prints ok or one line per problem (exit 2)."""
+    sweep = _load(file)
+    typer.echo(f"ok: {file} ({len(sweep.variants)} variants)")
+
+
+@app.command()
+def plan(
+    file: Path = FileArg,
+    workers: int = typer.Option(2, min=1, help="Ray workers the packs are split for."),
+) -> None:
+    """Show the variants, how they are packed into Ray tasks, and the work estimate."""
+    from sweeps.plan import describe, make_packs
+
+    sweep = _load(file)
+    typer.echo(describe(sweep, make_packs(sweep, workers=workers), workers=workers))
+
+
+@app.command()
+def run(
+    file: Path = FileArg,
+    tracking_uri: Optional[str] = TrackingUriOpt,
+    address: Optional[str] = AddressOpt,
+    executor: str = typer.Option("ray", help="ray: Ray tasks; serial: the same packs in-process."),
+    out: Optional[Path] = typer.Option(
+        None, help="Results directory [default: sweep-results/<name>/]."
+    ),
+    fresh: bool = typer.Option(False, "--fresh", help="Start a new parent run instead of resuming."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Train every variant (Ray tasks) and log it all to MLflow; resumes an unfinished sweep."""
+    if executor not in ("ray", "serial"):
+        _fail(f"--executor: expected 'ray' or 'serial', got {executor!r}")
+    sweep = _load(file)
+    from sweeps.run import SweepInterrupted, run_sweep
+
+    try:
+        outcome = run_sweep(
+            sweep, tracking_uri=tracking_uri, address=address, executor=executor,
+            out=out, fresh=fresh, progress=progress,
+        )
+    except SweepInterrupted as stop:
+        typer.echo(f"\n{stop}", err=True)
+        raise typer.Exit(stop.exit_code)
+    typer.echo(outcome.report())
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def summary(
+    file: Optional[Path] = typer.Argument(None, help="Sweep file whose experiment to summarize."),
+    experiment: Optional[str] = typer.Option(None, help="MLflow experiment name (instead of FILE)."),
+    tracking_uri: Optional[str] = TrackingUriOpt,
+    over: str = typer.Option("seed", help="Setting aggregated over."),
+    metric: Optional[str] = typer.Option(None, help="Metric to rank by [default: test_loss]."),
+    top: int = typer.Option(10, min=1, help="Rows to show."),
+    csv: Optional[Path] = typer.Option(None, help="Also write the whole summary as CSV."),
+) -> None:
+    """Summarize a sweep from MLflow: one row per group with seeds aggregated, best first."""
+    if (file is None) == (experiment is None):
+        _fail("give either a sweep FILE or --experiment NAME")
+    name = experiment if file is None else _load(file).name
+    from sweeps import results
+
+    try:
+        frame = results.load_runs(name, tracking_uri=tracking_uri)
+        table = results.summarize(frame, over=over, metric=metric)
+    except (LookupError, ValueError) as error:
+        _fail(str(error))
+    if csv is not None:
+        table.to_csv(csv, index=False)
+    typer.echo(results.format_summary(table, top=top))
+
+
+@app.command()
+def ui(
+    tracking_uri: Optional[str] = TrackingUriOpt,
+    port: int = typer.Option(5000, help="Port on 127.0.0.1."),
+) -> None:
+    """Start the MLflow UI on 127.0.0.1 for the sweep's tracking store."""
+    from sweeps.ui import serve
+
+    serve(tracking_uri, port=port)
+
+
+@app.command()
+def submit(
+    file: Path = FileArg,
+    address: str = typer.Option(..., help="Ray job server, e.g. http://127.0.0.1:8265."),
+    tracking_uri: Optional[str] = TrackingUriOpt,
+    follow: bool = typer.Option(False, "--follow", help="Stream the job's logs until it ends."),
+) -> None:
+    """Submit a sweep to a Ray cluster as a Ray Job; prints the job id."""
+    _load(file)
+    from sweeps.submit import SubmitError, status as job_status, submit as submit_job
+
+    try:
+        job_id = submit_job(file, address, tracking_uri=tracking_uri, follow=follow)
+        final = job_status(job_id, address) if follow else None
+    except SubmitError as error:
+        _fail(str(error))
+    typer.echo(job_id)
+    if final not in (None, "SUCCEEDED"):
+        _fail(f"{job_id}: {final}", code=1)
+
+
+@app.command()
+def status(
+    job: str = typer.Argument(..., help="Job id printed by `sweeps submit`."),
+    address: str = typer.Option(..., help="Ray job server, e.g. http://127.0.0.1:8265."),
+) -> None:
+    """Show a submitted sweep's status."""
+    from sweeps.submit import SubmitError, status as job_status
+
+    try:
+        typer.echo(job_status(job, address))
+    except SubmitError as error:
+        _fail(str(error))
+
+
+@app.command()
+def stop(
+    job: str = typer.Argument(..., help="Job id printed by `sweeps submit`."),
+    address: str = typer.Option(..., help="Ray job server, e.g. http://127.0.0.1:8265."),
+) -> None:
+    """Stop a submitted sweep."""
+    from sweeps.submit import SubmitError, stop as stop_job
+
+    try:
+        typer.echo(stop_job(job, address))
+    except SubmitError as error:
+        _fail(str(error))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,634 @@
+"""The sweep file schema: YAML text -> a validated `SweepConfig`, or every problem at once.
+
+A sweep file names a data set, a network, how to train it, and (under `search`) which settings
+to vary. This module is the one place where that file is checked:
+
+- `parse_yaml` reads the text with a safe loader (no tags, no code) and remembers the line of
+  every key, so each problem can point at its line; duplicate keys are problems too.
+- the pydantic models below (`extra="forbid"`, strict types) hold the schema, its defaults and
+  ranges; allowed names come from the core registries.
+- `check_search` validates `search.parameters`: every path must name a setting, and every value
+  of a swept setting passes the same rules as the setting itself.
+- `check_variant` holds the rules that need a resolved variant and its data set (output layer
+  against loss, a classification loss on a regression target, batch size against the training
+  rows, ...). `sweeps.sweep.load_sweep` runs them after the data is loaded.
+
+Problems are collected as `Problem(loc, message)` and turned into lines
+"<file>: <key.path>: <message> (line N)" by `format_problems`; `ConfigError.problems` holds them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import reprlib
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Optional
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+import core
+
+MAX_VARIANTS = 100_000
+SCALES = ("none", "standard", "minmax")
+TASKS = ("regression", "classification")
+METHODS = ("grid", "random")
+DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform")
+# Optimizer constants and the optimizers that read them (lr and weight_decay: all of them).
+USED_BY = {
+    "train.momentum": ("momentum",),
+    "train.nesterov": ("momentum",),
+    "train.beta1": ("adam",),
+    "train.beta2": ("adam",),
+    "train.eps": ("adam",),
+}
+
+
+class ConfigError(Exception):
+    """A sweep file that cannot be used. `problems`: one line each, "<file>: <key.path>: <what>"."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem at a location in the file: loc is a key path such as ("train", "lr")."""
+
+    loc: tuple
+    message: str
+
+
+def suggest(word: object, choices, *, cutoff: float = 0.6) -> str:
+    """"; did you mean 'x'?" for the closest choice, or "" when none is close."""
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=cutoff)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 2, 4, 3, 40
+
+
+def show(value: object, limit: int = 40) -> str:
+    """A short repr of a value from the file, for messages (bounded, even for huge values)."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Allowed names, from the core registries
+
+
+def _one_of(kind: str, names):
+    """An AfterValidator that accepts only `names()` and suggests the closest one otherwise."""
+
+    def check(value: str) -> str:
+        allowed = tuple(names())
+        if value not in allowed:
+            raise ValueError(
+                f"unknown {kind} {value!r}{suggest(value, allowed)} (one of: {', '.join(allowed)})"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+HiddenActivation = Annotated[
+    str, _one_of("activation", lambda: [n for n in core.ACTIVATIONS if n != "softmax"])
+]
+OutputActivation = Annotated[str, _one_of("output activation", lambda: core.ACTIVATIONS)]
+LossName = Annotated[str, _one_of("loss", lambda: core.LOSSES)]
+InitName = Annotated[str, _one_of("initializer", lambda: core.INITIALIZERS)]
+OptimizerName = Annotated[str, _one_of("optimizer", lambda: core.OPTIMIZERS)]
+
+
+def _hidden(value: Any) -> tuple[int, ...]:
+    """hidden: an int (one layer) or a non-empty list of ints, each >= 1."""
+    layers = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if (
+        not isinstance(layers, (list, tuple))
+        or not layers
+        or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in layers)
+    ):
+        raise ValueError(
+            f"expected a layer size >= 1 or a non-empty list of them (e.g. 4 or [8, 8]), "
+            f"got {show(value)}"
+        )
+    return tuple(layers)
+
+
+def _target(value: Any) -> Optional[tuple[str, ...]]:
+    """target: a column name or a non-empty list of distinct column names."""
+    if value is None:
+        return None
+    columns = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(columns, (list, tuple))
+        or not columns
+        or any(not isinstance(c, str) or not c for c in columns)
+    ):
+        raise ValueError(f"expected a column name or a list of column names, got {show(value)}")
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"a column is named twice in {show(value)}")
+    return tuple(columns)
+
+
+Hidden = Annotated[tuple[int, ...], BeforeValidator(_hidden)]
+Target = Annotated[Optional[tuple[str, ...]], BeforeValidator(_target)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+PositiveInt = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The schema
+
+
+class _Strict(BaseModel):
+    # Strict: "0.1" is not a number, 2.0 is not an int, "yes" is not a bool (YAML's yes is).
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+class DataConfig(_Strict):
+    """Which data set, how it is split and scaled. None means the data set's own default."""
+
+    source: Annotated[str, Field(min_length=1)] = "article"
+    target: Target = None
+    test_fraction: Optional[Fraction] = None
+    scale: Optional[Literal["none", "standard", "minmax"]] = None
+    target_scale: Literal["none", "standard", "minmax"] = "none"
+    task: Optional[Literal["regression", "classification"]] = None
+
+
+class ModelConfig(_Strict):
+    hidden: Hidden = (4,)
+    activation: HiddenActivation = "sigmoid"
+    output_activation: OutputActivation = "sigmoid"
+    bias: bool = False
+    init: InitName = "uniform01"
+
+
+class TrainConfig(_Strict):
+    loss: LossName = "half_sse"
+    optimizer: OptimizerName = "sgd"
+    lr: PositiveFloat = 0.1
+    momentum: Fraction = 0.9
+    nesterov: bool = False
+    beta1: Fraction = 0.9
+    beta2: Fraction = 0.999
+    eps: PositiveFloat = 1e-8
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    epochs: PositiveInt = 10000
+    batch_size: Optional[PositiveInt] = None
+    log_every: PositiveInt = 100
+    dtype: Literal["float64", "float32"] = "float64"
+
+
+class Settings(_Strict):
+    """Everything a single variant needs (the file without `search`)."""
+
+    name: Optional[Annotated[str, Field(min_length=1)]] = None
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    seed: Seed = 42
+    data_seed: Seed = 0
+
+
+class Distribution(_Strict):
+    """A random-search range: log_uniform and uniform draw floats, int_uniform whole numbers
+    (both ends included)."""
+
+    distribution: Literal["log_uniform", "uniform", "int_uniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _range(self) -> "Distribution":
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        if self.distribution == "log_uniform" and self.low <= 0:
+            raise ValueError(f"log_uniform needs low > 0, got {self.low:g}")
+        if self.distribution == "int_uniform" and not (
+            float(self.low).is_integer() and float(self.high).is_integer()
+        ):
+            raise ValueError("int_uniform needs whole numbers for low and high")
+        return self
+
+
+class SearchConfig(_Strict):
+    method: Literal["grid", "random"] = "grid"
+    # dotted setting path -> list of values, or a Distribution (random search); checked by
+    # check_search, which replaces the raw values by validated ones.
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    samples: Optional[PositiveInt] = None
+    random_seed: Optional[Seed] = None
+
+
+class SweepConfig(Settings):
+    """A whole sweep file."""
+
+    search: Optional[SearchConfig] = None
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+# Every setting a variant resolves, as a dotted path, in schema order.
+SETTING_PATHS: tuple[str, ...] = tuple(
+    f"{section}.{field}" for section, model in SECTIONS.items() for field in model.model_fields
+) + ("seed", "data_seed")
+FLOAT_SETTINGS = frozenset(
+    {"data.test_fraction", "train.lr", "train.momentum", "train.beta1", "train.beta2",
+     "train.eps", "train.weight_decay"}
+)
+INT_SETTINGS = frozenset(
+    {"model.hidden", "train.epochs", "train.batch_size", "train.log_every", "seed", "data_seed"}
+)
+
+
+def get_setting(settings: Settings, path: str) -> Any:
+    """The value of a dotted setting path on a validated model."""
+    value = settings
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def coerce(path: str, value: Any) -> Any:
+    """A value drawn from a distribution in the form the setting stores (hidden: a tuple)."""
+    return _hidden(value) if path == "model.hidden" else value
+
+
+def flatten(settings: Settings) -> dict[str, Any]:
+    """Dotted path -> value for every setting (data defaults still None where unresolved)."""
+    return {path: get_setting(settings, path) for path in SETTING_PATHS}
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads 1e-3 as a float (YAML 1.1 wants 1.0e-3)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str) -> tuple[Any, dict[tuple, int], list[Problem]]:
+    """Parse YAML safely: (data, line of every key path, problems).
+
+    A syntax error is a problem located at ("line L, column C",), and data is None; duplicate
+    keys are problems too, but the data (last value wins) is still returned for checking.
+    """
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        lines: dict[tuple, int] = {}
+        problems: list[Problem] = []
+        if node is not None:
+            _walk(node, (), lines, problems, set())
+        data = loader.construct_document(node) if node is not None else None
+        return data, lines, problems
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "yaml"
+        what = " ".join(str(p) for p in (error.context, error.problem) if p)
+        return None, {}, [Problem((where,), f"invalid YAML: {what}")]
+    except yaml.YAMLError as error:
+        return None, {}, [Problem(("yaml",), f"invalid YAML: {error}")]
+    finally:
+        loader.dispose()
+
+
+def _walk(node: yaml.Node, loc: tuple, lines: dict, problems: list[Problem], done: set) -> None:
+    """Record the line of each key / list item; report duplicate keys. An aliased node is
+    walked once (nested aliases would otherwise take exponential time)."""
+    if id(node) in done:
+        return
+    done.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            line = key_node.start_mark.line + 1
+            if key in seen and key != "<<":
+                problems.append(Problem(loc + (key,), f"duplicate key (first at line {seen[key]})"))
+            seen.setdefault(key, line)
+            lines.setdefault(loc + (key,), line)
+            _walk(value_node, loc + (key,), lines, problems, done)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.setdefault(loc + (i,), item.start_mark.line + 1)
+            _walk(item, loc + (i,), lines, problems, done)
+
+
+# ---------------------------------------------------------------------------------------------
+# Problems -> lines
+
+
+def loc_text(loc: tuple) -> str:
+    """("search", "parameters", "train.lr", 2) -> "search.parameters.train.lr[2]"."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "(file)"
+
+
+def format_problems(file: str, problems: list[Problem], lines: dict[tuple, int]) -> list[str]:
+    """One line per problem, each once, ordered by line in the file (stable)."""
+    located = []
+    for problem in problems:
+        line = None
+        for n in range(len(problem.loc), 0, -1):  # the deepest part of the path that has a line
+            key = tuple(str(p) if not isinstance(p, int) else p for p in problem.loc[:n])
+            if key in lines:
+                line = lines[key]
+                break
+        text = f"{file}: {loc_text(problem.loc)}: {problem.message}"
+        if line is not None:
+            text += f" (line {line})"
+        located.append((line if line is not None else 0, text))
+    out: list[str] = []
+    for _, text in sorted(located, key=lambda item: item[0]):
+        if text not in out:
+            out.append(text)
+    return out
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> Optional[list[str]]:
+    """The keys allowed in the mapping at `loc` (a path below `model`), if it is a model."""
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        candidates = getattr(annotation, "__args__", ()) + (annotation,)  # Optional[X] too
+        model = next((a for a in candidates
+                      if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return None
+    return list(model.model_fields)
+
+
+def pydantic_problems(error: ValidationError, model: type[BaseModel],
+                      prefix: tuple = ()) -> list[Problem]:
+    """Translate pydantic's errors into Problems with readable messages."""
+    problems = []
+    for err in error.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if p != "[key]")
+        kind, given = err["type"], err.get("input")
+        if kind == "extra_forbidden":
+            allowed = _fields_at(model, loc[:-1]) or []
+            key = loc[-1]
+            hint = suggest(key, allowed)
+            if not hint:  # a setting written in the wrong section: lr at the top level
+                near = [p for p in SETTING_PATHS if p.split(".")[-1] == key]
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+            message = f"unknown key{hint} (allowed here: {', '.join(allowed)})"
+        elif kind == "missing":
+            message = "required"
+        elif kind in ("model_type", "model_attributes_type", "dict_type"):
+            message = f"expected a mapping of keys, got {show(given)}"
+        elif kind == "value_error":
+            message = str(err["ctx"]["error"])
+        else:
+            message = f"{err['msg'][0].lower()}{err['msg'][1:]}, got {show(given)}"
+        problems.append(Problem(prefix + loc, message))
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# search.parameters
+
+
+def _nested(path: str, value: Any) -> dict:
+    """"train.lr", 0.1 -> {"train": {"lr": 0.1}}."""
+    out: Any = value
+    for part in reversed(path.split(".")):
+        out = {part: out}
+    return out
+
+
+def check_value(path: str, value: Any) -> tuple[Any, list[tuple[tuple, str]]]:
+    """Validate one value for a setting with the setting's own rules.
+
+    Returns (normalized value, [(loc below the setting, message), ...]).
+    """
+    try:
+        settings = Settings.model_validate(_nested(path, value))
+    except ValidationError as error:
+        depth = len(path.split("."))
+        found = [
+            (p.loc[depth:], p.message)
+            for p in pydantic_problems(error, Settings)
+            if loc_text(p.loc[:depth]) == path
+        ]
+        return None, found or [((), "invalid value")]
+    return get_setting(settings, path), []
+
+
+def check_search(config: SweepConfig) -> tuple[SweepConfig, list[Problem]]:
+    """Validate search.parameters; return the config with normalized values, and the problems."""
+    search = config.search
+    if search is None:
+        return config, []
+    problems: list[Problem] = []
+    base = ("search", "parameters")
+    random = search.method == "random"
+    parameters: dict[str, Any] = {}
+    for path, values in search.parameters.items():
+        loc = base + (path,)
+        if path not in SETTING_PATHS:
+            if path == "name":
+                message = "the sweep name cannot be swept"
+            elif path in SECTIONS:
+                example = next(iter(SECTIONS[path].model_fields))
+                message = f"names a section, not a setting (e.g. {path}.{example})"
+            else:
+                message = f"names no setting{suggest(path, SETTING_PATHS)}"
+            problems.append(Problem(loc, message))
+            continue
+        if isinstance(values, list):
+            if not values:
+                problems.append(Problem(loc, "empty list of values"))
+                continue
+            good = []
+            for i, value in enumerate(values):
+                normal, found = check_value(path, value)
+                problems += [Problem(loc + (i,) + sub, message) for sub, message in found]
+                if not found:
+                    if normal in good:
+                        problems.append(Problem(loc + (i,), f"duplicate value {show(value)}"))
+                    good.append(normal)
+            parameters[path] = good
+        elif isinstance(values, dict):
+            if not random:
+                problems.append(Problem(loc, "a distribution needs search.method: random; "
+                                             "grid search takes a list of values"))
+                continue
+            try:
+                dist = Distribution.model_validate(values)
+            except ValidationError as error:
+                problems += pydantic_problems(error, Distribution, loc)
+                continue
+            numeric = FLOAT_SETTINGS | INT_SETTINGS
+            if path not in numeric:
+                problems.append(Problem(loc, f"a distribution needs a numeric setting; "
+                                             f"{path} takes a list of choices"))
+                continue
+            if path in INT_SETTINGS and dist.distribution != "int_uniform":
+                problems.append(Problem(loc + ("distribution",),
+                                        f"{path} takes whole numbers: use int_uniform"))
+                continue
+            if dist.distribution == "int_uniform":
+                dist = dist.model_copy(update={"low": int(dist.low), "high": int(dist.high)})
+            for end in ("low", "high"):
+                _, found = check_value(path, getattr(dist, end))
+                problems += [Problem(loc + (end,), message) for _, message in found]
+            parameters[path] = dist
+        else:
+            problems.append(Problem(
+                loc,
+                f"expected a list of values{' or a distribution mapping' if random else ''}, "
+                f"got {show(values)} (a single value belongs in the setting itself)",
+            ))
+    if random and search.samples is None:
+        problems.append(Problem(("search", "samples"),
+                                "required for method: random (how many variants to draw)"))
+    if not random:
+        for key in ("samples", "random_seed"):
+            if getattr(search, key) is not None:
+                problems.append(Problem(("search", key), "only used by method: random"))
+    if random and search.samples is not None and search.samples > MAX_VARIANTS:
+        problems.append(Problem(("search", "samples"),
+                                f"{search.samples} variants; at most {MAX_VARIANTS} are supported"))
+    if not random and not problems:
+        count = math.prod(len(v) for v in parameters.values())
+        if count > MAX_VARIANTS:
+            problems.append(Problem(
+                base, f"the grid has {count} variants; at most {MAX_VARIANTS} are supported"))
+    finite = all(isinstance(v, list) or v.distribution == "int_uniform" for v in parameters.values())
+    if random and not problems and finite:
+        distinct = math.prod(
+            len(v) if isinstance(v, list) else int(v.high) - int(v.low) + 1 for v in parameters.values()
+        )
+        if search.samples > distinct:
+            problems.append(Problem(("search", "samples"), f"{search.samples} samples but the "
+                                    f"choices give only {distinct} distinct variants"))
+    search = search.model_copy(update={"parameters": parameters})
+    return config.model_copy(update={"search": search}), problems
+
+
+def validate_mapping(data: Any) -> tuple[Optional[SweepConfig], list[Problem]]:
+    """Parsed YAML -> (SweepConfig or None, problems)."""
+    if data is None:
+        return None, [Problem((), "the file is empty; expected a mapping with data, model, train, ...")]
+    if not isinstance(data, dict):
+        return None, [Problem((), f"expected a mapping at the top of the file, got {show(data)}")]
+    try:
+        config = SweepConfig.model_validate(data)
+    except ValidationError as error:
+        problems = pydantic_problems(error, SweepConfig)
+        # Still check the search paths and values when only other parts failed.
+        search = data.get("search")
+        if isinstance(search, dict) and not any(p.loc[:1] == ("search",) for p in problems):
+            partial = SweepConfig(search=SearchConfig.model_validate(search))
+            problems += check_search(partial)[1]
+        return None, problems
+    config, problems = check_search(config)
+    problems += _unused_constants(config)
+    return (None if problems else config), problems
+
+
+def _unused_constants(config: SweepConfig) -> list[Problem]:
+    """An optimizer constant set or swept, while no optimizer in the sweep reads it."""
+    parameters = config.search.parameters if config.search else {}
+    optimizers = set(parameters.get("train.optimizer", [config.train.optimizer]))
+    problems = []
+    for path, readers in USED_BY.items():
+        field = path.split(".")[1]
+        if optimizers & set(readers):
+            continue
+        if path in parameters:
+            loc = ("search", "parameters", path)
+        elif field in config.train.model_fields_set:
+            loc = ("train", field)
+        else:
+            continue
+        used = " or ".join(readers)
+        problems.append(Problem(loc, f"has no effect: only optimizer {used} reads it, and this "
+                                     f"sweep uses {', '.join(sorted(optimizers))}"))
+    return problems
+
+
+def parse(text: str, file: str) -> SweepConfig:
+    """Sweep file text -> SweepConfig; raises ConfigError with every problem found."""
+    data, lines, problems = parse_yaml(text)
+    if data is not None or not problems:
+        config, more = validate_mapping(data)
+        problems += more
+        if not problems:
+            return config
+    raise ConfigError(format_problems(file, problems, lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules that need a resolved variant and its data set
+
+
+def check_variant(settings: dict[str, Any], dataset) -> list[tuple[tuple[str, ...], str]]:
+    """Problems of one resolved variant on its data set: [(setting paths to blame, message)].
+
+    The first blamed path that the search sweeps is reported (at its value under
+    search.parameters), else the first path; see sweeps.sweep.
+    """
+    problems: list[tuple[tuple[str, ...], str]] = []
+    out, loss = settings["model.output_activation"], settings["train.loss"]
+    pair = ("model.output_activation", "train.loss")
+    try:
+        core.check_output_loss(out, loss)
+    except ValueError as error:
+        problems.append((pair, str(error)))
+    if dataset is None:
+        return problems
+    regression = dataset.task == "regression"
+    data = ("data.source", "data.task")
+    if regression and loss in core.CLASSIFICATION_LOSSES:
+        problems.append((("train.loss",) + data, f"{loss} is a classification loss, but data set "
+                         f"{dataset.name!r} has a regression target (data.task: regression)"))
+    if regression and out == "softmax":
+        problems.append((("model.output_activation",) + data, "softmax needs a classification "
+                         f"target, but data set {dataset.name!r} is regression"))
+    limits = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "relu": (0.0, math.inf)}
+    if regression and out in limits and dataset.Y_train.size:
+        low, high = float(dataset.Y_train.min()), float(dataset.Y_train.max())
+        a, b = limits[out]
+        if low < a or high > b:
+            problems.append((
+                ("model.output_activation", "data.source", "data.target_scale"),
+                f"{out} outputs lie in [{a:g}, {b:g}] but the training targets of {dataset.name!r} "
+                f"range from {low:.4g} to {high:.4g}; use identity, or data.target_scale: minmax",
+            ))
+    batch = settings["train.batch_size"]
+    n_train = dataset.X_train.shape[0]
+    if batch is not None and batch > n_train:
+        problems.append((("train.batch_size",) + data, f"{batch} is larger than the {n_train} "
+                         f"training rows of {dataset.name!r}"))
+    return problems

@@ -1,0 +1,98 @@
+"""Progress over variants: done / total, rate, ETA, best loss so far, diverged count.
+
+A live bar on a terminal; on a pipe or in CI, a plain line every few seconds instead of
+escape codes.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+PLAIN_EVERY_SECONDS = 5.0
+
+
+class SweepProgress:
+    """Report trained variants as packs finish. Use as a context manager."""
+
+    def __init__(self, total: int, description: str, enabled: bool = True) -> None:
+        self.total = total
+        self.done = 0
+        self.diverged = 0
+        self.best = math.inf
+        self.description = description
+        self.enabled = enabled and total > 0
+        self._console = Console(stderr=True)
+        self._live = self.enabled and self._console.is_terminal
+        self._started = time.perf_counter()
+        self._last_line = 0.0
+        self._printed = 0  # variants done at the last plain line
+        self._bar: Progress | None = None
+        self._task = None
+
+    def __enter__(self) -> "SweepProgress":
+        if self._live:
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} variants/s"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("best loss {task.fields[best]}  diverged {task.fields[diverged]}"),
+                console=self._console,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.description, total=self.total, **self._fields())
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        elif self.enabled and self._printed != self.done:
+            self._print_line()
+
+    def _fields(self) -> dict[str, str]:
+        elapsed = max(time.perf_counter() - self._started, 1e-9)
+        best = "-" if math.isinf(self.best) else f"{self.best:.4g}"
+        return {"rate": f"{self.done / elapsed:.1f}", "best": best, "diverged": str(self.diverged)}
+
+    def _print_line(self) -> None:
+        self._printed = self.done
+        fields = self._fields()
+        elapsed = time.perf_counter() - self._started
+        rate = self.done / max(elapsed, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else math.inf
+        eta_text = "?" if math.isinf(eta) else f"{eta:.0f}s"
+        print(
+            f"{self.description}: {self.done}/{self.total} variants, {fields['rate']}/s, "
+            f"ETA {eta_text}, best loss {fields['best']}, diverged {fields['diverged']}",
+            file=sys.stderr, flush=True,
+        )
+
+    def advance(self, losses: list[float], diverged: int) -> None:
+        """Count finished variants; `losses` are their final training losses."""
+        self.done += len(losses)
+        self.diverged += diverged
+        finite = [loss for loss in losses if math.isfinite(loss)]
+        if finite:
+            self.best = min(self.best, min(finite))
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, **self._fields())
+        elif time.perf_counter() - self._last_line >= PLAIN_EVERY_SECONDS:
+            self._last_line = time.perf_counter()
+            self._print_line()

@@ -1,0 +1,396 @@
+"""Sweep results as pandas tables: one row per variant, seed summaries, loss curves.
+
+One builder serves both paths, so they give identical tables:
+
+- `sweeps run` (in memory): ``frame_from_records(tracker.records())``;
+- later, from MLflow alone: ``load_runs(experiment)`` reads the same records back
+  (`sweeps.track.fetch_runs`) and calls the same builder.
+
+Tables
+------
+frame (per variant): ``run_id, variant_key, group_key, status, name``, one column per swept
+setting under its dotted path (``train.lr`` float64, ``model.hidden`` tuples, ``seed`` int64,
+...), then the final metrics (``train_loss, train_mse | train_accuracy, test_loss,
+test_mse | test_accuracy, diverged_epoch, train_seconds``). ``frame.attrs["swept"]`` lists the
+setting columns.
+
+summary (per group = every swept setting but `over`): the settings, ``group_key`` (when
+over="seed"), ``n``, ``diverged``, then ``<metric>_{mean,std,sem,min,max}`` over the variants
+that did not diverge, and ``rank`` by the chosen metric (1 = best). Best first.
+
+curves (long): ``run_id, epoch`` and one column per curve metric (``train_loss``, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sweeps.track import (GROUP_KEY, STATUS, VARIANT_INDEX, VARIANT_KEY, decode_param,
+                          default_tracking_uri)
+
+ID_COLUMNS = ("run_id", "variant_key", "group_key", "status", "name")
+# Metric columns first in this order, any others after them (sorted).
+METRIC_ORDER = ("train_loss", "train_mse", "train_accuracy", "test_loss", "test_mse",
+                "test_accuracy", "diverged_epoch", "train_seconds")
+STATS = ("mean", "std", "sem", "min", "max")
+HIGHER_IS_BETTER = ("accuracy",)
+
+
+# --------------------------------------------------------------------------------------------
+# Builders (records -> tables)
+
+def frame_from_records(records: Sequence[Mapping[str, Any]],
+                       swept: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The per-variant table from run records (`SweepTracker.records()` or `track.fetch_runs`).
+
+    swept : {dotted path: kind} of the setting columns; default: the records' own.
+    """
+    records = list(records)
+    if swept is None:
+        swept = records[0]["swept"] if records else {}
+    swept = dict(swept)
+    columns: dict[str, Any] = {
+        "run_id": pd.array([r["run_id"] for r in records], dtype="str"),
+        "variant_key": pd.array([r["tags"].get(VARIANT_KEY) for r in records], dtype="str"),
+        "group_key": pd.array([r["tags"].get(GROUP_KEY) for r in records], dtype="str"),
+        "status": pd.array([r["tags"].get(STATUS) for r in records], dtype="str"),
+        "name": pd.array([r.get("name") for r in records], dtype="str"),
+    }
+    for path, kind in swept.items():
+        values = [decode_param(r["params"].get(path), kind) for r in records]
+        columns[path] = _setting_column(values, kind)
+    keys = {k for r in records for k in r["metrics"]}
+    for key in metric_columns(keys):
+        values = np.array([r["metrics"].get(key, math.nan) for r in records], dtype=np.float64)
+        if key == "diverged_epoch":
+            columns[key] = pd.array(
+                [pd.NA if math.isnan(v) else int(v) for v in values], dtype="Int64")
+        else:
+            columns[key] = values
+    frame = pd.DataFrame(columns)
+    frame.attrs["swept"] = list(swept)
+    return frame
+
+
+frame_from_runs = frame_from_records   # the contract's name for the same builder
+
+
+def _setting_column(values: list, kind: str):
+    if kind == "int":
+        return pd.array(values, dtype="int64")
+    if kind == "Int64":
+        return pd.array(values, dtype="Int64")
+    if kind == "float":
+        return np.array(values, dtype=np.float64)
+    if kind == "bool":
+        return np.array(values, dtype=bool)
+    if kind == "str":
+        return pd.array(values, dtype="str")
+    column = np.empty(len(values), dtype=object)   # tuples (model.hidden) and mixed values
+    column[:] = values
+    return column
+
+
+def metric_columns(keys) -> list[str]:
+    """Metric keys in display order: METRIC_ORDER first, then the rest sorted."""
+    keys = set(keys)
+    return [k for k in METRIC_ORDER if k in keys] + sorted(keys - set(METRIC_ORDER))
+
+
+def curves_from_records(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Long-format curves: one row per (run_id, epoch), one column per curve metric."""
+    keys = metric_columns({k for r in records for k in (r.get("history") or {})})
+    run_ids: list[np.ndarray] = []
+    epochs: list[np.ndarray] = []
+    values: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    for record in records:
+        history = record.get("history") or {}
+        if not history:
+            continue
+        steps = np.unique(np.concatenate([np.asarray(s, dtype=np.int64)
+                                          for s, _ in history.values()]))
+        run_ids.append(np.full(len(steps), record["run_id"], dtype=object))
+        epochs.append(steps)
+        for key in keys:
+            column = np.full(len(steps), np.nan)
+            if key in history:
+                s, v = history[key]
+                column[np.searchsorted(steps, np.asarray(s, dtype=np.int64))] = v
+            values[key].append(column)
+    data: dict[str, Any] = {
+        "run_id": pd.array(np.concatenate(run_ids) if run_ids else [], dtype="str"),
+        "epoch": np.concatenate(epochs) if epochs else np.array([], dtype=np.int64),
+    }
+    for key in keys:
+        data[key] = np.concatenate(values[key]) if values[key] else np.array([], dtype=float)
+    return pd.DataFrame(data)
+
+
+def predictions_from_records(records: Sequence[Mapping[str, Any]]) -> dict[str, pd.DataFrame]:
+    """{run_id: predictions table} for the records that carry predictions (in-memory ones)."""
+    out = {}
+    for record in records:
+        p = record.get("predictions")
+        if p:
+            out[record["run_id"]] = pd.DataFrame(p["values"], columns=p["columns"])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Loading from MLflow
+
+def load_runs(experiment: str | None = None, tracking_uri: str | None = None, sweep: Any = None,
+              *, parent_run_id: str | None = None) -> pd.DataFrame:
+    """One row per variant of a sweep, read back from MLflow alone.
+
+    experiment : the sweep's name (default: `sweep.name`).
+    sweep : optional loaded Sweep; picks the newest run of exactly this config (hash).
+    parent_run_id : a specific sweep run instead of the newest one in the experiment.
+    """
+    from sweeps import track
+    experiment = _experiment_name(experiment, sweep)
+    records = track.fetch_runs(experiment, tracking_uri, sweep, parent_run_id=parent_run_id)
+    return frame_from_records(records, swept=records[0]["swept"] if records else
+                              _kinds_of_empty(experiment, tracking_uri, sweep, parent_run_id))
+
+
+def load_curves(experiment: str | None = None, tracking_uri: str | None = None,
+                sweep: Any = None, *, parent_run_id: str | None = None) -> pd.DataFrame:
+    """Every curve of a sweep, long format (run_id, epoch, metrics), fetched in bulk."""
+    from sweeps import track
+    experiment = _experiment_name(experiment, sweep)
+    records = track.fetch_runs(experiment, tracking_uri, sweep, parent_run_id=parent_run_id,
+                               histories=True)
+    return curves_from_records(records)
+
+
+def load_predictions(run_ids: Sequence[str], tracking_uri: str | None = None
+                     ) -> dict[str, pd.DataFrame]:
+    """{run_id: predictions.csv as a table} for the given child runs."""
+    import io
+
+    from sweeps import track
+    texts = track.fetch_predictions(tracking_uri, list(run_ids))
+    return {run_id: pd.read_csv(io.StringIO(text)) for run_id, text in texts.items()}
+
+
+def _experiment_name(experiment: str | None, sweep: Any) -> str:
+    if experiment is None:
+        if sweep is None:
+            raise ValueError("give an experiment name or a sweep")
+        return sweep.name
+    return experiment
+
+
+def _kinds_of_empty(experiment, tracking_uri, sweep, parent_run_id) -> dict[str, str]:
+    """Setting columns of a sweep run without finished children (an empty but typed frame)."""
+    import json
+
+    from sweeps import track
+    client = track.make_client(tracking_uri or default_tracking_uri())
+    _, parent = track.find_parent(client, experiment, getattr(sweep, "config_hash", None),
+                                  parent_run_id)
+    return json.loads(parent.data.tags.get(track.SWEPT, "{}") or "{}")
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries
+
+def setting_columns(frame: pd.DataFrame) -> list[str]:
+    """The swept-setting columns of a per-variant frame (attrs, else by elimination)."""
+    swept = frame.attrs.get("swept")
+    if swept is not None:
+        return [c for c in swept if c in frame.columns]
+    known = set(ID_COLUMNS)
+    return [c for c in frame.columns if c not in known and not _is_metric(c)]
+
+
+def _is_metric(column: str) -> bool:
+    return column in METRIC_ORDER or column.startswith(("train_", "test_", "val_"))
+
+
+def default_metric(frame: pd.DataFrame) -> str:
+    """test_loss, else train_loss (the first available)."""
+    for metric in ("test_loss", "train_loss"):
+        if metric in frame.columns:
+            return metric
+    raise ValueError("the frame has neither test_loss nor train_loss")
+
+
+def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
+              metric: str | None = None) -> pd.DataFrame:
+    """Aggregate the variants that differ only in `over` (seeds by default): one row per group.
+
+    Statistics (n, mean, std, sem = std / sqrt(count), min, max) are over the group's variants
+    that did not diverge; diverged ones are counted in ``diverged``, never averaged in. Ranked
+    by the mean of `metric` (default test_loss, else train_loss; accuracy: higher is better),
+    groups without a value last. Rows sorted best first.
+    """
+    over_cols = [over] if isinstance(over, str) else list(over or [])
+    settings = setting_columns(frame)
+    by = [c for c in settings if c not in over_cols]
+    metric = metric or default_metric(frame)
+    if metric not in frame.columns:
+        raise ValueError(f"no metric {metric!r} in the frame; have "
+                         f"{', '.join(metric_columns(c for c in frame.columns if _is_metric(c)))}")
+    metrics = [c for c in metric_columns(c for c in frame.columns if _is_metric(c))
+               if c != "diverged_epoch"]
+
+    diverged = (frame["status"] == "diverged").to_numpy()
+    keys = _group_ids(frame, by)
+    position = {k: i for i, k in enumerate(dict.fromkeys(keys))}   # first-seen order
+    gid = np.array([position[k] for k in keys], dtype=np.int64)
+    n_groups = len(position)
+    first_row = np.full(n_groups, -1)
+    for i in range(len(gid) - 1, -1, -1):
+        first_row[gid[i]] = i
+
+    out: dict[str, Any] = {}
+    for c in by:
+        out[c] = frame[c].iloc[first_row].reset_index(drop=True)
+    if over_cols == ["seed"] and "group_key" in frame.columns:
+        out["group_key"] = frame["group_key"].iloc[first_row].reset_index(drop=True)
+    out["n"] = np.bincount(gid, minlength=n_groups).astype(np.int64)
+    out["diverged"] = np.bincount(gid, weights=diverged, minlength=n_groups).astype(np.int64)
+
+    for m in metrics:
+        values = frame[m].to_numpy(dtype=np.float64, na_value=np.nan).copy()
+        values[diverged] = np.nan
+        stats = _group_stats(values, gid, n_groups)
+        for s in STATS:
+            out[f"{m}_{s}"] = stats[s]
+
+    summary = pd.DataFrame(out)
+    score = summary[f"{metric}_mean"]
+    ascending = not any(word in metric for word in HIGHER_IS_BETTER)
+    summary["rank"] = score.rank(method="min", ascending=ascending,
+                                 na_option="bottom").astype(np.int64)
+    summary = summary.sort_values("rank", kind="stable").reset_index(drop=True)
+    summary.attrs.update({"by": by, "over": over_cols, "metric": metric})
+    return summary
+
+
+def _group_ids(frame: pd.DataFrame, by: list[str]) -> list:
+    """A hashable group id per row (tuples of the `by` values; None/NaN made comparable)."""
+    if not by:
+        return [()] * len(frame)
+    cols = [[_hashable(v) for v in frame[c].tolist()] for c in by]
+    return list(zip(*cols))
+
+
+def _hashable(value: Any) -> Any:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ("<missing>",)
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return tuple(value.tolist())
+    return value
+
+
+def _group_stats(values: np.ndarray, gid: np.ndarray, n_groups: int) -> dict[str, np.ndarray]:
+    """mean, std (ddof=1), sem, min, max per group, ignoring NaN."""
+    ok = ~np.isnan(values)
+    count = np.bincount(gid[ok], minlength=n_groups).astype(np.float64)
+    total = np.bincount(gid[ok], weights=values[ok], minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+        dev = np.zeros(n_groups)
+        np.add.at(dev, gid[ok], (values[ok] - mean[gid[ok]]) ** 2)
+        std = np.where(count > 1, np.sqrt(dev / np.maximum(count - 1, 1)), np.nan)
+        sem = np.where(count > 1, std / np.sqrt(np.maximum(count, 1)), np.nan)
+    lo = np.full(n_groups, np.inf)
+    hi = np.full(n_groups, -np.inf)
+    np.minimum.at(lo, gid[ok], values[ok])
+    np.maximum.at(hi, gid[ok], values[ok])
+    lo[count == 0] = np.nan
+    hi[count == 0] = np.nan
+    return {"mean": mean, "std": std, "sem": sem, "min": lo, "max": hi}
+
+
+def best_metrics(summary: pd.DataFrame) -> dict[str, float]:
+    """The best group's statistics as flat metrics (for the parent run): best_<metric>_<stat>."""
+    if summary.empty:
+        return {}
+    row = summary.iloc[0]
+    out = {}
+    for column in summary.columns:
+        if any(column.endswith(f"_{s}") for s in STATS) or column in ("n", "diverged"):
+            value = row[column]
+            if value is not None and not pd.isna(value):
+                out[f"best_{column}"] = float(value)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+def format_summary(summary: pd.DataFrame, top: int = 10) -> str:
+    """The best `top` groups as a terminal table: settings, n, diverged, metric mean ± std."""
+    if summary.empty:
+        return "(no finished variants)"
+    by = summary.attrs.get("by")
+    if by is None:   # read back from CSV: the columns before "n"
+        cols = list(summary.columns)
+        by = cols[:cols.index("n")] if "n" in cols else []
+        by = [c for c in by if c != "group_key"]
+    metric = summary.attrs.get("metric") or (
+        "test_loss" if "test_loss_mean" in summary.columns else "train_loss")
+    shown = summary.sort_values("rank", kind="stable").head(top) if "rank" in summary else \
+        summary.head(top)
+    table: dict[str, list] = {"rank": shown["rank"].tolist()} if "rank" in shown else {}
+    for c in by:
+        table[c] = [_short(v) for v in shown[c].tolist()]
+    table["n"] = shown["n"].tolist()
+    table["diverged"] = shown["diverged"].tolist()
+    table[metric] = [_pm(m, s) for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"])]
+    for other in ("train_loss", "test_loss", "test_mse", "test_accuracy"):
+        if other != metric and f"{other}_mean" in shown:
+            table[f"{other} (mean)"] = [_num(v) for v in shown[f"{other}_mean"]]
+    text = pd.DataFrame(table).to_string(index=False)
+    more = len(summary) - len(shown)
+    return text + (f"\n... {more} more groups" if more > 0 else "")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value) if value else "()"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _num(value: float) -> str:
+    return "nan" if value is None or pd.isna(value) else f"{value:.4g}"
+
+
+def _pm(mean: float, std: float) -> str:
+    if mean is None or pd.isna(mean):
+        return "(all diverged)"
+    return _num(mean) if pd.isna(std) else f"{_num(mean)} ± {_num(std)}"
+
+
+def save(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
+         curves: pd.DataFrame) -> list[Path]:
+    """results.parquet (per variant), summary.csv (per group), curves.parquet (long)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "results.parquet", out / "summary.csv", out / "curves.parquet"]
+    _for_file(frame).to_parquet(paths[0], index=False)
+    summary.to_csv(paths[1], index=False)
+    curves.to_parquet(paths[2], index=False)
+    return paths
+
+
+def _for_file(frame: pd.DataFrame) -> pd.DataFrame:
+    """Tuple-valued settings as lists (Arrow list columns); attrs kept as metadata."""
+    out = frame.copy()
+    for c in out.columns:
+        if out[c].dtype == object and any(isinstance(v, tuple) for v in out[c]):
+            out[c] = [list(v) if isinstance(v, tuple) else v for v in out[c]]
+    return out

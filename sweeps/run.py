@@ -1,0 +1,212 @@
+"""`run_sweep`: the library form of `sweeps run`.
+
+Flow: resume or start the parent run -> pack the variants not yet finished -> train packs
+(Ray or serial) while the driver logs each finished pack -> tables, plots, artifacts.
+Ctrl-C or SIGTERM cancels outstanding packs; everything logged so far stays FINISHED and the
+parent run is marked KILLED, so running the same file again continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from sweeps import execute, results
+from sweeps.plan import Pack, make_packs
+from sweeps.progress import SweepProgress
+from sweeps.sweep import Sweep, load_sweep
+from sweeps.track import SweepTracker
+from sweeps.training import VariantResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class SweepInterrupted(Exception):
+    """The sweep was stopped by a signal; finished variants are logged."""
+
+    def __init__(self, signum: int, logged: int, total: int, parent_run_id: str) -> None:
+        self.exit_code = EXIT_CODES.get(signum, 130)
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"{name}: sweep stopped, {logged}/{total} variants logged to parent run "
+            f"{parent_run_id} (marked KILLED). Run the same command again to continue."
+        )
+
+
+class _Signalled(BaseException):
+    """Raised inside the driver by the SIGTERM handler (SIGINT raises KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+
+@contextmanager
+def _signals_as_exceptions() -> Iterator[None]:
+    """Turn SIGTERM into an exception so the driver can cancel tasks and close runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise _Signalled(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass
+class SweepOutcome:
+    """Everything a finished `run_sweep` produced."""
+
+    sweep: Sweep
+    parent_run_id: str
+    tracking_uri: str
+    frame: "pd.DataFrame"
+    summary: "pd.DataFrame"
+    curves: "pd.DataFrame"
+    out_dir: Path
+    files: list[Path]
+    trained: int
+    skipped: int
+    failed: dict[str, str] = field(default_factory=dict)  # variant key -> error
+    nodes: dict[str, int] = field(default_factory=dict)  # Ray node id -> packs run there
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "FAILED" if self.failed else "FINISHED"
+
+    def report(self, top: int = 5) -> str:
+        """The text `sweeps run` prints at the end: best groups and where results are."""
+        lines = [
+            f"{self.sweep.name}: {self.trained} variants trained, {self.skipped} already done"
+            + (f", {len(self.failed)} FAILED" if self.failed else ""),
+            "",
+            results.format_summary(self.summary, top=top),
+            "",
+            f"MLflow:  {self.tracking_uri}  (parent run {self.parent_run_id}; `sweeps ui` to browse)",
+            f"Tables:  {self.out_dir}/",
+        ]
+        for key, error in list(self.failed.items())[:5]:
+            lines.append(f"failed {key}: {error}")
+        return "\n".join(lines)
+
+
+def run_sweep(
+    sweep: Sweep | str | Path,
+    *,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    executor: str = "ray",
+    out: str | Path | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+) -> SweepOutcome:
+    """Train every variant of a sweep not yet finished and log it to MLflow.
+
+    Parameters
+    ----------
+    sweep : a loaded Sweep or the path of a sweep file.
+    tracking_uri : MLflow store [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db].
+    address : Ray cluster to join [default: a local instance started for the run].
+    executor : "ray" (one task per pack) or "serial" (the same packs in this process).
+    out : results directory [default: sweep-results/<name>/].
+    fresh : start a new parent run instead of resuming the last one for this file.
+    progress : show a progress bar on stderr.
+    """
+    if not isinstance(sweep, Sweep):
+        sweep = load_sweep(sweep)
+    if executor not in ("ray", "serial"):
+        raise ValueError(f"executor must be 'ray' or 'serial', got {executor!r}")
+    out_dir = Path(out) if out is not None else Path("sweep-results") / sweep.name
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    tracker = SweepTracker(sweep, tracking_uri=tracking_uri, fresh=fresh)
+    with ThreadPoolExecutor(max_workers=1) as background:
+        # Both take seconds and mostly wait (Ray on its processes, MLflow on SQLite): overlap them.
+        tracker_started = background.submit(tracker.start)
+        started_ray = executor == "ray" and execute.init_ray(address)
+    try:
+        finished = tracker_started.result()
+        packs = make_packs(sweep, workers=execute.worker_count(executor), skip=finished)
+        timings["startup"] = time.perf_counter() - clock
+        outcome = _train_and_log(sweep, tracker, packs, executor, progress, timings)
+    finally:
+        if started_ray:
+            execute.shutdown_ray()
+
+    clock = time.perf_counter()
+    frame = results.frame_from_records(tracker.records())
+    summary = results.summarize(frame)
+    curves = results.curves_from_records(tracker.records())
+    files = results.save(out_dir, frame, summary, curves)
+    from sweeps import plots  # matplotlib only once there is something to draw
+
+    files += plots.write_all(out_dir, frame, summary, curves, sweep)
+    tracker.log_artifacts(out_dir)
+    tracker.log_parent_metrics(results.best_metrics(summary))
+    failed, nodes = outcome
+    tracker.finish("FAILED" if failed else "FINISHED")
+    timings["results"] = time.perf_counter() - clock
+    return SweepOutcome(
+        sweep=sweep, parent_run_id=tracker.parent_run_id, tracking_uri=tracker.tracking_uri,
+        frame=frame, summary=summary, curves=curves, out_dir=out_dir, files=files,
+        trained=sum(len(pack.variants) for pack in packs) - len(failed),
+        skipped=len(finished), failed=failed, nodes=nodes, timings=timings,
+    )
+
+
+def _train_and_log(sweep: Sweep, tracker: SweepTracker, packs: list[Pack], executor: str,
+                   progress: bool, timings: dict[str, float]):
+    """Train the packs, logging each as it finishes. Returns (failed, nodes)."""
+    by_key = {variant.key: variant for variant in sweep.variants}
+    failed: dict[str, str] = {}
+    total = sum(len(pack.variants) for pack in packs)
+    logging_seconds = 0.0
+
+    def on_done(pack: Pack, pack_results: list[VariantResult]) -> None:
+        nonlocal logging_seconds
+        clock = time.perf_counter()
+        for result in pack_results:
+            tracker.log_variant(by_key[result.key], result)
+        logging_seconds += time.perf_counter() - clock
+        bar.advance(
+            [result.metrics["train_loss"] for result in pack_results],
+            diverged=sum(result.status == "diverged" for result in pack_results),
+        )
+
+    def on_failed(pack: Pack, error: str) -> None:
+        for variant in pack.variants:
+            failed[variant.key] = error
+        bar.advance([], diverged=0)
+
+    clock = time.perf_counter()
+    nodes: dict[str, int] = {}
+    with SweepProgress(total, sweep.name, enabled=progress) as bar, _signals_as_exceptions():
+        try:
+            if executor == "ray":
+                nodes = execute.run_ray(packs, sweep.datasets, on_done, on_failed)
+            else:
+                execute.run_serial(packs, sweep.datasets, on_done, on_failed)
+        except (KeyboardInterrupt, _Signalled) as stop:
+            signum = getattr(stop, "signum", signal.SIGINT)
+            tracker.finish("KILLED")
+            raise SweepInterrupted(
+                signum, len(tracker.records()), len(sweep.variants), tracker.parent_run_id
+            ) from None
+    timings["train_and_log"] = time.perf_counter() - clock
+    timings["logging"] = logging_seconds
+    return failed, nodes

@@ -1,0 +1,148 @@
+"""Train one pack: the variants of a pack become one core population.
+
+This is what a Ray task (or the serial executor) runs. It imports core and NumPy only, so
+a worker loads it in milliseconds, and returns plain arrays and dicts: the driver logs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import core
+from sweeps.data import Dataset
+from sweeps.plan import Pack
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """What one variant's training produced.
+
+    Attributes
+    ----------
+    key : the variant's key.
+    status : "ok" or "diverged".
+    log_epochs : ndarray, shape (n_logs,), the epochs the curves were measured at.
+    curves : "train_loss", and "train_mse" (regression) or "train_accuracy"; each (n_logs,).
+    metrics : final values: train_loss, train_mse | train_accuracy, test_loss,
+        test_mse | test_accuracy, train_seconds, and diverged_epoch when it diverged.
+    predictions : ndarray, shape (n_test, n_out), the network's outputs on the test inputs.
+    """
+
+    key: str
+    status: str
+    log_epochs: np.ndarray
+    curves: dict[str, np.ndarray] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    predictions: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+
+
+def _per_variant(pack: Pack, setting: str) -> np.ndarray:
+    """One value per variant of a setting that may differ inside a pack, shape (K,)."""
+    return np.array([variant.settings[setting] for variant in pack.variants], dtype=np.float64)
+
+
+def build_network(pack: Pack, dataset: Dataset) -> tuple[core.MLP, np.ndarray, np.ndarray]:
+    """The pack's shared network and the targets its output layer needs."""
+    shared = pack.variants[0].settings
+    Y_train, Y_test = dataset.targets(shared["model.output_activation"])
+    mlp = core.MLP(
+        n_in=dataset.X_train.shape[1],
+        hidden=tuple(shared["model.hidden"]),
+        n_out=Y_train.shape[1],
+        activation=shared["model.activation"],
+        output_activation=shared["model.output_activation"],
+        bias=bool(shared["model.bias"]),
+    )
+    return mlp, Y_train, Y_test
+
+
+def optimizer_spec(pack: Pack) -> core.OptimizerSpec:
+    """The pack's optimizer with one value per variant for every constant."""
+    shared = pack.variants[0].settings
+    return core.OptimizerSpec(
+        kind=shared["train.optimizer"],
+        lr=_per_variant(pack, "train.lr"),
+        momentum=_per_variant(pack, "train.momentum"),
+        nesterov=bool(shared["train.nesterov"]),
+        beta1=_per_variant(pack, "train.beta1"),
+        beta2=_per_variant(pack, "train.beta2"),
+        eps=_per_variant(pack, "train.eps"),
+        weight_decay=_per_variant(pack, "train.weight_decay"),
+    )
+
+
+def accuracy(out: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Share of correct classes per variant.
+
+    out : ndarray, shape (K, n, n_out); one sigmoid column means classes 0/1 at 0.5.
+    labels : ndarray, shape (n,), int. Returns shape (K,).
+    """
+    predicted = out.argmax(axis=-1) if out.shape[-1] > 1 else (out[..., 0] > 0.5)
+    return (predicted == labels).mean(axis=-1)
+
+
+def train_pack(pack: Pack, dataset: Dataset) -> list[VariantResult]:
+    """Train every variant of `pack` as one population on `dataset`."""
+    shared = pack.variants[0].settings
+    dtype = np.dtype(shared.get("train.dtype", "float64"))
+    mlp, Y_train, Y_test = build_network(pack, dataset)
+    X_train = dataset.X_train.astype(dtype, copy=False)
+    X_test = dataset.X_test.astype(dtype, copy=False)
+    classification = dataset.task == "classification"
+
+    started = time.perf_counter()
+    params = core.init_params(
+        mlp,
+        [variant.settings["model.init"] for variant in pack.variants],
+        [int(variant.settings["seed"]) for variant in pack.variants],
+        dtype=dtype,
+    )
+    trained = core.train(
+        mlp, params, X_train, Y_train.astype(dtype, copy=False),
+        loss=shared["train.loss"],
+        optimizer=optimizer_spec(pack),
+        epochs=int(shared["train.epochs"]),
+        batch_size=shared["train.batch_size"],
+        log_every=int(shared["train.log_every"]),
+        data_seed=int(shared["data_seed"]),
+        labels=dataset.labels_train if classification else None,
+    )
+    out_test = core.predict(mlp, trained.params, X_test)  # (K, n_test, n_out)
+    test_loss = core.loss_value(shared["train.loss"], out_test, Y_test.astype(dtype, copy=False))
+    if classification:
+        train_metric, history = "train_accuracy", trained.accuracy
+        final_metric = trained.final_accuracy
+        test_metric, test_values = "test_accuracy", accuracy(out_test, dataset.labels_test)
+    else:
+        train_metric, history = "train_mse", trained.mse
+        final_metric = trained.final_mse
+        test_metric = "test_mse"
+        test_values = ((out_test - Y_test) ** 2).mean(axis=(-2, -1))
+    seconds_each = (time.perf_counter() - started) / len(pack.variants)
+
+    results = []
+    for k, variant in enumerate(pack.variants):
+        diverged = bool(trained.diverged[k])
+        metrics = {
+            "train_loss": float(trained.final_loss[k]),
+            train_metric: float(final_metric[k]),
+            "test_loss": np.nan if diverged else float(test_loss[k]),
+            test_metric: np.nan if diverged else float(test_values[k]),
+            "train_seconds": seconds_each,
+        }
+        if diverged:
+            metrics["diverged_epoch"] = float(trained.diverged_epoch[k])
+        results.append(
+            VariantResult(
+                key=variant.key,
+                status="diverged" if diverged else "ok",
+                log_epochs=trained.log_epochs,
+                curves={"train_loss": trained.loss[k], train_metric: history[k]},
+                metrics=metrics,
+                predictions=out_test[k].astype(np.float64),
+            )
+        )
+    return results

@@ -1,0 +1,49 @@
+"""Session-wide fixtures: one local Ray instance per test session, fresh MLflow stores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "configs"
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance (2 CPUs) shared by every test that needs Ray.
+
+    Starting Ray costs seconds, so tests share it; `sweeps.execute` reuses an initialized
+    Ray instead of starting its own.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}},
+        )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def tmp_tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite MLflow store (and artifact root) inside the test's temp dir."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_environment():
+    """Keep MLflow and Ray from printing banners or phoning home during tests."""
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    yield

@@ -1,0 +1,206 @@
+"""`sweeps run` against a real local Ray instance and a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from sweeps.run import run_sweep
+from tests.conftest import CONFIGS
+from tests.run.helpers import (
+    child_runs,
+    pack_task_pids,
+    sweeps_command,
+    wait_for,
+    write_sweep,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def article_transcription() -> tuple[dict[int, float], float]:
+    """The seed article's code, transcribed: MSE at epochs 0, 1000, ... and the test prediction."""
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    np.random.seed(42)
+    w_ih, w_ho = np.random.rand(3, 4), np.random.rand(4, 1)
+    X = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]])
+    Y = np.array([[0.2], [0.5], [0.8]])
+    losses = {}
+    for epoch in range(10000):
+        hidden = sigmoid(np.dot(X, w_ih))
+        out = sigmoid(np.dot(hidden, w_ho))
+        if epoch % 1000 == 0:
+            losses[epoch] = np.mean((Y - out) ** 2)
+        d_out = (Y - out) * (out * (1 - out))
+        d_hidden = d_out.dot(w_ho.T) * (hidden * (1 - hidden))
+        w_ho += hidden.T.dot(d_out) * 0.1
+        w_ih += X.T.dot(d_hidden) * 0.1
+    test = sigmoid(np.dot(sigmoid(np.dot(np.array([[0.2, 0.4, 0.6]]), w_ih)), w_ho))
+    return losses, float(test[0, 0])
+
+
+def test_article_sweep_logs_the_article_numbers(ray_session, tmp_tracking_uri, tmp_path):
+    run_sweep(CONFIGS / "article.yaml", tracking_uri=tmp_tracking_uri, progress=False)
+
+    client = MlflowClient(tmp_tracking_uri)
+    [child] = child_runs(tmp_tracking_uri, "article")
+    logged = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "train_mse")}
+    expected, prediction = article_transcription()
+    for epoch, mse in expected.items():
+        assert logged[epoch] == pytest.approx(mse, rel=1e-12), epoch
+    path = client.download_artifacts(child.info.run_id, "predictions.csv", str(tmp_path))
+    [row] = list(csv.DictReader(open(path)))
+    predicted = [float(value) for name, value in row.items() if "pred" in name]
+    assert predicted == [pytest.approx(prediction, rel=1e-12)]
+
+
+def test_card_sweep_logs_480_children_with_the_documented_layout(ray_session, tmp_tracking_uri):
+    outcome = run_sweep(CONFIGS / "card.yaml", tracking_uri=tmp_tracking_uri, progress=False)
+
+    client = MlflowClient(tmp_tracking_uri)
+    experiment = client.get_experiment_by_name(outcome.sweep.name)
+    [parent] = client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'parent'")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["sweep.config_hash"] == outcome.sweep.config_hash
+    assert parent.data.tags["sweep.name"] == outcome.sweep.name
+
+    children = child_runs(tmp_tracking_uri, outcome.sweep.name)
+    assert len(children) == 480
+    assert {run.info.status for run in children} == {"FINISHED"}
+    assert {run.data.tags["mlflow.parentRunId"] for run in children} == {parent.info.run_id}
+    keys = [run.data.tags["sweep.variant_key"] for run in children]
+    assert sorted(keys) == sorted(variant.key for variant in outcome.sweep.variants)
+    assert len({run.data.tags["mlflow.runName"] for run in children}) == 480
+    groups = {run.data.tags["sweep.group_key"] for run in children}
+    assert len(groups) == 48  # seeds aggregate: 480 variants / 10 seeds
+
+    some = children[0]
+    assert some.data.tags["sweep.status"] in ("ok", "diverged")
+    for setting in ("train.lr", "model.hidden", "model.init", "seed", "train.epochs"):
+        assert setting in some.data.params
+    for metric in ("train_loss", "train_mse", "test_loss", "test_mse", "train_seconds"):
+        assert np.isfinite(some.data.metrics[metric])
+    history = client.get_metric_history(some.info.run_id, "train_loss")
+    assert [m.step for m in history] == list(range(0, 10000, 100))
+    assert [a.path for a in client.list_artifacts(some.info.run_id)] == ["predictions.csv"]
+
+
+def test_serial_and_ray_executors_give_the_same_numbers(ray_session, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sweep = write_sweep(tmp_path, epochs=1500)
+    on_ray = run_sweep(sweep, tracking_uri=f"sqlite:///{tmp_path}/ray.db", progress=False)
+    serial = run_sweep(sweep, tracking_uri=f"sqlite:///{tmp_path}/serial.db",
+                       executor="serial", progress=False)
+
+    columns = ["train_loss", "train_mse", "test_loss", "test_mse"]
+    a = on_ray.frame.set_index("variant_key").sort_index()[columns]
+    b = serial.frame.set_index("variant_key").sort_index()[columns]
+    assert len(a) == 12
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-10)
+
+
+def test_a_killed_worker_is_retried_and_every_variant_logged_once(ray_session, tmp_tracking_uri, tmp_path):
+    sweep = write_sweep(tmp_path, name="killed-worker", epochs=30000)
+    killed = []
+
+    def kill_first_pack_worker():
+        pids = wait_for(pack_task_pids, timeout=120, what="a Ray worker running a pack")
+        os.kill(pids[0], signal.SIGKILL)
+        killed.append(pids[0])
+
+    killer = threading.Thread(target=kill_first_pack_worker, daemon=True)
+    killer.start()
+    outcome = run_sweep(sweep, tracking_uri=tmp_tracking_uri, progress=False)
+    killer.join(timeout=5)
+
+    assert killed, "no pack worker was killed"
+    assert not outcome.failed
+    children = child_runs(tmp_tracking_uri, "killed-worker")
+    keys = sorted(run.data.tags["sweep.variant_key"] for run in children)
+    assert keys == sorted(variant.key for variant in outcome.sweep.variants)
+    assert {run.info.status for run in children} == {"FINISHED"}
+
+
+def test_a_driver_killed_with_sigkill_resumes_to_exactly_one_finished_child_each(
+    ray_session, tmp_tracking_uri, tmp_path
+):
+    sweep = write_sweep(tmp_path, name="resumed", epochs=20000, seeds="[0, 1, 2, 3, 4, 5]")
+    driver = sweeps_command("run", str(sweep), "--tracking-uri", tmp_tracking_uri,
+                            "--no-progress", cwd=tmp_path)
+    try:
+        wait_for(lambda: len(child_runs(tmp_tracking_uri, "resumed", "FINISHED")) >= 3,
+                 timeout=180, what="three finished child runs", poll=0.1)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.communicate()
+    finished_before = {
+        run.data.tags["sweep.variant_key"]
+        for run in child_runs(tmp_tracking_uri, "resumed", "FINISHED")
+    }
+
+    outcome = run_sweep(sweep, tracking_uri=tmp_tracking_uri, progress=False)
+
+    assert outcome.skipped == len(finished_before)
+    assert outcome.trained == 24 - len(finished_before)  # nothing finished is trained again
+    children = child_runs(tmp_tracking_uri, "resumed")
+    keys = [run.data.tags["sweep.variant_key"] for run in children]
+    assert sorted(keys) == sorted(variant.key for variant in outcome.sweep.variants)
+    assert {run.info.status for run in children} == {"FINISHED"}
+    assert len(outcome.frame) == 24
+
+
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_sweep_cleanly_and_keeps_what_finished(
+    tmp_tracking_uri, tmp_path, signum, exit_code
+):
+    sweep = write_sweep(tmp_path, name="stopped", epochs=20000, seeds="[0, 1, 2, 3, 4, 5]")
+    driver = sweeps_command("run", str(sweep), "--tracking-uri", tmp_tracking_uri,
+                            "--no-progress", cwd=tmp_path)
+    try:
+        wait_for(lambda: child_runs(tmp_tracking_uri, "stopped", "FINISHED"),
+                 timeout=180, what="a finished child run", poll=0.1)
+        os.kill(driver.pid, signum)
+        _, stderr = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == exit_code, stderr
+    assert "Run the same command again" in stderr
+    assert "Traceback" not in stderr
+
+    client = MlflowClient(tmp_tracking_uri)
+    experiment = client.get_experiment_by_name("stopped")
+    [parent] = client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'parent'")
+    assert parent.info.status == "KILLED"
+    finished = child_runs(tmp_tracking_uri, "stopped", "FINISHED")
+    assert 1 <= len(finished) < 24
+
+
+def test_a_diverging_learning_rate_is_recorded_and_the_rest_completes(
+    ray_session, tmp_tracking_uri, tmp_path
+):
+    path = tmp_path / "diverging.yaml"
+    path.write_text(
+        write_sweep(tmp_path, name="diverging", lrs="[0.05, 1000.0]", seeds="[0, 1]")
+        .read_text()
+        .replace("output_activation: sigmoid", "output_activation: identity")
+    )
+    outcome = run_sweep(path, tracking_uri=tmp_tracking_uri, progress=False)
+
+    children = child_runs(tmp_tracking_uri, "diverging")
+    assert len(children) == 8
+    assert {run.info.status for run in children} == {"FINISHED"}
+    by_lr = {}
+    for run in children:
+        by_lr.setdefault(float(run.data.params["train.lr"]), []).append(run)
+    assert {run.data.tags["sweep.status"] for run in by_lr[1000.0]} == {"diverged"}
+    assert {run.data.tags["sweep.status"] for run in by_lr[0.05]} == {"ok"}
+    assert all(run.data.metrics["diverged_epoch"] >= 0 for run in by_lr[1000.0])
+    assert all(np.isfinite(run.data.metrics["test_mse"]) for run in by_lr[0.05])
+    assert (outcome.frame["status"] == "diverged").sum() == 4
