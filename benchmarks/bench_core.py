@@ -4,20 +4,27 @@ The sweep: lr {0.01, 0.1, 0.5, 1.0} x hidden {2, 4, 8, 16} x init {uniform01,
 xavier_normal, he_normal} x seeds 0-9 = 480 variants of the article's 3-h-1 sigmoid
 network (no bias, half-SSE gradient, full batch), loss logged every 100 epochs.
 
-1. loop:    the article's algorithm, one variant at a time (plain NumPy, as written in
-            the article, with the loss computed only at log epochs).
+1. loop:    the article's algorithm, one variant at a time, plain NumPy as the article
+            writes it. "loop*" is the article's loop exactly (the loss computed every
+            epoch; timed on every 4th variant); "loop" computes the loss only at the
+            logged epochs, a faster baseline.
 2. sklearn: MLPRegressor with the closest settings (differences printed), on a subset
             of variants; its variants/s is per variant, so it scales.
 3. core:    ``core.train``, one population per hidden size (4 populations of 120).
 
 Then the same grid on a 512 x 8 regression set for 2,000 epochs (loop vs core).
-Run: ``.venv/bin/python benchmarks/bench_core.py`` (``--quick`` for a short run).
-BLAS is limited to one thread for all methods (threadpoolctl), so the figures are
-single-core. Prints only; asserts nothing.
+core and the loop alternate, one hidden size at a time, so that changes in machine load
+hit both; wall and CPU (process) times are printed. BLAS is limited to one thread for all
+methods (threadpoolctl), so the figures are single-core. Prints only; asserts nothing.
+
+Run: ``.venv/bin/python benchmarks/bench_core.py`` (about 10 minutes; ``--quick`` for a
+10x shorter run).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 import warnings
 
@@ -50,20 +57,29 @@ def grid(h):
     return [(lr, init, s) for lr in LRS for init in INITS for s in SEEDS]
 
 
-def article_loop(X, Y, W1, W2, lr, epochs, log_every):
-    """The article's training loop, globals made arguments; returns logged MSEs and weights."""
+def article_loop(X, Y, W1, W2, lr, epochs, log_every, loss_every_epoch=False):
+    """The article's training loop, globals made arguments; returns logged MSEs and weights.
+
+    The article computes the loss every epoch (and prints some); with
+    ``loss_every_epoch=False`` it is computed only at the epochs that are recorded.
+    """
     def sigmoid(x):
         return 1 / (1 + np.exp(-x))
 
     def sigmoid_derivative(x):
         return x * (1 - x)
 
+    def calculate_loss(y_true, y_pred):
+        return np.mean((y_true - y_pred) ** 2)
+
     losses = []
     for epoch in range(epochs):
         hidden_output = sigmoid(np.dot(X, W1))
         final_output = sigmoid(np.dot(hidden_output, W2))
-        if epoch % log_every == 0:
-            losses.append(np.mean((Y - final_output) ** 2))
+        if loss_every_epoch or epoch % log_every == 0:
+            loss = calculate_loss(Y, final_output)
+            if epoch % log_every == 0:
+                losses.append(loss)
         error = Y - final_output
         d_final_output = error * sigmoid_derivative(final_output)
         error_hidden_layer = d_final_output.dot(W2.T)
@@ -73,27 +89,58 @@ def article_loop(X, Y, W1, W2, lr, epochs, log_every):
     return np.array(losses), W1, W2
 
 
-def run_loop(X, Y, epochs):
-    t0, curves = time.perf_counter(), {}
-    for h in HIDDEN:
-        g = grid(h)
-        p = core.init_params(core.MLP(X.shape[1], (h,), 1), [v[1] for v in g], [v[2] for v in g])
-        for k, (lr, _, _) in enumerate(g):
-            curves[h, k] = article_loop(X, Y, p.W[0][k].copy(), p.W[1][k].copy(), lr, epochs, LOG_EVERY)[0]
-    return time.perf_counter() - t0, curves
+class Clock:
+    """Wall and CPU (process) seconds, accumulated over start/stop pairs."""
+
+    def __init__(self):
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self):
+        self._w, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall += time.perf_counter() - self._w
+        self.cpu += time.process_time() - self._c
 
 
-def run_core(X, Y, epochs, dtype=np.float64):
-    t0, curves = time.perf_counter(), {}
+def loop_one_size(X, Y, h, epochs, curves, every=1, loss_every_epoch=False):
+    """The loop over the variants of hidden size h (every ``every``-th one)."""
+    g = grid(h)
+    p = core.init_params(core.MLP(X.shape[1], (h,), 1), [v[1] for v in g], [v[2] for v in g])
+    for k in range(0, len(g), every):
+        curves[h, k] = article_loop(X, Y, p.W[0][k].copy(), p.W[1][k].copy(), g[k][0], epochs,
+                                    LOG_EVERY, loss_every_epoch)[0]
+
+
+def core_one_size(X, Y, h, epochs, curves, dtype=np.float64):
+    """core's population of the 120 variants of hidden size h."""
+    g = grid(h)
+    mlp = core.MLP(X.shape[1], (h,), 1)
+    p = core.init_params(mlp, [v[1] for v in g], [v[2] for v in g], dtype=dtype)
+    r = core.train(mlp, p, X, Y, loss="half_sse", optimizer=core.OptimizerSpec(lr=[v[0] for v in g]),
+                   epochs=epochs, log_every=LOG_EVERY)
+    for k in range(len(g)):
+        curves[h, k] = r.mse[k]
+
+
+def run_interleaved(X, Y, epochs, written_every=0):
+    """core and the loop, one hidden size after the other, so load changes hit both.
+
+    ``written_every``: also time the article's loop as written (loss every epoch) on
+    every n-th variant (0: not at all).
+    """
+    clocks = {k: Clock() for k in ("core", "loop", "written")}
+    curves = {k: {} for k in clocks}
     for h in HIDDEN:
-        g = grid(h)
-        mlp = core.MLP(X.shape[1], (h,), 1)
-        p = core.init_params(mlp, [v[1] for v in g], [v[2] for v in g], dtype=dtype)
-        r = core.train(mlp, p, X, Y, loss="half_sse", optimizer=core.OptimizerSpec(lr=[v[0] for v in g]),
-                       epochs=epochs, log_every=LOG_EVERY)
-        for k in range(len(g)):
-            curves[h, k] = r.mse[k]
-    return time.perf_counter() - t0, curves
+        with clocks["core"]:
+            core_one_size(X, Y, h, epochs, curves["core"])
+        with clocks["loop"]:
+            loop_one_size(X, Y, h, epochs, curves["loop"])
+        if written_every:
+            with clocks["written"]:
+                loop_one_size(X, Y, h, epochs, curves["written"], written_every, True)
+    return clocks, curves
 
 
 SKLEARN_DIFFS = ("identity output unit (MLPRegressor has no sigmoid output)", "biases on",
@@ -105,26 +152,39 @@ def run_sklearn(X, Y, epochs, n_variants):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPRegressor
     subset = [(lr, h) for h in HIDDEN for lr in LRS][:n_variants]
-    t0 = time.perf_counter()
-    for lr, h in subset:
-        m = MLPRegressor(hidden_layer_sizes=(h,), activation="logistic", solver="sgd", alpha=0.0,
-                         batch_size=X.shape[0], learning_rate="constant", learning_rate_init=lr,
-                         momentum=0.0, nesterovs_momentum=False, max_iter=epochs, shuffle=False,
-                         tol=0.0, n_iter_no_change=epochs + 1, random_state=0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            m.fit(X, Y.ravel())
-    return time.perf_counter() - t0, len(subset)
+    clock = Clock()
+    with clock:
+        for lr, h in subset:
+            m = MLPRegressor(hidden_layer_sizes=(h,), activation="logistic", solver="sgd", alpha=0.0,
+                             batch_size=X.shape[0], learning_rate="constant", learning_rate_init=lr,
+                             momentum=0.0, nesterovs_momentum=False, max_iter=epochs, shuffle=False,
+                             tol=0.0, n_iter_no_change=epochs + 1, random_state=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                m.fit(X, Y.ravel())
+    return clock, len(subset)
 
 
 def agreement(a, b):
-    """Largest relative difference between two runs' logged MSE curves (finite entries)."""
-    worst = 0.0
+    """(median, max) relative difference of two runs' logged MSEs, and the share within 1e-9."""
+    rel = []
     for key in a:
         x, y = a[key], b[key]
         ok = np.isfinite(x) & np.isfinite(y)
-        worst = max(worst, float(np.max(np.abs(x[ok] - y[ok]) / np.maximum(np.abs(y[ok]), 1e-300), initial=0)))
-    return worst
+        rel.append(np.max(np.abs(x[ok] - y[ok]) / np.maximum(np.abs(y[ok]), 1e-300), initial=0))
+    rel = np.array(rel)
+    return float(np.median(rel)), float(rel.max()), float(np.mean(rel <= 1e-9))
+
+
+def report(name, clock, n, note=""):
+    """Print one method's times; return its (wall, cpu) variants per second."""
+    print(f"  {name:<9}{clock.wall:9.2f} s wall {n / clock.wall:9.2f} variants/s |"
+          f"{clock.cpu:9.2f} s cpu {n / clock.cpu:9.2f} variants/s" + (f"  {note}" if note else ""))
+    return n / clock.wall, n / clock.cpu
+
+
+def ratio(label, a, b, target):
+    print(f"  {label:<26} = {a[0] / b[0]:7.1f}x wall, {a[1] / b[1]:7.1f}x cpu   (target >= {target}x)")
 
 
 def main():
@@ -132,38 +192,49 @@ def main():
     ap.add_argument("--quick", action="store_true", help="10x fewer epochs, sklearn on 4 variants")
     ap.add_argument("--sklearn-variants", type=int, default=16)
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
     from threadpoolctl import threadpool_limits
     threadpool_limits(1)
     div = 10 if args.quick else 1
     n_var = len(HIDDEN) * len(LRS) * len(INITS) * len(SEEDS)
+    print(f"numpy {np.__version__}, BLAS limited to 1 thread; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cpus (cpu = process time: excludes time other processes took from us)")
 
     X, Y = article_data()
-    ep = 10000 // div
+    ep, every = 10000 // div, 4
     print(f"== article data (3 x 3), {n_var} variants, {ep} full-batch epochs, log every {LOG_EVERY}")
-    t_core, c_core = run_core(X, Y, ep)
-    t_loop, c_loop = run_loop(X, Y, ep)
-    t_sk, n_sk = run_sklearn(X, Y, ep, 4 if args.quick else args.sklearn_variants)
-    vps = {"loop": n_var / t_loop, "sklearn": n_sk / t_sk, "core": n_var / t_core}
-    print(f"  loop    {t_loop:8.2f} s  {vps['loop']:9.2f} variants/s")
-    print(f"  sklearn {t_sk:8.2f} s  {vps['sklearn']:9.2f} variants/s  ({n_sk} variants run, "
-          f"rate per variant; full sweep would take ~{n_var / vps['sklearn']:.0f} s)")
-    print(f"  core    {t_core:8.2f} s  {vps['core']:9.2f} variants/s")
-    print(f"  core / loop    = {vps['core'] / vps['loop']:7.1f}x   (target >= 40x)")
-    print(f"  core / sklearn = {vps['core'] / vps['sklearn']:7.1f}x   (target >= 100x)")
-    print(f"  loop vs core logged MSE: max relative difference {agreement(c_loop, c_core):.1e}")
+    clocks, curves = run_interleaved(X, Y, ep, written_every=every)
+    sk_clock, n_sk = run_sklearn(X, Y, ep, 4 if args.quick else args.sklearn_variants)
+    written = report("loop*", clocks["written"], n_var // every,
+                     note=f"(the article's loop as written, loss every epoch; every {every}th variant)")
+    loop = report("loop", clocks["loop"], n_var, note="(the same, loss only at the logged epochs)")
+    sk = report("sklearn", sk_clock, n_sk, note=f"({n_sk} of the variants; rate per variant)")
+    cr = report("core", clocks["core"], n_var, note="(4 populations of 120)")
+    ratio("core / loop", cr, loop, 40)
+    ratio("core / loop* (as written)", cr, written, 40)
+    ratio("core / sklearn", cr, sk, 100)
+    med, worst, _ = agreement(curves["loop"], curves["core"])
+    print(f"  loop vs core logged MSE: median relative difference {med:.1e}, max {worst:.1e}")
     print("  sklearn differs: " + "; ".join(SKLEARN_DIFFS))
 
     X, Y = regression_data()
     ep = 2000 // div
     print(f"== regression set (512 x 8), {n_var} variants, {ep} full-batch epochs, log every {LOG_EVERY}")
-    t_core, c_core = run_core(X, Y, ep)
-    t_loop, c_loop = run_loop(X, Y, ep)
-    print(f"  loop    {t_loop:8.2f} s  {n_var / t_loop:9.2f} variants/s")
-    print(f"  core    {t_core:8.2f} s  {n_var / t_core:9.2f} variants/s")
-    print(f"  core / loop    = {t_loop / t_core:7.2f}x   (target >= 1.3x)")
-    print(f"  loop vs core logged MSE: max relative difference {agreement(c_loop, c_core):.1e}")
-    t32, _ = run_core(X, Y, ep, dtype=np.float32)
-    print(f"  core float32 {t32:8.2f} s  {n_var / t32:9.2f} variants/s  ({t_loop / t32:.2f}x the float64 loop)")
+    clocks, curves = run_interleaved(X, Y, ep)
+    loop = report("loop", clocks["loop"], n_var, note="(loss only at the logged epochs)")
+    cr = report("core", clocks["core"], n_var)
+    ratio("core / loop", cr, loop, 1.3)
+    med, worst, share = agreement(curves["loop"], curves["core"])
+    print(f"  loop vs core logged MSE: median relative difference {med:.1e}; {share:.0%} of variants "
+          f"within 1e-9 (max {worst:.1e}: variants whose large steps make training chaotic "
+          "amplify last-bit rounding differences)")
+    c32 = Clock()
+    with c32:
+        for h in HIDDEN:
+            core_one_size(X, Y, h, ep, {}, dtype=np.float32)
+    f32 = report("core f32", c32, n_var, note="(float32 on request)")
+    ratio("core f32 / loop (float64)", f32, loop, "-")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ class Activation(NamedTuple):
     identity_deriv : bool
         True when ``dA/dZ == 1`` (backprop skips the multiply).
     fn_of_neg : callable ``fn_of_neg(negZ, out=None) -> A`` or None
-        The activation from the negated pre-activation, where that saves a pass.
+        The activation from the negated pre-activation (sigmoid only; call under
+        ``np.errstate``). The network uses it, spelled out by :func:`forward_ops`,
+        where ``-Z`` comes for free, saving a pass.
     """
 
     fn: Callable
@@ -44,21 +46,28 @@ def _out(Z, out):
 
 
 def sigmoid(Z, out=None):
-    """Logistic ``1 / (1 + exp(-Z))`` that never overflows (see :func:`sigmoid_of_neg`)."""
-    out = np.negative(Z, out=_out(Z, out))
-    return sigmoid_of_neg(out, out=out)
+    """Logistic ``1 / (1 + exp(-Z))``, exact and warning-free for any input.
+
+    For ``Z < -log(finfo.max)`` (about -709.8 in float64, -88.7 in float32) ``exp(-Z)``
+    is ``+inf`` and the result is exactly ``+0.0``, the correctly rounded value; no NaN
+    can arise (``1 + inf = inf``, ``1 / inf = 0``) and the overflow flag is silenced.
+    Elsewhere the arithmetic is exactly the article's ``1 / (1 + np.exp(-x))``. (Capping
+    the argument instead would return denormals such as 5.6e-309: less exact, and slow
+    on many CPUs.)
+    """
+    with np.errstate(over="ignore"):
+        out = np.negative(Z, out=_out(Z, out))
+        return sigmoid_of_neg(out, out=out)
 
 
 def sigmoid_of_neg(negZ, out=None):
-    """Sigmoid of ``Z`` given ``negZ = -Z``: ``1 / (1 + exp(negZ))``.
+    """Sigmoid from ``negZ = -Z``: ``1 / (1 + exp(negZ))``, three NumPy calls.
 
-    ``negZ`` is capped at ``log(finfo(dtype).max)`` before ``exp`` so it never overflows;
-    the result there is below the smallest normal number anyway, so nothing is lost.
-    Below the cap the arithmetic is exactly the article's ``1 / (1 + np.exp(-x))``.
-    The network computes ``-Z`` for free where it can (``(-X) @ W``), saving a pass.
+    Kernel form: it may overflow to the exact result 0 (see :func:`sigmoid`), so call it
+    under ``np.errstate(over="ignore")``, as the network code does. The network gets
+    ``-Z`` for free where it can (``(-X) @ W``), saving a pass over the activations.
     """
-    out = np.minimum(negZ, _log_max(negZ.dtype), out=_out(negZ, out))
-    np.exp(out, out=out)
+    out = np.exp(negZ, out=_out(negZ, out))
     out += 1.0
     return np.reciprocal(out, out=out)
 
@@ -129,17 +138,6 @@ def softmax(Z, out=None):
     return out
 
 
-_LOG_MAX: dict = {}
-
-
-def _log_max(dtype) -> float:
-    """``log(finfo(dtype).max)``: the largest argument ``exp`` takes without overflow."""
-    v = _LOG_MAX.get(dtype)
-    if v is None:
-        v = _LOG_MAX[dtype] = float(np.log(np.finfo(dtype).max))
-    return v
-
-
 ACTIVATIONS: dict[str, Activation] = {
     "sigmoid": Activation(sigmoid, sigmoid_deriv, fn_of_neg=sigmoid_of_neg),
     "tanh": Activation(tanh, tanh_deriv),
@@ -148,6 +146,27 @@ ACTIVATIONS: dict[str, Activation] = {
     "identity": Activation(identity, identity_deriv, identity_deriv=True),
     "softmax": Activation(softmax, None, elementwise=False),
 }
+
+def forward_ops(name: str, Z, negated: bool = False) -> list:
+    """Tape entries ``(numpy_function, args)`` applying activation ``name`` to Z in place.
+
+    ``negated``: Z holds ``-Z`` (sigmoid only). Sigmoid is spelled out as its three
+    ufunc calls so a training step pays no Python function call for it.
+    """
+    if name == "sigmoid":
+        ops = [] if negated else [(np.negative, (Z, Z))]
+        return ops + [(np.exp, (Z, Z)), (np.add, (Z, 1.0, Z)), (np.reciprocal, (Z, Z))]
+    if negated:
+        raise ValueError(f"{name} has no negated form")
+    return [] if name == "identity" else [(ACTIVATIONS[name].fn, (Z, Z))]
+
+
+def deriv_ops(name: str, A, S) -> list:
+    """Tape entries writing ``act'(Z)``, from the output ``A``, into ``S``."""
+    if name == "sigmoid":
+        return [(np.subtract, (1.0, A, S)), (np.multiply, (A, S, S))]   # A * (1 - A)
+    return [(ACTIVATIONS[name].deriv, (A, S))]
+
 
 #: Activations allowed in hidden layers (elementwise ones).
 HIDDEN_ACTIVATIONS = frozenset(k for k, a in ACTIVATIONS.items() if a.elementwise)

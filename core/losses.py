@@ -117,26 +117,24 @@ def loss_value(loss: str, out, Y) -> np.ndarray:
     return LOSSES[loss].value(out, Y)
 
 
-def delta_fn(loss: str, output_activation: str, n: int, n_out: int):
-    """A function ``f(out, Y, dZ, tmp)`` writing ``dL/dZ_out`` for batches of n samples.
+def delta_ops(loss: str, output_activation: str, out, Y, dZ, tmp, n: int | None = None) -> list:
+    """Tape (list of ``(numpy_function, args)``) writing ``dL/dZ_out`` into ``dZ``.
 
-    ``out``, ``dZ`` and scratch ``tmp`` are (K, n, n_out) arrays (views allowed); ``Y``
-    broadcasts against them. Resolved once so the training loop pays no lookups.
+    ``out``, ``dZ`` and the scratch ``tmp`` have one shape, (K, n, n_out) or any
+    arrangement of it; ``Y`` broadcasts against them. ``n`` (samples) defaults to
+    ``out.shape[-2]``. Run it with ``for f, a in ops: f(*a)``.
     """
+    from .activations import deriv_ops
     check_output_loss(output_activation, loss)
-    scale = LOSSES[loss].scale(n, n_out)
+    n = out.shape[-2] if n is None else n
+    scale = LOSSES[loss].scale(n, out.shape[-1])
     act = ACTIVATIONS[output_activation]
-    deriv = None if (output_activation, loss) in FUSED_PAIRS or act.identity_deriv else act.deriv
-    subtract = np.subtract
-
-    def f(out, Y, dZ, tmp):
-        subtract(out, Y, out=dZ)                     # (K, n, n_out)
-        if scale != 1.0:
-            dZ *= scale
-        if deriv is not None:
-            dZ *= deriv(out, out=tmp)
-        return dZ
-    return f
+    ops = [(np.subtract, (out, Y, dZ))]                                  # out - Y
+    if scale != 1.0:
+        ops.append((np.multiply, (dZ, scale, dZ)))
+    if (output_activation, loss) not in FUSED_PAIRS and not act.identity_deriv:
+        ops += deriv_ops(output_activation, out, tmp) + [(np.multiply, (dZ, tmp, dZ))]  # * act'(out)
+    return ops
 
 
 def output_delta(loss: str, output_activation: str, out, Y, dZ=None, tmp=None):
@@ -145,5 +143,7 @@ def output_delta(loss: str, output_activation: str, out, Y, dZ=None, tmp=None):
     Written into ``dZ`` when given (same shape as ``out``; ``tmp`` is optional scratch).
     """
     dZ = np.empty_like(out) if dZ is None else dZ
-    f = delta_fn(loss, output_activation, out.shape[-2], out.shape[-1])
-    return f(out, Y, dZ, tmp)
+    tmp = np.empty_like(out) if tmp is None else tmp
+    for f, a in delta_ops(loss, output_activation, out, Y, dZ, tmp):
+        f(*a)
+    return dZ

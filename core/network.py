@@ -6,9 +6,10 @@ and used through ``(K, n, f)`` views, so the shared-input first layer is a singl
 matrix product ``X (n, n_in) @ W0 (n_in, K*h) -> (n, K*h)`` and every later layer a
 batched product over K. A single network is simply K = 1.
 
-Batched products whose inner or outer width is 1 (a one-output layer, for example)
-are done as a broadcast multiply plus one matrix-vector product with a ones vector,
-which costs two NumPy calls instead of K tiny BLAS calls.
+For small batches, products whose inner or outer width is 1 (a one-output layer,
+for example) are a broadcast multiply plus one reduction (a sum over samples, or a
+matrix-vector product with a ones vector): two NumPy calls instead of K tiny BLAS
+calls. Larger batches use ``np.matmul`` over K.
 """
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
+from .activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, deriv_ops, forward_ops
 from .layout import Layout
 
-#: Up to this many samples, one-wide batched products use broadcast + ones-gemv;
+#: Up to this many samples, one-wide batched products use broadcast + reduction;
 #: above it, ``np.matmul`` over K (per-variant BLAS calls are then worth their overhead).
 BROADCAST_MAX_N = 64
 
@@ -64,18 +65,25 @@ class Params(NamedTuple):
 
 
 class Net:
-    """Forward/backward kernel for K variants owning flat parameters and gradients.
+    """Forward/backward kernel for K variants, owning flat parameters and gradients.
+
+    For each batch size n it allocates the buffers once and compiles the forward and
+    backward passes into *tapes*: lists of ``(numpy_function, args)`` over those
+    buffers, run by ``for f, a in tape: f(*a)``. Every call is decided once (shapes,
+    code path, views), so an epoch costs a couple of dozen NumPy calls and nothing else,
+    whatever K is.
 
     Parameters
     ----------
     mlp : MLP
+    K : int
     P : ndarray, shape (layout.size,)
-        Flat parameters (see :class:`core.layout.Layout`); updated in place by optimizers.
+        Flat parameters (see :class:`core.layout.Layout`), updated in place by optimizers.
 
     Attributes
     ----------
     P, G : ndarray, shape (layout.size,)
-        Parameters and the gradient buffer :meth:`backward` fills.
+        Parameters, and the gradients :meth:`backward` writes.
     """
 
     def __init__(self, mlp: MLP, K: int, P):
@@ -85,133 +93,156 @@ class Net:
             raise ValueError("flat parameter buffer does not fit the layout")
         self.P, self.G = P, np.empty_like(P)
         L = len(mlp.sizes) - 1
-        self.acts = [ACTIVATIONS[mlp.activation]] * (L - 1) + [ACTIVATIONS[mlp.output_activation]]
-        self._plans: dict[int, list] = {}
-        self._x, self._negx = None, None
+        self.names = [mlp.activation] * (L - 1) + [mlp.output_activation]
+        self.acts = [ACTIVATIONS[a] for a in self.names]
+        self._plans: dict[int, _Plan] = {}
 
-    def buffers(self, n: int) -> list[dict]:
-        """Per-layer buffers and views for batches of n samples (built once per n).
+    def plan(self, n: int) -> "_Plan":
+        """Buffers and tapes for batches of n samples (built on first use)."""
+        pl = self._plans.get(n)
+        if pl is None:
+            pl = self._plans[n] = _Plan(self, n)
+        return pl
 
-        ``A`` activations, ``D`` deltas and ``S`` derivative scratch are stored
-        ``(n, K, q)``; ``T`` is scratch for the broadcast products.
-        """
-        if n not in self._plans:
-            self._plans[n] = self._plan(n)
-        return self._plans[n]
-
-    def _plan(self, n):
-        K, dt, lay, sizes = self.K, self.dtype, self.layout, self.mlp.sizes
-        ones = {m: np.ones(m, dt) for m in set(sizes) | {n}}
-        plan = []
-        for l, act in enumerate(self.acts):
-            p, q = sizes[l], sizes[l + 1]
-            e = dict(p=p, q=q, act=act,
-                     A=np.empty((n, K, q), dt), D=np.empty((n, K, q), dt), S=np.empty((n, K, q), dt),
-                     T=np.empty((n, K, p), dt), Tq=np.empty((n, K, q), dt),
-                     W=lay.w_store(self.P, l), dW=lay.w_store(self.G, l),
-                     b=lay.b_store(self.P, l) if self.mlp.bias else None,
-                     db=lay.b_store(self.G, l).reshape(-1) if self.mlp.bias else None)
-            small = n <= BROADCAST_MAX_N
-            e["fwd"] = "x" if l == 0 else "q1" if q == 1 and small else "p1" if p == 1 else "mm"
-            e["grad"] = "x" if l == 0 else "q1" if q == 1 and small else "p1" if p == 1 and small else "mm"
-            e["back"] = "p1" if p == 1 and small else "mm"   # q == 1: see backward
-            # sigmoid from -Z where -Z is free: (-X) @ W0, or a gemv with -1s
-            e["neg"] = act.fn_of_neg is not None and e["fwd"] in ("x", "q1")
-            e["ones_p"] = -ones[p] if e["neg"] else ones[p]
-            e["ones_n"], e["ones_q"] = ones[n], ones[q]
-            plan.append(e)
-        return plan
-
-    def _neg(self, X):
-        if X is not self._x:
-            self._x, self._negx = X, np.negative(X)
-        return self._negx
+    def load(self, X) -> "_Plan":
+        """Copy inputs X (n, n_in) into the plan's input buffer, unless already there."""
+        pl = self.plan(X.shape[0])
+        if X is not pl.loaded:
+            np.copyto(pl.X, X)
+            np.negative(pl.X, out=pl.negX)
+            pl.loaded = X
+        return pl
 
     def forward(self, X):
-        """Network outputs, a ``(K, n, n_out)`` view of an internal buffer.
+        """Outputs for inputs X (n, n_in): a ``(K, n, n_out)`` view of an internal buffer.
 
-        Parameters
-        ----------
-        X : ndarray, shape (n, n_in), contiguous, dtype of the population
+        Call under ``np.errstate(all="ignore")`` (sigmoid may overflow to its exact 0).
         """
-        n = X.shape[0]
-        prev = None
-        for e in self.buffers(n):
-            Z, mode, neg = e["A"], e["fwd"], e["neg"]                       # Z (n, K, q)
-            if mode == "x":
-                np.matmul(self._neg(X) if neg else X, e["W"], out=Z.reshape(n, -1))  # (n,n_in) @ (n_in,K*q)
-            elif mode == "q1":
-                p, t = e["p"], e["T"]
-                np.multiply(prev, e["W"][:, :, 0], out=t)                   # (n,K,p) * (K,p)
-                np.matmul(t.reshape(-1, p), e["ones_p"], out=Z.reshape(-1))  # (n*K,p) @ (p,) -> (n*K,)
-            elif mode == "p1":
-                np.multiply(prev, e["W"][:, 0, :], out=Z)                   # (n,K,1) * (K,q)
-            else:
-                np.matmul(prev.transpose(1, 0, 2), e["W"], out=Z.transpose(1, 0, 2))  # (K,n,p) @ (K,p,q)
-            if e["b"] is not None:
-                (np.subtract if neg else np.add)(Z, e["b"], out=Z)          # +/- (K, q)
-            (e["act"].fn_of_neg if neg else e["act"].fn)(Z, out=Z)
-            prev = Z
-        return prev.transpose(1, 0, 2)                                      # (K, n, n_out)
-
-    def output_buffers(self, n):
-        """``(dZ, tmp)``: the output delta buffer :meth:`backward` reads and a scratch,
-        both ``(K, n, n_out)`` views."""
-        e = self.buffers(n)[-1]
-        return e["D"].transpose(1, 0, 2), e["S"].transpose(1, 0, 2)
+        pl = self.load(X)
+        for f, a in pl.fwd:
+            f(*a)
+        return pl.out
 
     def backward(self, X):
-        """Backpropagate the output delta (in ``output_buffers(n)[0]``) into ``self.G``.
+        """Gradients into ``self.G`` from the output delta in ``plan(n).dZ_out``.
 
         Call after :meth:`forward` on the same ``X``.
         """
-        n, plan = X.shape[0], self.buffers(X.shape[0])
-        for l in range(len(plan) - 1, -1, -1):
-            e = plan[l]
-            dZ = e["D"]                                                     # (n, K, q)
-            # one-output layer: dZ repeated over the p inputs, (n, K, p), shared by both products
-            R = np.repeat(dZ, e["p"], axis=2) if e["q"] == 1 and l > 0 else None
-            if e["grad"] == "x":
-                np.matmul(X.T, dZ.reshape(n, -1), out=e["dW"])              # (n_in,n) @ (n,K*q)
-            elif R is not None and e["grad"] == "q1":
-                np.multiply(plan[l - 1]["A"], R, out=e["T"])                # (n, K, p)
-                np.matmul(e["ones_n"], e["T"].reshape(n, -1), out=e["dW"].reshape(-1))  # (n,) @ (n,K*p)
-            else:
-                _grad(e["grad"], plan[l - 1]["A"], dZ, e["dW"], e)
-            if e["db"] is not None:
-                np.matmul(e["ones_n"], dZ.reshape(n, -1), out=e["db"])      # (n,) @ (n,K*q)
-            if l > 0:
-                below = plan[l - 1]
-                dA = below["D"]                                             # (n, K, p)
-                if R is not None:
-                    np.multiply(R, e["W"][:, :, 0], out=dA)                 # (n,K,p) * (K,p)
-                else:
-                    _back(e["back"], dZ, e["W"], dA, e)
-                act = below["act"]
-                if not act.identity_deriv:
-                    dA *= act.deriv(below["A"], out=below["S"])
+        for f, a in self.load(X).bwd:
+            f(*a)
         return self.G
 
 
-def _grad(mode, A, dZ, dW, e):
-    """``dW[k] = A[:, k].T @ dZ[:, k]``: A (n, K, p), dZ (n, K, q) -> dW (K, p, q)."""
-    n, K, p = A.shape
-    q = dZ.shape[2]
-    if mode == "p1":
-        np.multiply(dZ, A, out=e["Tq"])                                     # (n,K,q) * (n,K,1)
-        np.matmul(e["ones_n"], e["Tq"].reshape(n, -1), out=dW.reshape(-1))  # (n,) @ (n,K*q)
-    else:
-        np.matmul(np.swapaxes(A.transpose(1, 0, 2), -1, -2), dZ.transpose(1, 0, 2), out=dW)  # (K,p,n) @ (K,n,q)
+class _Plan:
+    """Buffers and tapes of one Net for batches of n samples.
+
+    Activations ``A[l]``, deltas ``D[l]`` and derivative scratch ``S[l]`` are stored
+    ``(n, K, q)``. ``out`` and ``dZ_out`` are ``(K, n, n_out)`` views of the last ones.
+    """
+
+    def __init__(self, net: Net, n: int):
+        self.net, self.n, sizes = net, n, net.mlp.sizes
+        self.new = lambda *shape: np.empty(shape, net.dtype)  # noqa: E731
+        self.X, self.negX, self.loaded = self.new(n, sizes[0]), self.new(n, sizes[0]), None
+        self.A = [self.new(n, net.K, q) for q in sizes[1:]]
+        self.D = [self.new(n, net.K, q) for q in sizes[1:]]
+        self.S = [self.new(n, net.K, q) for q in sizes[1:]]
+        self.small = n <= BROADCAST_MAX_N
+        self.AW = {}                          # l -> A[l-1] * W[l], kept from forward to backward
+        self.fwd = self._forward()
+        self.bwd = self._backward()
+        self.out = self.A[-1].transpose(1, 0, 2)                            # (K, n, n_out)
+        self.dZ_out = self.D[-1].transpose(1, 0, 2)
+        self.stored = (self.A[-1], self.D[-1], self.S[-1])  # output, delta, scratch: (n, K, n_out)
+
+    def _forward(self):
+        net, n, K, A, new = self.net, self.n, self.net.K, self.A, self.new
+        lay, P, sizes, fwd = net.layout, net.P, net.mlp.sizes, []
+        for l, act in enumerate(net.acts):
+            p, q, W = sizes[l], sizes[l + 1], lay.w_store(P, l)            # W (n_in, K*q) or (K, p, q)
+            Z, prev = A[l], A[l - 1] if l else None                         # (n, K, q), (n, K, p)
+            sigmoid = act.fn_of_neg is not None         # computes -Z where that is free
+            if l == 0:                                  # shared inputs: one product for all variants
+                fwd.append((np.dot, (self.negX if sigmoid else self.X, W, Z.reshape(n, -1))))
+                neg = sigmoid                                              # (n, n_in) @ (n_in, K*q)
+            elif q == 1:                                # one output: broadcast + gemv with (-)ones
+                T = self.AW[l] = new(n, K, p)
+                ones = -np.ones(p, net.dtype) if sigmoid else np.ones(p, net.dtype)
+                fwd += [(np.multiply, (prev, W[:, :, 0], T)),              # (n,K,p) * (K,p)
+                        (np.dot, (T.reshape(-1, p), ones, Z.reshape(-1)))]  # (n*K, p) @ (p,)
+                neg = sigmoid
+            elif p == 1:
+                fwd.append((np.multiply, (prev, W[:, 0, :], Z)))           # (n,K,1) * (K,q)
+                neg = False
+            else:
+                fwd.append((np.matmul, (prev.transpose(1, 0, 2), W, Z.transpose(1, 0, 2))))  # (K,n,p) @ (K,p,q)
+                neg = False
+            if net.mlp.bias:
+                fwd.append((np.subtract if neg else np.add, (Z, lay.b_store(P, l), Z)))  # -/+ (K, q)
+            fwd += forward_ops(net.names[l], Z, negated=neg)
+        return fwd
+
+    def _backward(self):
+        net, n, K, A, D, S, new = self.net, self.n, self.net.K, self.A, self.D, self.S, self.new
+        lay, P, G, sizes, small, bwd = net.layout, net.P, net.G, net.mlp.sizes, self.small, []
+        ones_n = np.ones(n, net.dtype)
+        for l in range(len(net.acts) - 1, -1, -1):
+            p, q, dW, dZ = sizes[l], sizes[l + 1], lay.w_store(G, l), D[l]  # dZ (n, K, q)
+            prev = A[l - 1] if l else None
+            # weight gradient dW[k] = A[l-1][:, k].T @ dZ[:, k]
+            if l == 0:
+                bwd.append((np.dot, (self.X.T, dZ.reshape(n, -1), dW)))   # (n_in, n) @ (n, K*q)
+            elif q == 1:                                # dZ spread over the p inputs, used twice
+                R, T = new(n, K, p), new(n, K, p)
+                bwd.append(_spread(dZ, R))
+                if small:
+                    bwd += [(np.multiply, (prev, R, T)),                    # (n, K, p)
+                            (np.add.reduce, (T, 0, None, dW[:, :, 0]))]     # sum over n -> (K, p)
+                else:
+                    bwd.append((np.matmul, (np.swapaxes(prev.transpose(1, 0, 2), -1, -2),
+                                            dZ.transpose(1, 0, 2), dW)))    # (K,p,n) @ (K,n,1)
+            elif p == 1 and small:
+                T = new(n, K, q)
+                bwd += [(np.multiply, (dZ, prev, T)),                       # (n,K,q) * (n,K,1)
+                        (np.add.reduce, (T, 0, None, dW[:, 0, :]))]         # sum over n -> (K, q)
+            else:
+                bwd.append((np.matmul, (np.swapaxes(prev.transpose(1, 0, 2), -1, -2),
+                                        dZ.transpose(1, 0, 2), dW)))        # (K,p,n) @ (K,n,q)
+            if net.mlp.bias and small:
+                bwd.append((np.add.reduce, (dZ, 0, None, lay.b_store(G, l))))  # sum over n -> (K, q)
+            elif net.mlp.bias:
+                bwd.append((np.dot, (ones_n, dZ.reshape(n, -1), lay.b_store(G, l).reshape(-1))))  # (n,) @ (n,K*q)
+            if l == 0:
+                break
+            # delta of the layer below: dZ[l-1] = (dZ @ W.T) * act'(A[l-1])
+            dA, W, below = D[l - 1], lay.w_store(P, l), net.names[l - 1]  # dA (n, K, p)
+            if q == 1 and below == "sigmoid":
+                # dZ * W * A (1 - A) = R * (A * W) * (1 - A), reusing A * W from the forward
+                Sb = S[l - 1]
+                bwd += [(np.subtract, (1.0, A[l - 1], Sb)), (np.multiply, (Sb, self.AW[l], Sb)),
+                        (np.multiply, (Sb, R, dA))]
+                continue
+            if q == 1:
+                bwd.append((np.multiply, (R, W[:, :, 0], dA)))              # (n,K,p) * (K,p)
+            elif p == 1 and small:
+                T = new(n, K, q)
+                bwd += [(np.multiply, (dZ, W[:, 0, :], T)),                 # (n,K,q) * (K,q)
+                        (np.dot, (T.reshape(-1, q), np.ones(q, net.dtype), dA.reshape(-1)))]  # (n*K,q) @ (q,)
+            else:
+                bwd.append((np.matmul, (dZ.transpose(1, 0, 2), np.swapaxes(W, -1, -2),
+                                        dA.transpose(1, 0, 2))))            # (K,n,q) @ (K,q,p)
+            if not net.acts[l - 1].identity_deriv:
+                bwd += deriv_ops(below, A[l - 1], S[l - 1]) + [(np.multiply, (dA, S[l - 1], dA))]
+        return bwd
 
 
-def _back(mode, dZ, W, dA, e):
-    """``dA[:, k] = dZ[:, k] @ W[k].T``: dZ (n, K, q), W (K, p, q) -> dA (n, K, p)."""
-    if mode == "p1":
-        q = dZ.shape[2]
-        np.multiply(dZ, W[:, 0, :], out=e["Tq"])                            # (n,K,q) * (K,q)
-        np.matmul(e["Tq"].reshape(-1, q), e["ones_q"], out=dA.reshape(-1))  # (n*K,q) @ (q,)
-    else:
-        np.matmul(dZ.transpose(1, 0, 2), np.swapaxes(W, -1, -2), out=dA.transpose(1, 0, 2))  # (K,n,q) @ (K,q,p)
+def _spread(d, R):
+    """Tape entry copying ``d`` (n, K, 1) into every column of ``R`` (n, K, p)."""
+    n, K, p = R.shape
+    if p <= 4:   # a gather beats broadcasting loops p elements long
+        idx = np.repeat(np.arange(n * K), p)
+        return d.reshape(-1).take, (idx, None, R.reshape(-1), "clip")
+    return np.copyto, (R, d)
 
 
 def _check(mlp: MLP, params: Params):
@@ -256,7 +287,7 @@ def backward(mlp: MLP, params: Params, cache, dZ_out) -> Params:
         ``dW[l]`` (K, p, q) and ``db[l]`` (K, 1, q) (None without bias).
     """
     net, X = cache
-    net.output_buffers(X.shape[0])[0][...] = dZ_out
+    net.plan(X.shape[0]).dZ_out[...] = dZ_out
     with np.errstate(all="ignore"):
         G = net.backward(X)
     return Params(*net.layout.unpack(G))

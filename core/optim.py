@@ -90,40 +90,38 @@ class Optimizer:
         else:
             self.state = {}
 
-    def step(self, P, G):
-        """Update ``P`` in place from gradient ``G`` (overwritten)."""
-        tmp = self.tmp
-        if self.wd is not None:
-            G += np.multiply(self.wd, P, out=tmp)
-        if self.kind == "sgd":
-            G *= self.lr
-            P -= G
-        elif self.kind == "momentum":
+    def ops(self, P, G) -> list:
+        """Tape (list of ``(numpy_function, args)``) updating ``P`` in place from ``G``.
+
+        ``G`` is used as scratch (overwritten).
+        """
+        mul, sub, add, div = np.multiply, np.subtract, np.add, np.divide
+        tmp, ops = self.tmp, []
+        if self.wd is not None:                                   # g += weight_decay * W
+            ops += [(mul, (self.wd, P, tmp)), (add, (G, tmp, G))]
+        if self.kind == "sgd":                                    # W -= lr * g
+            ops += [(mul, (G, self.lr, G)), (sub, (P, G, P))]
+        elif self.kind == "momentum":                             # v = mu v - lr g
             v = self.state["v"]
-            v *= self.mu
-            G *= self.lr
-            v -= G
-            if self.nesterov:
-                np.multiply(self.mu, v, out=tmp)
-                tmp -= G
-                P += tmp
-            else:
-                P += v
+            ops += [(mul, (v, self.mu, v)), (mul, (G, self.lr, G)), (sub, (v, G, v))]
+            if self.nesterov:                                     # W += mu v - lr g
+                ops += [(mul, (self.mu, v, tmp)), (sub, (tmp, G, tmp)), (add, (P, tmp, P))]
+            else:                                                 # W += v
+                ops.append((add, (P, v, P)))
         else:
             s, tmp2 = self.state, self.tmp2
-            s["m"] *= self.b1
-            s["m"] += np.multiply(self.c1, G, out=tmp)
-            s["v"] *= self.b2
-            np.multiply(G, G, out=tmp)
-            s["v"] += np.multiply(self.c2, tmp, out=tmp)
-            s["b1t"] *= self.b1
-            s["b2t"] *= self.b2
-            np.subtract(1.0, s["b2t"], out=tmp)
-            np.divide(s["v"], tmp, out=tmp)                # v_hat
-            np.sqrt(tmp, out=tmp)
-            tmp += self.eps
-            np.subtract(1.0, s["b1t"], out=tmp2)
-            np.divide(s["m"], tmp2, out=tmp2)              # m_hat
-            tmp2 /= tmp
-            tmp2 *= self.lr
-            P -= tmp2
+            m, v, b1t, b2t = s["m"], s["v"], s["b1t"], s["b2t"]
+            ops += [(mul, (m, self.b1, m)), (mul, (self.c1, G, tmp)), (add, (m, tmp, m)),   # m
+                    (mul, (v, self.b2, v)), (mul, (G, G, tmp)), (mul, (self.c2, tmp, tmp)),
+                    (add, (v, tmp, v)),                                                     # v
+                    (mul, (b1t, self.b1, b1t)), (mul, (b2t, self.b2, b2t)),               # b**t
+                    (sub, (1.0, b2t, tmp)), (div, (v, tmp, tmp)), (np.sqrt, (tmp, tmp)),  # sqrt(v_hat)
+                    (add, (tmp, self.eps, tmp)),
+                    (sub, (1.0, b1t, tmp2)), (div, (m, tmp2, tmp2)),                      # m_hat
+                    (div, (tmp2, tmp, tmp2)), (mul, (tmp2, self.lr, tmp2)), (sub, (P, tmp2, P))]
+        return ops
+
+    def step(self, P, G):
+        """Update ``P`` in place from gradient ``G`` (overwritten)."""
+        for f, a in self.ops(P, G):
+            f(*a)

@@ -23,12 +23,12 @@ from typing import Callable
 import numpy as np
 
 from .layout import Layout
-from .losses import check_output_loss, delta_fn, loss_value, mse as _mse
+from .losses import check_output_loss, delta_ops, loss_value, mse as _mse
 from .network import MLP, Net, Params, _check
 from .optim import Optimizer, OptimizerSpec
 
 DIVERGENCE_FACTOR = 1e6
-CHUNK_ELEMENTS = 1 << 16
+CHUNK_ELEMENTS = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -58,18 +58,28 @@ class _Chunk:
         self.mlp, self.ids, self.hp, self.spec, self.loss = mlp, ids, hp, spec, loss
         self.net = Net(mlp, len(ids), P)
         self.opt = Optimizer(spec, hp, self.net.layout, P.dtype, state)
-        self._delta = {}
+        self._tapes = {}
 
     def step(self, X, Y):
-        """One gradient step on the batch X (n, n_in), Y (n, n_out)."""
-        net, n = self.net, X.shape[0]
-        out = net.forward(X)                                                # (K, n, n_out)
-        f = self._delta.get(n)
-        if f is None:
-            f = self._delta[n] = delta_fn(self.loss, self.mlp.output_activation, n, self.mlp.n_out)
-        f(out, Y, *net.output_buffers(n))
-        net.backward(X)
-        self.opt.step(net.P, net.G)
+        """One gradient step on the batch X (n, n_in), Y (n, n_out): one tape run."""
+        n = X.shape[0]
+        tape = self._tapes.get(n)
+        if tape is None:
+            tape = self._tapes[n] = self._tape(n)
+        pl = self.net.load(X)
+        if Y is not pl.loaded_y:
+            np.copyto(pl.Y, Y)
+            pl.loaded_y = Y
+        for f, a in tape:
+            f(*a)
+
+    def _tape(self, n):
+        """forward + output delta + backward + optimizer update, as one list of calls."""
+        net, pl = self.net, self.net.plan(n)
+        pl.Y, pl.loaded_y = np.empty((n, self.mlp.n_out), net.dtype), None
+        out, dZ, tmp = pl.stored                                            # (n, K, n_out)
+        delta = delta_ops(self.loss, self.mlp.output_activation, out, pl.Y[:, None, :], dZ, tmp, n=n)
+        return pl.fwd + delta + pl.bwd + self.opt.ops(net.P, net.G)
 
     def shrink(self, keep):
         """The same chunk restricted to local indices ``keep``, or None if empty."""
@@ -188,12 +198,14 @@ def train(mlp: MLP, params: Params, X, Y, *, loss: str = "half_sse",
         chunks[:] = [c for c in chunks if c is not None]
 
     rng = np.random.default_rng(data_seed)
+    user_err = np.geterr()                  # the callback runs under the caller's settings
     with np.errstate(all="ignore"):
         for epoch in range(epochs):
             if epoch % log_every == 0:
                 evaluate(epoch, epoch // log_every)
                 if callback is not None:
-                    callback(epoch, hist["loss"][:, epoch // log_every].copy())
+                    with np.errstate(**user_err):
+                        callback(epoch, hist["loss"][:, epoch // log_every].copy())
             if bs == n:
                 for c in chunks:
                     c.step(X, Y)

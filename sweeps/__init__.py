@@ -1,0 +1,28 @@
+"""backprop sweeps: YAML sweep files -> Ray tasks -> MLflow runs -> pandas tables.
+
+The DataFrame API, imported on first use so that `import sweeps` (and the light CLI
+commands) stay free of Ray, MLflow and pandas:
+
+    sweeps.run_sweep(path, ...)         train and log a sweep; returns its tables
+    sweeps.load_runs(experiment, ...)   one row per variant, read back from MLflow
+    sweeps.summarize(frame, over="seed") one row per group, seeds aggregated
+    sweeps.load_curves(experiment, ...) loss curves, long format
+"""
+
+from importlib import import_module
+
+_LAZY = {
+    "run_sweep": "sweeps.run",
+    "load_sweep": "sweeps.sweep",
+    "load_runs": "sweeps.results",
+    "load_curves": "sweeps.results",
+    "summarize": "sweeps.results",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sweeps' has no attribute {name!r}")

@@ -24,11 +24,11 @@ BAD_INPUT = 2
 FileArg = typer.Argument(..., help="Sweep file (YAML).", show_default=False)
 TrackingUriOpt = typer.Option(
     None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI",
-    help="MLflow tracking URI [default: sqlite:///mlflow.db in the working directory].",
+    help="MLflow tracking URI (default: sqlite:///mlflow.db in the working directory).",
 )
 AddressOpt = typer.Option(
     None, "--address", envvar="RAY_ADDRESS",
-    help="Ray cluster to join [default: a local Ray instance started for the run].",
+    help="Ray cluster to join (default: a local Ray instance started for the run).",
 )
 
 
@@ -76,7 +76,7 @@ def run(
     address: Optional[str] = AddressOpt,
     executor: str = typer.Option("ray", help="ray: Ray tasks; serial: the same packs in-process."),
     out: Optional[Path] = typer.Option(
-        None, help="Results directory [default: sweep-results/<name>/]."
+        None, help="Results directory (default: sweep-results/<name>/)."
     ),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new parent run instead of resuming."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -106,18 +106,18 @@ def summary(
     experiment: Optional[str] = typer.Option(None, help="MLflow experiment name (instead of FILE)."),
     tracking_uri: Optional[str] = TrackingUriOpt,
     over: str = typer.Option("seed", help="Setting aggregated over."),
-    metric: Optional[str] = typer.Option(None, help="Metric to rank by [default: test_loss]."),
+    metric: Optional[str] = typer.Option(None, help="Metric to rank by (default: test_loss)."),
     top: int = typer.Option(10, min=1, help="Rows to show."),
     csv: Optional[Path] = typer.Option(None, help="Also write the whole summary as CSV."),
 ) -> None:
     """Summarize a sweep from MLflow: one row per group with seeds aggregated, best first."""
     if (file is None) == (experiment is None):
         _fail("give either a sweep FILE or --experiment NAME")
-    name = experiment if file is None else _load(file).name
+    sweep = None if file is None else _load(file)
     from sweeps import results
 
     try:
-        frame = results.load_runs(name, tracking_uri=tracking_uri)
+        frame = results.load_runs(experiment, tracking_uri=tracking_uri, sweep=sweep)
         table = results.summarize(frame, over=over, metric=metric)
     except (LookupError, ValueError) as error:
         _fail(str(error))
@@ -134,7 +134,10 @@ def ui(
     """Start the MLflow UI on 127.0.0.1 for the sweep's tracking store."""
     from sweeps.ui import serve
 
-    serve(tracking_uri, port=port)
+    try:
+        serve(tracking_uri, port=port)
+    except OSError as error:  # the port is taken, the store unreadable
+        _fail(f"sweeps ui: {error}")
 
 
 @app.command()
@@ -154,7 +157,7 @@ def submit(
     except SubmitError as error:
         _fail(str(error))
     typer.echo(job_id)
-    if final not in (None, "SUCCEEDED"):
+    if final in ("FAILED", "STOPPED"):   # followed to its end, and it did not succeed
         _fail(f"{job_id}: {final}", code=1)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -34,19 +34,29 @@ def _pyplot():
 
 def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
               curves: pd.DataFrame, sweep: Any = None, *,
-              predictions: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
+              predictions: Mapping[str, pd.DataFrame] | None = None,
+              tracking_uri: str | None = None) -> list[Path]:
     """Every plot that the tables support; returns the files written.
 
     predictions : {run_id: predictions table} (`results.predictions_from_records` or
-        `results.load_predictions`); the predictions plot is skipped without it.
+        `results.load_predictions`).
+    tracking_uri : where to download the best group's predictions.csv files that
+        `predictions` lacks (variants of a resumed sweep). Without either, no predictions plot.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    predictions = dict(predictions or {})
+    if tracking_uri is not None and not summary.empty:
+        missing = [r for r in _group_rows(frame, summary, summary.iloc[0])["run_id"]
+                   if r not in predictions]
+        if missing:
+            from sweeps.results import load_predictions
+            predictions.update(load_predictions(missing, tracking_uri))
     paths = []
     for name, draw in (("loss_curves.png", lambda p: loss_curves(p, frame, summary, curves)),
                        ("loss_vs_lr.png", lambda p: loss_vs_setting(p, frame, summary)),
                        ("predictions.png",
-                        lambda p: predictions_plot(p, frame, summary, predictions or {}))):
+                        lambda p: predictions_plot(p, frame, summary, predictions))):
         if draw(out / name):
             paths.append(out / name)
     return paths
@@ -126,16 +136,21 @@ def loss_curves(path: Path, frame: pd.DataFrame, summary: pd.DataFrame, curves: 
 
 
 def choose_axes(frame: pd.DataFrame, summary: pd.DataFrame) -> tuple[str | None, str | None]:
-    """(x setting, line setting): the learning rate and hidden size when they are swept,
-    else the first swept numeric setting with several values and the next swept setting."""
+    """(x setting, line setting): the learning rate and hidden size when they are swept, else
+    the first swept numeric setting with several values (or the first swept setting) and the
+    next swept setting."""
     by = summary.attrs.get("by") or [c for c in setting_columns(frame) if c in summary.columns]
     varied = [c for c in by if summary[c].map(repr).nunique() > 1]
-    numeric = [c for c in varied if pd.api.types.is_numeric_dtype(summary[c])
-               and not pd.api.types.is_bool_dtype(summary[c])]
-    x = next((c for c in X_PREFERRED if c in numeric), numeric[0] if numeric else None)
+    numeric = [c for c in varied if _numeric(summary[c])]
+    x = next((c for c in X_PREFERRED if c in numeric),
+             numeric[0] if numeric else (varied[0] if varied else None))
     rest = [c for c in varied if c != x]
     line = next((c for c in LINE_PREFERRED if c in rest), rest[0] if rest else None)
     return x, line
+
+
+def _numeric(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
 
 
 def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> bool:
@@ -147,6 +162,14 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
     if not metrics:
         return False
     plt = _pyplot()
+    numeric_x = _numeric(summary[x])
+    categories = list(dict.fromkeys(summary[x].map(_key)))
+    if not numeric_x:
+        try:
+            categories.sort()
+        except TypeError:
+            pass
+    position = {c: i for i, c in enumerate(categories)}
     fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
     rank_metric = summary.attrs.get("metric") or default_metric(frame)
     line_values = list(dict.fromkeys(summary[line].map(_key))) if line else [None]
@@ -159,20 +182,23 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
             part = summary if line is None else summary[summary[line].map(_key) == value]
             # Other swept settings: the best group (by the ranking metric) for each x.
             part = part.sort_values(f"{rank_metric}_mean", na_position="last", kind="stable")
-            part = part.drop_duplicates(subset=[x], keep="first").sort_values(x)
-            xs = part[x].to_numpy(dtype=np.float64)
-            ys = part[f"{metric}_mean"].to_numpy(dtype=np.float64)
-            err = np.nan_to_num(part[f"{metric}_std"].to_numpy(dtype=np.float64))
+            part = part[~part[x].map(_key).duplicated()]
+            xs = part[x].to_numpy(dtype=np.float64) if numeric_x else \
+                np.array([position[_key(v)] for v in part[x]], dtype=np.float64)
+            order = np.argsort(xs, kind="stable")
+            xs = xs[order]
+            ys = part[f"{metric}_mean"].to_numpy(dtype=np.float64)[order]
+            err = np.nan_to_num(part[f"{metric}_std"].to_numpy(dtype=np.float64)[order])
             label = "all" if line is None else f"{line.split('.')[-1]}={_text(value)}"
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
-            dead = part["diverged"].to_numpy() == part["n"].to_numpy()
-            if dead.any():
-                ax.plot(xs[dead], np.full(dead.sum(), np.nanmax(ys) if np.isfinite(ys).any()
-                                          else 1.0), "x", color="red")
-        values = summary[x].to_numpy(dtype=np.float64)
-        if np.all(values > 0) and values.max() / values.min() >= 10:
-            ax.set_xscale("log")
-        ax.set_yscale("log")
+        if numeric_x:
+            values = summary[x].to_numpy(dtype=np.float64)
+            if np.all(values > 0) and values.max() / values.min() >= 10:
+                ax.set_xscale("log")
+        else:
+            ax.set_xticks(range(len(categories)), [_text(c) for c in categories])
+        if (summary[f"{metric}_mean"] > 0).any():
+            ax.set_yscale("log")
         ax.set_xlabel(x)
         ax.set_ylabel(f"final {metric} (mean ± std across seeds)")
         ax.grid(True, which="both", alpha=0.3)
@@ -181,6 +207,9 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
     title = f"Final loss against {x}"
     if others:
         title += f" (best {', '.join(o.split('.')[-1] for o in others)} per point)"
+    dead = int((summary["diverged"] == summary["n"]).sum())
+    if dead:
+        title += f"; {dead} all-diverged groups not drawn"
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sweeps.track import (GROUP_KEY, STATUS, VARIANT_INDEX, VARIANT_KEY, decode_param,
+from sweeps.track import (GROUP_KEY, STATUS, VARIANT_KEY, decode_param,
                           default_tracking_uri)
 
 ID_COLUMNS = ("run_id", "variant_key", "group_key", "status", "name")
@@ -65,6 +65,8 @@ def frame_from_records(records: Sequence[Mapping[str, Any]],
         values = [decode_param(r["params"].get(path), kind) for r in records]
         columns[path] = _setting_column(values, kind)
     keys = {k for r in records for k in r["metrics"]}
+    if keys:
+        keys.add("diverged_epoch")          # always present once there are metrics
     for key in metric_columns(keys):
         values = np.array([r["metrics"].get(key, math.nan) for r in records], dtype=np.float64)
         if key == "diverged_epoch":
@@ -192,7 +194,7 @@ def _kinds_of_empty(experiment, tracking_uri, sweep, parent_run_id) -> dict[str,
     import json
 
     from sweeps import track
-    client = track.make_client(tracking_uri or default_tracking_uri())
+    client = track.make_client(tracking_uri or default_tracking_uri(), create=False)
     _, parent = track.find_parent(client, experiment, getattr(sweep, "config_hash", None),
                                   parent_run_id)
     return json.loads(parent.data.tags.get(track.SWEPT, "{}") or "{}")
@@ -234,6 +236,12 @@ def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
     over_cols = [over] if isinstance(over, str) else list(over or [])
     settings = setting_columns(frame)
     by = [c for c in settings if c not in over_cols]
+    if frame.empty and metric is None:          # nothing finished yet: an empty summary
+        empty = pd.DataFrame({**{c: frame[c] for c in by},
+                              "n": pd.Series(dtype=np.int64), "diverged": pd.Series(dtype=np.int64),
+                              "rank": pd.Series(dtype=np.int64)})
+        empty.attrs.update({"by": by, "over": over_cols, "metric": None})
+        return empty
     metric = metric or default_metric(frame)
     if metric not in frame.columns:
         raise ValueError(f"no metric {metric!r} in the frame; have "
@@ -314,17 +322,20 @@ def _group_stats(values: np.ndarray, gid: np.ndarray, n_groups: int) -> dict[str
 
 
 def best_metrics(summary: pd.DataFrame) -> dict[str, float]:
-    """The best group's statistics as flat metrics (for the parent run): best_<metric>_<stat>."""
+    """The best group's metrics for the parent run, named like the children's metrics.
+
+    Each metric's mean under its own name (so the MLflow runs table shows the winner in the
+    children's columns), the ranking metric's std as ``<metric>_std``, and ``n``, ``diverged``.
+    """
     if summary.empty:
         return {}
     row = summary.iloc[0]
-    out = {}
-    for column in summary.columns:
-        if any(column.endswith(f"_{s}") for s in STATS) or column in ("n", "diverged"):
-            value = row[column]
-            if value is not None and not pd.isna(value):
-                out[f"best_{column}"] = float(value)
-    return out
+    metric = summary.attrs.get("metric") or (
+        "test_loss" if "test_loss_mean" in summary.columns else "train_loss")
+    out = {c[:-len("_mean")]: row[c] for c in summary.columns if c.endswith("_mean")}
+    out[f"{metric}_std"] = row.get(f"{metric}_std")
+    out["n"], out["diverged"] = row["n"], row["diverged"]
+    return {k: float(v) for k, v in out.items() if v is not None and not pd.isna(v)}
 
 
 # --------------------------------------------------------------------------------------------

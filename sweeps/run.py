@@ -8,6 +8,7 @@ parent run is marked KILLED, so running the same file again continues where it s
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from sweeps import execute, results
+from sweeps import results
 from sweeps.plan import Pack, make_packs
 from sweeps.progress import SweepProgress
 from sweeps.sweep import Sweep, load_sweep
@@ -131,6 +132,11 @@ def run_sweep(
     if executor not in ("ray", "serial"):
         raise ValueError(f"executor must be 'ray' or 'serial', got {executor!r}")
     out_dir = Path(out) if out is not None else Path("sweep-results") / sweep.name
+    if executor == "ray" and not address:
+        # A local instance stays on loopback (Ray otherwise registers the machine's outside
+        # address). Ray reads this when it is first imported, hence before the import below.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    from sweeps import execute
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -149,13 +155,17 @@ def run_sweep(
             execute.shutdown_ray()
 
     clock = time.perf_counter()
-    frame = results.frame_from_records(tracker.records())
+    records = tracker.records()  # every finished variant, this run's and earlier ones'
+    frame = results.frame_from_records(records)
     summary = results.summarize(frame)
-    curves = results.curves_from_records(tracker.records())
+    curves = results.curves_from_records(records)
     files = results.save(out_dir, frame, summary, curves)
     from sweeps import plots  # matplotlib only once there is something to draw
 
-    files += plots.write_all(out_dir, frame, summary, curves, sweep)
+    files += plots.write_all(
+        out_dir, frame, summary, curves, sweep,
+        predictions=results.predictions_from_records(records), tracking_uri=tracker.tracking_uri,
+    )
     tracker.log_artifacts(out_dir)
     tracker.log_parent_metrics(results.best_metrics(summary))
     failed, nodes = outcome
@@ -172,6 +182,7 @@ def run_sweep(
 def _train_and_log(sweep: Sweep, tracker: SweepTracker, packs: list[Pack], executor: str,
                    progress: bool, timings: dict[str, float]):
     """Train the packs, logging each as it finishes. Returns (failed, nodes)."""
+    from sweeps import execute  # imported by run_sweep already, after the Ray environment is set
     by_key = {variant.key: variant for variant in sweep.variants}
     failed: dict[str, str] = {}
     total = sum(len(pack.variants) for pack in packs)

@@ -257,10 +257,12 @@ def is_transient(error: BaseException) -> bool:
 class SweepTracker:
     """Writes one sweep to MLflow, resumably.
 
-    >>> tracker = SweepTracker(sweep)                 # $MLFLOW_TRACKING_URI or sqlite:///mlflow.db
-    >>> done = tracker.start()                        # keys of variants already FINISHED
-    >>> run_id = tracker.log_variant(variant, result) # per finished variant
-    >>> tracker.finish()                              # FINISHED | KILLED | FAILED
+    Usage::
+
+        tracker = SweepTracker(sweep)              # $MLFLOW_TRACKING_URI or sqlite:///mlflow.db
+        done = tracker.start()                     # keys of variants already FINISHED
+        run_id = tracker.log_variant(variant, result)    # per finished variant
+        tracker.finish()                           # FINISHED | KILLED | FAILED
 
     Parameters
     ----------
@@ -531,9 +533,15 @@ class SweepTracker:
 # --------------------------------------------------------------------------------------------
 # Helpers shared with `sweeps.results` (reading), all taking plain values.
 
-def make_client(tracking_uri: str):
-    """An MlflowClient; SQLite stores get WAL journaling (readers never block the writer)."""
+def make_client(tracking_uri: str, create: bool = True):
+    """An MlflowClient; SQLite stores get WAL journaling (readers never block the writer).
+
+    create=False: a missing SQLite file is an error (LookupError), not a new empty store.
+    """
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    path = _sqlite_path(tracking_uri)
+    if not create and path is not None and not path.exists():
+        raise LookupError(f"no MLflow store at {path} (tracking URI {tracking_uri})")
     _prepare_sqlite(tracking_uri)
     from mlflow import MlflowClient
     return MlflowClient(tracking_uri)
@@ -729,7 +737,7 @@ def fetch_runs(experiment: str, tracking_uri: str | None = None, sweep: Any = No
     The sweep run is `parent_run_id` if given, else the newest parent run in the experiment
     (with `sweep`'s config hash when a sweep is given).
     """
-    client = make_client(tracking_uri or default_tracking_uri())
+    client = make_client(tracking_uri or default_tracking_uri(), create=False)
     config_hash = getattr(sweep, "config_hash", None)
     experiment_id, parent = find_parent(client, experiment, config_hash, parent_run_id)
     kinds = json.loads(parent.data.tags.get(SWEPT, "{}") or "{}")
@@ -747,7 +755,7 @@ def fetch_runs(experiment: str, tracking_uri: str | None = None, sweep: Any = No
 
 def fetch_predictions(tracking_uri: str | None, run_ids: Sequence[str]) -> dict[str, str]:
     """{run_id: text of predictions.csv} for the given child runs (missing ones left out)."""
-    client = make_client(tracking_uri or default_tracking_uri())
+    client = make_client(tracking_uri or default_tracking_uri(), create=False)
     out = {}
     with tempfile.TemporaryDirectory(prefix="sweeps-pred-") as tmp:
         for run_id in run_ids:

@@ -30,11 +30,17 @@ class UiServer:
     url: str
     tracking_uri: str
     log_path: Path | None = None
+    temporary_log: bool = False
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the server's process group, SIGKILL what is left after `timeout`."""
-        if self.process.poll() is not None:
-            return
+        if self.process.poll() is None:
+            self._terminate(timeout)
+        if self.temporary_log and self.log_path is not None and self.process.returncode in (
+                0, -signal.SIGTERM):
+            self.log_path.unlink(missing_ok=True)
+
+    def _terminate(self, timeout: float) -> None:
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -56,7 +62,9 @@ class UiServer:
 
 
 def port_free(port: int, host: str = HOST) -> bool:
+    """Whether a server could listen on host:port now (as servers do, with SO_REUSEADDR)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -79,8 +87,12 @@ def start(tracking_uri: str | None = None, port: int = 5000, *, timeout: float =
     if log_path == "-":
         out, path = None, None
     else:
-        path = Path(log_path) if log_path else Path(
-            tempfile.mkstemp(prefix="sweeps-ui-", suffix=".log")[1])
+        if log_path:
+            path = Path(log_path)
+        else:
+            fd, name = tempfile.mkstemp(prefix="sweeps-ui-", suffix=".log")
+            os.close(fd)
+            path = Path(name)
         out = open(path, "ab")
     try:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT if out else None,
@@ -88,20 +100,23 @@ def start(tracking_uri: str | None = None, port: int = 5000, *, timeout: float =
     finally:
         if out is not None:
             out.close()
-    server = UiServer(process, f"http://{HOST}:{port}", uri, path)
+    server = UiServer(process, f"http://{HOST}:{port}", uri, path, temporary_log=not log_path)
     deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            tail = _tail(path)
-            raise RuntimeError(f"mlflow server exited with status {process.returncode}"
-                               + (f"; its log ({path}):\n{tail}" if tail else ""))
-        if _healthy(server.url):
-            return server
-        if time.monotonic() > deadline:
-            server.stop()
-            raise TimeoutError(f"mlflow server did not answer on {server.url} within "
-                               f"{timeout:.0f} s; log: {path}")
-        time.sleep(0.2)   # poll interval while waiting for the health endpoint
+    try:
+        while not _healthy(server.url):
+            if process.poll() is not None:
+                tail = _tail(path)
+                raise RuntimeError(f"mlflow server exited with status {process.returncode}"
+                                   + (f"; its log ({path}):\n{tail}" if tail else ""))
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"mlflow server did not answer on {server.url} within "
+                                   f"{timeout:.0f} s; log: {path}")
+            time.sleep(0.2)   # poll interval while waiting for the health endpoint
+    except BaseException:     # Ctrl-C included: never leave the server running
+        server.temporary_log = False          # keep the log the error points to
+        server.stop()
+        raise
+    return server
 
 
 def _healthy(url: str) -> bool:
@@ -127,7 +142,11 @@ def serve(tracking_uri: str | None = None, port: int = 5000) -> None:
     if uri.startswith(("http://", "https://")):
         print(f"MLflow UI: {uri}  (the tracking server serves it)")
         return
-    server = start(uri, port, log_path="-")
+    print(f"Starting the MLflow UI on {uri} ...", flush=True)
+    try:
+        server = start(uri, port, log_path="-")
+    except KeyboardInterrupt:
+        return
     print(f"MLflow UI: {server.url}  (store {uri}; Ctrl-C stops)", flush=True)
     try:
         server.process.wait()

@@ -18,16 +18,23 @@ def ray_session():
     Starting Ray costs seconds, so tests share it; `sweeps.execute` reuses an initialized
     Ray instead of starting its own.
     """
-    import ray
+    with pytest.MonkeyPatch.context() as patch:
+        # Loopback only, as `sweeps run` does for its local instance. Ray reads this when it is
+        # first imported and when it starts; later subprocesses (the cluster tests) get the
+        # environment back unchanged.
+        patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        import ray
 
-    if not ray.is_initialized():
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}},
-        )
+        from sweeps.execute import WORKER_ENV
+
+        if not ray.is_initialized():
+            ray.init(
+                address="local",
+                num_cpus=2,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": WORKER_ENV},
+            )
     yield ray
     ray.shutdown()
 

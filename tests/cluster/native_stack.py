@@ -6,15 +6,22 @@
     ray start --address (a second node)
 
 Every process is started in its own session (process group) and recorded; `stop()` ends the
-processes this module started, and only those: SIGTERM to the leader (Ray's `ray start
---block` then shuts its node down), SIGKILL to its group and to the descendants recorded
-before, never `ray stop` (which would end every Ray instance of the machine). Waits are on
-conditions (a port answering, a node registered), each with a deadline and the log tail of the
-process when it fails.
+processes this module started, and only those: SIGTERM to the leader (`ray start --block` then
+shuts its node down), SIGKILL to its group and to the descendants recorded before, never
+`ray stop` (which would end every Ray instance of the machine, the test session's own
+included). Each leader also gets SIGTERM if the test process dies (PR_SET_PDEATHSIG).
+Waits are on conditions (a port answering, a node registered), each with a deadline and the
+log tail of the process when it fails.
+
+Loopback only: every server binds 127.0.0.1. Ray nodes get their own short temp dirs (not
+/tmp/ray: `ray.init()` elsewhere never finds this cluster), token authentication with a
+random token, and Ray's single-machine switch so their addresses stay 127.0.0.1 (the second
+node through ray_node.py, which explains why).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import pwd
@@ -115,6 +122,17 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child when the test process dies (even by SIGKILL), so a
+    crashed test session does not leave servers behind (`ray start --block`, postgres and
+    mlflow each shut down cleanly on SIGTERM). Runs between fork and exec: no imports here."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 class Proc:
     """One started server process (its own session), its log file, and how to end it."""
 
@@ -127,11 +145,19 @@ class Proc:
             extra = dict(user=user, group=pwd.getpwnam(user).pw_gid, extra_groups=[])
         self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                       stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                      start_new_session=True, **extra)
+                                      start_new_session=True,
+                                      preexec_fn=_die_with_parent if _prctl else None,
+                                      **extra)
         self.pid = self.popen.pid
 
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process to exit (subprocess.TimeoutExpired if it does not); its code."""
+        code = self.popen.wait(timeout)
+        self._log.close()
+        return code
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -367,20 +393,24 @@ class RayCluster:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def _node_ports(self) -> list[str]:
-        """Ports Ray would otherwise pick by default (and share with other Ray instances)."""
-        return ["--dashboard-agent-listen-port", str(free_port()),
+    def _node_args(self, temp_dir: Path) -> list[str]:
+        """Per-node settings: its own temp dir (two nodes sharing one would unpack each job's
+        working_dir into the same place, under each other's feet), and ports Ray would
+        otherwise pick by default (and share with other Ray instances on this machine)."""
+        return ["--temp-dir", str(temp_dir),
+                "--dashboard-agent-listen-port", str(free_port()),
                 "--dashboard-agent-grpc-port", str(free_port()),
                 "--metrics-export-port", str(free_port()),
                 "--runtime-env-agent-port", str(free_port()),
                 "--object-store-memory", str(200 * 1024 * 1024),
-                "--num-cpus", "1", "--temp-dir", str(self.temp_dir), "--disable-usage-stats"]
+                "--num-cpus", "1", "--disable-usage-stats"]
 
     def start_head(self) -> None:
         argv = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", LOOPBACK,
                 "--port", str(self.gcs_port), "--dashboard-host", LOOPBACK,
                 "--dashboard-port", str(self.dashboard_port),
-                "--ray-client-server-port", str(self.client_port), *self._node_ports()]
+                "--ray-client-server-port", str(self.client_port),
+                *self._node_args(self.temp_dir / "head")]
         env = dict(self.env(), AUTOSCALER_METRIC_PORT=str(free_port()),
                    DASHBOARD_METRIC_PORT=str(free_port()),
                    RAY_JOB_STOP_WAIT_TIME_S="30")   # as in docker-compose.yml
@@ -397,8 +427,8 @@ class RayCluster:
 
     def start_worker(self) -> None:
         self.workers_started += 1
-        argv = [sys.executable, str(HERE / "ray_node.py"), "--block",
-                "--address", self.address, *self._node_ports()]
+        argv = [sys.executable, str(HERE / "ray_node.py"), "--block", "--address", self.address,
+                *self._node_args(self.temp_dir / f"w{self.workers_started}")]
         self.worker = Proc(f"ray-worker-{self.workers_started}", argv,
                            self.logs / f"ray-worker-{self.workers_started}.log", self.env())
 
@@ -496,6 +526,14 @@ class NativeStack:
             shutil.rmtree(ray_tmp, ignore_errors=True)
             shutil.rmtree(root, ignore_errors=True)
             raise
+
+    def ensure_ready(self) -> "NativeStack":
+        """Both Ray nodes alive and the tracking server answering (a fault test may have
+        killed a node or stopped the server)."""
+        self.ray.ensure_worker()
+        if not self.mlflow.healthy():
+            self.mlflow.restart()
+        return self
 
     def stop(self) -> None:
         """Stop what this stack started (each part even if another fails), remove temp dirs."""

@@ -32,14 +32,19 @@ def _problem(output_activation, loss, hidden, bias, n, seed):
 
 
 def _min_abs_preactivation(mlp, params, X):
-    """Smallest |Z| over hidden units (only relu-like kinks matter), by plain NumPy."""
+    """Smallest non-zero |Z| over hidden units (only relu-like kinks matter), by plain NumPy.
+
+    Exact zeros come from units fed only by dead units (no bias): no perturbation of size h
+    moves them off zero unless an upstream |Z| is also small, which this checks.
+    """
     if mlp.activation not in ("relu", "leaky_relu"):
         return np.inf
     act = core.ACTIVATIONS[mlp.activation].fn
     A, smallest = np.broadcast_to(X, (len(params.W[0]),) + X.shape), np.inf
     for l, W in enumerate(params.W[:-1]):
         Z = A @ W + (params.b[l] if params.b is not None else 0)     # (K, n, h)
-        smallest = min(smallest, float(np.abs(Z).min()))
+        nonzero = np.abs(Z)[Z != 0]
+        smallest = min(smallest, float(nonzero.min(initial=np.inf)))
         A = act(Z)
     return smallest
 
@@ -95,3 +100,14 @@ def test_unknown_names_and_softmax_hidden_layers_are_rejected():
         core.MLP(2, (3,), 1, activation="softmax")
     with pytest.raises(ValueError, match="unknown initializer"):
         core.init_params(core.MLP(2, (3,), 1), "glorot", 0)
+
+
+@pytest.mark.parametrize("n", [5, BROADCAST_MAX_N + 3])
+@pytest.mark.parametrize("bias", [False, True])
+def test_gradients_of_sigmoid_networks_with_one_wide_layers(n, bias):
+    """Sigmoid below a one-output layer takes a fused backward path; check it explicitly."""
+    rng = np.random.default_rng(n)
+    mlp = core.MLP(3, (4, 1, 2), 1, activation="sigmoid", output_activation="sigmoid", bias=bias)
+    params = core.init_params(mlp, ["he_normal", "uniform"], [1, 2])
+    X, Y = rng.normal(size=(n, 3)), rng.uniform(size=(n, 1))
+    assert core.check_gradients(mlp, params, X, Y, "half_sse") < 1e-6

@@ -23,14 +23,14 @@ def children(client: MlflowClient, experiment_id: str, parent_id: str, view=View
                               run_view_type=view, max_results=1000)
 
 
-def test_layout_read_back_with_mlflow_client(tmp_path, tmp_tracking_uri):
+def test_layout_read_back_with_mlflow_client(tmp_path, tracking_uri):
     sweep = write_sweep(tmp_path)
-    tracker = SweepTracker(sweep, tmp_tracking_uri)
+    tracker = SweepTracker(sweep, tracking_uri)
     assert tracker.start() == set()
     log_sweep(tracker, sweep)
     tracker.finish()
 
-    client = MlflowClient(tmp_tracking_uri)
+    client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("small")
     parent = client.get_run(tracker.parent_run_id)
     assert parent.info.status == "FINISHED"
@@ -87,9 +87,9 @@ def test_layout_read_back_with_mlflow_client(tmp_path, tmp_tracking_uri):
 
 
 def test_child_costs_one_create_one_batch_one_terminate_and_no_get_run(
-        tmp_path, tmp_tracking_uri, monkeypatch):
+        tmp_path, tracking_uri, monkeypatch):
     sweep = write_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0, 1]})
-    tracker = SweepTracker(sweep, tmp_tracking_uri)
+    tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     calls: dict[str, int] = {}
     client = tracker.client
@@ -107,13 +107,13 @@ def test_child_costs_one_create_one_batch_one_terminate_and_no_get_run(
     assert calls == {"create_run": n, "log_batch": n, "set_terminated": n}
 
 
-def test_diverged_variant_is_tagged_and_its_metrics_read_back_as_nan(tmp_path, tmp_tracking_uri):
+def test_diverged_variant_is_tagged_and_its_metrics_read_back_as_nan(tmp_path, tracking_uri):
     sweep = write_sweep(tmp_path, parameters={"train.lr": [0.1, 5.0], "seed": [0]})
-    tracker = SweepTracker(sweep, tmp_tracking_uri)
+    tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     log_sweep(tracker, sweep, diverge={1: 300})
     tracker.finish()
-    client = MlflowClient(tmp_tracking_uri)
+    client = MlflowClient(tracking_uri)
     run = client.get_run(tracker.records()[1]["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.tags["sweep.status"] == "diverged"
@@ -129,20 +129,20 @@ def test_diverged_variant_is_tagged_and_its_metrics_read_back_as_nan(tmp_path, t
     assert record["tags"]["sweep.status"] == "diverged"
 
 
-def test_resume_skips_finished_variants_and_deletes_unfinished_ones(tmp_path, tmp_tracking_uri):
+def test_resume_skips_finished_variants_and_deletes_unfinished_ones(tmp_path, tracking_uri):
     sweep = write_sweep(tmp_path)
-    first = SweepTracker(sweep, tmp_tracking_uri)
+    first = SweepTracker(sweep, tracking_uri)
     first.start()
     log_sweep(first, sweep, only=slice(0, 5))
     # A child the driver was writing when it was killed: created, never terminated.
-    client = MlflowClient(tmp_tracking_uri)
+    client = MlflowClient(tracking_uri)
     experiment_id = first.experiment_id
     half = client.create_run(experiment_id, run_name="half", tags={
         "mlflow.parentRunId": first.parent_run_id, "sweep.role": "variant",
         "sweep.variant_key": sweep.variants[5].key})
     # (killed: neither finish() nor cleanup ran)
 
-    second = SweepTracker(sweep, tmp_tracking_uri)
+    second = SweepTracker(sweep, tracking_uri)
     done = second.start()
     assert done == {v.key for v in sweep.variants[:5]}
     assert second.parent_run_id == first.parent_run_id
@@ -165,37 +165,37 @@ def test_resume_skips_finished_variants_and_deletes_unfinished_ones(tmp_path, tm
     assert all(r.info.status == "FINISHED" for r in runs)
     assert client.get_run(second.parent_run_id).info.status == "FINISHED"
     # A third start finds everything done and trains nothing.
-    assert SweepTracker(sweep, tmp_tracking_uri).start() == {v.key for v in sweep.variants}
+    assert SweepTracker(sweep, tracking_uri).start() == {v.key for v in sweep.variants}
 
 
-def test_resume_reopens_a_killed_parent_and_fresh_starts_a_new_one(tmp_path, tmp_tracking_uri):
+def test_resume_reopens_a_killed_parent_and_fresh_starts_a_new_one(tmp_path, tracking_uri):
     sweep = write_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0]})
-    first = SweepTracker(sweep, tmp_tracking_uri)
+    first = SweepTracker(sweep, tracking_uri)
     first.start()
     log_sweep(first, sweep, only=slice(0, 1))
     first.finish("KILLED")
-    client = MlflowClient(tmp_tracking_uri)
+    client = MlflowClient(tracking_uri)
     assert client.get_run(first.parent_run_id).info.status == "KILLED"
 
-    again = SweepTracker(sweep, tmp_tracking_uri)
+    again = SweepTracker(sweep, tracking_uri)
     assert len(again.start()) == 1
     assert again.parent_run_id == first.parent_run_id
     assert client.get_run(first.parent_run_id).info.status == "RUNNING"
 
-    fresh = SweepTracker(sweep, tmp_tracking_uri, fresh=True)
+    fresh = SweepTracker(sweep, tracking_uri, fresh=True)
     assert fresh.start() == set()
     assert fresh.parent_run_id != first.parent_run_id
     assert fresh.records() == []
 
 
-def test_a_variant_logged_twice_is_written_once(tmp_path, tmp_tracking_uri):
+def test_a_variant_logged_twice_is_written_once(tmp_path, tracking_uri):
     sweep = write_sweep(tmp_path, parameters={"seed": [0, 1]})
-    tracker = SweepTracker(sweep, tmp_tracking_uri)
+    tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     variant = sweep.variants[0]
     first = tracker.log_variant(variant, synthetic_result(sweep, variant))
     assert tracker.log_variant(variant, synthetic_result(sweep, variant)) == first
-    client = MlflowClient(tmp_tracking_uri)
+    client = MlflowClient(tracking_uri)
     assert len(children(client, tracker.experiment_id, tracker.parent_run_id)) == 1
 
 
@@ -223,14 +223,14 @@ def _no_sleep(tracker):
 
 
 def test_connection_error_mid_child_is_retried_without_a_duplicate(
-        tmp_path, tmp_tracking_uri, monkeypatch):
+        tmp_path, tracking_uri, monkeypatch):
     sweep = write_sweep(tmp_path, parameters={"seed": [0, 1]})
-    tracker = _no_sleep(SweepTracker(sweep, tmp_tracking_uri))
+    tracker = _no_sleep(SweepTracker(sweep, tracking_uri))
     tracker.start()
     flaky = Flaky(monkeypatch, tracker.client, "log_batch")   # after create_run succeeded
     log_sweep(tracker, sweep)
     assert flaky.failures == 1
-    client = MlflowClient(tmp_tracking_uri)
+    client = MlflowClient(tracking_uri)
     active = children(client, tracker.experiment_id, tracker.parent_run_id)
     assert sorted(r.data.tags["sweep.variant_key"] for r in active) == \
         sorted(v.key for v in sweep.variants)
@@ -239,22 +239,22 @@ def test_connection_error_mid_child_is_retried_without_a_duplicate(
     assert len(every) == 3          # the half-written first attempt is deleted, not counted
 
 
-def test_lost_response_after_finishing_a_child_reuses_it(tmp_path, tmp_tracking_uri, monkeypatch):
+def test_lost_response_after_finishing_a_child_reuses_it(tmp_path, tracking_uri, monkeypatch):
     sweep = write_sweep(tmp_path, parameters={"seed": [0]})
-    tracker = _no_sleep(SweepTracker(sweep, tmp_tracking_uri))
+    tracker = _no_sleep(SweepTracker(sweep, tracking_uri))
     tracker.start()
     Flaky(monkeypatch, tracker.client, "set_terminated", after=True)
     run_id = tracker.log_variant(sweep.variants[0], synthetic_result(sweep, sweep.variants[0]))
-    client = MlflowClient(tmp_tracking_uri)
+    client = MlflowClient(tracking_uri)
     every = children(client, tracker.experiment_id, tracker.parent_run_id, ViewType.ALL)
     assert [r.info.run_id for r in every] == [run_id]
     assert every[0].info.status == "FINISHED"
     assert tracker.records()[0]["run_id"] == run_id
 
 
-def test_errors_that_are_not_transient_are_raised_at_once(tmp_path, tmp_tracking_uri, monkeypatch):
+def test_errors_that_are_not_transient_are_raised_at_once(tmp_path, tracking_uri, monkeypatch):
     sweep = write_sweep(tmp_path, parameters={"seed": [0]})
-    tracker = _no_sleep(SweepTracker(sweep, tmp_tracking_uri))
+    tracker = _no_sleep(SweepTracker(sweep, tracking_uri))
     tracker.start()
     attempts = []
 
@@ -268,12 +268,12 @@ def test_errors_that_are_not_transient_are_raised_at_once(tmp_path, tmp_tracking
     assert len(attempts) == 1
 
 
-def test_finish_deletes_stray_unfinished_children(tmp_path, tmp_tracking_uri):
+def test_finish_deletes_stray_unfinished_children(tmp_path, tracking_uri):
     sweep = write_sweep(tmp_path, parameters={"seed": [0]})
-    tracker = SweepTracker(sweep, tmp_tracking_uri)
+    tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     log_sweep(tracker, sweep)
-    client = MlflowClient(tmp_tracking_uri)
+    client = MlflowClient(tracking_uri)
     stray = client.create_run(tracker.experiment_id, tags={
         "mlflow.parentRunId": tracker.parent_run_id, "sweep.variant_key": "x"})
     tracker.finish()
@@ -281,20 +281,20 @@ def test_finish_deletes_stray_unfinished_children(tmp_path, tmp_tracking_uri):
     assert len(children(client, tracker.experiment_id, tracker.parent_run_id)) == 1
 
 
-def test_classification_run_logs_accuracy_and_labelled_predictions(tmp_path, tmp_tracking_uri):
+def test_classification_run_logs_accuracy_and_labelled_predictions(tmp_path, tracking_uri):
     from sweeps.plan import make_packs
     from sweeps.training import train_pack
 
     sweep = write_sweep(tmp_path, name="iris", source="iris", parameters={"seed": [0, 1]},
                         epochs=20, log_every=10, activation="tanh",
                         output_activation="softmax", loss="cross_entropy")
-    tracker = SweepTracker(sweep, tmp_tracking_uri)
+    tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     for pack in make_packs(sweep, workers=1):
         for result in train_pack(pack, sweep.datasets[pack.data_key]):   # real training
             tracker.log_variant(next(v for v in pack.variants if v.key == result.key), result)
     tracker.finish()
-    client = MlflowClient(tmp_tracking_uri)
+    client = MlflowClient(tracking_uri)
     record = tracker.records()[0]
     run = client.get_run(record["run_id"])
     assert {"train_accuracy", "test_accuracy", "test_loss"} <= set(run.data.metrics)
@@ -308,64 +308,9 @@ def test_classification_run_logs_accuracy_and_labelled_predictions(tmp_path, tmp
     assert len(Path(path).read_text().splitlines()) == 1 + len(dataset.X_test)
 
 
-def test_deleted_experiment_gives_a_clear_error(tmp_path, tmp_tracking_uri):
+def test_deleted_experiment_gives_a_clear_error(tmp_path, tracking_uri):
     sweep = write_sweep(tmp_path, parameters={"seed": [0]})
-    client = track.make_client(tmp_tracking_uri)
+    client = track.make_client(tracking_uri)
     client.delete_experiment(client.create_experiment("small"))
     with pytest.raises(RuntimeError, match="deleted; restore it"):
-        SweepTracker(sweep, tmp_tracking_uri).start()
-
-
-# ------------------------------------------------------------------------------------------
-# Units: param encoding, value kinds, batching, error classification.
-
-@pytest.mark.parametrize("values, kind", [
-    ([0.1, 1.0, 1e-8], "float"), ([1, 0.5], "float"), ([0, 3], "int"), ([None, 32], "Int64"),
-    ([True, False], "bool"), (["relu", "tanh"], "str"), ([(4,), (8, 8)], "tuple"),
-    ([None, "a"], "json"), ([1, "a"], "json"),
-])
-def test_swept_values_round_trip_through_param_strings(values, kind):
-    assert track.value_kind(values) == kind
-    decoded = [track.decode_param(track.encode_param(v), kind) for v in values]
-    expected = [float(v) if kind == "float" else v for v in values]
-    assert decoded == expected
-    assert [type(v) for v in decoded] == [type(v) for v in expected]
-
-
-def test_params_are_readable_strings():
-    assert track.encode_param((8, 8)) == "[8, 8]"
-    assert track.encode_param(0.1) == "0.1"
-    assert track.encode_param(False) == "false"
-    assert track.encode_param(None) == "null"
-    assert track.encode_param("xavier_normal") == "xavier_normal"
-
-
-def test_infinite_metrics_clamped_by_sql_stores_read_back_as_inf():
-    assert track.decode_metric(1.7976931348623157e308) == math.inf
-    assert track.decode_metric(-1.7976931348623157e308) == -math.inf
-    assert math.isnan(track.decode_metric(math.nan))
-    assert track.decode_metric(0.25) == 0.25
-
-
-def test_batches_stay_within_mlflow_limits_and_keep_every_entity():
-    metrics, params = list(range(2500)), [f"p{i}" for i in range(150)]
-    batches = track._batches(metrics, params)
-    for m, p in batches:
-        assert len(m) <= 1000 and len(p) <= 100 and len(m) + len(p) <= 1000
-    assert [x for m, _ in batches for x in m] == metrics
-    assert [x for _, p in batches for x in p] == params
-    assert track._batches(list(range(300)), params[:26]) == [(list(range(300)), params[:26])]
-
-
-def test_transient_errors_are_told_apart_from_bugs():
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
-
-    assert track.is_transient(ConnectionError("refused"))
-    assert track.is_transient(MlflowException(
-        "API request to http://x/api/2.0/mlflow/runs/create failed with exception "
-        "HTTPConnectionPool(host='x', port=5000): Max retries exceeded"))
-    assert track.is_transient(MlflowException("busy", error_code=TEMPORARILY_UNAVAILABLE))
-    assert not track.is_transient(ValueError("bad value"))
-    assert not track.is_transient(MlflowException("Run x not found",
-                                                  error_code=RESOURCE_DOES_NOT_EXIST))
+        SweepTracker(sweep, tracking_uri).start()

@@ -1,0 +1,79 @@
+"""Faults on the cluster in the middle of a sweep, injected on conditions, not after sleeps:
+the tracking server restarted, and a Ray worker node killed."""
+
+from __future__ import annotations
+
+import pytest
+
+from cluster_sweeps import (
+    FAULT_EPOCHS, VARIANTS, assert_each_variant_logged_once, finish, finished_children,
+    new_pack_tasks, pack_task_ids, start_sweeps, variant_keys, wait_for_finished_children,
+    write_sweep,
+)
+from native_stack import wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def _start_sweep(cluster, workdir, name):
+    sweep = write_sweep(workdir, name, epochs=FAULT_EPOCHS)
+    driver = start_sweeps(cluster, ["run", str(sweep), "--address", cluster.ray.address,
+                                    "--tracking-uri", cluster.tracking_uri, "--no-progress"],
+                          workdir, "sweeps-run")
+    return sweep, driver
+
+
+def test_tracking_server_restarted_mid_sweep_every_variant_logged_once(cluster, workdir):
+    name = "cluster-fault-mlflow"
+    before = pack_task_ids(cluster)
+    sweep, driver = _start_sweep(cluster, workdir, name)
+    keys = variant_keys(sweep)
+
+    logged = wait_for_finished_children(cluster, name, driver)
+    assert logged < VARIANTS
+    finished_before = sum(t["state"] == "FINISHED" for t in new_pack_tasks(cluster, before))
+    cluster.mlflow.stop()
+    # Keep the server down until the driver has results it must write meanwhile: another pack
+    # finished after the server went down (or none were left to train, and the driver, which
+    # had not logged them all, is writing now).
+    total_packs = len(new_pack_tasks(cluster, before))
+    wait_for("a pack finished while the tracking server is down",
+             lambda: (n := sum(t["state"] == "FINISHED" for t in new_pack_tasks(cluster, before)))
+             > finished_before or n == total_packs, timeout=300, watch=(driver,))
+    assert driver.alive(), "the driver must survive the outage"
+    cluster.mlflow.start()
+    cluster.mlflow.wait_ready()
+
+    assert finish(driver) == 0, driver.tail(60)
+    assert_each_variant_logged_once(cluster, name, keys)
+    assert cluster.mlflow.starts >= 2
+
+
+def test_worker_node_killed_mid_sweep_its_packs_are_retried_on_the_other_node(cluster, workdir):
+    name = "cluster-fault-node"
+    nodes = cluster.ray.alive_nodes()
+    head = next(node for node, is_head in nodes.items() if is_head)
+    worker = next(node for node, is_head in nodes.items() if not is_head)
+    before = pack_task_ids(cluster)
+    sweep, driver = _start_sweep(cluster, workdir, name)
+    keys = variant_keys(sweep)
+
+    # Kill the node while it is training a pack, once the sweep has logged its first variants.
+    wait_for_finished_children(cluster, name, driver)
+    wait_for("a pack running on the worker node",
+             lambda: any(t["state"] == "RUNNING" and t["node_id"] == worker
+                         for t in new_pack_tasks(cluster, before)),
+             timeout=300, watch=(driver,), interval=0.1)
+    assert finished_children(cluster, name) < VARIANTS
+    cluster.ray.kill_worker()
+
+    assert finish(driver) == 0, driver.tail(60)
+    assert_each_variant_logged_once(cluster, name, keys)
+    attempts = new_pack_tasks(cluster, before)
+    lost = {t["task_id"] for t in attempts if t["node_id"] == worker and t["state"] != "FINISHED"}
+    assert lost, "a pack was running on the killed node"
+    for task_id in lost:
+        retried = [t for t in attempts if t["task_id"] == task_id and t["attempt_number"] > 0]
+        assert any(t["state"] == "FINISHED" and t["node_id"] == head for t in retried), \
+            f"pack task {task_id} was not retried on the head node: {retried}"
+    assert worker not in cluster.ray.alive_nodes()

@@ -1,0 +1,113 @@
+"""Real sweeps on the native stack: two Ray nodes, an MLflow server on PostgreSQL, over HTTP.
+
+Each test uses its own experiment (the sweep's name), so tests do not see each other's runs.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cluster_sweeps import (
+    VARIANTS, assert_each_variant_logged_once, child_runs, finish, finished_nodes,
+    mlflow_client, new_pack_tasks, pack_task_ids, run_sweeps, start_run_sweep, variant_keys,
+    write_sweep,
+)
+
+pytestmark = pytest.mark.cluster
+
+
+def _loaded(cluster, experiment: str) -> pd.DataFrame:
+    from sweeps.results import load_runs
+
+    return load_runs(experiment, tracking_uri=cluster.tracking_uri)
+
+
+@pytest.fixture(scope="module")
+def swept(_stack_holder, tmp_path_factory):
+    """One `run_sweep(path, tracking_uri=..., address=...)` on the cluster, shared by the tests
+    below that check what it produced."""
+    cluster = _stack_holder.get().ensure_ready()
+    nodes = cluster.ray.alive_nodes()
+    workdir = tmp_path_factory.mktemp("run-sweep")
+    name = "cluster-run-sweep"
+    sweep = write_sweep(workdir, name)
+    driver = start_run_sweep(cluster, sweep, cluster.ray.address, workdir)
+    assert finish(driver) == 0, driver.tail(60)
+    return SimpleNamespace(
+        cluster=cluster, name=name, keys=variant_keys(sweep), nodes=nodes, workdir=workdir,
+        result=json.loads((workdir / "result.json").read_text()),
+        frame=pd.read_pickle(workdir / "result.frame.pkl"))
+
+
+def test_run_sweep_trains_on_both_nodes_and_logs_every_variant_to_the_server(swept):
+    result, frame, keys = swept.result, swept.frame, swept.keys
+    assert result["status"] == "FINISHED" and not result["failed"]
+    assert (result["trained"], result["skipped"]) == (VARIANTS, 0)
+    assert len(frame) == VARIANTS and set(frame["variant_key"]) == keys
+    # packs ran on both nodes of the cluster, and only there
+    assert set(result["nodes"]) == set(swept.nodes), (result["nodes"], swept.nodes)
+
+    # Everything is back from the tracking server over HTTP, with the same numbers.
+    loaded = _loaded(swept.cluster, swept.name)
+    assert len(loaded) == VARIANTS and set(loaded["variant_key"]) == keys
+    mine = frame.set_index("variant_key").loc[sorted(keys)]
+    theirs = loaded.set_index("variant_key").loc[sorted(keys)]
+    for metric in ("test_loss", "train_loss", "test_mse"):
+        np.testing.assert_allclose(theirs[metric], mine[metric], rtol=1e-12)
+    assert_each_variant_logged_once(swept.cluster, swept.name, keys)
+
+
+def test_the_tracking_server_keeps_runs_in_postgres_and_artifacts_in_its_store(swept):
+    cluster, name = swept.cluster, swept.name
+    # the runs are rows of the PostgreSQL backend store: one parent, one child per variant
+    connection = cluster.postgres.connect(cluster.postgres.database)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM runs JOIN experiments USING (experiment_id) "
+                "WHERE experiments.name = %s AND runs.lifecycle_stage = 'active'", (name,))
+            assert cursor.fetchone()[0] == VARIANTS + 1
+    finally:
+        connection.close()
+
+    # artifacts travel through the server (--serve-artifacts) into its artifacts destination
+    client = mlflow_client(cluster)
+    parent_id = swept.result["parent_run_id"]
+    assert client.get_run(parent_id).info.artifact_uri.startswith("mlflow-artifacts:")
+    assert f"{name}.yaml" in {item.path for item in client.list_artifacts(parent_id)}
+    stored = {path.name for path in cluster.mlflow.artifacts.rglob("*") if path.is_file()}
+    assert {f"{name}.yaml", "predictions.csv"} <= stored
+    child = child_runs(cluster, name)[0]
+    predictions = client.download_artifacts(child.info.run_id, "predictions.csv",
+                                            str(swept.workdir))
+    assert pd.read_csv(predictions).shape[0] >= 1
+
+
+@pytest.mark.parametrize("via", ["gcs", "ray-client"])
+def test_sweeps_run_command_joins_the_cluster(cluster, workdir, via):
+    """`sweeps run FILE --address ADDR --tracking-uri URI`: by the head's GCS address, or
+    through Ray Client (ray://head:10001) as the compose file's `sweep` service does."""
+    name = f"cluster-cli-{via}"
+    sweep = write_sweep(workdir, name)
+    keys = variant_keys(sweep)
+    address = cluster.ray.address if via == "gcs" else cluster.ray.client_address
+    before = pack_task_ids(cluster)
+
+    code, output = run_sweeps(cluster, ["run", str(sweep), "--address", address,
+                                        "--tracking-uri", cluster.tracking_uri,
+                                        "--no-progress"], workdir, f"sweeps-run-{via}")
+    assert code == 0, output
+    assert f"{VARIANTS} variants trained" in output
+
+    # Ray's own record: this sweep's packs finished on both nodes
+    ran_on = finished_nodes(new_pack_tasks(cluster, before))
+    assert set(ran_on) == set(cluster.ray.alive_nodes()), ran_on
+    assert sum(ran_on.values()) >= 2
+    loaded = _loaded(cluster, name)
+    assert set(loaded["variant_key"]) == keys and len(loaded) == VARIANTS
+    assert_each_variant_logged_once(cluster, name, keys)

@@ -1,0 +1,79 @@
+"""sweeps.plots: every plot is written as a non-empty PNG, for the shapes sweeps take."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweeps import plots, results
+from sweeps.track import SweepTracker
+from tests.results.helpers import log_sweep, write_sweep
+
+pytestmark = pytest.mark.integration
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def tables(tmp_path, tracking_uri, parameters, diverge=None):
+    sweep = write_sweep(tmp_path, parameters=parameters)
+    tracker = SweepTracker(sweep, tracking_uri)
+    tracker.start()
+    log_sweep(tracker, sweep, diverge=diverge)
+    records = tracker.records()
+    frame = results.frame_from_records(records)
+    return (sweep, frame, results.summarize(frame), results.curves_from_records(records),
+            results.predictions_from_records(records))
+
+
+def assert_pngs(paths, names):
+    assert [p.name for p in paths] == names
+    for path in paths:
+        data = path.read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, path
+
+
+def test_all_plots_written_for_a_learning_rate_by_hidden_size_grid(tmp_path, tracking_uri):
+    grid = {"train.lr": [0.1, 0.5, 2.0], "model.hidden": [2, 4], "seed": [0, 1, 2]}
+    sweep, frame, summary, curves, predictions = tables(tmp_path, tracking_uri, grid,
+                                                        diverge={16: 200, 17: 300})
+    assert plots.choose_axes(frame, summary) == ("train.lr", "model.hidden")
+    paths = plots.write_all(tmp_path / "out", frame, summary, curves, sweep,
+                            predictions=predictions)
+    assert_pngs(paths, ["loss_curves.png", "loss_vs_lr.png", "predictions.png"])
+
+
+def test_predictions_plot_needs_predictions_and_uses_loaded_ones(tmp_path, tracking_uri):
+    sweep, frame, summary, curves, _ = tables(tmp_path, tracking_uri, {"train.lr": [0.1, 0.5],
+                                                                      "seed": [0, 1]})
+    paths = plots.write_all(tmp_path / "a", frame, summary, curves, sweep)
+    assert_pngs(paths, ["loss_curves.png", "loss_vs_lr.png"])
+    loaded = results.load_predictions(frame["run_id"], tracking_uri)
+    assert set(loaded) == set(frame["run_id"])
+    paths = plots.write_all(tmp_path / "b", frame, summary, curves, sweep, predictions=loaded)
+    assert_pngs(paths, ["loss_curves.png", "loss_vs_lr.png", "predictions.png"])
+
+
+def test_categorical_settings_and_seed_only_sweeps_still_plot(tmp_path, tracking_uri):
+    grid = {"model.init": ["uniform01", "xavier_normal"], "model.hidden": [2, [4, 4]],
+            "seed": [0, 1]}
+    sweep, frame, summary, curves, predictions = tables(tmp_path, tracking_uri, grid)
+    assert plots.choose_axes(frame, summary) == ("model.init", "model.hidden")
+    assert_pngs(plots.write_all(tmp_path / "c", frame, summary, curves, sweep),
+                ["loss_curves.png", "loss_vs_lr.png"])
+
+    (tmp_path / "seeds").mkdir()
+    sweep, frame, summary, curves, predictions = tables(tmp_path / "seeds", tracking_uri,
+                                                        {"seed": [0, 1, 2]})
+    assert plots.choose_axes(frame, summary) == (None, None)
+    assert_pngs(plots.write_all(tmp_path / "d", frame, summary, curves, sweep,
+                                predictions=predictions),
+                ["loss_curves.png", "predictions.png"])
+
+
+def test_a_resumed_sweeps_best_predictions_are_downloaded(tmp_path, tracking_uri):
+    sweep, frame, summary, curves, _ = tables(tmp_path, tracking_uri, {"seed": [0, 1]})
+    resumed = SweepTracker(sweep, tracking_uri)
+    resumed.start()
+    assert results.predictions_from_records(resumed.records()) == {}   # held by MLflow only
+    paths = plots.write_all(tmp_path / "e", frame, summary, curves, sweep,
+                            tracking_uri=tracking_uri)
+    assert_pngs(paths, ["loss_curves.png", "predictions.png"])
