@@ -25,7 +25,8 @@ class VariantResult:
     key : the variant's key.
     status : "ok" or "diverged".
     log_epochs : ndarray, shape (n_logs,), the epochs the curves were measured at.
-    curves : "train_loss", and "train_mse" (regression) or "train_accuracy"; each (n_logs,).
+    curves : the metric histories, each (n_logs,): "train_loss", and "train_accuracy" for
+        classification (see `history_curves`).
     metrics : final values: train_loss, train_mse | train_accuracy, test_loss,
         test_mse | test_accuracy, train_seconds, and diverged_epoch when it diverged.
     predictions : ndarray, shape (n_test, n_out), the network's outputs on the test inputs.
@@ -84,6 +85,18 @@ def accuracy(out: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return (predicted == labels).mean(axis=-1)
 
 
+def history_curves(loss: np.ndarray, metric: str, history: np.ndarray) -> dict[str, np.ndarray]:
+    """The curves worth a metric history: the loss, and accuracy for classification.
+
+    A regression's MSE curve is a fixed multiple of its squared-error loss curve
+    (half_sse = MSE * n_train * n_out / 2), so only its final value is kept: each history
+    point costs the tracking store as much as a whole extra metric.
+    """
+    if metric == "train_mse":
+        return {"train_loss": loss}
+    return {"train_loss": loss, metric: history}
+
+
 def train_pack(pack: Pack, dataset: Dataset) -> list[VariantResult]:
     """Train every variant of `pack` as one population on `dataset`."""
     shared = pack.variants[0].settings
@@ -140,7 +153,7 @@ def train_pack(pack: Pack, dataset: Dataset) -> list[VariantResult]:
                 key=variant.key,
                 status="diverged" if diverged else "ok",
                 log_epochs=trained.log_epochs,
-                curves={"train_loss": trained.loss[k], train_metric: history[k]},
+                curves=history_curves(trained.loss[k], train_metric, history[k]),
                 metrics=metrics,
                 predictions=out_test[k].astype(np.float64),
             )

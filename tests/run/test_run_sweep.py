@@ -50,10 +50,14 @@ def test_article_sweep_logs_the_article_numbers(ray_session, tmp_tracking_uri, t
 
     client = MlflowClient(tmp_tracking_uri)
     [child] = child_runs(tmp_tracking_uri, "article")
-    logged = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "train_mse")}
+    history = client.get_metric_history(child.info.run_id, "train_loss")
+    logged = {m.step: m.value for m in history}
     expected, prediction = article_transcription()
     for epoch, mse in expected.items():
-        assert logged[epoch] == pytest.approx(mse, rel=1e-12), epoch
+        # train_loss is half_sse = 0.5 * sum of squared errors = 1.5 * MSE on 3 rows x 1 output
+        assert logged[epoch] == pytest.approx(1.5 * mse, rel=1e-12), epoch
+    final_mse = child.data.metrics["train_mse"]
+    assert final_mse == pytest.approx(logged[10000] / 1.5, rel=1e-12)
     path = client.download_artifacts(child.info.run_id, "predictions.csv", str(tmp_path))
     [row] = list(csv.DictReader(open(path)))
     predicted = [float(value) for name, value in row.items() if "pred" in name]
