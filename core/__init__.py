@@ -1,8 +1,14 @@
 """core: pure-NumPy backpropagation for populations of small MLPs.
 
-Every array carries a leading population axis K (a single network is K = 1).
+Every array carries a leading population axis K (a single network is K = 1). Public API:
+``MLP``, ``init_params``, ``train`` (-> ``TrainResult``), ``predict``, ``forward`` /
+``backward``, ``OptimizerSpec``, ``loss_value``, the registries (``ACTIVATIONS``,
+``LOSSES``, ``INITIALIZERS``, ``OPTIMIZERS``), ``SUPPORTED_PAIRS`` with
+``check_output_loss``, and the central-difference ``check_gradients``.
+
+Note: ``core.train`` is the function; the module is ``sys.modules["core.train"]``.
 """
-from .activations import ACTIVATIONS, Activation
+from .activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, Activation
 from .gradcheck import analytic_gradients, check_gradients, numerical_gradients
 from .init import INITIALIZERS, init_params
 from .losses import (CLASSIFICATION_LOSSES, LOSSES, SUPPORTED_PAIRS, Loss, check_output_loss,
@@ -12,8 +18,8 @@ from .optim import OPTIMIZERS, OptimizerSpec
 from .train import DIVERGENCE_FACTOR, TrainResult, train
 
 __all__ = [
-    "ACTIVATIONS", "Activation", "INITIALIZERS", "LOSSES", "Loss", "OPTIMIZERS",
-    "SUPPORTED_PAIRS", "CLASSIFICATION_LOSSES", "DIVERGENCE_FACTOR",
+    "ACTIVATIONS", "HIDDEN_ACTIVATIONS", "Activation", "INITIALIZERS", "LOSSES", "Loss",
+    "OPTIMIZERS", "SUPPORTED_PAIRS", "CLASSIFICATION_LOSSES", "DIVERGENCE_FACTOR",
     "MLP", "Params", "OptimizerSpec", "TrainResult",
     "init_params", "forward", "backward", "predict", "train", "loss_value", "output_delta",
     "check_output_loss", "check_gradients", "numerical_gradients", "analytic_gradients",

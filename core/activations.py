@@ -147,15 +147,18 @@ ACTIVATIONS: dict[str, Activation] = {
     "softmax": Activation(softmax, None, elementwise=False),
 }
 
-def forward_ops(name: str, Z, negated: bool = False) -> list:
+def forward_ops(name: str, Z, negated: bool = False, E=None) -> list:
     """Tape entries ``(numpy_function, args)`` applying activation ``name`` to Z in place.
 
     ``negated``: Z holds ``-Z`` (sigmoid only). Sigmoid is spelled out as its three
-    ufunc calls so a training step pays no Python function call for it.
+    ufunc calls so a training step pays no Python function call for it; given a buffer
+    ``E`` (same shape), ``exp(-Z)`` is kept there for the backward pass.
     """
     if name == "sigmoid":
+        one = np.ones((), Z.dtype)        # a 0-d array converts faster than a Python float
+        E = Z if E is None else E
         ops = [] if negated else [(np.negative, (Z, Z))]
-        return ops + [(np.exp, (Z, Z)), (np.add, (Z, 1.0, Z)), (np.reciprocal, (Z, Z))]
+        return ops + [(np.exp, (Z, E)), (np.add, (E, one, Z)), (np.reciprocal, (Z, Z))]
     if negated:
         raise ValueError(f"{name} has no negated form")
     return [] if name == "identity" else [(ACTIVATIONS[name].fn, (Z, Z))]
@@ -164,7 +167,8 @@ def forward_ops(name: str, Z, negated: bool = False) -> list:
 def deriv_ops(name: str, A, S) -> list:
     """Tape entries writing ``act'(Z)``, from the output ``A``, into ``S``."""
     if name == "sigmoid":
-        return [(np.subtract, (1.0, A, S)), (np.multiply, (A, S, S))]   # A * (1 - A)
+        one = np.ones((), A.dtype)
+        return [(np.subtract, (one, A, S)), (np.multiply, (A, S, S))]   # A * (1 - A)
     return [(ACTIVATIONS[name].deriv, (A, S))]
 
 

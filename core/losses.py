@@ -131,7 +131,7 @@ def delta_ops(loss: str, output_activation: str, out, Y, dZ, tmp, n: int | None 
     act = ACTIVATIONS[output_activation]
     ops = [(np.subtract, (out, Y, dZ))]                                  # out - Y
     if scale != 1.0:
-        ops.append((np.multiply, (dZ, scale, dZ)))
+        ops.append((np.multiply, (dZ, np.asarray(scale, out.dtype), dZ)))
     if (output_activation, loss) not in FUSED_PAIRS and not act.identity_deriv:
         ops += deriv_ops(output_activation, out, tmp) + [(np.multiply, (dZ, tmp, dZ))]  # * act'(out)
     return ops

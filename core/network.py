@@ -149,6 +149,10 @@ class _Plan:
         self.S = [self.new(n, net.K, q) for q in sizes[1:]]
         self.small = n <= BROADCAST_MAX_N
         self.AW = {}                          # l -> A[l-1] * W[l], kept from forward to backward
+        # small batches: sigmoid layers feeding a one-output layer keep E = exp(-Z) for the
+        # backward pass, in their delta buffer (free during the forward; the delta is built on it)
+        self.E = {l: self.D[l] for l in range(len(sizes) - 2)
+                  if self.small and net.names[l] == "sigmoid" and sizes[l + 2] == 1}
         self.fwd = self._forward()
         self.bwd = self._backward()
         self.out = self.A[-1].transpose(1, 0, 2)                            # (K, n, n_out)
@@ -165,7 +169,7 @@ class _Plan:
             if l == 0:                                  # shared inputs: one product for all variants
                 fwd.append((np.dot, (self.negX if sigmoid else self.X, W, Z.reshape(n, -1))))
                 neg = sigmoid                                              # (n, n_in) @ (n_in, K*q)
-            elif q == 1:                                # one output: broadcast + gemv with (-)ones
+            elif q == 1 and self.small:                 # one output: broadcast + gemv with (-)ones
                 T = self.AW[l] = new(n, K, p)
                 ones = -np.ones(p, net.dtype) if sigmoid else np.ones(p, net.dtype)
                 fwd += [(np.multiply, (prev, W[:, :, 0], T)),              # (n,K,p) * (K,p)
@@ -179,7 +183,7 @@ class _Plan:
                 neg = False
             if net.mlp.bias:
                 fwd.append((np.subtract if neg else np.add, (Z, lay.b_store(P, l), Z)))  # -/+ (K, q)
-            fwd += forward_ops(net.names[l], Z, negated=neg)
+            fwd += forward_ops(net.names[l], Z, negated=neg, E=self.E.get(l))
         return fwd
 
     def _backward(self):
@@ -192,12 +196,13 @@ class _Plan:
             # weight gradient dW[k] = A[l-1][:, k].T @ dZ[:, k]
             if l == 0:
                 bwd.append((np.dot, (self.X.T, dZ.reshape(n, -1), dW)))   # (n_in, n) @ (n, K*q)
-            elif q == 1:                                # dZ spread over the p inputs, used twice
-                R, T = new(n, K, p), new(n, K, p)
+            elif q == 1:                                # dZ spread over the p inputs: R
+                R = new(n, K, p)
                 bwd.append(_spread(dZ, R))
                 if small:
-                    bwd += [(np.multiply, (prev, R, T)),                    # (n, K, p)
-                            (np.add.reduce, (T, 0, None, dW[:, :, 0]))]     # sum over n -> (K, p)
+                    U = R if (l - 1) in self.E else new(n, K, p)  # R is not needed again then
+                    bwd += [(np.multiply, (prev, R, U)),                    # U = A[l-1] * R
+                            (np.add.reduce, (U, 0, None, dW[:, :, 0]))]     # sum over n -> (K, p)
                 else:
                     bwd.append((np.matmul, (np.swapaxes(prev.transpose(1, 0, 2), -1, -2),
                                             dZ.transpose(1, 0, 2), dW)))    # (K,p,n) @ (K,n,1)
@@ -216,11 +221,10 @@ class _Plan:
                 break
             # delta of the layer below: dZ[l-1] = (dZ @ W.T) * act'(A[l-1])
             dA, W, below = D[l - 1], lay.w_store(P, l), net.names[l - 1]  # dA (n, K, p)
-            if q == 1 and below == "sigmoid":
-                # dZ * W * A (1 - A) = R * (A * W) * (1 - A), reusing A * W from the forward
-                Sb = S[l - 1]
-                bwd += [(np.subtract, (1.0, A[l - 1], Sb)), (np.multiply, (Sb, self.AW[l], Sb)),
-                        (np.multiply, (Sb, R, dA))]
+            if (l - 1) in self.E:
+                # dZ W A (1 - A) = (A R) E (A W): 1 - A = E A with E = exp(-Z) from the forward
+                # (E lives in dA's buffer, so the first product is in place)
+                bwd += [(np.multiply, (U, self.E[l - 1], dA)), (np.multiply, (dA, self.AW[l], dA))]
                 continue
             if q == 1:
                 bwd.append((np.multiply, (R, W[:, :, 0], dA)))              # (n,K,p) * (K,p)

@@ -28,7 +28,7 @@ from .network import MLP, Net, Params, _check
 from .optim import Optimizer, OptimizerSpec
 
 DIVERGENCE_FACTOR = 1e6
-CHUNK_ELEMENTS = 1 << 14
+CHUNK_ELEMENTS = 1 << 13
 
 
 @dataclass(frozen=True)

@@ -8,35 +8,17 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from native_stack import BIN, HERE, NativeStack, Proc, wait_for
+from tests.cluster.native_stack import BIN, HERE, NativeStack, Proc, wait_for
+from tests.sweep_files import write_sweep_file
 
 # 4 learning rates x 3 initializers x 4 seeds = 48 variants sharing one network shape: the
 # planner splits them into 8 packs of 6 for the cluster's 2 CPUs, so both nodes get packs and a
 # pack is still training when the first ones are logged (the moment faults are injected at).
-SWEEP_YAML = """\
-name: {name}
-data:
-  source: article
-model:
-  hidden: [4]
-  activation: sigmoid
-  output_activation: sigmoid
-  bias: false
-  init: uniform01
-train:
-  loss: half_sse
-  optimizer: sgd
-  lr: 0.1
-  epochs: {epochs}
-  log_every: 500
-seed: 0
-search:
-  method: grid
-  parameters:
-    train.lr: [0.05, 0.1, 0.5, 1.0]
-    model.init: [uniform01, xavier_normal, he_normal]
-    seed: [0, 1, 2, 3]
-"""
+PARAMETERS = {
+    "train.lr": [0.05, 0.1, 0.5, 1.0],
+    "model.init": ["uniform01", "xavier_normal", "he_normal"],
+    "seed": [0, 1, 2, 3],
+}
 VARIANTS = 48
 PACK_TASK = "_train_pack_task"       # the Ray task that trains one pack (sweeps.execute)
 # Packs must outlast the start of a worker process on the second node (a second or more on a
@@ -47,9 +29,7 @@ SWEEP_TIMEOUT = 300.0
 
 
 def write_sweep(directory: Path, name: str, epochs: int = SWEEP_EPOCHS) -> Path:
-    path = directory / f"{name}.yaml"
-    path.write_text(SWEEP_YAML.format(name=name, epochs=epochs))
-    return path
+    return write_sweep_file(directory, name, PARAMETERS, epochs=epochs, log_every=500)
 
 
 def variant_keys(path: Path) -> set[str]:

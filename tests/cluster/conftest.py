@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from native_stack import NativeStack
+from tests.cluster.native_stack import NativeStack
 
 HERE = Path(__file__).resolve().parent
 

@@ -369,6 +369,7 @@ class RayCluster:
     head: Proc | None = None
     worker: Proc | None = None
     workers_started: int = 0
+    killed_nodes: set[str] = field(default_factory=set)
 
     @property
     def address(self) -> str:
@@ -451,10 +452,16 @@ class RayCluster:
                                    timeout=30))
         return body["data"]["result"]["result"]
 
+    def live_nodes(self) -> dict[str, bool]:
+        """alive_nodes() less the nodes this cluster killed: Ray's state API keeps reporting a
+        killed node ALIVE until its health checks time out (tens of seconds)."""
+        return {node: head for node, head in self.alive_nodes().items()
+                if node not in self.killed_nodes}
+
     def wait_nodes(self, count: int) -> dict[str, bool]:
         watch = tuple(p for p in (self.head, self.worker) if p is not None)
         return wait_for(f"{count} Ray nodes alive",
-                        lambda: len(nodes := self.alive_nodes()) == count and nodes, watch=watch)
+                        lambda: len(nodes := self.live_nodes()) == count and nodes, watch=watch)
 
     def ensure_worker(self) -> dict[str, bool]:
         """Make sure the second node is up (a test may have killed it); returns alive nodes."""
@@ -464,9 +471,12 @@ class RayCluster:
             self.start_worker()
         return self.wait_nodes(2)
 
-    def kill_worker(self) -> None:
-        """A node crash: SIGKILL every process of the second node at once."""
+    def kill_worker(self) -> str:
+        """A node crash: SIGKILL every process of the second node at once; its node id."""
+        [node] = [node for node, head in self.live_nodes().items() if not head]
         self.worker.kill()
+        self.killed_nodes.add(node)
+        return node
 
     def stop(self) -> None:
         for proc in (self.worker, self.head):

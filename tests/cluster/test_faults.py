@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from cluster_sweeps import (
+from tests.cluster.cluster_sweeps import (
     FAULT_EPOCHS, VARIANTS, assert_each_variant_logged_once, finish, finished_children,
     new_pack_tasks, pack_task_ids, start_sweeps, variant_keys, wait_for_finished_children,
     write_sweep,
 )
-from native_stack import wait_for
+from tests.cluster.native_stack import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -51,7 +51,7 @@ def test_tracking_server_restarted_mid_sweep_every_variant_logged_once(cluster, 
 
 def test_worker_node_killed_mid_sweep_its_packs_are_retried_on_the_other_node(cluster, workdir):
     name = "cluster-fault-node"
-    nodes = cluster.ray.alive_nodes()
+    nodes = cluster.ray.live_nodes()
     head = next(node for node, is_head in nodes.items() if is_head)
     worker = next(node for node, is_head in nodes.items() if not is_head)
     before = pack_task_ids(cluster)
@@ -65,7 +65,7 @@ def test_worker_node_killed_mid_sweep_its_packs_are_retried_on_the_other_node(cl
                          for t in new_pack_tasks(cluster, before)),
              timeout=300, watch=(driver,), interval=0.1)
     assert finished_children(cluster, name) < VARIANTS
-    cluster.ray.kill_worker()
+    assert cluster.ray.kill_worker() == worker
 
     assert finish(driver) == 0, driver.tail(60)
     assert_each_variant_logged_once(cluster, name, keys)
@@ -76,4 +76,3 @@ def test_worker_node_killed_mid_sweep_its_packs_are_retried_on_the_other_node(cl
         retried = [t for t in attempts if t["task_id"] == task_id and t["attempt_number"] > 0]
         assert any(t["state"] == "FINISHED" and t["node_id"] == head for t in retried), \
             f"pack task {task_id} was not retried on the head node: {retried}"
-    assert worker not in cluster.ray.alive_nodes()

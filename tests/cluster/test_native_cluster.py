@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cluster_sweeps import (
+from tests.cluster.cluster_sweeps import (
     VARIANTS, assert_each_variant_logged_once, child_runs, finish, finished_nodes,
     mlflow_client, new_pack_tasks, pack_task_ids, run_sweeps, start_run_sweep, variant_keys,
     write_sweep,
@@ -32,7 +32,7 @@ def swept(_stack_holder, tmp_path_factory):
     """One `run_sweep(path, tracking_uri=..., address=...)` on the cluster, shared by the tests
     below that check what it produced."""
     cluster = _stack_holder.get().ensure_ready()
-    nodes = cluster.ray.alive_nodes()
+    nodes = cluster.ray.live_nodes()
     workdir = tmp_path_factory.mktemp("run-sweep")
     name = "cluster-run-sweep"
     sweep = write_sweep(workdir, name)
@@ -106,7 +106,7 @@ def test_sweeps_run_command_joins_the_cluster(cluster, workdir, via):
 
     # Ray's own record: this sweep's packs finished on both nodes
     ran_on = finished_nodes(new_pack_tasks(cluster, before))
-    assert set(ran_on) == set(cluster.ray.alive_nodes()), ran_on
+    assert set(ran_on) == set(cluster.ray.live_nodes()), ran_on
     assert sum(ran_on.values()) >= 2
     loaded = _loaded(cluster, name)
     assert set(loaded["variant_key"]) == keys and len(loaded) == VARIANTS

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from cluster_sweeps import (
+from tests.cluster.cluster_sweeps import (
     FAULT_EPOCHS, VARIANTS, assert_each_variant_logged_once, child_runs, finished_children,
     mlflow_client, run_sweeps, variant_keys, write_sweep,
 )
-from native_stack import free_port, wait_for
+from tests.cluster.native_stack import free_port, wait_for
 from sweeps import submit as jobs
 from sweeps.cli import app
 

@@ -15,29 +15,7 @@ import numpy as np
 
 from sweeps.sweep import Sweep, load_sweep
 from sweeps.training import VariantResult
-
-SWEEP = """\
-name: {name}
-data:
-  source: {source}
-model:
-  hidden: [4]
-  activation: {activation}
-  output_activation: {output_activation}
-  bias: false
-  init: uniform01
-train:
-  loss: {loss}
-  optimizer: sgd
-  lr: 0.1
-  epochs: {epochs}
-  log_every: {log_every}
-seed: 42
-search:
-  method: grid
-  parameters:
-{parameters}
-"""
+from tests.sweep_files import write_sweep_file
 
 GRID = {"train.lr": [0.1, 0.5], "model.hidden": [2, 4], "seed": [0, 1, 2]}
 
@@ -48,11 +26,9 @@ def write_sweep(directory: Path, name: str = "small", parameters: Mapping | None
                 loss: str = "half_sse") -> Sweep:
     """A grid sweep file (article data by default), loaded with the real `load_sweep`."""
     parameters = GRID if parameters is None else parameters
-    lines = "\n".join(f"    {k}: {json.dumps(v)}" for k, v in parameters.items())
-    path = Path(directory) / f"{name}.yaml"
-    path.write_text(SWEEP.format(name=name, parameters=lines, epochs=epochs,
-                                 log_every=log_every, source=source, activation=activation,
-                                 output_activation=output_activation, loss=loss))
+    path = write_sweep_file(directory, name, parameters, epochs=epochs, log_every=log_every,
+                            source=source, activation=activation,
+                            output_activation=output_activation, loss=loss)
     return load_sweep(path)
 
 

@@ -6,42 +6,20 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mlflow import MlflowClient
 
-SMALL_SWEEP = """\
-name: {name}
-data:
-  source: article
-model:
-  hidden: [4]
-  activation: sigmoid
-  output_activation: sigmoid
-  bias: false
-  init: uniform01
-train:
-  loss: half_sse
-  optimizer: sgd
-  lr: 0.1
-  epochs: {epochs}
-  log_every: 100
-seed: 42
-search:
-  method: grid
-  parameters:
-    train.lr: {lrs}
-    model.hidden: [2, 4]
-    seed: {seeds}
-"""
+from tests.sweep_files import write_sweep_file
 
 
 def write_sweep(directory: Path, name: str = "small", epochs: int = 2000,
-                lrs: str = "[0.1, 0.5]", seeds: str = "[0, 1, 2]") -> Path:
+                lrs: Sequence[float] = (0.1, 0.5), seeds: Iterable[int] = (0, 1, 2),
+                **options) -> Path:
     """A grid on the article's data: len(lrs) x 2 hidden sizes x len(seeds) variants."""
-    path = directory / f"{name}.yaml"
-    path.write_text(SMALL_SWEEP.format(name=name, epochs=epochs, lrs=lrs, seeds=seeds))
-    return path
+    parameters = {"train.lr": list(lrs), "model.hidden": [2, 4], "seed": list(seeds)}
+    return write_sweep_file(directory, name, parameters, epochs=epochs, **options)
 
 
 def child_runs(tracking_uri: str, experiment: str, status: str | None = None) -> list:

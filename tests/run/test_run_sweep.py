@@ -135,7 +135,7 @@ def test_a_killed_worker_is_retried_and_every_variant_logged_once(ray_session, t
 def test_a_driver_killed_with_sigkill_resumes_to_exactly_one_finished_child_each(
     ray_session, tmp_tracking_uri, tmp_path
 ):
-    sweep = write_sweep(tmp_path, name="resumed", epochs=20000, seeds="[0, 1, 2, 3, 4, 5]")
+    sweep = write_sweep(tmp_path, name="resumed", epochs=20000, seeds=range(6))
     driver = sweeps_command("run", str(sweep), "--tracking-uri", tmp_tracking_uri,
                             "--no-progress", cwd=tmp_path)
     try:
@@ -164,7 +164,7 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_one_finished_child_each
 def test_a_signal_stops_the_sweep_cleanly_and_keeps_what_finished(
     tmp_tracking_uri, tmp_path, signum, exit_code
 ):
-    sweep = write_sweep(tmp_path, name="stopped", epochs=20000, seeds="[0, 1, 2, 3, 4, 5]")
+    sweep = write_sweep(tmp_path, name="stopped", epochs=20000, seeds=range(6))
     driver = sweeps_command("run", str(sweep), "--tracking-uri", tmp_tracking_uri,
                             "--no-progress", cwd=tmp_path)
     try:
@@ -190,13 +190,8 @@ def test_a_signal_stops_the_sweep_cleanly_and_keeps_what_finished(
 def test_a_diverging_learning_rate_is_recorded_and_the_rest_completes(
     ray_session, tmp_tracking_uri, tmp_path
 ):
-    path = tmp_path / "diverging.yaml"
-    path.write_text(
-        write_sweep(tmp_path, name="diverging", lrs="[0.05, 10.0]", seeds="[0, 1]")
-        .read_text()
-        .replace("activation: sigmoid", "activation: tanh")  # both layers: tanh hidden,
-        .replace("output_activation: tanh", "output_activation: identity")  # linear output
-    )
+    path = write_sweep(tmp_path, name="diverging", lrs=[0.05, 10.0], seeds=[0, 1],
+                       activation="tanh", output_activation="identity")
     outcome = run_sweep(path, tracking_uri=tmp_tracking_uri, progress=False)
 
     children = child_runs(tmp_tracking_uri, "diverging")

@@ -1,0 +1,43 @@
+"""Small sweep files for the tests: a grid on the article's network, written to a temp dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+TEMPLATE = """\
+name: {name}
+data:
+  source: {source}
+model:
+  hidden: [4]
+  activation: {activation}
+  output_activation: {output_activation}
+  bias: false
+  init: uniform01
+train:
+  loss: {loss}
+  optimizer: sgd
+  lr: 0.1
+  epochs: {epochs}
+  log_every: {log_every}
+seed: 42
+search:
+  method: grid
+  parameters:
+{parameters}
+"""
+
+
+def write_sweep_file(directory: Path, name: str, parameters: Mapping[str, list], *,
+                     epochs: int = 1000, log_every: int = 100, source: str = "article",
+                     activation: str = "sigmoid", output_activation: str = "sigmoid",
+                     loss: str = "half_sse") -> Path:
+    """`<directory>/<name>.yaml`: a grid over `parameters` (dotted path -> values)."""
+    lines = "\n".join(f"    {key}: {json.dumps(values)}" for key, values in parameters.items())
+    path = Path(directory) / f"{name}.yaml"
+    path.write_text(TEMPLATE.format(
+        name=name, parameters=lines, epochs=epochs, log_every=log_every, source=source,
+        activation=activation, output_activation=output_activation, loss=loss))
+    return path
