@@ -179,7 +179,8 @@ class _Plan:
                 fwd.append((np.multiply, (prev, W[:, 0, :], Z)))           # (n,K,1) * (K,q)
                 neg = False
             else:
-                fwd.append((np.matmul, (prev.transpose(1, 0, 2), W, Z.transpose(1, 0, 2))))  # (K,n,p) @ (K,p,q)
+                fwd.append((np.matmul, (prev.transpose(1, 0, 2), W,
+                                        Z.transpose(1, 0, 2))))            # (K,n,p) @ (K,p,q)
                 neg = False
             if net.mlp.bias:
                 fwd.append((np.subtract if neg else np.add, (Z, lay.b_store(P, l), Z)))  # -/+ (K, q)
@@ -196,16 +197,11 @@ class _Plan:
             # weight gradient dW[k] = A[l-1][:, k].T @ dZ[:, k]
             if l == 0:
                 bwd.append((np.dot, (self.X.T, dZ.reshape(n, -1), dW)))   # (n_in, n) @ (n, K*q)
-            elif q == 1:                                # dZ spread over the p inputs: R
+            elif q == 1 and small:                      # dZ spread over the p inputs: R
                 R = new(n, K, p)
-                bwd.append(_spread(dZ, R))
-                if small:
-                    U = R if (l - 1) in self.E else new(n, K, p)  # R is not needed again then
-                    bwd += [(np.multiply, (prev, R, U)),                    # U = A[l-1] * R
-                            (np.add.reduce, (U, 0, None, dW[:, :, 0]))]     # sum over n -> (K, p)
-                else:
-                    bwd.append((np.matmul, (np.swapaxes(prev.transpose(1, 0, 2), -1, -2),
-                                            dZ.transpose(1, 0, 2), dW)))    # (K,p,n) @ (K,n,1)
+                U = R if (l - 1) in self.E else new(n, K, p)      # R is not needed again then
+                bwd += [_spread(dZ, R), (np.multiply, (prev, R, U)),       # U = A[l-1] * R
+                        (np.add.reduce, (U, 0, None, dW[:, :, 0]))]         # sum over n -> (K, p)
             elif p == 1 and small:
                 T = new(n, K, q)
                 bwd += [(np.multiply, (dZ, prev, T)),                       # (n,K,q) * (n,K,1)
@@ -216,7 +212,8 @@ class _Plan:
             if net.mlp.bias and small:
                 bwd.append((np.add.reduce, (dZ, 0, None, lay.b_store(G, l))))  # sum over n -> (K, q)
             elif net.mlp.bias:
-                bwd.append((np.dot, (ones_n, dZ.reshape(n, -1), lay.b_store(G, l).reshape(-1))))  # (n,) @ (n,K*q)
+                bwd.append((np.dot, (ones_n, dZ.reshape(n, -1),
+                                     lay.b_store(G, l).reshape(-1))))       # (n,) @ (n, K*q)
             if l == 0:
                 break
             # delta of the layer below: dZ[l-1] = (dZ @ W.T) * act'(A[l-1])
@@ -226,7 +223,7 @@ class _Plan:
                 # (E lives in dA's buffer, so the first product is in place)
                 bwd += [(np.multiply, (U, self.E[l - 1], dA)), (np.multiply, (dA, self.AW[l], dA))]
                 continue
-            if q == 1:
+            if q == 1 and small:
                 bwd.append((np.multiply, (R, W[:, :, 0], dA)))              # (n,K,p) * (K,p)
             elif p == 1 and small:
                 T = new(n, K, q)

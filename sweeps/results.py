@@ -93,9 +93,19 @@ def _setting_column(values: list, kind: str):
         return np.array(values, dtype=bool)
     if kind == "str":
         return pd.array(values, dtype="str")
-    column = np.empty(len(values), dtype=object)   # tuples (model.hidden) and mixed values
+    if kind == "tuple":
+        return _layers_column(values)
+    column = np.empty(len(values), dtype=object)   # mixed values
     column[:] = values
     return column
+
+
+def _layers_column(values: list[tuple]):
+    """Layer sizes (model.hidden) as a column that groups and survives parquet: the size itself
+    when every variant has one hidden layer, else text as in run names ("8x8")."""
+    if all(len(v) == 1 and isinstance(v[0], (int, np.integer)) for v in values):
+        return pd.array([int(v[0]) for v in values], dtype="int64")
+    return pd.array(["x".join(str(size) for size in v) for v in values], dtype="str")
 
 
 def metric_columns(keys) -> list[str]:

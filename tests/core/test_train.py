@@ -92,7 +92,8 @@ def test_callback_params_untouched_and_bad_hyperparameter_lengths():
     params = core.init_params(mlp, "uniform", [0, 1, 2])
     before = [w.copy() for w in params.W]
     seen = []
-    core.train(mlp, params, X, Y, epochs=12, log_every=4, callback=lambda e, loss: seen.append((e, loss.shape)))
+    core.train(mlp, params, X, Y, epochs=12, log_every=4,
+               callback=lambda e, loss: seen.append((e, loss.shape)))
     assert seen == [(0, (3,)), (4, (3,)), (8, (3,))]
     assert all(np.array_equal(a, b) for a, b in zip(before, params.W))
     with pytest.raises(ValueError, match="lr has 2 values for a population of 3"):

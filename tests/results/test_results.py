@@ -83,13 +83,17 @@ def test_columns_have_the_dtypes_of_their_values(tmp_path, tracking_uri):
     assert dtypes["train.batch_size"] == "Int64"
     assert dtypes["seed"] == "int64"
     assert dtypes["model.init"] == "str"
-    assert dtypes["model.hidden"] == "object"
-    assert set(frame["model.hidden"]) == {(2,), (8, 8)}
+    assert dtypes["model.hidden"] == "str"  # mixed depths: "2", "8x8", as in run names
+    assert set(frame["model.hidden"]) == {"2", "8x8"}
     for metric in ("train_loss", "train_mse", "test_loss", "test_mse", "train_seconds"):
         assert dtypes[metric] == "float64"
     assert dtypes["diverged_epoch"] == "Int64"
     assert frame["diverged_epoch"].tolist()[:2] == [100, pd.NA]
     assert frame["train.batch_size"].isna().sum() == len(frame) // 2
+    # Tables round-trip through parquet and still group by every setting.
+    frame.to_parquet(tmp_path / "results.parquet")
+    again = pd.read_parquet(tmp_path / "results.parquet")
+    assert again.groupby("model.hidden").size().to_dict() == {"2": 16, "8x8": 16}
     # Numeric settings compare and aggregate as numbers.
     assert frame.groupby("train.lr")["train_loss"].mean().index.tolist() == [0.1, 1.0]
 
@@ -281,7 +285,8 @@ def test_save_writes_the_three_tables(tmp_path, tracking_uri):
     assert [p.name for p in paths] == ["results.parquet", "summary.csv", "curves.parquet"]
     back = pd.read_parquet(paths[0])
     assert len(back) == len(frame) and back["train.lr"].dtype == np.float64
-    assert [list(h) for h in back["model.hidden"]] == [list(h) for h in frame["model.hidden"]]
+    assert back["model.hidden"].dtype == np.int64  # one hidden layer each: the layer size
+    assert back["model.hidden"].tolist() == frame["model.hidden"].tolist() == [2, 2, 2, 4, 4, 4] * 2
     pd.testing.assert_frame_equal(pd.read_parquet(paths[2]), curves)
     from_csv = pd.read_csv(paths[1])
     assert len(from_csv) == len(summary) and from_csv["rank"].tolist() == [1, 2, 3, 4]
