@@ -95,6 +95,8 @@ def run(
     except SweepInterrupted as stop:
         typer.echo(f"\n{stop}", err=True)
         raise typer.Exit(stop.exit_code)
+    except ConnectionError as error:  # no Ray cluster or tracking server at the given address
+        _fail(f"sweeps run: {error}", code=1)
     typer.echo(outcome.report())
     if outcome.failed:
         raise typer.Exit(1)

@@ -8,6 +8,7 @@ Training is deterministic, so a task whose worker died is simply run again (`max
 from __future__ import annotations
 
 import os
+import socket
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 
@@ -36,11 +37,26 @@ def init_ray(address: str | None = None) -> bool:
         return False
     common = dict(runtime_env={"env_vars": WORKER_ENV}, log_to_driver=False)
     if address:
+        check_reachable(address)
         ray.init(address=address, **common)
     else:
         # "local" always starts a fresh instance instead of joining one found in /tmp/ray.
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **common)
     return True
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast when nothing listens at a `host:port` (or `ray://host:port`) Ray address.
+
+    Ray itself waits minutes for an unreachable cluster; `auto` and other forms are left to it.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or "/" in host:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ConnectionError(f"no Ray cluster answers at {address}: {error}") from None
 
 
 def shutdown_ray() -> None:

@@ -254,6 +254,36 @@ def is_transient(error: BaseException) -> bool:
 
 # --------------------------------------------------------------------------------------------
 
+class TrackingUnavailable(ConnectionError):
+    """The tracking server does not answer at all (a wrong URI, a server that is down)."""
+
+
+def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
+    """Fail fast, with the URI in the message, when a tracking server does not answer.
+
+    MLflow's own client retries a refused connection for minutes; the retries in
+    SweepTracker are for a server that goes away in the middle of a sweep, not for a typo.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=5).close()
+            return
+        except urllib.error.HTTPError:
+            return  # it answers (auth in front of it, no /health route): the client decides
+        except (urllib.error.URLError, OSError) as error:
+            if time.monotonic() > deadline:
+                reason = getattr(error, "reason", error)
+                raise TrackingUnavailable(
+                    f"no MLflow tracking server answers at {tracking_uri}: {reason}") from None
+        time.sleep(1.0)
+
+
 class SweepTracker:
     """Writes one sweep to MLflow, resumably.
 
@@ -335,6 +365,7 @@ class SweepTracker:
         records are loaded, so `records()` covers the whole sweep); unfinished children and
         duplicates are deleted.
         """
+        check_reachable(self.tracking_uri)
         return self._retry("start", self._start)
 
     def _start(self) -> set[str]:

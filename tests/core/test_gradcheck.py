@@ -65,7 +65,8 @@ def test_gradients_match_central_differences(output_activation, loss, depth, bia
                                                     ("identity", "mse"), ("sigmoid", "bce")])
 def test_gradients_match_on_the_large_batch_code_path(output_activation, loss):
     mlp, params, X, Y = _problem(output_activation, loss, (5, 1, 3), True, n=BROADCAST_MAX_N + 9, seed=3)
-    assert core.check_gradients(mlp, params, X, Y, loss) < 1e-6
+    assert mlp.activation == "sigmoid"          # smooth: a larger step suits a loss summed over 2000+ samples
+    assert core.check_gradients(mlp, params, X, Y, loss, h=1e-4) < 1e-6
 
 
 def test_gradient_check_detects_a_wrong_gradient():

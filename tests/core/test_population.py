@@ -92,11 +92,10 @@ def test_population_equivalence_on_the_large_batch_code_path():
     n = BROADCAST_MAX_N + 16
     X, Y = _data(n)
     mlp = core.MLP(3, (6, 1, 4), 2, activation="sigmoid", output_activation="sigmoid")
-    kw = _hyper("sgd", False, False)
-    kw["lr"] = kw["lr"][:200] / n
-    inits, seeds = [INITS[k % len(INITS)] for k in range(200)], list(range(200))
-    pop = _train(mlp, inits, seeds, core.OptimizerSpec(**{**kw, "momentum": 0.9, "beta1": 0.9,
-                                                          "beta2": 0.999, "eps": 1e-8}), X, Y, epochs=20)
-    for k in (3, 150):
-        alone = _train(mlp, inits[k], [seeds[k]], core.OptimizerSpec(lr=kw["lr"][k]), X, Y, epochs=20)
+    K_large = 12
+    lrs = np.geomspace(1e-3, 1e-1, K_large) / n
+    inits, seeds = [INITS[k % len(INITS)] for k in range(K_large)], list(range(K_large))
+    pop = _train(mlp, inits, seeds, core.OptimizerSpec(lr=lrs), X, Y, epochs=20)
+    for k in (3, 10):
+        alone = _train(mlp, inits[k], [seeds[k]], core.OptimizerSpec(lr=lrs[k]), X, Y, epochs=20)
         _assert_same(alone, pop, k, mlp, X[:5])

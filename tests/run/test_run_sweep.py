@@ -205,3 +205,29 @@ def test_a_diverging_learning_rate_is_recorded_and_the_rest_completes(
     assert all(run.data.metrics["diverged_epoch"] >= 0 for run in by_lr[10.0])
     assert all(np.isfinite(run.data.metrics["test_mse"]) for run in by_lr[0.05])
     assert (outcome.frame["status"] == "diverged").sum() == 4
+
+
+def _unused_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("option, what", [
+    ("--address", "no Ray cluster answers at 127.0.0.1:"),
+    ("--tracking-uri", "no MLflow tracking server answers at http://127.0.0.1:"),
+])
+def test_an_unreachable_cluster_or_tracking_server_fails_fast_with_its_address(
+    tmp_path, option, what
+):
+    port = _unused_loopback_port()
+    value = f"127.0.0.1:{port}" if option == "--address" else f"http://127.0.0.1:{port}"
+    extra = ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"] if option == "--address" else []
+    driver = sweeps_command("run", str(CONFIGS / "article.yaml"), option, value, *extra,
+                            "--no-progress", cwd=tmp_path)
+    _, stderr = driver.communicate(timeout=120)  # Ray and MLflow alone would retry for minutes
+    assert driver.returncode == 1
+    assert what in stderr and str(port) in stderr
+    assert "Traceback" not in stderr
