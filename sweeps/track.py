@@ -570,6 +570,9 @@ def make_client(tracking_uri: str, create: bool = True):
     create=False: a missing SQLite file is an error (LookupError), not a new empty store.
     """
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # A new SQLite store announces its schema migrations at INFO; the run's own output is enough.
+    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     path = _sqlite_path(tracking_uri)
     if not create and path is not None and not path.exists():
         raise LookupError(f"no MLflow store at {path} (tracking URI {tracking_uri})")
