@@ -15,12 +15,12 @@ from .losses import (CLASSIFICATION_LOSSES, LOSSES, SUPPORTED_PAIRS, Loss, check
                      loss_value, output_delta)
 from .network import MLP, Params, backward, forward, predict
 from .optim import OPTIMIZERS, OptimizerSpec
-from .train import DIVERGENCE_FACTOR, TrainResult, train
+from .train import DIVERGENCE_FACTOR, TrainResult, measure, train
 
 __all__ = [
     "ACTIVATIONS", "HIDDEN_ACTIVATIONS", "Activation", "INITIALIZERS", "LOSSES", "Loss",
     "OPTIMIZERS", "SUPPORTED_PAIRS", "CLASSIFICATION_LOSSES", "DIVERGENCE_FACTOR",
     "MLP", "Params", "OptimizerSpec", "TrainResult",
     "init_params", "forward", "backward", "predict", "train", "loss_value", "output_delta",
-    "check_output_loss", "check_gradients", "numerical_gradients", "analytic_gradients",
+    "check_output_loss", "measure", "check_gradients", "numerical_gradients", "analytic_gradients",
 ]

@@ -94,8 +94,11 @@ class _Chunk:
                       self.spec, self.loss, state)
 
 
-def _metrics(out, Y, loss, labels):
-    """(loss, mse or None, accuracy or None), each (K,), for outputs (K, n, n_out)."""
+def measure(out, Y, loss, labels=None):
+    """(loss, mse or None, accuracy or None), each (K,), for outputs (K, n, n_out).
+
+    labels : ndarray (n,) of class ids for classification (accuracy), None for regression (MSE).
+    """
     lv = loss_value(loss, out, Y)
     if labels is None:
         return lv, _mse(out, Y), None
@@ -179,7 +182,7 @@ def train(mlp: MLP, params: Params, X, Y, *, loss: str = "half_sse",
         """Measure every chunk on the whole training set; freeze the diverged."""
         for i, c in enumerate(chunks):
             out = c.net.forward(X)
-            vals = _metrics(out, Y, loss, labels)
+            vals = measure(out, Y, loss, labels)
             if epoch == 0:
                 first[c.ids] = vals[0]
             limit = DIVERGENCE_FACTOR * np.maximum(first[c.ids], np.finfo(dtype).eps)

@@ -75,16 +75,6 @@ def optimizer_spec(pack: Pack) -> core.OptimizerSpec:
     )
 
 
-def accuracy(out: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Share of correct classes per variant.
-
-    out : ndarray, shape (K, n, n_out); one sigmoid column means classes 0/1 at 0.5.
-    labels : ndarray, shape (n,), int. Returns shape (K,).
-    """
-    predicted = out.argmax(axis=-1) if out.shape[-1] > 1 else (out[..., 0] > 0.5)
-    return (predicted == labels).mean(axis=-1)
-
-
 def history_curves(loss: np.ndarray, metric: str, history: np.ndarray) -> dict[str, np.ndarray]:
     """The curves worth a metric history: the loss, and accuracy for classification.
 
@@ -124,16 +114,17 @@ def train_pack(pack: Pack, dataset: Dataset) -> list[VariantResult]:
         labels=dataset.labels_train if classification else None,
     )
     out_test = core.predict(mlp, trained.params, X_test)  # (K, n_test, n_out)
-    test_loss = core.loss_value(shared["train.loss"], out_test, Y_test.astype(dtype, copy=False))
+    labels_test = dataset.labels_test if classification else None
+    test_loss, test_mse, test_accuracy = core.measure(
+        out_test, Y_test.astype(dtype, copy=False), shared["train.loss"], labels_test)
     if classification:
         train_metric, history = "train_accuracy", trained.accuracy
         final_metric = trained.final_accuracy
-        test_metric, test_values = "test_accuracy", accuracy(out_test, dataset.labels_test)
+        test_metric, test_values = "test_accuracy", test_accuracy
     else:
         train_metric, history = "train_mse", trained.mse
         final_metric = trained.final_mse
-        test_metric = "test_mse"
-        test_values = ((out_test - Y_test) ** 2).mean(axis=(-2, -1))
+        test_metric, test_values = "test_mse", test_mse
     seconds_each = (time.perf_counter() - started) / len(pack.variants)
 
     results = []
