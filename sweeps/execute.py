@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
 import ray
@@ -35,14 +37,34 @@ def init_ray(address: str | None = None) -> bool:
     """
     if ray.is_initialized():
         return False
-    common = dict(runtime_env={"env_vars": WORKER_ENV}, log_to_driver=False)
     if address:
         check_reachable(address)
-        ray.init(address=address, **common)
+        # Workers on other machines get the thread limits through the job's runtime_env.
+        ray.init(address=address, runtime_env={"env_vars": WORKER_ENV}, log_to_driver=False)
     else:
-        # "local" always starts a fresh instance instead of joining one found in /tmp/ray.
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **common)
+        start_local_ray()
     return True
+
+
+def start_local_ray(num_cpus: int | None = None) -> None:
+    """Start a fresh local Ray instance whose workers run with WORKER_ENV.
+
+    The workers inherit the raylet's environment, which is this process's while Ray starts.
+    That lets the first tasks use the workers Ray starts ahead; a runtime_env would make them
+    wait ~1.5 s for new ones. This process's own environment is restored afterwards.
+    """
+    saved = {name: os.environ.get(name) for name in WORKER_ENV}
+    os.environ.update(WORKER_ENV)
+    try:
+        # "local" always starts a fresh instance instead of joining one found in /tmp/ray.
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
+                 include_dashboard=False, log_to_driver=False)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -59,8 +81,24 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         raise ConnectionError(f"no Ray cluster answers at {address}: {error}") from None
 
 
-def shutdown_ray() -> None:
-    ray.shutdown()
+class RayConnection:
+    """Ray as one sweep uses it: shuts down, once, only what `init_ray` started here."""
+
+    def __init__(self, address: str | None = None) -> None:
+        self.owned = init_ray(address)
+        self._closing: threading.Thread | None = None
+
+    def close_soon(self) -> None:
+        """Start shutting down in the background: every pack is in, the driver still logs."""
+        if self.owned and self._closing is None:
+            self._closing = threading.Thread(target=ray.shutdown, name="ray-shutdown", daemon=True)
+            self._closing.start()
+
+    def close(self) -> None:
+        """Shut down (or wait for `close_soon` to finish)."""
+        if self.owned:
+            self.close_soon()
+            self._closing.join()
 
 
 def worker_count(executor: str) -> int:
@@ -93,31 +131,52 @@ def run_serial(packs: Iterable[Pack], datasets: Mapping[str, Dataset],
 
 
 def run_ray(packs: Iterable[Pack], datasets: Mapping[str, Dataset],
-            on_done: OnDone, on_failed: OnFailed) -> dict[str, int]:
+            on_done: OnDone, on_failed: OnFailed,
+            on_all_trained: Callable[[], None] | None = None,
+            cancel_on_interrupt: bool = True) -> dict[str, int]:
     """Train the packs as Ray tasks; returns how many packs ran on each node id.
 
-    On any interruption (KeyboardInterrupt, a signal turned into an exception) the tasks
-    still outstanding are cancelled before the exception propagates.
+    Finished packs are fetched as soon as they are ready and handed to `on_done` one at a
+    time, so a slow `on_done` (logging) never holds results in the cluster. Once every pack
+    is fetched, `on_all_trained` is called (Ray is no longer needed) before the backlog is
+    handed over. On any interruption (KeyboardInterrupt, a signal turned into an exception)
+    the tasks still outstanding are cancelled before the exception propagates, unless
+    `cancel_on_interrupt` is False: a caller about to shut Ray down or disconnect needs no
+    cancel (Ray ends a departing driver's tasks), and Ray 2.60 can abort the driver when a
+    cancel races a task's completion ("Tried to complete task that was not pending").
     """
     packs = list(packs)
     needed = {pack.data_key for pack in packs}
     data_refs = {key: ray.put(datasets[key]) for key in needed}  # placed once, shared by tasks
     pending = {_train_pack_task.remote(pack, data_refs[pack.data_key]): pack for pack in packs}
+    fetched: deque[tuple[Pack, list[VariantResult] | None, str]] = deque()
     nodes: dict[str, int] = {}
     try:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
-            for ref in done:
-                pack = pending.pop(ref)
-                try:
-                    results, node = ray.get(ref)
-                except Exception as error:  # RayTaskError, WorkerCrashedError after retries
-                    on_failed(pack, _describe_error(error))
-                    continue
-                nodes[node] = nodes.get(node, 0) + 1
-                on_done(pack, results)
+        while pending or fetched:
+            if pending:
+                # Block only when there is nothing fetched to hand over.
+                done, _ = ray.wait(list(pending), num_returns=1 if not fetched else len(pending),
+                                   timeout=POLL_SECONDS if not fetched else 0)
+                for ref in done:
+                    pack = pending.pop(ref)
+                    try:
+                        results, node = ray.get(ref)
+                    except Exception as error:  # RayTaskError, WorkerCrashedError after retries
+                        fetched.append((pack, None, _describe_error(error)))
+                        continue
+                    nodes[node] = nodes.get(node, 0) + 1
+                    fetched.append((pack, results, ""))
+                if not pending and on_all_trained is not None:
+                    on_all_trained()
+            if fetched:
+                pack, results, error = fetched.popleft()
+                if results is None:
+                    on_failed(pack, error)
+                else:
+                    on_done(pack, results)
     except BaseException:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        if cancel_on_interrupt:
+            for ref in pending:
+                ray.cancel(ref, force=True)
         raise
     return nodes

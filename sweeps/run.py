@@ -144,15 +144,15 @@ def run_sweep(
     with ThreadPoolExecutor(max_workers=1) as background:
         # Both take seconds and mostly wait (Ray on its processes, MLflow on SQLite): overlap them.
         tracker_started = background.submit(tracker.start)
-        started_ray = executor == "ray" and execute.init_ray(address)
+        connection = execute.RayConnection(address) if executor == "ray" else None
     try:
         finished = tracker_started.result()
         packs = make_packs(sweep, workers=execute.worker_count(executor), skip=finished)
         timings["startup"] = time.perf_counter() - clock
-        outcome = _train_and_log(sweep, tracker, packs, executor, progress, timings)
+        outcome = _train_and_log(sweep, tracker, packs, connection, progress, timings)
     finally:
-        if started_ray:
-            execute.shutdown_ray()
+        if connection is not None:
+            connection.close()
 
     clock = time.perf_counter()
     records = tracker.records()  # every finished variant, this run's and earlier ones'
@@ -179,9 +179,13 @@ def run_sweep(
     )
 
 
-def _train_and_log(sweep: Sweep, tracker: SweepTracker, packs: list[Pack], executor: str,
-                   progress: bool, timings: dict[str, float]):
-    """Train the packs, logging each as it finishes. Returns (failed, nodes)."""
+def _train_and_log(sweep: Sweep, tracker: SweepTracker, packs: list[Pack],
+                   connection: "execute.RayConnection | None", progress: bool,
+                   timings: dict[str, float]):
+    """Train the packs (serially without a Ray connection), logging each as it finishes.
+
+    Returns (failed, nodes).
+    """
     from sweeps import execute  # imported by run_sweep already, after the Ray environment is set
     by_key = {variant.key: variant for variant in sweep.variants}
     failed: dict[str, str] = {}
@@ -208,8 +212,11 @@ def _train_and_log(sweep: Sweep, tracker: SweepTracker, packs: list[Pack], execu
     nodes: dict[str, int] = {}
     with SweepProgress(total, sweep.name, enabled=progress) as bar, _signals_as_exceptions():
         try:
-            if executor == "ray":
-                nodes = execute.run_ray(packs, sweep.datasets, on_done, on_failed)
+            if connection is not None:
+                # Ray shuts down while the driver logs the last packs.
+                nodes = execute.run_ray(packs, sweep.datasets, on_done, on_failed,
+                                        on_all_trained=connection.close_soon,
+                                        cancel_on_interrupt=not connection.owned)
             else:
                 execute.run_serial(packs, sweep.datasets, on_done, on_failed)
         except (KeyboardInterrupt, _Signalled) as stop:

@@ -25,16 +25,10 @@ def ray_session():
         patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import ray
 
-        from sweeps.execute import WORKER_ENV
+        from sweeps.execute import start_local_ray
 
         if not ray.is_initialized():
-            ray.init(
-                address="local",
-                num_cpus=2,
-                include_dashboard=False,
-                log_to_driver=False,
-                runtime_env={"env_vars": WORKER_ENV},
-            )
+            start_local_ray(num_cpus=2)
     yield ray
     ray.shutdown()
 
