@@ -4,7 +4,7 @@ One builder serves both paths, so they give identical tables:
 
 - `sweeps run` (in memory): ``frame_from_records(tracker.records())``;
 - later, from MLflow alone: ``load_runs(experiment)`` reads the same records back
-  (`sweeps.track.fetch_runs`) and calls the same builder.
+  (`sweeps.readback.fetch_runs`) and calls the same builder.
 
 Tables
 ------
@@ -30,8 +30,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sweeps.track import (GROUP_KEY, STATUS, VARIANT_KEY, decode_param,
-                          default_tracking_uri)
+from sweeps import readback
+from sweeps.layout import GROUP_KEY, STATUS, SWEPT, VARIANT_KEY, decode_param
+from sweeps.store import default_tracking_uri, make_client
 
 ID_COLUMNS = ("run_id", "variant_key", "group_key", "status", "name")
 # Metric columns first in this order, any others after them (sorted).
@@ -46,7 +47,7 @@ HIGHER_IS_BETTER = ("accuracy",)
 
 def frame_from_records(records: Sequence[Mapping[str, Any]],
                        swept: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """The per-variant table from run records (`SweepTracker.records()` or `track.fetch_runs`).
+    """The per-variant table from run records (`SweepTracker.records()` or `readback.fetch_runs`).
 
     swept : {dotted path: kind} of the setting columns; default: the records' own.
     """
@@ -164,9 +165,8 @@ def load_runs(experiment: str | None = None, tracking_uri: str | None = None, sw
     sweep : optional loaded Sweep; picks the newest run of exactly this config (hash).
     parent_run_id : a specific sweep run instead of the newest one in the experiment.
     """
-    from sweeps import track
     experiment = _experiment_name(experiment, sweep)
-    records = track.fetch_runs(experiment, tracking_uri, sweep, parent_run_id=parent_run_id)
+    records = readback.fetch_runs(experiment, tracking_uri, sweep, parent_run_id=parent_run_id)
     return frame_from_records(records, swept=records[0]["swept"] if records else
                               _kinds_of_empty(experiment, tracking_uri, sweep, parent_run_id))
 
@@ -174,10 +174,9 @@ def load_runs(experiment: str | None = None, tracking_uri: str | None = None, sw
 def load_curves(experiment: str | None = None, tracking_uri: str | None = None,
                 sweep: Any = None, *, parent_run_id: str | None = None) -> pd.DataFrame:
     """Every curve of a sweep, long format (run_id, epoch, metrics), fetched in bulk."""
-    from sweeps import track
     experiment = _experiment_name(experiment, sweep)
-    records = track.fetch_runs(experiment, tracking_uri, sweep, parent_run_id=parent_run_id,
-                               histories=True)
+    records = readback.fetch_runs(experiment, tracking_uri, sweep, parent_run_id=parent_run_id,
+                                  histories=True)
     return curves_from_records(records)
 
 
@@ -186,8 +185,7 @@ def load_predictions(run_ids: Sequence[str], tracking_uri: str | None = None
     """{run_id: predictions.csv as a table} for the given child runs."""
     import io
 
-    from sweeps import track
-    texts = track.fetch_predictions(tracking_uri, list(run_ids))
+    texts = readback.fetch_predictions(tracking_uri, list(run_ids))
     return {run_id: pd.read_csv(io.StringIO(text)) for run_id, text in texts.items()}
 
 
@@ -203,11 +201,10 @@ def _kinds_of_empty(experiment, tracking_uri, sweep, parent_run_id) -> dict[str,
     """Setting columns of a sweep run without finished children (an empty but typed frame)."""
     import json
 
-    from sweeps import track
-    client = track.make_client(tracking_uri or default_tracking_uri(), create=False)
-    _, parent = track.find_parent(client, experiment, getattr(sweep, "config_hash", None),
-                                  parent_run_id)
-    return json.loads(parent.data.tags.get(track.SWEPT, "{}") or "{}")
+    client = make_client(tracking_uri or default_tracking_uri(), create=False)
+    _, parent = readback.find_parent(client, experiment, getattr(sweep, "config_hash", None),
+                                     parent_run_id)
+    return json.loads(parent.data.tags.get(SWEPT, "{}") or "{}")
 
 
 # --------------------------------------------------------------------------------------------

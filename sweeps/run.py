@@ -28,6 +28,8 @@ from sweeps.training import VariantResult
 if TYPE_CHECKING:
     import pandas as pd
 
+    from sweeps.execute import RayConnection
+
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -180,7 +182,7 @@ def run_sweep(
 
 
 def _train_and_log(sweep: Sweep, tracker: SweepTracker, packs: list[Pack],
-                   connection: "execute.RayConnection | None", progress: bool,
+                   connection: RayConnection | None, progress: bool,
                    timings: dict[str, float]):
     """Train the packs (serially without a Ray connection), logging each as it finishes.
 

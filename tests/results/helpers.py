@@ -7,7 +7,6 @@ tests of the MLflow layout and the tables are fast and can force divergence; the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping
 

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from tests.results.helpers import log_sweep, synthetic_result, write_sweep
-from sweeps import track
+from sweeps import store
 from sweeps.track import SweepTracker
 
 pytestmark = pytest.mark.integration
@@ -310,7 +310,7 @@ def test_classification_run_logs_accuracy_and_labelled_predictions(tmp_path, tra
 
 def test_deleted_experiment_gives_a_clear_error(tmp_path, tracking_uri):
     sweep = write_sweep(tmp_path, parameters={"seed": [0]})
-    client = track.make_client(tracking_uri)
+    client = store.make_client(tracking_uri)
     client.delete_experiment(client.create_experiment("small"))
     with pytest.raises(RuntimeError, match="deleted; restore it"):
         SweepTracker(sweep, tracking_uri).start()

@@ -1,4 +1,5 @@
-"""sweeps.track units: param strings and their kinds, metric decoding, batching, retries."""
+"""Units of the MLflow layer: param strings and their kinds, metric decoding, batching,
+which errors are retried."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 
 import pytest
 
-from sweeps import track
+from sweeps import layout, store, track
 
 @pytest.mark.parametrize("values, kind", [
     ([0.1, 1.0, 1e-8], "float"), ([1, 0.5], "float"), ([0, 3], "int"), ([None, 32], "Int64"),
@@ -14,26 +15,26 @@ from sweeps import track
     ([None, "a"], "json"), ([1, "a"], "json"),
 ])
 def test_swept_values_round_trip_through_param_strings(values, kind):
-    assert track.value_kind(values) == kind
-    decoded = [track.decode_param(track.encode_param(v), kind) for v in values]
+    assert layout.value_kind(values) == kind
+    decoded = [layout.decode_param(layout.encode_param(v), kind) for v in values]
     expected = [float(v) if kind == "float" else v for v in values]
     assert decoded == expected
     assert [type(v) for v in decoded] == [type(v) for v in expected]
 
 
 def test_params_are_readable_strings():
-    assert track.encode_param((8, 8)) == "[8, 8]"
-    assert track.encode_param(0.1) == "0.1"
-    assert track.encode_param(False) == "false"
-    assert track.encode_param(None) == "null"
-    assert track.encode_param("xavier_normal") == "xavier_normal"
+    assert layout.encode_param((8, 8)) == "[8, 8]"
+    assert layout.encode_param(0.1) == "0.1"
+    assert layout.encode_param(False) == "false"
+    assert layout.encode_param(None) == "null"
+    assert layout.encode_param("xavier_normal") == "xavier_normal"
 
 
 def test_infinite_metrics_clamped_by_sql_stores_read_back_as_inf():
-    assert track.decode_metric(1.7976931348623157e308) == math.inf
-    assert track.decode_metric(-1.7976931348623157e308) == -math.inf
-    assert math.isnan(track.decode_metric(math.nan))
-    assert track.decode_metric(0.25) == 0.25
+    assert layout.decode_metric(1.7976931348623157e308) == math.inf
+    assert layout.decode_metric(-1.7976931348623157e308) == -math.inf
+    assert math.isnan(layout.decode_metric(math.nan))
+    assert layout.decode_metric(0.25) == 0.25
 
 
 def test_batches_stay_within_mlflow_limits_and_keep_every_entity():
@@ -50,11 +51,11 @@ def test_transient_errors_are_told_apart_from_bugs():
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
 
-    assert track.is_transient(ConnectionError("refused"))
-    assert track.is_transient(MlflowException(
+    assert store.is_transient(ConnectionError("refused"))
+    assert store.is_transient(MlflowException(
         "API request to http://x/api/2.0/mlflow/runs/create failed with exception "
         "HTTPConnectionPool(host='x', port=5000): Max retries exceeded"))
-    assert track.is_transient(MlflowException("busy", error_code=TEMPORARILY_UNAVAILABLE))
-    assert not track.is_transient(ValueError("bad value"))
-    assert not track.is_transient(MlflowException("Run x not found",
+    assert store.is_transient(MlflowException("busy", error_code=TEMPORARILY_UNAVAILABLE))
+    assert not store.is_transient(ValueError("bad value"))
+    assert not store.is_transient(MlflowException("Run x not found",
                                                   error_code=RESOURCE_DOES_NOT_EXIST))

@@ -10,7 +10,7 @@ import urllib.request
 import pandas as pd
 import pytest
 
-from sweeps import results, track, ui
+from sweeps import readback, results, ui
 from sweeps.track import SweepTracker
 from tests.results.helpers import log_sweep, write_sweep
 
@@ -57,7 +57,7 @@ def test_ui_serves_the_nested_runs_and_the_tables_load_through_it(tmp_path, trac
             assert {"train.lr", "seed", "model.hidden"} <= set(params)   # UI group-by keys
         # The tables read through the server equal the ones read from the file, using the
         # bulk history endpoint (never one request per run).
-        monkeypatch.setattr(track, "_per_run", lambda *a: pytest.fail("per-run history fetch"))
+        monkeypatch.setattr(readback, "_per_run", lambda *a: pytest.fail("per-run history fetch"))
         pd.testing.assert_frame_equal(results.load_runs("small", server.url),
                                       results.load_runs("small", tracking_uri))
         pd.testing.assert_frame_equal(results.load_curves("small", server.url),

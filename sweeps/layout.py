@@ -1,0 +1,206 @@
+"""The MLflow layout of a sweep, and how values are written to it and read back.
+
+The layout is a contract that users, the MLflow UI and `sweeps.results.load_runs` rely on:
+
+- experiment: the sweep's name.
+- parent run (name = sweep name): tags ``sweep.name``, ``sweep.config_hash``,
+  ``sweep.role=parent``, ``sweep.swept`` (JSON object: swept dotted path -> value kind, in file
+  order); params: the settings every variant shares; artifact: the sweep file as given.
+- child run per variant (name = ``Variant.name``), nested with ``mlflow.parentRunId``; tags
+  ``sweep.role=variant``, ``sweep.variant_key``, ``sweep.group_key``, ``sweep.status``
+  (ok | diverged), ``sweep.variant_index``, ``sweep.curves`` (the metric keys logged as
+  histories); params: every resolved setting under its dotted path; metrics: each curve as a
+  history with step = epoch, ending with the final value at step = ``train.epochs`` (so the
+  run's latest value is the final one), ``test_*``, ``train_seconds`` and ``diverged_epoch``
+  when it diverged; artifact ``predictions.csv``. A child is set FINISHED only after all of
+  its data is in, so "FINISHED" means "complete".
+
+Needs no MLflow: `sweeps.track` writes this layout, `sweeps.readback` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+# Tags of the layout.
+ROLE = "sweep.role"
+NAME = "sweep.name"
+CONFIG_HASH = "sweep.config_hash"
+SWEPT = "sweep.swept"
+VARIANT_KEY = "sweep.variant_key"
+GROUP_KEY = "sweep.group_key"
+STATUS = "sweep.status"
+VARIANT_INDEX = "sweep.variant_index"
+CURVES = "sweep.curves"
+PARENT_ID = "mlflow.parentRunId"
+PREDICTIONS_FILE = "predictions.csv"
+
+# MLflow's log_batch limits (mlflow.utils.validation).
+MAX_METRICS = 1000
+MAX_PARAMS_TAGS = 100
+MAX_ENTITIES = 1000
+
+_FLOAT_MAX = 1.7976931348623157e308   # SQL stores +-inf as +-this; read back as inf
+
+
+# --------------------------------------------------------------------------------------------
+# Param values: MLflow stores strings. Each swept path has a "kind" (recorded on the parent run)
+# that says how to read its strings back, so tables get real dtypes.
+
+def encode_param(value: Any) -> str:
+    """A setting as an MLflow param string: strings as is, everything else as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value)) if math.isfinite(value) else json.dumps(float(value))
+    if isinstance(value, (tuple, list)):
+        return json.dumps(_plain(value))
+    return json.dumps(_plain(value), sort_keys=True)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def value_kind(values: Iterable[Any]) -> str:
+    """How a swept setting's values decode: bool | int | Int64 | float | str | tuple | json."""
+    values = list(values)
+    present = [v for v in values if v is not None]
+    has_none = len(present) < len(values)
+    if present and all(isinstance(v, (bool, np.bool_)) for v in present):
+        return "json" if has_none else "bool"
+    if present and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                       for v in present):
+        return "Int64" if has_none else "int"
+    if present and all(isinstance(v, (int, float, np.integer, np.floating))
+                       and not isinstance(v, (bool, np.bool_)) for v in present):
+        return "float"
+    if present and not has_none and all(isinstance(v, str) for v in present):
+        return "str"
+    if present and not has_none and all(isinstance(v, (tuple, list)) for v in present):
+        return "tuple"
+    return "json"
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def decode_param(text: str | None, kind: str) -> Any:
+    """Inverse of `encode_param` for a value of the given kind (None stays None)."""
+    if text is None:
+        return None
+    if kind == "str":
+        return text
+    if kind == "float":
+        return math.nan if text == "null" else float(text)
+    if kind == "int":
+        return int(text)
+    if kind == "Int64":
+        return None if text == "null" else int(text)
+    if kind == "bool":
+        return text == "true"
+    try:
+        return _tuples(json.loads(text))
+    except ValueError:
+        return text
+
+
+def decode_metric(value: float) -> float:
+    """MLflow's SQL stores keep NaN (is_nan) but clamp +-inf to +-float max: undo the clamp."""
+    value = float(value)
+    if value >= _FLOAT_MAX:
+        return math.inf
+    if value <= -_FLOAT_MAX:
+        return -math.inf
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Records: what a child run holds, as plain Python. The tracker builds them while logging and
+# `fetch_runs` builds them from MLflow; `sweeps.results` turns either into the same tables.
+#
+#   {"run_id": str, "name": str, "start_time": int (ms),
+#    "tags": {"sweep.variant_key": ..., "sweep.group_key": ..., "sweep.status": ...,
+#             "sweep.variant_index": "3", "sweep.curves": "train_loss,train_mse"},
+#    "params": {dotted path: str},          # as logged (encode_param)
+#    "metrics": {key: float},                # latest value per key = the final values
+#    "history": {key: (steps int64 ndarray, values float64 ndarray)},   # the curves
+#    "swept": {dotted path: kind},           # shared by all records of a sweep
+#    "predictions": {"columns": [...], "values": ndarray} | None}   # in-memory records only
+
+
+def curve_keys(tags: Mapping[str, str]) -> list[str]:
+    text = tags.get(CURVES, "")
+    return [k for k in text.split(",") if k]
+
+
+def sweep_kinds(sweep: Any) -> dict[str, str]:
+    """{swept path: kind} in file order, from the sweep's variants."""
+    return {path: value_kind(v.settings.get(path) for v in sweep.variants) for path in sweep.swept}
+
+
+def shared_settings(variants: Sequence[Any]) -> dict[str, str]:
+    """Settings with one value across all variants, encoded as params."""
+    if not variants:
+        return {}
+    first = {k: encode_param(v) for k, v in variants[0].settings.items()}
+    for variant in variants[1:]:
+        for key in list(first):
+            if key not in variant.settings or encode_param(variant.settings[key]) != first[key]:
+                del first[key]
+    return first
+
+
+def predictions_table(dataset: Any, output_activation: str,
+                      predictions: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Columns and rows of predictions.csv: test inputs, targets, predictions (one row each).
+
+    Columns: the feature names, ``target_<name>`` and ``pred_<name>`` per output column, and
+    for classification ``label`` and ``pred_label`` (class ids).
+    """
+    X = np.asarray(dataset.X_test, dtype=np.float64)                   # (n_test, n_in)
+    _, Y = dataset.targets(output_activation)                           # (n_test, n_out)
+    Y = np.asarray(Y, dtype=np.float64)
+    P = np.asarray(predictions, dtype=np.float64).reshape(len(X), -1)   # (n_test, n_out)
+    n_out = P.shape[1]
+    names = list(dataset.target_names)
+    if len(names) != n_out:
+        names = ["y"] if n_out == 1 else [f"y{j}" for j in range(n_out)]
+    columns = list(dataset.feature_names) + [f"target_{n}" for n in names] \
+        + [f"pred_{n}" for n in names]
+    blocks = [X, Y, P]
+    if dataset.task == "classification" and dataset.labels_test is not None:
+        labels = np.asarray(dataset.labels_test, dtype=np.float64)[:, None]
+        guess = (P[:, :1] >= 0.5).astype(np.float64) if n_out == 1 else \
+            np.argmax(P, axis=1).astype(np.float64)[:, None]
+        columns += ["label", "pred_label"]
+        blocks += [labels, guess.reshape(-1, 1)]
+    return columns, np.hstack(blocks)
+
+
+def write_csv(path: Path, columns: Sequence[str], values: np.ndarray) -> None:
+    """A plain CSV with full float precision (round-trips exactly)."""
+    header = ",".join(_csv_field(c) for c in columns)
+    np.savetxt(path, values, delimiter=",", fmt="%.17g", header=header, comments="")
+
+
+def _csv_field(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
