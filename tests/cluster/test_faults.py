@@ -1,14 +1,16 @@
 """Faults on the cluster in the middle of a sweep, injected on conditions, not after sleeps:
-the tracking server restarted, and a Ray worker node killed."""
+the tracking server restarted, a Ray worker node killed, the driver interrupted."""
 
 from __future__ import annotations
+
+import signal
 
 import pytest
 
 from tests.cluster.cluster_sweeps import (
     FAULT_EPOCHS, VARIANTS, assert_each_variant_logged_once, finish, finished_children,
-    new_pack_tasks, pack_task_ids, start_sweeps, variant_keys, wait_for_finished_children,
-    write_sweep,
+    mlflow_client, new_pack_tasks, pack_task_ids, start_sweeps, variant_keys,
+    wait_for_finished_children, write_sweep,
 )
 from tests.cluster.native_stack import wait_for
 
@@ -76,3 +78,29 @@ def test_worker_node_killed_mid_sweep_its_packs_are_retried_on_the_other_node(cl
         retried = [t for t in attempts if t["task_id"] == task_id and t["attempt_number"] > 0]
         assert any(t["state"] == "FINISHED" and t["node_id"] == head for t in retried), \
             f"pack task {task_id} was not retried on the head node: {retried}"
+
+
+def test_an_interrupted_driver_leaves_no_pack_training_on_the_cluster(cluster, workdir):
+    """Ctrl-C on `sweeps run --address`: exit 130, the parent KILLED, and the packs still
+    training are ended by Ray as the driver leaves (the driver does not cancel them itself)."""
+    name = "cluster-interrupted"
+    before = pack_task_ids(cluster)
+    sweep, driver = _start_sweep(cluster, workdir, name)
+
+    wait_for_finished_children(cluster, name, driver)
+    assert any(t["state"] != "FINISHED" for t in new_pack_tasks(cluster, before)), \
+        "every pack had finished before the interruption"
+    driver.popen.send_signal(signal.SIGINT)
+    assert finish(driver, timeout=120) == 130, driver.tail(60)
+
+    # A pack takes ~3 s; had the tasks outlived their driver, they would report FINISHED.
+    tasks = wait_for("every pack task of the interrupted sweep ended",
+                     lambda: (t := new_pack_tasks(cluster, before))
+                     and all(task["state"] in ("FINISHED", "FAILED") for task in t) and t,
+                     timeout=60, interval=0.5)
+    assert any(task["state"] == "FAILED" for task in tasks), tasks
+    client = mlflow_client(cluster)
+    experiment = client.get_experiment_by_name(name)
+    [parent] = client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'parent'")
+    assert parent.info.status == "KILLED"
+    assert 1 <= finished_children(cluster, name) < VARIANTS
