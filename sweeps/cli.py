@@ -41,7 +41,7 @@ def _fail(lines: list[str] | str, code: int = BAD_INPUT) -> None:
 
 def _load(file: Path):
     """Load and validate a sweep file, exiting with status 2 on any problem."""
-    from sweeps.config import ConfigError
+    from sweeps.problems import ConfigError
     from sweeps.sweep import load_sweep
 
     try:

@@ -302,7 +302,7 @@ def _read_csv(path: Path, shown: str, target: Optional[tuple[str, ...]], task: O
 
 
 def _suggest(word: str, choices) -> str:
-    from sweeps.config import suggest
+    from sweeps.problems import suggest
 
     return suggest(word, choices)
 

@@ -194,6 +194,9 @@ def _experiment_name(experiment: str | None, sweep: Any) -> str:
         if sweep is None:
             raise ValueError("give an experiment name or a sweep")
         return sweep.name
+    if not isinstance(experiment, str):
+        raise TypeError(f"experiment must be the sweep's name (a str), not "
+                        f"{type(experiment).__name__}")
     return experiment
 
 

@@ -12,17 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from sweeps.config import (
-    ConfigError,
-    Problem,
-    Settings,
-    SweepConfig,
-    check_variant,
-    format_problems,
-    parse_yaml,
-    validate_mapping,
-)
+from sweeps.config import Settings, SweepConfig, check_variant, validate_mapping
 from sweeps.data import DataProblem, Dataset, load_dataset
+from sweeps.problems import ConfigError, Problem, format_problems, parse_yaml
 from sweeps.space import Variant, expand, make_variants
 
 DATA_SPEC = ("data.source", "data.target", "data.test_fraction", "data.scale",

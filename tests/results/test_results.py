@@ -183,6 +183,15 @@ def test_a_sweep_run_without_finished_children_loads_as_an_empty_typed_frame(tmp
     assert results.load_curves("small", tracking_uri).empty
 
 
+@pytest.mark.parametrize("load", [results.load_runs, results.load_curves])
+def test_loading_needs_the_sweeps_name_and_says_so(load, tmp_path):
+    with pytest.raises(ValueError, match="experiment name or a sweep"):
+        load()
+    with pytest.raises(TypeError, match="sweep's name .a str., not DataFrame"):
+        load(pd.DataFrame(), f"sqlite:///{tmp_path}/none.db")
+    assert not (tmp_path / "none.db").exists()
+
+
 # ------------------------------------------------------------------------------------------
 # summarize: against hand-computed numbers
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.config import ConfigError
+from sweeps.problems import ConfigError
 from sweeps.sweep import load_sweep
 
 

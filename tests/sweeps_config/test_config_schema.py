@@ -7,7 +7,8 @@ import os
 import pytest
 
 import core
-from sweeps.config import ConfigError, SweepConfig, parse
+from sweeps.config import SweepConfig, parse
+from sweeps.problems import ConfigError
 from sweeps.sweep import load_sweep
 
 VALID = """\
