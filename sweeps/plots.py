@@ -3,8 +3,9 @@
 - ``loss_curves.png``: the best groups' training loss against epoch, the mean across seeds
   with a min-max band, log-scaled loss.
 - ``loss_vs_lr.png``: final train (and test) loss against the learning rate (or the first
-  swept numeric setting), one line per hidden size (or the next swept setting), error bars =
-  std across seeds; other swept settings at their best value for each point.
+  swept numeric setting), one line per hidden size (or the next swept setting); error bars =
+  min-max across seeds on the (usual) log scale, where mean - std can be negative, else
+  ± std; other swept settings at their best value for each point.
 - ``predictions.png``: each variant of the best group, test predictions against targets.
 """
 
@@ -178,6 +179,7 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
     except TypeError:       # mixed kinds: keep first-seen order
         pass
     for ax, metric in zip(axes[0], metrics):
+        log_y = bool((summary[f"{metric}_mean"] > 0).any())
         for value in line_values:
             part = summary if line is None else summary[summary[line].map(_key) == value]
             # Other swept settings: the best group (by the ranking metric) for each x.
@@ -188,7 +190,7 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
             order = np.argsort(xs, kind="stable")
             xs = xs[order]
             ys = part[f"{metric}_mean"].to_numpy(dtype=np.float64)[order]
-            err = np.nan_to_num(part[f"{metric}_std"].to_numpy(dtype=np.float64)[order])
+            err, _ = error_bars(part.iloc[order], metric, log_y)
             label = "all" if line is None else f"{line.split('.')[-1]}={_text(value)}"
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
         if numeric_x:
@@ -197,10 +199,10 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
                 ax.set_xscale("log")
         else:
             ax.set_xticks(range(len(categories)), [_text(c) for c in categories])
-        if (summary[f"{metric}_mean"] > 0).any():
+        if log_y:
             ax.set_yscale("log")
         ax.set_xlabel(x)
-        ax.set_ylabel(f"final {metric} (mean ± std across seeds)")
+        ax.set_ylabel(f"final {metric} (mean, {error_bars(summary.head(0), metric, log_y)[1]})")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
     others = [c for c in (summary.attrs.get("by") or []) if c not in (x, line)]
@@ -215,6 +217,23 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def error_bars(rows: pd.DataFrame, metric: str, log_y: bool) -> tuple[np.ndarray, str]:
+    """(yerr of shape (2, len(rows)): below and above the mean, what they show).
+
+    On a log axis ± std runs below zero whenever std > mean, and matplotlib drops such bars:
+    the group's min and max are shown instead (always positive for positive losses).
+    """
+    mean = rows[f"{metric}_mean"].to_numpy(dtype=np.float64)
+    if log_y and {f"{metric}_min", f"{metric}_max"} <= set(rows.columns):
+        below = mean - rows[f"{metric}_min"].to_numpy(dtype=np.float64)
+        above = rows[f"{metric}_max"].to_numpy(dtype=np.float64) - mean
+        what = "bars = min-max across seeds"
+    else:
+        below = above = rows[f"{metric}_std"].to_numpy(dtype=np.float64)
+        what = "bars = ± std across seeds"
+    return np.clip(np.nan_to_num(np.vstack([below, above])), 0.0, None), what
 
 
 def _key(value: Any) -> Any:

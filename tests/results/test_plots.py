@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from sweeps import plots, results
@@ -77,3 +79,17 @@ def test_a_resumed_sweeps_best_predictions_are_downloaded(tmp_path, tracking_uri
     paths = plots.write_all(tmp_path / "e", frame, summary, curves, sweep,
                             tracking_uri=tracking_uri)
     assert_pngs(paths, ["loss_curves.png", "predictions.png"])
+
+
+def test_error_bars_stay_above_zero_on_a_log_axis():
+    """std > mean (first row) would put ± std bars below zero, where a log axis drops them."""
+    rows = pd.DataFrame({"train_loss_mean": [1e-3, 2.0], "train_loss_std": [5e-3, 0.5],
+                         "train_loss_min": [1e-5, 1.5], "train_loss_max": [1.2e-2, 2.6]})
+    err, what = plots.error_bars(rows, "train_loss", log_y=True)
+    np.testing.assert_allclose(err, [[1e-3 - 1e-5, 0.5], [1.2e-2 - 1e-3, 0.6]])
+    assert (rows["train_loss_mean"].to_numpy() - err[0] > 0).all()
+    assert "min-max" in what
+
+    err, what = plots.error_bars(rows, "train_loss", log_y=False)
+    np.testing.assert_allclose(err, [[5e-3, 0.5], [5e-3, 0.5]])
+    assert "std" in what
