@@ -190,7 +190,7 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
             order = np.argsort(xs, kind="stable")
             xs = xs[order]
             ys = part[f"{metric}_mean"].to_numpy(dtype=np.float64)[order]
-            err, _ = error_bars(part.iloc[order], metric, log_y)
+            err, bars = error_bars(part.iloc[order], metric, log_y)
             label = "all" if line is None else f"{line.split('.')[-1]}={_text(value)}"
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
         if numeric_x:
@@ -202,7 +202,7 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
         if log_y:
             ax.set_yscale("log")
         ax.set_xlabel(x)
-        ax.set_ylabel(f"final {metric} (mean, {error_bars(summary.head(0), metric, log_y)[1]})")
+        ax.set_ylabel(f"final {metric} (mean, {bars})")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
     others = [c for c in (summary.attrs.get("by") or []) if c not in (x, line)]

@@ -2,7 +2,7 @@
 
 Flow: resume or start the parent run -> pack the variants not yet finished -> train packs
 (Ray or serial) while the driver logs each finished pack -> tables, plots, artifacts.
-Ctrl-C or SIGTERM cancels outstanding packs; everything logged so far stays FINISHED and the
+Ctrl-C or SIGTERM stops outstanding packs; everything logged so far stays FINISHED and the
 parent run is marked KILLED, so running the same file again continues where it stopped.
 """
 
@@ -54,7 +54,7 @@ class _Signalled(BaseException):
 
 @contextmanager
 def _signals_as_exceptions() -> Iterator[None]:
-    """Turn SIGTERM into an exception so the driver can cancel tasks and close runs."""
+    """Turn SIGTERM into an exception so the driver can stop its tasks and close runs."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -97,7 +97,7 @@ def status(job_id: str, address: str) -> str:
 def stop(job_id: str, address: str) -> str:
     """Ask the cluster to stop the job; returns a one-line account of what happened.
 
-    The driver gets SIGTERM first: `sweeps run` then cancels its outstanding tasks and marks
+    The driver gets SIGTERM first: `sweeps run` then stops its outstanding tasks and marks
     the sweep's parent run KILLED (finished variants stay logged; running the file again
     continues the sweep).
     """
