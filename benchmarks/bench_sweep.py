@@ -93,7 +93,7 @@ FLOOR_WRITES = """
 import json, sys, time
 from sweeps.plan import make_packs
 from sweeps.sweep import load_sweep
-from sweeps.track import SweepTracker
+from sweeps.tracking.track import SweepTracker
 from sweeps.training import train_pack
 
 sweep = load_sweep(sys.argv[1])

@@ -134,7 +134,7 @@ def ui(
     port: int = typer.Option(5000, help="Port on 127.0.0.1."),
 ) -> None:
     """Start the MLflow UI on 127.0.0.1 for the sweep's tracking store."""
-    from sweeps.ui import serve
+    from sweeps.tracking.ui import serve
 
     try:
         serve(tracking_uri, port=port)

@@ -4,7 +4,7 @@ One builder serves both paths, so they give identical tables:
 
 - `sweeps run` (in memory): ``frame_from_records(tracker.records())``;
 - later, from MLflow alone: ``load_runs(experiment)`` reads the same records back
-  (`sweeps.readback.fetch_runs`) and calls the same builder.
+  (`sweeps.tracking.readback.fetch_runs`) and calls the same builder.
 
 Tables
 ------
@@ -30,9 +30,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sweeps import readback
-from sweeps.layout import GROUP_KEY, STATUS, SWEPT, VARIANT_KEY, decode_param
-from sweeps.store import default_tracking_uri, make_client
+from sweeps.tracking import readback
+from sweeps.tracking.layout import GROUP_KEY, STATUS, SWEPT, VARIANT_KEY, decode_param
+from sweeps.tracking.store import default_tracking_uri, make_client
 
 ID_COLUMNS = ("run_id", "variant_key", "group_key", "status", "name")
 # Metric columns first in this order, any others after them (sorted).

@@ -22,7 +22,7 @@ from sweeps import results
 from sweeps.plan import Pack, make_packs
 from sweeps.progress import SweepProgress
 from sweeps.sweep import Sweep, load_sweep
-from sweeps.track import SweepTracker
+from sweeps.tracking.track import SweepTracker
 from sweeps.training import VariantResult
 
 if TYPE_CHECKING:

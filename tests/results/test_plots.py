@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sweeps import plots, results
-from sweeps.track import SweepTracker
+from sweeps.tracking.track import SweepTracker
 from tests.results.helpers import log_sweep, write_sweep
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from sweeps import results
-from sweeps.layout import encode_param
-from sweeps.track import SweepTracker
+from sweeps.tracking.layout import encode_param
+from sweeps.tracking.track import SweepTracker
 from tests.results.helpers import log_sweep, write_sweep
 
 integration = pytest.mark.integration

@@ -12,8 +12,8 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from tests.results.helpers import log_sweep, synthetic_result, write_sweep
-from sweeps import store
-from sweeps.track import SweepTracker
+from sweeps.tracking import store
+from sweeps.tracking.track import SweepTracker
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from sweeps import layout, store, track
+from sweeps.tracking import layout, store, track
 
 @pytest.mark.parametrize("values, kind", [
     ([0.1, 1.0, 1e-8], "float"), ([1, 0.5], "float"), ([0, 3], "int"), ([None, 32], "Int64"),

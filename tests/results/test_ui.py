@@ -1,4 +1,4 @@
-"""sweeps.ui: the MLflow UI started on a sweep's store serves its runs over the REST API."""
+"""sweeps.tracking.ui: the MLflow UI started on a sweep's store serves its runs over the REST API."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import urllib.request
 import pandas as pd
 import pytest
 
-from sweeps import readback, results, ui
-from sweeps.track import SweepTracker
+from sweeps import results
+from sweeps.tracking import readback, ui
+from sweeps.tracking.track import SweepTracker
 from tests.results.helpers import log_sweep, write_sweep
 
 pytestmark = pytest.mark.integration

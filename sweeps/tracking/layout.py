@@ -15,7 +15,7 @@ The layout is a contract that users, the MLflow UI and `sweeps.results.load_runs
   when it diverged; artifact ``predictions.csv``. A child is set FINISHED only after all of
   its data is in, so "FINISHED" means "complete".
 
-Needs no MLflow: `sweeps.track` writes this layout, `sweeps.readback` reads it.
+Needs no MLflow: `sweeps.tracking.track` writes this layout, `sweeps.tracking.readback` reads it.
 """
 
 from __future__ import annotations

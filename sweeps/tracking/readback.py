@@ -1,6 +1,6 @@
 """Reading a sweep back from MLflow alone: its FINISHED child runs as records.
 
-A record is what a child run holds, as plain Python (see `sweeps.layout`); the tracker builds
+A record is what a child run holds, as plain Python (see `sweeps.tracking.layout`); the tracker builds
 the same records while it logs, and `sweeps.results` turns either into the same tables.
 """
 
@@ -15,9 +15,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sweeps.layout import (CONFIG_HASH, PARENT_ID, PREDICTIONS_FILE, ROLE, SWEPT, VARIANT_INDEX,
+from sweeps.tracking.layout import (CONFIG_HASH, PARENT_ID, PREDICTIONS_FILE, ROLE, SWEPT, VARIANT_INDEX,
                            VARIANT_KEY, curve_keys, decode_metric, sweep_kinds)
-from sweeps.store import chunks, default_tracking_uri, make_client, search_all
+from sweeps.tracking.store import chunks, default_tracking_uri, make_client, search_all
 
 
 def split_children(runs: Sequence[Any]) -> tuple[list, list]:

@@ -1,4 +1,4 @@
-"""Writing a sweep to MLflow, resumably (`SweepTracker`), in the layout of `sweeps.layout`.
+"""Writing a sweep to MLflow, resumably (`SweepTracker`), in the layout of `sweeps.tracking.layout`.
 
 Writes per child: one ``create_run`` (name and every tag), one ``log_batch`` (metrics and
 params, split only beyond MLflow's 1000-entity limit), one artifact copy, one
@@ -18,12 +18,12 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
-from sweeps.layout import (CONFIG_HASH, CURVES, GROUP_KEY, MAX_ENTITIES, MAX_METRICS,
+from sweeps.tracking.layout import (CONFIG_HASH, CURVES, GROUP_KEY, MAX_ENTITIES, MAX_METRICS,
                            MAX_PARAMS_TAGS, NAME, PARENT_ID, PREDICTIONS_FILE, ROLE, STATUS,
                            SWEPT, VARIANT_INDEX, VARIANT_KEY, decode_metric, encode_param,
                            predictions_table, shared_settings, sweep_kinds, write_csv)
-from sweeps.readback import attach_histories, run_record, split_children
-from sweeps.store import (check_reachable, chunks, default_tracking_uri, ensure_experiment,
+from sweeps.tracking.readback import attach_histories, run_record, split_children
+from sweeps.tracking.store import (check_reachable, chunks, default_tracking_uri, ensure_experiment,
                           is_transient, make_client, search_all)
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweeps.store import default_tracking_uri
+from sweeps.tracking.store import default_tracking_uri
 
 HOST = "127.0.0.1"
 
