@@ -1,8 +1,8 @@
 """core: pure-NumPy backpropagation for populations of small MLPs.
 
 Every array carries a leading population axis K (a single network is K = 1). Public API:
-``MLP``, ``init_params``, ``train`` (-> ``TrainResult``), ``predict``, ``forward`` /
-``backward``, ``OptimizerSpec``, ``loss_value``, the registries (``ACTIVATIONS``,
+``MLP``, ``init_params``, ``train`` (-> ``TrainResult``), ``predict``, ``predicted_labels``,
+``forward`` / ``backward``, ``OptimizerSpec``, ``loss_value``, the registries (``ACTIVATIONS``,
 ``LOSSES``, ``INITIALIZERS``, ``OPTIMIZERS``), ``SUPPORTED_PAIRS`` with
 ``check_output_loss``, and the central-difference ``check_gradients``.
 
@@ -15,12 +15,13 @@ from .losses import (CLASSIFICATION_LOSSES, LOSSES, SUPPORTED_PAIRS, Loss, check
                      loss_value, output_delta)
 from .network import MLP, Params, backward, forward, predict
 from .optim import OPTIMIZERS, OptimizerSpec
-from .train import DIVERGENCE_FACTOR, TrainResult, measure, train
+from .train import DIVERGENCE_FACTOR, TrainResult, measure, predicted_labels, train
 
 __all__ = [
     "ACTIVATIONS", "HIDDEN_ACTIVATIONS", "Activation", "INITIALIZERS", "LOSSES", "Loss",
     "OPTIMIZERS", "SUPPORTED_PAIRS", "CLASSIFICATION_LOSSES", "DIVERGENCE_FACTOR",
     "MLP", "Params", "OptimizerSpec", "TrainResult",
     "init_params", "forward", "backward", "predict", "train", "loss_value", "output_delta",
-    "check_output_loss", "measure", "check_gradients", "numerical_gradients", "analytic_gradients",
+    "check_output_loss", "measure", "predicted_labels", "check_gradients", "numerical_gradients",
+    "analytic_gradients",
 ]

@@ -94,6 +94,12 @@ class _Chunk:
                       self.spec, self.loss, state)
 
 
+def predicted_labels(out):
+    """Class ids (...,) from outputs (..., n_out): above 0.5 for one sigmoid output (a tie is
+    class 0, as in scikit-learn), else the argmax. Every table of predictions uses this rule."""
+    return (out[..., 0] > 0.5).astype(np.int64) if out.shape[-1] == 1 else out.argmax(axis=-1)
+
+
 def measure(out, Y, loss, labels=None):
     """(loss, mse or None, accuracy or None), each (K,), for outputs (K, n, n_out).
 
@@ -102,8 +108,7 @@ def measure(out, Y, loss, labels=None):
     lv = loss_value(loss, out, Y)
     if labels is None:
         return lv, _mse(out, Y), None
-    pred = out[..., 0] > 0.5 if out.shape[-1] == 1 else out.argmax(axis=-1)  # (K, n)
-    return lv, None, (pred == labels).mean(axis=-1)
+    return lv, None, (predicted_labels(out) == labels).mean(axis=-1)   # (K,)
 
 
 def train(mlp: MLP, params: Params, X, Y, *, loss: str = "half_sse",

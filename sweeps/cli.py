@@ -11,6 +11,8 @@ from typing import Optional
 
 import typer
 
+from sweeps.records import Executor
+
 app = typer.Typer(
     name="sweeps",
     help="Hyperparameter sweeps of NumPy backprop networks on Ray, tracked in MLflow.",
@@ -74,7 +76,7 @@ def run(
     file: Path = FileArg,
     tracking_uri: Optional[str] = TrackingUriOpt,
     address: Optional[str] = AddressOpt,
-    executor: str = typer.Option("ray", help="ray: Ray tasks; serial: the same packs in-process."),
+    executor: Executor = typer.Option("ray", help="ray: Ray tasks; serial: the same packs in-process."),
     out: Optional[Path] = typer.Option(
         None, help="Results directory (default: sweep-results/<name>/)."
     ),
@@ -82,8 +84,6 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train every variant (Ray tasks) and log it all to MLflow; resumes an unfinished sweep."""
-    if executor not in ("ray", "serial"):
-        _fail(f"--executor: expected 'ray' or 'serial', got {executor!r}")
     sweep = _load(file)
     from sweeps.run import SweepInterrupted, run_sweep
 

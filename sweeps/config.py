@@ -20,7 +20,8 @@ Problems are collected as `sweeps.problems.Problem(loc, message)` and reported a
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Optional
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -33,23 +34,30 @@ from pydantic import (
 )
 
 import core
-from sweeps.problems import (ConfigError, Problem, format_problems, loc_text, parse_yaml, show,
-                             suggest)
+from sweeps.problems import Problem, loc_text, show, suggest
 
 MAX_VARIANTS = 100_000
-SCALES = ("none", "standard", "minmax")
-TASKS = ("regression", "classification")
-METHODS = ("grid", "random")
-DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform")
-# Optimizer constants and the optimizers that read them (lr and weight_decay: all of them).
-USED_BY = {
-    "train.momentum": ("momentum",),
-    "train.nesterov": ("momentum",),
-    "train.beta1": ("adam",),
-    "train.beta2": ("adam",),
-    "train.eps": ("adam",),
-}
 
+
+# ---------------------------------------------------------------------------------------------
+# Setting roles: how a setting may vary inside a pack (one Ray task = one core population)
+
+
+@dataclass(frozen=True)
+class Role:
+    """Metadata every setting of the schema carries, exactly one of:
+
+    DATA    : picks, splits or scales the data set; equal inside a pack (one data set per task).
+    PACK    : shapes the population's arrays or loop (layers, loss, optimizer kind, epochs);
+              equal inside a pack.
+    VARIANT : one value per variant inside a pack (learning rate, optimizer constants,
+              initializer, seed).
+    """
+
+    name: str
+
+
+DATA, PACK, VARIANT = Role("data"), Role("pack"), Role("variant")
 
 # ---------------------------------------------------------------------------------------------
 # Allowed names, from the core registries
@@ -69,9 +77,7 @@ def _one_of(kind: str, names):
     return AfterValidator(check)
 
 
-HiddenActivation = Annotated[
-    str, _one_of("activation", lambda: [n for n in core.ACTIVATIONS if n != "softmax"])
-]
+HiddenActivation = Annotated[str, _one_of("activation", lambda: sorted(core.HIDDEN_ACTIVATIONS))]
 OutputActivation = Annotated[str, _one_of("output activation", lambda: core.ACTIVATIONS)]
 LossName = Annotated[str, _one_of("loss", lambda: core.LOSSES)]
 InitName = Annotated[str, _one_of("initializer", lambda: core.INITIALIZERS)]
@@ -129,36 +135,36 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Which data set, how it is split and scaled. None means the data set's own default."""
 
-    source: Annotated[str, Field(min_length=1)] = "article"
-    target: Target = None
-    test_fraction: Optional[Fraction] = None
-    scale: Optional[Literal["none", "standard", "minmax"]] = None
-    target_scale: Literal["none", "standard", "minmax"] = "none"
-    task: Optional[Literal["regression", "classification"]] = None
+    source: Annotated[str, Field(min_length=1), DATA] = "article"
+    target: Annotated[Target, DATA] = None
+    test_fraction: Annotated[Optional[Fraction], DATA] = None
+    scale: Annotated[Optional[Literal["none", "standard", "minmax"]], DATA] = None
+    target_scale: Annotated[Literal["none", "standard", "minmax"], DATA] = "none"
+    task: Annotated[Optional[Literal["regression", "classification"]], DATA] = None
 
 
 class ModelConfig(_Strict):
-    hidden: Hidden = (4,)
-    activation: HiddenActivation = "sigmoid"
-    output_activation: OutputActivation = "sigmoid"
-    bias: bool = False
-    init: InitName = "uniform01"
+    hidden: Annotated[Hidden, PACK] = (4,)
+    activation: Annotated[HiddenActivation, PACK] = "sigmoid"
+    output_activation: Annotated[OutputActivation, PACK] = "sigmoid"
+    bias: Annotated[bool, PACK] = False
+    init: Annotated[InitName, VARIANT] = "uniform01"
 
 
 class TrainConfig(_Strict):
-    loss: LossName = "half_sse"
-    optimizer: OptimizerName = "sgd"
-    lr: PositiveFloat = 0.1
-    momentum: Fraction = 0.9
-    nesterov: bool = False
-    beta1: Fraction = 0.9
-    beta2: Fraction = 0.999
-    eps: PositiveFloat = 1e-8
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    epochs: PositiveInt = 10000
-    batch_size: Optional[PositiveInt] = None
-    log_every: PositiveInt = 100
-    dtype: Literal["float64", "float32"] = "float64"
+    loss: Annotated[LossName, PACK] = "half_sse"
+    optimizer: Annotated[OptimizerName, PACK] = "sgd"
+    lr: Annotated[PositiveFloat, VARIANT] = 0.1
+    momentum: Annotated[Fraction, VARIANT] = 0.9
+    nesterov: Annotated[bool, PACK] = False      # picks the update formula
+    beta1: Annotated[Fraction, VARIANT] = 0.9
+    beta2: Annotated[Fraction, VARIANT] = 0.999
+    eps: Annotated[PositiveFloat, VARIANT] = 1e-8
+    weight_decay: Annotated[float, Field(ge=0), VARIANT] = 0.0
+    epochs: Annotated[PositiveInt, PACK] = 10000
+    batch_size: Annotated[Optional[PositiveInt], PACK] = None
+    log_every: Annotated[PositiveInt, PACK] = 100
+    dtype: Annotated[Literal["float64", "float32"], PACK] = "float64"
 
 
 class Settings(_Strict):
@@ -168,8 +174,8 @@ class Settings(_Strict):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
-    seed: Seed = 42
-    data_seed: Seed = 0
+    seed: Annotated[Seed, VARIANT] = 42
+    data_seed: Annotated[Seed, DATA] = 0       # the split and the mini-batch order
 
 
 class Distribution(_Strict):
@@ -209,17 +215,56 @@ class SweepConfig(Settings):
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _fields(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
+    """Dotted path -> pydantic FieldInfo of every setting below `model` (sections expanded)."""
+    out = {}
+    for name, info in model.model_fields.items():
+        if name == "name" and model is Settings:
+            continue  # the sweep's name, not a setting of a variant
+        section = SECTIONS.get(name)
+        out.update(_fields(section, f"{name}.") if section else {prefix + name: info})
+    return out
+
+
+def _role(path: str, info: Any) -> str:
+    roles = [m.name for m in info.metadata if isinstance(m, Role)]
+    if len(roles) != 1:
+        raise TypeError(f"setting {path} declares {len(roles)} roles; it needs exactly one of "
+                        f"DATA, PACK, VARIANT (sweeps.config.Role)")
+    return roles[0]
+
+
+def _number_kind(annotation: Any) -> Optional[type]:
+    """float or int for a numeric setting (Optional, Annotated and int tuples unwrapped)."""
+    if get_origin(annotation) is Annotated:
+        return _number_kind(get_args(annotation)[0])
+    if get_origin(annotation) is Union:
+        kinds = {_number_kind(a) for a in get_args(annotation) if a is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else None
+    if get_origin(annotation) is tuple:       # model.hidden: one drawn int is one layer
+        return _number_kind(get_args(annotation)[0])
+    return annotation if annotation in (int, float) else None
+
+
+_FIELDS = _fields(Settings)
 # Every setting a variant resolves, as a dotted path, in schema order.
-SETTING_PATHS: tuple[str, ...] = tuple(
-    f"{section}.{field}" for section, model in SECTIONS.items() for field in model.model_fields
-) + ("seed", "data_seed")
-FLOAT_SETTINGS = frozenset(
-    {"data.test_fraction", "train.lr", "train.momentum", "train.beta1", "train.beta2",
-     "train.eps", "train.weight_decay"}
-)
-INT_SETTINGS = frozenset(
-    {"model.hidden", "train.epochs", "train.batch_size", "train.log_every", "seed", "data_seed"}
-)
+SETTING_PATHS: tuple[str, ...] = tuple(_FIELDS)
+# The role of each setting (see Role): the one table plan, sweep and training derive from.
+SETTING_ROLES: dict[str, str] = {path: _role(path, info) for path, info in _FIELDS.items()}
+DATA_SETTINGS = tuple(p for p, r in SETTING_ROLES.items() if r == DATA.name)
+PACK_SHARED = tuple(p for p, r in SETTING_ROLES.items() if r in (DATA.name, PACK.name))
+# Settings a random search may draw from a distribution, by number kind.
+NUMBER_KINDS: dict[str, type] = {
+    path: kind for path, info in _FIELDS.items()
+    if (kind := _number_kind(info.annotation)) is not None
+}
+# Optimizer constants and the optimizers that read them (from core's optimizer table).
+USED_BY: dict[str, tuple[str, ...]] = {
+    f"train.{constant}": tuple(k for k, read in core.OPTIMIZERS.items() if constant in read)
+    for constant in dict.fromkeys(c for read in core.OPTIMIZERS.values() for c in read)
+}
 
 
 def get_setting(settings: Settings, path: str) -> Any:
@@ -355,12 +400,11 @@ def check_search(config: SweepConfig) -> tuple[SweepConfig, list[Problem]]:
             except ValidationError as error:
                 problems += pydantic_problems(error, Distribution, loc)
                 continue
-            numeric = FLOAT_SETTINGS | INT_SETTINGS
-            if path not in numeric:
+            if path not in NUMBER_KINDS:
                 problems.append(Problem(loc, f"a distribution needs a numeric setting; "
                                              f"{path} takes a list of choices"))
                 continue
-            if path in INT_SETTINGS and dist.distribution != "int_uniform":
+            if NUMBER_KINDS[path] is int and dist.distribution != "int_uniform":
                 problems.append(Problem(loc + ("distribution",),
                                         f"{path} takes whole numbers: use int_uniform"))
                 continue
@@ -443,17 +487,6 @@ def _unused_constants(config: SweepConfig) -> list[Problem]:
         problems.append(Problem(loc, f"has no effect: only optimizer {used} reads it, and this "
                                      f"sweep uses {', '.join(sorted(optimizers))}"))
     return problems
-
-
-def parse(text: str, file: str) -> SweepConfig:
-    """Sweep file text -> SweepConfig; raises ConfigError with every problem found."""
-    data, lines, problems = parse_yaml(text)
-    if data is not None or not problems:
-        config, more = validate_mapping(data)
-        problems += more
-        if not problems:
-            return config
-    raise ConfigError(format_problems(file, problems, lines))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Run packs as Ray tasks (a local instance or a cluster) or serially in-process.
 
-The only module that imports Ray. Every pack is submitted at once; results are consumed with
-`ray.wait` as packs finish, so the driver logs finished packs while others still train.
+The only module that runs Ray tasks (`sweeps.submit` hands whole sweeps to Ray's job API).
+Every pack is submitted at once; results are consumed with `ray.wait` as packs finish, so the
+driver logs finished packs while others still train.
 Training is deterministic, so a task whose worker died is simply run again (`max_retries`).
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 import ray
 
 from sweeps.data import Dataset
-from sweeps.plan import Pack
+from sweeps.records import Pack
 from sweeps.training import VariantResult, train_pack
 
 # NumPy's BLAS gets one thread per Ray worker: the workers themselves fill the cores.

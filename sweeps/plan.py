@@ -1,62 +1,32 @@
 """The plan: variants that can train as one population are packed together (one Ray task per
 pack), and packs are split so every worker stays busy and results come back early.
 
-Variants in a pack share everything in PACK_SHARED (layer sizes, activations, loss, optimizer
-kind, epochs, batch size, data set and data order); they may differ in learning rate, optimizer
-constants, initializer and seed. `describe` is what `sweeps plan` prints.
+Variants in a pack share every setting of the data and pack roles (`sweeps.config.Role`: layer
+sizes, activations, loss, optimizer kind, epochs, batch size, data set and data order); they may
+differ in the variant-role settings (learning rate, optimizer constants, initializer, seed).
+`describe` is what `sweeps plan` prints.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Collection, Mapping
+from typing import Collection
 
 import numpy as np
 
-from sweeps.space import Variant, format_value
-
-PACK_SHARED = ('data.*', 'model.hidden', 'model.activation', 'model.output_activation', 'model.bias',
-               'train.loss', 'train.optimizer', 'train.nesterov', 'train.epochs', 'train.batch_size',
-               'train.log_every', 'train.dtype', 'data_seed')
+from sweeps.config import PACK_SHARED
+from sweeps.records import Pack, Variant, format_value
+from sweeps.training import layer_sizes
 PACKS_PER_WORKER = 4      # aim for at least this many packs per worker where variants allow
 MAX_PACK = 64             # variants per pack at most
 
 # Rough cost of core.train on one core: per optimizer step of a pack, per multiply-add, and
 # per element of the activations and parameters touched in a step (elementwise work dominates
-# small networks). Fitted by `measure_speed()` on the development machine (2 cores, NumPy
+# small networks). Fitted by benchmarks/fit_plan_constants.py on the development machine (2 cores, NumPy
 # 2.x); off by up to ~2x on other shapes, which is what "rough" means in `sweeps plan`.
 SECONDS_PER_STEP = 1.1e-4
 SECONDS_PER_MADD = 5.0e-10
 SECONDS_PER_ELEMENT = 6.6e-9
-
-
-@dataclass(frozen=True)
-class Pack:
-    """Variants trained together as one core population, on one data set."""
-
-    index: int
-    variants: tuple[Variant, ...]     # all share data_key and every setting in PACK_SHARED
-    data_key: str
-
-    @property
-    def shared(self) -> dict[str, Any]:
-        """The settings every variant of the pack has in common (PACK_SHARED, expanded)."""
-        settings = self.variants[0].settings
-        return {path: settings[path] for path in shared_paths(settings)}
-
-
-def shared_paths(settings: Mapping[str, Any]) -> tuple[str, ...]:
-    """PACK_SHARED with 'data.*' expanded to the data settings present."""
-    out: list[str] = []
-    for pattern in PACK_SHARED:
-        if pattern.endswith(".*"):
-            out += [p for p in settings if p.startswith(pattern[:-1])]
-        else:
-            out.append(pattern)
-    return tuple(out)
-
-
 
 
 def make_packs(sweep, workers: int = 2, skip: Collection[str] = ()) -> list[Pack]:
@@ -72,10 +42,9 @@ def make_packs(sweep, workers: int = 2, skip: Collection[str] = ()) -> list[Pack
     if not todo:
         return []
     size = min(MAX_PACK, max(1, math.ceil(len(todo) / (PACKS_PER_WORKER * max(1, workers)))))
-    paths = shared_paths(todo[0].settings)  # every variant has the same setting paths
     groups: dict[tuple, list[Variant]] = {}
     for variant in todo:
-        key = (variant.data_key,) + tuple(repr(variant.settings[p]) for p in paths)
+        key = (variant.data_key,) + tuple(repr(variant.settings[p]) for p in PACK_SHARED)
         groups.setdefault(key, []).append(variant)
     packs: list[Pack] = []
     for members in groups.values():
@@ -85,6 +54,7 @@ def make_packs(sweep, workers: int = 2, skip: Collection[str] = ()) -> list[Pack
                 index=len(packs),
                 variants=tuple(members[i] for i in chunk),
                 data_key=members[0].data_key,
+                shared_paths=PACK_SHARED,
             ))
     return packs
 
@@ -93,15 +63,9 @@ def make_packs(sweep, workers: int = 2, skip: Collection[str] = ()) -> list[Pack
 # Work estimate
 
 
-def layer_sizes(settings: Mapping[str, Any], dataset) -> tuple[int, ...]:
-    """(n_in, *hidden, n_out) of a variant's network on its data set."""
-    return (dataset.X_train.shape[1], *settings["model.hidden"],
-            dataset.n_outputs(settings["model.output_activation"]))
-
-
 def pack_work(pack: Pack, dataset) -> dict[str, float]:
     """variant_epochs, multiply_adds, steps and seconds (rough, one core) of one pack."""
-    shared = pack.variants[0].settings
+    shared = pack.shared
     sizes = layer_sizes(shared, dataset)
     n_train = dataset.X_train.shape[0]
     batch = min(shared["train.batch_size"] or n_train, n_train)
@@ -119,44 +83,6 @@ def pack_work(pack: Pack, dataset) -> dict[str, float]:
         "seconds": (steps * SECONDS_PER_STEP + madds * SECONDS_PER_MADD
                     + elements * SECONDS_PER_ELEMENT),
     }
-
-
-def measure_speed(repeats: int = 2) -> tuple[float, float, float]:
-    """(seconds per step, per multiply-add, per element) of core.train on this machine.
-
-    Times a few population shapes and fits the three constants by least squares on relative
-    error. The constants above came from:
-        python -c "from sweeps.plan import measure_speed; print(measure_speed())"
-    """
-    import time
-
-    import core
-
-    shapes = [  # K, rows, inputs, hidden, optimizer
-        (1, 3, 3, 4, "sgd"), (60, 3, 3, 16, "sgd"), (60, 3, 3, 2, "sgd"), (8, 120, 4, 8, "adam"),
-        (3, 32, 4, 8, "adam"), (64, 512, 32, 64, "sgd"), (16, 256, 8, 32, "momentum"),
-        (32, 64, 2, 16, "momentum"), (4, 1000, 10, 8, "sgd"),
-    ]
-    features, seconds = [], []
-    for K, n, n_in, hidden, kind in shapes:
-        rng = np.random.default_rng(0)
-        X, Y = rng.normal(size=(n, n_in)), rng.uniform(size=(n, 1))
-        mlp = core.MLP(n_in=n_in, hidden=(hidden,), n_out=1)
-        params = core.init_params(mlp, "xavier_normal", list(range(K)))
-        epochs = int(min(3000, max(20, 2e6 / (K * n * hidden * n_in))))
-        best = math.inf
-        for _ in range(repeats):
-            start = time.perf_counter()
-            core.train(mlp, params, X, Y, optimizer=core.OptimizerSpec(kind=kind, lr=0.01),
-                       epochs=epochs, log_every=100)
-            best = min(best, time.perf_counter() - start)
-        weights = n_in * hidden + hidden
-        features.append([epochs, K * epochs * 3 * n * weights,
-                         K * epochs * (n * (hidden + 1) + weights)])
-        seconds.append(best)
-    A, b = np.array(features, dtype=float), np.array(seconds)
-    coef, *_ = np.linalg.lstsq(A / b[:, None], np.ones_like(b), rcond=None)
-    return tuple(float(max(c, 0.0)) for c in coef)
 
 
 def _human_seconds(seconds: float) -> str:

@@ -1,4 +1,4 @@
-"""Progress over variants: done / total, rate, ETA, best loss so far, diverged count.
+"""Progress over variants: done / total, rate, ETA, best loss so far, diverged and failed counts.
 
 A live bar on a terminal; on a pipe or in CI, a plain line every few seconds instead of
 escape codes.
@@ -30,6 +30,7 @@ class SweepProgress:
         self.total = total
         self.done = 0
         self.diverged = 0
+        self.failed = 0
         self.best = math.inf
         self.description = description
         self.enabled = enabled and total > 0
@@ -51,7 +52,8 @@ class SweepProgress:
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
-                TextColumn("best loss {task.fields[best]}  diverged {task.fields[diverged]}"),
+                TextColumn("best loss {task.fields[best]}  diverged {task.fields[diverged]}"
+                           "{task.fields[failed]}"),
                 console=self._console,
             )
             self._bar.start()
@@ -67,7 +69,9 @@ class SweepProgress:
     def _fields(self) -> dict[str, str]:
         elapsed = max(time.perf_counter() - self._started, 1e-9)
         best = "-" if math.isinf(self.best) else f"{self.best:.4g}"
-        return {"rate": f"{self.done / elapsed:.1f}", "best": best, "diverged": str(self.diverged)}
+        failed = f"  failed {self.failed}" if self.failed else ""
+        return {"rate": f"{self.done / elapsed:.1f}", "best": best, "diverged": str(self.diverged),
+                "failed": failed}
 
     def _print_line(self) -> None:
         self._printed = self.done
@@ -78,14 +82,17 @@ class SweepProgress:
         eta_text = "?" if math.isinf(eta) else f"{eta:.0f}s"
         print(
             f"{self.description}: {self.done}/{self.total} variants, {fields['rate']}/s, "
-            f"ETA {eta_text}, best loss {fields['best']}, diverged {fields['diverged']}",
+            f"ETA {eta_text}, best loss {fields['best']}, diverged {fields['diverged']}"
+            f"{fields['failed'].replace('  ', ', ')}",
             file=sys.stderr, flush=True,
         )
 
-    def advance(self, losses: list[float], diverged: int) -> None:
-        """Count finished variants; `losses` are their final training losses."""
-        self.done += len(losses)
+    def advance(self, losses: list[float], diverged: int = 0, failed: int = 0) -> None:
+        """Count variants done: trained ones (`losses`: their final training losses, of which
+        `diverged` diverged) and `failed` ones (their pack's task failed)."""
+        self.done += len(losses) + failed
         self.diverged += diverged
+        self.failed += failed
         finite = [loss for loss in losses if math.isfinite(loss)]
         if finite:
             self.best = min(self.best, min(finite))

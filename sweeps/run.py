@@ -16,10 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, get_args
 
 from sweeps import results
-from sweeps.plan import Pack, make_packs
+from sweeps.plan import make_packs
+from sweeps.records import Executor, Pack
 from sweeps.progress import SweepProgress
 from sweeps.sweep import Sweep, load_sweep
 from sweeps.tracking.track import SweepTracker
@@ -112,7 +113,7 @@ def run_sweep(
     *,
     tracking_uri: str | None = None,
     address: str | None = None,
-    executor: str = "ray",
+    executor: Executor = "ray",
     out: str | Path | None = None,
     fresh: bool = False,
     progress: bool = True,
@@ -131,8 +132,8 @@ def run_sweep(
     """
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
-    if executor not in ("ray", "serial"):
-        raise ValueError(f"executor must be 'ray' or 'serial', got {executor!r}")
+    if executor not in get_args(Executor):
+        raise ValueError(f"executor must be one of {get_args(Executor)}, got {executor!r}")
     out_dir = Path(out) if out is not None else Path("sweep-results") / sweep.name
     if executor == "ray" and not address:
         # A local instance stays on loopback (Ray otherwise registers the machine's outside
@@ -208,7 +209,7 @@ def _train_and_log(sweep: Sweep, tracker: SweepTracker, packs: list[Pack],
     def on_failed(pack: Pack, error: str) -> None:
         for variant in pack.variants:
             failed[variant.key] = error
-        bar.advance([], diverged=0)
+        bar.advance([], failed=len(pack.variants))
 
     clock = time.perf_counter()
     nodes: dict[str, int] = {}

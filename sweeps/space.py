@@ -17,55 +17,17 @@ import hashlib
 import itertools
 import json
 import math
-from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from sweeps.config import Distribution, SweepConfig, coerce, flatten
+from sweeps.records import FrozenSettings, Variant, format_value
 
 RANDOM_DIGITS = 6
 # Short names for the settings in a variant's name.
 SHORT = {"train.optimizer": "opt", "train.weight_decay": "wd", "train.batch_size": "batch",
          "model.output_activation": "out", "model.activation": "act", "data.source": "data"}
-
-
-class FrozenSettings(dict):
-    """A read-only dict: JSON-serializable, picklable and hashable (values are hashable)."""
-
-    def _read_only(self, *args, **kwargs):
-        raise TypeError("variant settings are read-only; copy with dict(settings)")
-
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
-    __ior__ = _read_only
-
-    def __hash__(self) -> int:  # type: ignore[override]
-        return hash(tuple(self.items()))
-
-    def __reduce__(self):
-        return (FrozenSettings, (dict(self),))
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One fully resolved network + training run of a sweep.
-
-    settings : every setting as a flat dotted path -> plain JSON value (model.hidden a tuple).
-    key : hash of settings + data fingerprint, 16 hex chars.
-    group : the same hash without 'seed'.
-    name : readable, from the swept values: "lr=0.1 hidden=4 init=xavier_normal seed=3".
-    data_key : fingerprint of its data set (key into Sweep.datasets).
-    """
-
-    index: int
-    settings: Mapping[str, Any]
-    key: str
-    group: str
-    name: str
-    data_key: str
-
-    def __hash__(self) -> int:
-        return hash(self.key)
 
 
 def _hash(payload: Any) -> str:
@@ -88,19 +50,6 @@ def short_names(paths: tuple[str, ...]) -> dict[str, str]:
     short = {p: SHORT.get(p, p.split(".")[-1]) for p in paths}
     clashes = {s for s in short.values() if list(short.values()).count(s) > 1}
     return {p: (p if s in clashes else s) for p, s in short.items()}
-
-
-def format_value(value: Any) -> str:
-    """Compact text for a name: 0.1, 1e-05, 8x8, true, none."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, (tuple, list)):
-        return "x".join(format_value(v) for v in value)
-    if value is None:
-        return "none"
-    return str(value)
 
 
 def variant_name(settings: Mapping[str, Any], swept: tuple[str, ...], default: str,

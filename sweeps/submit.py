@@ -109,12 +109,6 @@ def stop(job_id: str, address: str) -> str:
         return f"{job_id}: not running ({state})"
 
 
-def logs(job_id: str, address: str) -> str:
-    """Everything the job has printed so far."""
-    with _client(address) as client:
-        return _call(address, lambda: client.get_job_logs(job_id), job_id)
-
-
 def follow_logs(job_id: str, address: str, out: IO[str] | None = None) -> str:
     """Write the job's logs to `out` as they come until the job ends; return its final status."""
     out = out or sys.stdout

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from sweeps.config import Settings, SweepConfig, check_variant, validate_mapping
+from sweeps.config import (DATA_SETTINGS, Settings, SweepConfig, check_variant, flatten,
+                           validate_mapping)
 from sweeps.data import DataProblem, Dataset, load_dataset
 from sweeps.problems import ConfigError, Problem, format_problems, parse_yaml
-from sweeps.space import Variant, expand, make_variants
-
-DATA_SPEC = ("data.source", "data.target", "data.test_fraction", "data.scale",
-             "data.target_scale", "data.task", "data_seed")
+from sweeps.records import Variant
+from sweeps.space import expand, make_variants
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,8 +60,13 @@ def _locator(config: SweepConfig):
     return where
 
 
+def data_spec(settings: Mapping[str, Any]) -> tuple:
+    """The data-role settings of a variant, in schema order: equal specs share a data set."""
+    return tuple(settings[path] for path in DATA_SETTINGS)
+
+
 def _load_data(spec: tuple, base_dir: Path) -> Dataset:
-    values = dict(zip(DATA_SPEC, spec))
+    values = dict(zip(DATA_SETTINGS, spec))
     return load_dataset(
         values["data.source"], base_dir=base_dir, target=values["data.target"],
         test_fraction=values["data.test_fraction"], scale=values["data.scale"],
@@ -80,10 +84,8 @@ def _data_problems_only(data: Any, base_dir: Path) -> list[Problem]:
             {k: data[k] for k in ("data", "data_seed") if k in data})
     except Exception:
         return []
-    d = settings.data
-    spec = (d.source, d.target, d.test_fraction, d.scale, d.target_scale, d.task, settings.data_seed)
     try:
-        _load_data(spec, base_dir)
+        _load_data(data_spec(flatten(settings)), base_dir)
     except DataProblem as problem:
         return [Problem(tuple(problem.path.split(".")), problem.message)]
     return []
@@ -119,7 +121,7 @@ def load_sweep(path: str | Path) -> Sweep:
     # One data set per distinct data specification.
     datasets_by_spec: dict[tuple, Optional[Dataset]] = {}
     for point in points:
-        spec = tuple(point[p] for p in DATA_SPEC)
+        spec = data_spec(point)
         if spec not in datasets_by_spec:
             try:
                 datasets_by_spec[spec] = _load_data(spec, base_dir)
@@ -131,7 +133,7 @@ def load_sweep(path: str | Path) -> Sweep:
     resolved: list[dict[str, Any]] = []
     checked: set = set()
     for point in points:
-        spec = tuple(point[p] for p in DATA_SPEC)
+        spec = data_spec(point)
         dataset = datasets_by_spec[spec]
         settings = {**point, **(dataset.resolved if dataset else {})}
         resolved.append(settings)
@@ -144,7 +146,7 @@ def load_sweep(path: str | Path) -> Sweep:
     if problems:
         raise ConfigError(format_problems(file, problems, lines))
 
-    data_keys = [datasets_by_spec[tuple(p[k] for k in DATA_SPEC)].fingerprint for p in points]
+    data_keys = [datasets_by_spec[data_spec(p)].fingerprint for p in points]
     variants = make_variants(resolved, data_keys, swept, config.name)
     first: dict[str, int] = {}
     for variant in variants:

@@ -1,19 +1,24 @@
 """Train one pack: the variants of a pack become one core population.
 
-This is what a Ray task (or the serial executor) runs. It imports core and NumPy only, so
-a worker loads it in milliseconds, and returns plain arrays and dicts: the driver logs.
+This is what a Ray task (or the serial executor) runs. It imports core, the data set and the
+plain records only (no pydantic, YAML or pandas), so a worker loads it quickly, and it returns
+plain arrays and dicts: the driver logs.
+
+Which settings are one value for the whole pack and which one per variant comes from the
+pack (`Pack.shared_paths`, derived from the schema's setting roles), not from a list here.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
 
 import numpy as np
 
 import core
 from sweeps.data import Dataset
-from sweeps.plan import Pack
+from sweeps.records import Pack
 
 
 @dataclass(frozen=True)
@@ -45,34 +50,35 @@ def _per_variant(pack: Pack, setting: str) -> np.ndarray:
     return np.array([variant.settings[setting] for variant in pack.variants], dtype=np.float64)
 
 
-def build_network(pack: Pack, dataset: Dataset) -> tuple[core.MLP, np.ndarray, np.ndarray]:
-    """The pack's shared network and the targets its output layer needs."""
-    shared = pack.variants[0].settings
-    Y_train, Y_test = dataset.targets(shared["model.output_activation"])
-    mlp = core.MLP(
-        n_in=dataset.X_train.shape[1],
-        hidden=tuple(shared["model.hidden"]),
-        n_out=Y_train.shape[1],
+def layer_sizes(settings: Mapping[str, Any], dataset: Dataset) -> tuple[int, ...]:
+    """(n_in, *hidden, n_out) of a variant's network on its data set."""
+    return (dataset.X_train.shape[1], *settings["model.hidden"],
+            dataset.n_outputs(settings["model.output_activation"]))
+
+
+def build_network(pack: Pack, dataset: Dataset) -> core.MLP:
+    """The pack's shared network."""
+    shared = pack.shared
+    n_in, *hidden, n_out = layer_sizes(shared, dataset)
+    return core.MLP(
+        n_in=n_in,
+        hidden=tuple(hidden),
+        n_out=n_out,
         activation=shared["model.activation"],
         output_activation=shared["model.output_activation"],
         bias=bool(shared["model.bias"]),
     )
-    return mlp, Y_train, Y_test
 
 
 def optimizer_spec(pack: Pack) -> core.OptimizerSpec:
-    """The pack's optimizer with one value per variant for every constant."""
-    shared = pack.variants[0].settings
-    return core.OptimizerSpec(
-        kind=shared["train.optimizer"],
-        lr=_per_variant(pack, "train.lr"),
-        momentum=_per_variant(pack, "train.momentum"),
-        nesterov=bool(shared["train.nesterov"]),
-        beta1=_per_variant(pack, "train.beta1"),
-        beta2=_per_variant(pack, "train.beta2"),
-        eps=_per_variant(pack, "train.eps"),
-        weight_decay=_per_variant(pack, "train.weight_decay"),
-    )
+    """The pack's optimizer: each constant one value for the pack if the pack shares it,
+    else one value per variant, shape (K,)."""
+    shared = pack.shared
+    constants = {}
+    for spec_field in fields(core.OptimizerSpec):
+        path = "train.optimizer" if spec_field.name == "kind" else f"train.{spec_field.name}"
+        constants[spec_field.name] = shared[path] if path in shared else _per_variant(pack, path)
+    return core.OptimizerSpec(**constants)
 
 
 def history_curves(loss: np.ndarray, metric: str, history: np.ndarray) -> dict[str, np.ndarray]:
@@ -89,9 +95,10 @@ def history_curves(loss: np.ndarray, metric: str, history: np.ndarray) -> dict[s
 
 def train_pack(pack: Pack, dataset: Dataset) -> list[VariantResult]:
     """Train every variant of `pack` as one population on `dataset`."""
-    shared = pack.variants[0].settings
-    dtype = np.dtype(shared.get("train.dtype", "float64"))
-    mlp, Y_train, Y_test = build_network(pack, dataset)
+    shared = pack.shared
+    dtype = np.dtype(shared["train.dtype"])
+    mlp = build_network(pack, dataset)
+    Y_train, Y_test = dataset.targets(shared["model.output_activation"])
     X_train = dataset.X_train.astype(dtype, copy=False)
     X_test = dataset.X_test.astype(dtype, copy=False)
     classification = dataset.task == "classification"

@@ -27,6 +27,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+import core
+
 # Tags of the layout.
 ROLE = "sweep.role"
 NAME = "sweep.name"
@@ -189,10 +191,9 @@ def predictions_table(dataset: Any, output_activation: str,
     blocks = [X, Y, P]
     if dataset.task == "classification" and dataset.labels_test is not None:
         labels = np.asarray(dataset.labels_test, dtype=np.float64)[:, None]
-        guess = (P[:, :1] >= 0.5).astype(np.float64) if n_out == 1 else \
-            np.argmax(P, axis=1).astype(np.float64)[:, None]
+        guess = core.predicted_labels(P).astype(np.float64)[:, None]    # (n_test, 1)
         columns += ["label", "pred_label"]
-        blocks += [labels, guess.reshape(-1, 1)]
+        blocks += [labels, guess]
     return columns, np.hstack(blocks)
 
 

@@ -63,9 +63,14 @@ def test_builtin_shapes(source, n_in, n_rows, task, n_classes):
         assert d.Y_train.shape == (n_rows - n_test, 1) and d.labels_train is None
 
 
-def test_builtins_are_all_covered():
-    assert set(BUILTINS) == {"article", "xor", "sine", "moons", "iris", "wine", "breast_cancer",
-                             "digits", "diabetes"}
+@pytest.mark.parametrize("source", sorted(BUILTINS))
+def test_every_builtin_loads_with_a_name_per_column_and_finite_values(source):
+    d = load_dataset(source)
+    assert d.X_train.shape[1] == d.X_test.shape[1] == len(d.feature_names)
+    assert len(d.X_train) == len(d.Y_train) and len(d.X_test) == len(d.Y_test)
+    for array in (d.X_train, d.Y_train, d.X_test, d.Y_test):
+        assert np.isfinite(array).all()
+    assert load_dataset(source).fingerprint == d.fingerprint
 
 
 @pytest.mark.parametrize("source", ["sine", "moons", "iris"])

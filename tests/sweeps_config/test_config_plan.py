@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.plan import MAX_PACK, PACK_SHARED, describe, make_packs, pack_work, shared_paths
+import numpy as np
+from pydantic import BaseModel
+
+from sweeps import config
+from sweeps.config import PACK_SHARED, SETTING_PATHS, SETTING_ROLES
+from sweeps.plan import MAX_PACK, describe, make_packs, pack_work
+from sweeps.records import Pack
+from sweeps.training import train_pack
 from sweeps.sweep import load_sweep
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -25,6 +32,11 @@ search:
 """
 
 
+SETTING_DEFAULTS = {"model.init": "xavier_uniform", "train.lr": 0.1, "train.momentum": 0.9,
+                    "train.beta1": 0.9, "train.beta2": 0.999, "train.eps": 1e-8,
+                    "train.weight_decay": 0.0, "seed": 42}
+
+
 @pytest.fixture(scope="module")
 def card():
     return load_sweep(CONFIGS / "card.yaml")
@@ -39,15 +51,51 @@ def assert_valid_packing(sweep, packs, skip=()):
         first = pack.variants[0].settings
         for variant in pack.variants:
             assert variant.data_key == pack.data_key
-            for path in shared_paths(first):
+            for path in PACK_SHARED:
                 assert variant.settings[path] == first[path], path
 
 
-def test_pack_shared_is_the_contracts():
-    assert PACK_SHARED == ('data.*', 'model.hidden', 'model.activation', 'model.output_activation',
-                           'model.bias', 'train.loss', 'train.optimizer', 'train.nesterov',
-                           'train.epochs', 'train.batch_size', 'train.log_every', 'train.dtype',
-                           'data_seed')
+def test_every_setting_has_exactly_one_role():
+    assert set(SETTING_ROLES) == set(SETTING_PATHS)
+    assert set(SETTING_ROLES.values()) == {"data", "pack", "variant"}
+
+
+def test_a_setting_without_a_role_is_refused():
+    class Unmarked(BaseModel):
+        lr: float = 0.1
+
+    with pytest.raises(TypeError, match="setting lr declares 0 roles"):
+        config._role("lr", Unmarked.model_fields["lr"])
+
+
+# A value other than the default for every variant-role setting, and the optimizer that reads it.
+OTHER_VALUE = {"model.init": ("xavier_normal", "sgd"), "train.lr": (0.3, "sgd"),
+               "train.momentum": (0.5, "momentum"), "train.beta1": (0.8, "adam"),
+               "train.beta2": (0.99, "adam"), "train.eps": (1e-3, "adam"),
+               "train.weight_decay": (0.01, "sgd"), "seed": (7, "sgd")}
+
+
+def test_every_variant_role_setting_is_covered_by_the_case_table():
+    assert set(OTHER_VALUE) == {p for p, r in SETTING_ROLES.items() if r == "variant"}
+
+
+@pytest.mark.parametrize("path", sorted(OTHER_VALUE))
+def test_a_variant_role_setting_reaches_each_variant_of_a_pack(write, path):
+    """Two variants differing only in `path` share a pack and train as if each were alone."""
+    value, optimizer = OTHER_VALUE[path]
+    sweep = load_sweep(write(f"data: {{source: xor}}\nmodel: {{init: xavier_uniform}}\n"
+                             f"train: {{epochs: 30, log_every: 10, optimizer: {optimizer}}}\n"
+                             f"search:\n  parameters:\n    {path}: [{SETTING_DEFAULTS[path]}, {value}]\n"))
+    first, second = sweep.variants
+    assert all(first.settings[p] == second.settings[p] for p in PACK_SHARED)  # may share a pack
+    pack = Pack(0, sweep.variants, first.data_key, PACK_SHARED)
+    dataset = sweep.datasets[pack.data_key]
+    together = train_pack(pack, dataset)
+    alone = [train_pack(Pack(0, (v,), pack.data_key, pack.shared_paths), dataset)[0]
+             for v in pack.variants]
+    for a, b in zip(together, alone):
+        np.testing.assert_allclose(a.curves["train_loss"], b.curves["train_loss"], rtol=1e-10)
+    assert together[0].metrics["train_loss"] != together[1].metrics["train_loss"]
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3, 8, 64])

@@ -7,7 +7,7 @@ import os
 import pytest
 
 import core
-from sweeps.config import SweepConfig, parse
+from sweeps.config import SweepConfig
 from sweeps.problems import ConfigError
 from sweeps.sweep import load_sweep
 
@@ -260,9 +260,9 @@ def test_yaml_tags_cannot_build_objects(problems):
     assert "could not determine a constructor" in line
 
 
-def test_exponent_without_a_dot_is_a_number():
-    config = parse(VALID.replace("lr: 0.1", "lr: 1e-3"), "x.yaml")
-    assert config.train.lr == pytest.approx(1e-3)
+def test_exponent_without_a_dot_is_a_number(write):
+    sweep = load_sweep(write(VALID.replace("lr: 0.1", "lr: 1e-3")))
+    assert sweep.config.train.lr == pytest.approx(1e-3)
 
 
 def test_every_problem_is_reported_at_once(problems):
