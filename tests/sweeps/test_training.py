@@ -47,3 +47,14 @@ def test_classification_results_carry_accuracy(tmp_path):
     for result in train_pack(pack, sweep.datasets[pack.data_key]):
         assert set(result.curves) == {"train_loss", "train_accuracy"}
         assert 0.0 <= result.metrics["test_accuracy"] <= 1.0
+
+
+def test_a_worker_loads_no_schema_yaml_or_pandas():
+    """What a Ray task imports to unpickle a pack and train it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sweeps.training; "
+            "print(sorted(m for m in ('pydantic', 'yaml', 'pandas', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

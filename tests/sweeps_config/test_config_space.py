@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.space import Variant
+from sweeps.records import Variant
 from sweeps.sweep import load_sweep
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
