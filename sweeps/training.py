@@ -89,6 +89,11 @@ def history_curves(loss: np.ndarray, metric: str, history: np.ndarray) -> dict[s
 
 def train_pack(pack: Pack, dataset: Dataset) -> list[VariantResult]:
     """Train every variant of `pack` as one population on `dataset`."""
+    return fit_pack(pack, dataset)[1]
+
+
+def fit_pack(pack: Pack, dataset: Dataset) -> tuple[core.Params, list[VariantResult]]:
+    """`train_pack`, also returning the final parameters of the population (K = pack size)."""
     shared = pack.variants[0].settings
     dtype = np.dtype(shared.get("train.dtype", "float64"))
     mlp, Y_train, Y_test = build_network(pack, dataset)
@@ -149,4 +154,4 @@ def train_pack(pack: Pack, dataset: Dataset) -> list[VariantResult]:
                 predictions=out_test[k].astype(np.float64),
             )
         )
-    return results
+    return trained.params, results
