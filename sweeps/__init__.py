@@ -20,7 +20,7 @@ _LAZY = {
     "load_curves": "sweeps.results",
     "summarize": "sweeps.results",
     "best_model": "sweeps.best",
-    "verify": "sweeps.verify",
+    "verify": "sweeps.verification",
 }
 
 __all__ = sorted(_LAZY)

@@ -5,8 +5,9 @@ the table `sweeps summary` prints), then that group's best seed; or a variant na
 run id or run name. It is re-trained from its params alone (`sweeps.retrain`; training is
 deterministic) rather than every variant's weights being kept: that costs one variant's
 training once, where an ``.npz`` per variant costs an artifact write on every child of every
-sweep. The re-trained network must reproduce the logged run (`sweeps.verify.compare`) before
-it is logged as a pyfunc model on that child run (`sweeps.tracking.model`).
+sweep. The re-trained network must reproduce the logged run
+(`sweeps.verification.compare`) before it is logged as a pyfunc model on that child run
+(`sweeps.tracking.model`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from sweeps.verify import DIFFERENT, Check, check_record
+from sweeps.verification import DIFFERENT, Check, check_record
 
 
 class NoWinner(LookupError):

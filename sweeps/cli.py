@@ -168,13 +168,14 @@ def best(
 def verify(
     target: str = TargetArg,
     tracking_uri: Optional[str] = TrackingUriOpt,
-    sample: int = typer.Option(20, "--sample", min=1, help="Variants to re-train, drawn at random."),
+    sample: int = typer.Option(20, "--sample", min=1,
+                               help="Variants to re-train, drawn at random."),
     all_: bool = typer.Option(False, "--all", help="Re-train every finished variant."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the sample."),
 ) -> None:
     """Re-train finished variants from their logged params alone and compare with MLflow."""
     experiment, sweep = _source(target)
-    from sweeps.verify import verify as run_verify
+    from sweeps.verification import verify as run_verify
 
     try:
         outcome = run_verify(experiment, tracking_uri, sweep, sample=None if all_ else sample,

@@ -10,10 +10,10 @@ param changed after the run (or a CSV file changed since) shows as a key that di
 the logged ``sweep.variant_key``, even when the numbers happen to agree.
 
 Reproduction is bit-for-bit for a variant that trained alone (a pack of one). In a pack of
-K >= 2, core sums some reductions (the loss, one-wide layer products) over strided views of
-the population's arrays, in another order than for K = 1, so the last bits of losses, weights
-and predictions may differ from this pack-of-one re-training; `sweeps.verify` reports that as
-"within 1e-9" (measured: relative differences of 1e-16 to 1e-13).
+several, the last bits of its losses, weights and predictions can depend on its pack mates:
+core sums some reductions (the loss, one-wide layer products) over views of the whole
+population, in an order that depends on the population's size and layout. `sweeps.verification`
+reports that as "within 1e-9" (measured on the card sweep: relative differences 1e-16 to 1e-13).
 """
 
 from __future__ import annotations

@@ -8,9 +8,12 @@ environment is pinned to this process's NumPy; its signature names the data set'
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +98,7 @@ def log_network(tracking_uri: str, run_id: str, retrained,
         shutil.copytree(Path(core.__file__).parent, code,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         # Reopening the child run sets it RUNNING; ending it sets it FINISHED again.
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id), _quiet_mlflow():
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME, python_model=str(CODE_FILE),
                 artifacts={"network": str(weights)}, code_paths=[str(code)],
@@ -105,6 +108,21 @@ def log_network(tracking_uri: str, run_id: str, retrained,
     client.set_tag(run_id, MODEL_TAG, info.model_uri)
     return LoggedNetwork(model_uri=info.model_uri, registered_name=register,
                          registered_version=info.registered_model_version if register else None)
+
+
+@contextlib.contextmanager
+def _quiet_mlflow():
+    """Hide MLflow's advice that does not apply: type hints (the signature is given), an input
+    example, and the pip version of an environment pinned to NumPy alone."""
+    env_log = logging.getLogger("mlflow.utils.environment")
+    level = env_log.level
+    env_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+            yield
+    finally:
+        env_log.setLevel(level)
 
 
 def serve_command(model_uri: str, tracking_uri: str, port: int = 5001) -> str:

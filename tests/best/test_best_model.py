@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from sweeps.best import choose
 from sweeps.cli import app
 from sweeps.sweep import load_sweep
-from sweeps.verify import read_csv_exact
+from sweeps.verification import read_csv_exact
 from tests.best.conftest import copy_store
 
 # Run in a fresh interpreter: `sweeps` cannot be imported, and `core` must come from the model.

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from sweeps.cli import app
-from sweeps.verify import (BIT_IDENTICAL, DIFFERENT, WITHIN, differences, verdict_of)
+from sweeps.verification import (BIT_IDENTICAL, DIFFERENT, WITHIN, differences, verdict_of)
 from tests.best.conftest import copy_store
 
 
@@ -54,7 +54,8 @@ def test_verify_catches_a_tampered_param(small_sweep, tmp_path):
         changed = db.execute("UPDATE params SET value = '0.05' WHERE key = 'train.lr' "
                              "AND run_uuid = ?", (victim.info.run_id,)).rowcount
     assert changed == 1
-    result = CliRunner().invoke(app, ["verify", "best-sine", "--sample", "3", "--tracking-uri", uri])
+    result = CliRunner().invoke(app, ["verify", "best-sine", "--sample", "3",
+                                      "--tracking-uri", uri])
     assert result.exit_code == 1, result.output
     lines = {line.split("  ")[0]: line for line in result.output.splitlines()}
     assert "CHANGED" in lines[victim.info.run_name] and DIFFERENT in lines[victim.info.run_name]
