@@ -112,14 +112,15 @@ def log_network(tracking_uri: str, run_id: str, retrained,
 
 @contextlib.contextmanager
 def _quiet_mlflow():
-    """Hide MLflow's advice that does not apply: type hints (the signature is given), an input
-    example, and the pip version of an environment pinned to NumPy alone."""
+    """Hide MLflow's advice that does not apply: an input example (the signature is given),
+    and the pip version of an environment pinned to NumPy alone."""
     env_log = logging.getLogger("mlflow.utils.environment")
     level = env_log.level
     env_log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+            warnings.filterwarnings("ignore", message=".*An input example was not provided",
+                                    category=UserWarning)
             yield
     finally:
         env_log.setLevel(level)

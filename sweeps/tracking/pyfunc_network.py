@@ -46,7 +46,7 @@ class NetworkModel(PythonModel):
                             output_activation=spec["output_activation"], bias=spec["bias"])
         self.params = core.Params(W, b)
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         features = self.spec["features"]
         if isinstance(model_input, pd.DataFrame):
             missing = [f for f in features if f not in model_input.columns]
