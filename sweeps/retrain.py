@@ -13,7 +13,7 @@ Reproduction is bit-for-bit for a variant that trained alone (a pack of one). In
 several, the last bits of its losses, weights and predictions can depend on its pack mates:
 core sums some reductions (the loss, one-wide layer products) over views of the whole
 population, in an order that depends on the population's size and layout. `sweeps.verification`
-reports that as "within 1e-9" (measured on the card sweep: relative differences 1e-16 to 1e-13).
+reports that as "within 1e-9" (card sweep, all 480: 167 bit-identical, the rest within 8e-13).
 """
 
 from __future__ import annotations

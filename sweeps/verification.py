@@ -152,35 +152,32 @@ def read_csv_exact(text: str) -> tuple[list[str], np.ndarray]:
 
 def compare(retrained: Retrained, record: Mapping[str, Any], predictions_csv: str | None) -> Check:
     """Compare a re-trained variant with its run record and logged predictions.csv text."""
-    worst, max_abs, max_rel = "", 0.0, 0.0
-
-    def account(what: str, ours: Any, logged: Any) -> None:
-        nonlocal worst, max_abs, max_rel
-        a, r = differences(ours, logged)
-        if r > max_rel or (not worst and a > 0) or (r == max_rel and a > max_abs):
-            worst = what
-        max_abs, max_rel = max(max_abs, a), max(max_rel, r)
-
+    found: list[tuple[float, float, str]] = []        # (max rel, max abs, what)
     ours = {k: v for k, v in retrained.result.metrics.items() if k not in IGNORED_METRICS}
     logged = {k: v for k, v in record["metrics"].items() if k not in IGNORED_METRICS}
-    for key in sorted(set(ours) | set(logged)):
-        account(key, ours.get(key, math.nan if key in logged else 0.0),
-                logged.get(key, math.nan if key in ours else 0.0))
+    for key in sorted(set(ours) | set(logged)):      # a key on one side only: NaN vs a number
+        a, r = differences(np.array([ours.get(key, math.nan)]),
+                           np.array([logged.get(key, math.nan)]))
+        found.append((r, a, key))
     if predictions_csv is None:
-        account("predictions.csv (missing)", np.zeros(1), np.full(1, math.nan))
+        found.append((math.inf, math.inf, "predictions.csv (missing)"))
     else:
         columns, table = predictions_table(
             retrained.dataset, retrained.variant.settings["model.output_activation"],
             retrained.result.predictions)
         logged_columns, logged_table = read_csv_exact(predictions_csv)
         if logged_columns != columns:
-            account("predictions.csv columns", np.zeros(1), np.full(1, math.nan))
+            found.append((math.inf, math.inf, "predictions.csv columns"))
         else:
-            account("predictions.csv", table, logged_table)
+            a, r = differences(table, logged_table)
+            found.append((r, a, "predictions.csv"))
+    max_rel, _, worst = max(found, default=(0.0, 0.0, ""))
+    max_abs = max((a for _, a, _ in found), default=0.0)
     return Check(run_id=record["run_id"], name=record.get("name") or record["run_id"],
                  variant_key=record["tags"].get(VARIANT_KEY, ""),
                  key_matches=retrained.key_matches, max_abs=max_abs, max_rel=max_rel,
-                 worst=worst, verdict=verdict_of(max_abs, max_rel, retrained.key_matches))
+                 worst=worst if max_abs > 0 else "",
+                 verdict=verdict_of(max_abs, max_rel, retrained.key_matches))
 
 
 def check_record(record: Mapping[str, Any], predictions_csv: str | None,
