@@ -63,3 +63,24 @@ def test_verify_catches_a_tampered_param(small_sweep, tmp_path):
               and name != victim.info.run_name]
     assert len(others) == 2 and all(BIT_IDENTICAL in line for line in others)
     assert _parent(uri)[1].data.tags["sweep.verified"] == DIFFERENT
+
+
+def test_a_sweep_from_another_machine_is_named_as_such():
+    from sweeps.machine import machine_differences, machine_params
+    from sweeps.verification import Check, Verification
+
+    assert machine_differences(machine_params()) == []
+    assert "recorded no env" in machine_differences({"train.lr": "0.1"})[0]
+    other = machine_differences({**machine_params(), "env.blas": "reference-blas 3.12"})
+    assert other == [f"env.blas: reference-blas 3.12 -> {machine_params()['env.blas']}"]
+    check = Check("r1", "lr=0.1", "k", True, 1e-16, 1e-15, "test_loss", WITHIN)
+    text = Verification("e", "p", 1, 1, WITHIN, [check], machine=other).report()
+    assert "different BLAS/CPU than the sweep" in text and "env.blas" in text
+
+
+def test_unknown_experiment_is_a_clear_error(small_sweep, tmp_path):
+    uri = copy_store(small_sweep, tmp_path)
+    for command in ("verify", "best"):
+        result = CliRunner().invoke(app, [command, "no-such-sweep", "--tracking-uri", uri])
+        assert result.exit_code == 2
+        assert "no MLflow experiment named 'no-such-sweep'" in result.output
