@@ -27,6 +27,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_sweep.py
+	$(BIN)/python benchmarks/bench_keep_weights.py
 
 clean:
 	rm -rf mlflow.db mlruns mlartifacts sweep-results .pytest_cache

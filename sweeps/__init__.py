@@ -7,6 +7,8 @@ commands) stay free of Ray, MLflow and pandas:
     sweeps.load_runs(experiment, ...)   one row per variant, read back from MLflow
     sweeps.summarize(frame, over="seed") one row per group, seeds aggregated
     sweeps.load_curves(experiment, ...) loss curves, long format
+    sweeps.best_model(experiment, ...)  the best variant, re-trained, as an MLflow pyfunc model
+    sweeps.verify(experiment, ...)      re-train variants from their logged params, compare
 """
 
 from importlib import import_module
@@ -17,6 +19,8 @@ _LAZY = {
     "load_runs": "sweeps.results",
     "load_curves": "sweeps.results",
     "summarize": "sweeps.results",
+    "best_model": "sweeps.best",
+    "verify": "sweeps.verification",
 }
 
 __all__ = sorted(_LAZY)

@@ -128,6 +128,65 @@ def summary(
     typer.echo(results.format_summary(table, top=top))
 
 
+def _source(target: str) -> tuple[Optional[str], object]:
+    """(experiment, sweep): a sweep FILE (validated) or an MLflow experiment name."""
+    path = Path(target)
+    if path.is_file() or path.suffix in (".yaml", ".yml"):
+        return None, _load(path)
+    return target, None
+
+
+TargetArg = typer.Argument(..., metavar="FILE_OR_EXPERIMENT",
+                           help="Sweep file (YAML) or MLflow experiment name.", show_default=False)
+
+
+@app.command()
+def best(
+    target: str = TargetArg,
+    tracking_uri: Optional[str] = TrackingUriOpt,
+    metric: Optional[str] = typer.Option(None, help="Metric to rank by (default: test_loss)."),
+    register: Optional[str] = typer.Option(
+        None, "--register", help="Also register the model under this name in the registry."),
+    variant: Optional[str] = typer.Option(
+        None, "--variant", help="Log this variant (key, run id or run name) instead of the best."),
+) -> None:
+    """Log the best variant as an MLflow pyfunc model (re-trained from its logged params)."""
+    experiment, sweep = _source(target)
+    from sweeps.best import NoWinner, best_model
+
+    try:
+        outcome = best_model(experiment, tracking_uri, sweep, metric=metric, register=register,
+                             variant=variant)
+    except (LookupError, ValueError) as error:   # NoWinner, no experiment, unknown metric
+        _fail(f"sweeps best: {error}")
+    except RuntimeError as error:                # the re-trained network does not reproduce
+        _fail(f"sweeps best: {error}", code=1)
+    typer.echo(outcome.report())
+
+
+@app.command()
+def verify(
+    target: str = TargetArg,
+    tracking_uri: Optional[str] = TrackingUriOpt,
+    sample: int = typer.Option(20, "--sample", min=1,
+                               help="Variants to re-train, drawn at random."),
+    all_: bool = typer.Option(False, "--all", help="Re-train every finished variant."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the sample."),
+) -> None:
+    """Re-train finished variants from their logged params alone and compare with MLflow."""
+    experiment, sweep = _source(target)
+    from sweeps.verification import verify as run_verify
+
+    try:
+        outcome = run_verify(experiment, tracking_uri, sweep, sample=None if all_ else sample,
+                             seed=seed)
+    except (LookupError, ValueError) as error:
+        _fail(f"sweeps verify: {error}")
+    typer.echo(outcome.report())
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def ui(
     tracking_uri: Optional[str] = TrackingUriOpt,

@@ -236,16 +236,17 @@ def _role(path: str, info: Any) -> str:
     return roles[0]
 
 
-def _number_kind(annotation: Any) -> Optional[type]:
-    """float or int for a numeric setting (Optional, Annotated and int tuples unwrapped)."""
-    if get_origin(annotation) is Annotated:
-        return _number_kind(get_args(annotation)[0])
-    if get_origin(annotation) is Union:
-        kinds = {_number_kind(a) for a in get_args(annotation) if a is not type(None)}
-        return kinds.pop() if len(kinds) == 1 else None
-    if get_origin(annotation) is tuple:       # model.hidden: one drawn int is one layer
-        return _number_kind(get_args(annotation)[0])
-    return annotation if annotation in (int, float) else None
+def _value_types(annotation: Any) -> set:
+    """The plain types a setting's values take, None left out and Annotated, Optional and
+    Literal unwrapped: {float}, {int}, {str}, {bool}, or {tuple} (hidden sizes, targets)."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _value_types(args[0])
+    if origin is Union:
+        return set().union(*(_value_types(a) for a in args if a is not type(None)))
+    if origin is Literal:
+        return {type(a) for a in args}
+    return {origin or annotation}
 
 
 _FIELDS = _fields(Settings)
@@ -255,11 +256,13 @@ SETTING_PATHS: tuple[str, ...] = tuple(_FIELDS)
 SETTING_ROLES: dict[str, str] = {path: _role(path, info) for path, info in _FIELDS.items()}
 DATA_SETTINGS = tuple(p for p, r in SETTING_ROLES.items() if r == DATA.name)
 PACK_SHARED = tuple(p for p, r in SETTING_ROLES.items() if r in (DATA.name, PACK.name))
+_TYPES = {path: _value_types(info.annotation) for path, info in _FIELDS.items()}
 # Settings a random search may draw from a distribution, by number kind.
-NUMBER_KINDS: dict[str, type] = {
-    path: kind for path, info in _FIELDS.items()
-    if (kind := _number_kind(info.annotation)) is not None
-}
+NUMBER_KINDS: dict[str, type] = {path: kind for path, types in _TYPES.items()
+                                 if len(types) == 1 and (kind := next(iter(types))) in (int, float)}
+NUMBER_KINDS["model.hidden"] = int      # a drawn size is one hidden layer of that size
+# Settings whose values are text (logged as is; every other value is logged as JSON).
+TEXT_SETTINGS = frozenset(path for path, types in _TYPES.items() if types == {str})
 # Optimizer constants and the optimizers that read them (from core's optimizer table).
 USED_BY: dict[str, tuple[str, ...]] = {
     f"train.{constant}": tuple(k for k, read in core.OPTIMIZERS.items() if constant in read)

@@ -62,6 +62,8 @@ class Dataset:
     labels_train : ndarray, shape (n_train,), int class ids (classification) or None
     target_names : regression target columns, or the class names (one per one-hot column)
     resolved : the data settings as used ('data.test_fraction', 'data.scale', 'data.task', ...)
+    input_shift, input_spread : ndarray, shape (n_in,), the input scaling fitted on the training
+        split: X = (raw - input_shift) / input_spread (zeros and ones for scale none)
     """
 
     name: str
@@ -76,6 +78,8 @@ class Dataset:
     target_names: tuple[str, ...]
     fingerprint: str
     resolved: Mapping[str, Any] = field(default_factory=dict)
+    input_shift: Optional[np.ndarray] = None
+    input_spread: Optional[np.ndarray] = None
 
     @property
     def n_classes(self) -> int:
@@ -445,8 +449,8 @@ def load_dataset(
     labels_train, labels_test = (T_train, T_test) if task == "classification" else (None, None)
 
     # Scale, fitted on the training split only.
-    shift, spread = _scaler(scale, X_train)
-    X_train, X_test = (X_train - shift) / spread, (X_test - shift) / spread
+    input_shift, input_spread = _scaler(scale, X_train)
+    X_train, X_test = (X_train - input_shift) / input_spread, (X_test - input_shift) / input_spread
     if task == "classification":
         eye = np.eye(len(target_names))
         Y_train, Y_test = eye[labels_train], eye[labels_test]
@@ -470,4 +474,6 @@ def load_dataset(
         feature_names=raw.feature_names, target_names=tuple(target_names),
         fingerprint=fingerprint(task, arrays, (raw.feature_names, tuple(target_names))),
         resolved=resolved,
+        input_shift=_readonly(np.asarray(input_shift, dtype=np.float64)),
+        input_spread=_readonly(np.asarray(input_spread, dtype=np.float64)),
     )

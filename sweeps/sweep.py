@@ -65,13 +65,13 @@ def data_spec(settings: Mapping[str, Any]) -> tuple:
     return tuple(settings[path] for path in DATA_SETTINGS)
 
 
-def _load_data(spec: tuple, base_dir: Path) -> Dataset:
-    values = dict(zip(DATA_SETTINGS, spec))
+def load_data(settings: Mapping[str, Any], base_dir: Path) -> Dataset:
+    """The data set a variant's data settings name; raises DataProblem naming the setting."""
     return load_dataset(
-        values["data.source"], base_dir=base_dir, target=values["data.target"],
-        test_fraction=values["data.test_fraction"], scale=values["data.scale"],
-        target_scale=values["data.target_scale"], task=values["data.task"],
-        data_seed=values["data_seed"],
+        settings["data.source"], base_dir=base_dir, target=settings["data.target"],
+        test_fraction=settings["data.test_fraction"], scale=settings["data.scale"],
+        target_scale=settings["data.target_scale"], task=settings["data.task"],
+        data_seed=settings["data_seed"],
     )
 
 
@@ -85,7 +85,7 @@ def _data_problems_only(data: Any, base_dir: Path) -> list[Problem]:
     except Exception:
         return []
     try:
-        _load_data(data_spec(flatten(settings)), base_dir)
+        load_data(flatten(settings), base_dir)
     except DataProblem as problem:
         return [Problem(tuple(problem.path.split(".")), problem.message)]
     return []
@@ -124,7 +124,7 @@ def load_sweep(path: str | Path) -> Sweep:
         spec = data_spec(point)
         if spec not in datasets_by_spec:
             try:
-                datasets_by_spec[spec] = _load_data(spec, base_dir)
+                datasets_by_spec[spec] = load_data(point, base_dir)
             except DataProblem as problem:
                 datasets_by_spec[spec] = None
                 problems.append(Problem(where((problem.path,), point), problem.message))

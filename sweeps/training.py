@@ -95,6 +95,11 @@ def history_curves(loss: np.ndarray, metric: str, history: np.ndarray) -> dict[s
 
 def train_pack(pack: Pack, dataset: Dataset) -> list[VariantResult]:
     """Train every variant of `pack` as one population on `dataset`."""
+    return fit_pack(pack, dataset)[1]
+
+
+def fit_pack(pack: Pack, dataset: Dataset) -> tuple[core.Params, list[VariantResult]]:
+    """`train_pack`, also returning the final parameters of the population (K = pack size)."""
     shared = pack.shared
     dtype = np.dtype(shared["train.dtype"])
     mlp = build_network(pack, dataset)
@@ -156,4 +161,4 @@ def train_pack(pack: Pack, dataset: Dataset) -> list[VariantResult]:
                 predictions=out_test[k].astype(np.float64),
             )
         )
-    return results
+    return trained.params, results

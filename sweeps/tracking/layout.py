@@ -5,7 +5,9 @@ The layout is a contract that users, the MLflow UI and `sweeps.results.load_runs
 - experiment: the sweep's name.
 - parent run (name = sweep name): tags ``sweep.name``, ``sweep.config_hash``,
   ``sweep.role=parent``, ``sweep.swept`` (JSON object: swept dotted path -> value kind, in file
-  order); params: the settings every variant shares; artifact: the sweep file as given.
+  order); params: the settings every variant shares and the machine (``env.*``,
+  `sweeps.machine`); artifact: the sweep file as given. `sweeps verify` adds the artifact
+  ``verify.json`` and the tag ``sweep.verified``.
 - child run per variant (name = ``Variant.name``), nested with ``mlflow.parentRunId``; tags
   ``sweep.role=variant``, ``sweep.variant_key``, ``sweep.group_key``, ``sweep.status``
   (ok | diverged), ``sweep.variant_index``, ``sweep.curves`` (the metric keys logged as
@@ -13,7 +15,8 @@ The layout is a contract that users, the MLflow UI and `sweeps.results.load_runs
   history with step = epoch, ending with the final value at step = ``train.epochs`` (so the
   run's latest value is the final one), ``test_*``, ``train_seconds`` and ``diverged_epoch``
   when it diverged; artifact ``predictions.csv``. A child is set FINISHED only after all of
-  its data is in, so "FINISHED" means "complete".
+  its data is in, so "FINISHED" means "complete". `sweeps best` adds a logged pyfunc model
+  to the winner's child run and the tag ``sweep.model_uri``.
 
 Needs no MLflow: `sweeps.tracking.track` writes this layout, `sweeps.tracking.readback` reads it.
 """

@@ -153,9 +153,13 @@ class SweepTracker:
         return runs[0] if runs else None
 
     def _fill_parent(self, run_id: str) -> None:
-        """Shared settings as params and the sweep file as given (idempotent)."""
+        """Shared settings and the machine (``env.*``) as params, the sweep file as given
+        (idempotent)."""
         from mlflow.entities import Param
-        params = [Param(k, v) for k, v in shared_settings(self.sweep.variants).items()]
+
+        from sweeps.machine import machine_params
+        settings = {**shared_settings(self.sweep.variants), **machine_params()}
+        params = [Param(k, v) for k, v in settings.items()]
         for chunk in chunks(params, MAX_PARAMS_TAGS):
             self.client.log_batch(run_id, params=chunk)
         name = Path(str(self.sweep.path)).name or "sweep.yaml"

@@ -1,0 +1,66 @@
+"""The numerical environment a sweep trained in, as ``env.*`` params of its parent run.
+
+Training is deterministic on one machine, but NumPy's BLAS build and the CPU's SIMD
+extensions decide the last bits of a floating-point result. `sweeps verify` compares these
+params with the machine it runs on, so a difference in the numbers can be told apart:
+"another BLAS or CPU" versus "the logged params do not reproduce the run".
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+
+PREFIX = "env."
+
+
+def machine_params() -> dict[str, str]:
+    """``env.numpy``, ``env.blas``, ``env.simd``, ``env.cpu``, ``env.python`` of this process."""
+    config = _numpy_config()
+    blas = config.get("Build Dependencies", {}).get("blas", {}) or {}
+    blas_text = " ".join(str(blas.get(k, "")) for k in ("name", "version")).strip() or "unknown"
+    detail = blas.get("openblas configuration")
+    if detail:
+        blas_text += f" ({detail})"
+    simd = config.get("SIMD Extensions", {}) or {}
+    return {
+        f"{PREFIX}numpy": np.__version__,
+        f"{PREFIX}blas": blas_text,
+        f"{PREFIX}simd": " ".join(simd.get("found", []) or []) or "none",
+        f"{PREFIX}cpu": f"{platform.machine()} {_cpu_model()}".strip(),
+        f"{PREFIX}python": platform.python_version(),
+    }
+
+
+def machine_differences(logged: dict[str, str]) -> list[str]:
+    """Lines ``env.blas: <logged> -> <here>`` for every env param that differs from now.
+
+    logged : the parent run's params (other keys are ignored); none logged -> one line
+    saying the sweep did not record its environment.
+    """
+    here = machine_params()
+    recorded = {k: v for k, v in logged.items() if k.startswith(PREFIX)}
+    if not recorded:
+        return ["the sweep recorded no env.* params (logged before they existed)"]
+    return [f"{key}: {recorded.get(key, '(not recorded)')} -> {value}"
+            for key, value in here.items() if recorded.get(key) != value]
+
+
+def _numpy_config() -> dict:
+    try:
+        return np.show_config(mode="dicts") or {}
+    except Exception:  # noqa: BLE001 - NumPy < 1.26 has no dicts mode
+        return {}
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
