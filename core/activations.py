@@ -49,11 +49,12 @@ def sigmoid(Z, out=None):
     """Logistic ``1 / (1 + exp(-Z))``, exact and warning-free for any input.
 
     For ``Z < -log(finfo.max)`` (about -709.8 in float64, -88.7 in float32) ``exp(-Z)``
-    is ``+inf`` and the result is exactly ``+0.0``, the correctly rounded value; no NaN
-    can arise (``1 + inf = inf``, ``1 / inf = 0``) and the overflow flag is silenced.
-    Elsewhere the arithmetic is exactly the article's ``1 / (1 + np.exp(-x))``. (Capping
-    the argument instead would return denormals such as 5.6e-309: less exact, and slow
-    on many CPUs.)
+    is ``+inf`` and the result is exactly ``+0.0`` (the true value is below the smallest
+    normal number); no NaN can arise (``1 + inf = inf``, ``1 / inf = 0``) and the
+    overflow flag is silenced. Elsewhere the arithmetic is exactly the article's
+    ``1 / (1 + np.exp(-x))``. (Capping the argument instead would return denormals such
+    as 5.6e-309 for every such Z, slow on many CPUs.) Derivatives are taken from the
+    output (``A * (1 - A)``), so an ``inf`` never reaches the backward pass.
     """
     with np.errstate(over="ignore"):
         out = np.negative(Z, out=_out(Z, out))
@@ -147,18 +148,16 @@ ACTIVATIONS: dict[str, Activation] = {
     "softmax": Activation(softmax, None, elementwise=False),
 }
 
-def forward_ops(name: str, Z, negated: bool = False, E=None) -> list:
+def forward_ops(name: str, Z, negated: bool = False) -> list:
     """Tape entries ``(numpy_function, args)`` applying activation ``name`` to Z in place.
 
     ``negated``: Z holds ``-Z`` (sigmoid only). Sigmoid is spelled out as its three
-    ufunc calls so a training step pays no Python function call for it; given a buffer
-    ``E`` (same shape), ``exp(-Z)`` is kept there for the backward pass.
+    ufunc calls so a training step pays no Python function call for it.
     """
     if name == "sigmoid":
         one = np.ones((), Z.dtype)        # a 0-d array converts faster than a Python float
-        E = Z if E is None else E
         ops = [] if negated else [(np.negative, (Z, Z))]
-        return ops + [(np.exp, (Z, E)), (np.add, (E, one, Z)), (np.reciprocal, (Z, Z))]
+        return ops + [(np.exp, (Z, Z)), (np.add, (Z, one, Z)), (np.reciprocal, (Z, Z))]
     if negated:
         raise ValueError(f"{name} has no negated form")
     return [] if name == "identity" else [(ACTIVATIONS[name].fn, (Z, Z))]

@@ -117,7 +117,8 @@ class Net:
     def forward(self, X):
         """Outputs for inputs X (n, n_in): a ``(K, n, n_out)`` view of an internal buffer.
 
-        Call under ``np.errstate(all="ignore")`` (sigmoid may overflow to its exact 0).
+        Call under ``np.errstate(over="ignore")``: sigmoid's ``exp(-Z)`` overflows to inf
+        where the output is 0 (``1 / (1 + inf)``); nothing downstream multiplies that inf.
         """
         pl = self.load(X)
         for f, a in pl.fwd:
@@ -150,10 +151,10 @@ class _Plan:
         self.S = [self.new(n, net.K, q) for q in sizes[1:]]
         self.small = n <= BROADCAST_MAX_N
         self.AW = {}                          # l -> A[l-1] * W[l], kept from forward to backward
-        # small batches: sigmoid layers feeding a one-output layer keep E = exp(-Z) for the
-        # backward pass, in their delta buffer (free during the forward; the delta is built on it)
-        self.E = {l: self.D[l] for l in range(len(sizes) - 2)
-                  if self.small and net.names[l] == "sigmoid" and sizes[l + 2] == 1}
+        # small batches: sigmoid layers feeding a one-output layer get their delta from AW
+        # (see _backward), two calls instead of four
+        self.sigmoid_into_one = {l for l in range(len(sizes) - 2)
+                                 if self.small and net.names[l] == "sigmoid" and sizes[l + 2] == 1}
         self.fwd = self._forward()
         self.bwd = self._backward()
         self.out = self.A[-1].transpose(1, 0, 2)                            # (K, n, n_out)
@@ -185,7 +186,7 @@ class _Plan:
                 neg = False
             if net.mlp.bias:
                 fwd.append((np.subtract if neg else np.add, (Z, lay.b_store(P, l), Z)))  # -/+ (K, q)
-            fwd += forward_ops(net.names[l], Z, negated=neg, E=self.E.get(l))
+            fwd += forward_ops(net.names[l], Z, negated=neg)
         return fwd
 
     def _backward(self):
@@ -200,7 +201,7 @@ class _Plan:
                 bwd.append((np.dot, (self.X.T, dZ.reshape(n, -1), dW)))   # (n_in, n) @ (n, K*q)
             elif q == 1 and small:                      # dZ spread over the p inputs: R
                 R = new(n, K, p)
-                U = R if (l - 1) in self.E else new(n, K, p)      # R is not needed again then
+                U = R if (l - 1) in self.sigmoid_into_one else new(n, K, p)  # R not needed again then
                 bwd += [_spread(dZ, R), (np.multiply, (prev, R, U)),       # U = A[l-1] * R
                         (np.add.reduce, (U, 0, None, dW[:, :, 0]))]         # sum over n -> (K, p)
             elif p == 1 and small:
@@ -219,10 +220,12 @@ class _Plan:
                 break
             # delta of the layer below: dZ[l-1] = (dZ @ W.T) * act'(A[l-1])
             dA, W, below = D[l - 1], lay.w_store(P, l), net.names[l - 1]  # dA (n, K, p)
-            if (l - 1) in self.E:
-                # dZ W A (1 - A) = (A R) E (A W): 1 - A = E A with E = exp(-Z) from the forward
-                # (E lives in dA's buffer, so the first product is in place)
-                bwd += [(np.multiply, (U, self.E[l - 1], dA)), (np.multiply, (dA, self.AW[l], dA))]
+            if (l - 1) in self.sigmoid_into_one:
+                # R W A (1 - A) = (A R) (W - A W), with U = A R from dW and A W from the forward:
+                # finite numbers only, so a saturated unit (A = 0 or 1) gets exactly 0 (an
+                # exp(-Z) kept from the forward would be inf there, and inf * 0 NaN). Its rounding
+                # near A = 1 (about eps |W R|, absolute) is that of the article's A (1 - A).
+                bwd += [(np.subtract, (W[:, :, 0], self.AW[l], dA)), (np.multiply, (dA, U, dA))]
                 continue
             if q == 1 and small:
                 bwd.append((np.multiply, (R, W[:, :, 0], dA)))              # (n,K,p) * (K,p)
@@ -275,6 +278,8 @@ def forward(mlp: MLP, params: Params, X):
     K, dtype = _check(mlp, params)
     net = Net(mlp, K, Layout(mlp.sizes, mlp.bias, K).pack(params.W, params.b, dtype))
     X = np.ascontiguousarray(X, dtype)
+    # sigmoid's exp overflows where its output is exactly 0; parameters of diverged variants
+    # (inf, NaN) give NaN outputs by design
     with np.errstate(all="ignore"):
         out = net.forward(X)
     return out.copy(), (net, X)
@@ -290,8 +295,7 @@ def backward(mlp: MLP, params: Params, cache, dZ_out) -> Params:
     """
     net, X = cache
     net.plan(X.shape[0]).dZ_out[...] = dZ_out
-    with np.errstate(all="ignore"):
-        G = net.backward(X)
+    G = net.backward(X)        # no errstate: the backward pass makes no inf of its own
     return Params(*net.layout.unpack(G))
 
 

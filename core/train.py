@@ -11,6 +11,8 @@ it is taken out of the population (its parameters stay as they were), its
 ``diverged_epoch`` is that epoch, and its history from that log on and its final
 metrics are NaN. The check runs at every log epoch and once more on the final
 parameters (``diverged_epoch == epochs`` then). The other variants are unaffected.
+Gradients are finite for any finite pre-activation (a saturated unit's are exactly 0),
+so only a loss that is itself non-finite or exploding freezes a variant.
 
 Large populations are trained in chunks of variants, sized so one activation buffer
 holds about ``CHUNK_ELEMENTS`` numbers (measured: larger chunks amortize per-call and
@@ -208,6 +210,8 @@ def train(mlp: MLP, params: Params, X, Y, *, loss: str = "half_sse",
 
     rng = np.random.default_rng(data_seed)
     user_err = np.geterr()                  # the callback runs under the caller's settings
+    # sigmoid's exp overflows where its output is exactly 0, and an exploding variant
+    # overflows until the divergence check below catches it in its loss
     with np.errstate(all="ignore"):
         for epoch in range(epochs):
             if epoch % log_every == 0:

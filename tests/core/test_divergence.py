@@ -4,6 +4,8 @@ import warnings
 import numpy as np
 
 import core
+from core.gradcheck import analytic_gradients
+from tests.core import chain_rule
 
 X = np.random.default_rng(0).normal(size=(16, 2))
 Y = X @ np.array([[1.5], [-2.0]]) + 0.3
@@ -56,3 +58,34 @@ def test_non_finite_initial_parameters_diverge_at_epoch_0():
     assert list(r.diverged_epoch) == [-1, 0]
     assert np.isnan(r.loss[1]).all() and np.isfinite(r.loss[0]).all()
     assert list(r.diverged) == [False, True]
+
+
+def test_saturated_sigmoid_units_do_not_make_a_variant_diverge():
+    """Unscaled breast_cancer (features up to 4254): he_normal puts some hidden pre-activations
+    below -709.8, where exp(-Z) overflows. Those units have gradient 0, not NaN, so no variant
+    is declared diverged, and each trains as exact gradient descent does (issue 10)."""
+    from sklearn.datasets import load_breast_cancer
+
+    Xb, labels = load_breast_cancer(return_X_y=True)
+    Yb = labels[:, None].astype(float)
+    mlp = core.MLP(30, (16,), 1, activation="sigmoid", output_activation="sigmoid")
+    params = core.init_params(mlp, "he_normal", range(5))
+    assert (Xb @ params.W[0]).min() < -709.8                  # exp(-Z) overflows in float64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = analytic_gradients(mlp, params, Xb, Yb, "bce")
+    want, _ = chain_rule.gradients(mlp, params.W, None, Xb, Yb, "bce")
+    scale, _ = chain_rule.rounding_scale(mlp, params.W, None, Xb, Yb, "bce")
+    for g, w, s in zip(got.W, want, scale):
+        assert (np.abs(g - w) <= 1e3 * np.finfo(float).eps * s).all()
+
+    for lr, epochs in ((0.1, 200), (0.01, 500)):   # the sweep default (steps too large to
+        r = core.train(mlp, params, Xb, Yb, loss="bce",  # learn much), and a gentler one
+                       optimizer=core.OptimizerSpec(lr=lr), epochs=epochs, log_every=50,
+                       labels=labels)
+        assert not r.diverged.any(), f"lr {lr}: diverged at {r.diverged_epoch}"
+        assert np.isfinite(r.loss).all() and np.isfinite(r.final_loss).all()
+    assert (r.final_loss < r.loss[:, 0]).all()
+    majority = max(labels.mean(), 1 - labels.mean())           # 0.627
+    assert (r.final_accuracy >= majority).all()
+    assert (r.final_accuracy > 0.85).sum() >= 3, r.final_accuracy     # observed 0.87-0.89
