@@ -12,10 +12,13 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from typing import Any
+
+from tests.results.ui_process import group_members
 
 CHROMIUM = shutil.which("chromium")
 
@@ -50,9 +53,13 @@ class Browser:
         os.close(from_browser_write)
         self._buffer = b""
         self._next_id = 0
-        target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self._session = self.call("Target.attachToTarget", targetId=target,
-                                  flatten=True)["sessionId"]
+        try:
+            target = self.call("Target.createTarget", url="about:blank")["targetId"]
+            self._session = self.call("Target.attachToTarget", targetId=target,
+                                      flatten=True)["sessionId"]
+        except BaseException:
+            self.close()
+            raise
 
     def call(self, method: str, timeout: float = 60.0, session: str | None = None,
              **params: Any) -> dict:
@@ -102,18 +109,12 @@ class Browser:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the page never satisfied {expression!r} "
-                                   f"within {timeout:.0f} s")
+                raise TimeoutError(f"the page never satisfied {expression!r} within "
+                                   f"{timeout:.0f} s; it shows:\n{self.text()[:1000]}")
             time.sleep(0.25)   # poll interval while the page renders
 
     def text(self) -> str:
         return self.evaluate("document.body ? document.body.innerText : ''") or ""
-
-    def screenshot(self, path) -> None:
-        import base64
-        data = self.call("Page.captureScreenshot", session=self._session)["data"]
-        with open(path, "wb") as file:
-            file.write(base64.b64decode(data))
 
     def close(self) -> None:
         try:
@@ -123,8 +124,10 @@ class Browser:
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, 9)
-            self.process.wait()
+            pass
+        if group_members(self.process.pid):      # its renderers, or a browser that hangs
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
         for fd in (self._to_browser, self._from_browser):
             os.close(fd)
         self._profile.cleanup()
