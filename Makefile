@@ -22,6 +22,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/ensure_postgres.sh
+	bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -189,16 +189,24 @@ def verify(
 
 @app.command()
 def ui(
+    file: Optional[Path] = typer.Argument(
+        None, help="Sweep file whose experiment to open (default: the most recent sweep's)."),
+    experiment: Optional[str] = typer.Option(None, help="MLflow experiment name (instead of FILE)."),
     tracking_uri: Optional[str] = TrackingUriOpt,
     port: int = typer.Option(5000, help="Port on 127.0.0.1."),
 ) -> None:
-    """Start the MLflow UI on 127.0.0.1 for the sweep's tracking store."""
+    """Start the MLflow UI on 127.0.0.1 and print the address of the sweep's runs table."""
+    if file is not None and experiment is not None:
+        _fail("give either a sweep FILE or --experiment NAME, not both")
+    name = _load(file).name if file is not None else experiment
     from sweeps.tracking.ui import serve
 
     try:
-        serve(tracking_uri, port=port)
-    except OSError as error:  # the port is taken, the store unreadable
-        _fail(f"sweeps ui: {error}")
+        serve(tracking_uri, port=port, experiment=name)
+    except LookupError as error:  # no store, no such experiment, no sweep yet
+        _fail(f"sweeps ui: {error.args[0]}")
+    except (OSError, RuntimeError) as error:  # the port is taken, the server would not start
+        _fail(f"sweeps ui: {error}", code=1)
 
 
 @app.command()

@@ -24,6 +24,7 @@ from sweeps.records import Executor, Pack
 from sweeps.progress import SweepProgress
 from sweeps.sweep import Sweep, load_sweep
 from sweeps.tracking.track import SweepTracker
+from sweeps.tracking.ui import open_hint
 from sweeps.training import VariantResult
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class SweepOutcome:
     failed: dict[str, str] = field(default_factory=dict)  # variant key -> error
     nodes: dict[str, int] = field(default_factory=dict)  # Ray node id -> packs run there
     timings: dict[str, float] = field(default_factory=dict)
+    experiment_id: str | None = None
 
     @property
     def status(self) -> str:
@@ -100,7 +102,8 @@ class SweepOutcome:
             "",
             results.format_summary(self.summary, top=top),
             "",
-            f"MLflow:  {self.tracking_uri}  (parent run {self.parent_run_id}; `sweeps ui` to browse)",
+            f"MLflow:  {self.tracking_uri}  (parent run {self.parent_run_id})",
+            f"Runs:    {open_hint(self.tracking_uri, self.experiment_id, self.sweep.path)}",
             f"Tables:  {self.out_dir}/",
         ]
         for key, error in list(self.failed.items())[:5]:
@@ -179,6 +182,7 @@ def run_sweep(
         frame=frame, summary=summary, curves=curves, out_dir=out_dir, files=files,
         trained=sum(len(pack.variants) for pack in packs) - len(failed),
         skipped=len(finished), failed=failed, nodes=nodes, timings=timings,
+        experiment_id=tracker.experiment_id,
     )
 
 

@@ -1,7 +1,14 @@
-"""`sweeps ui`: the MLflow UI on a sweep's tracking store, bound to 127.0.0.1.
+"""`sweeps ui`: the MLflow UI on a sweep's tracking store, bound to 127.0.0.1, opened on the runs.
 
-`serve` blocks until Ctrl-C; `start` returns a handle (used by tests and scripts) whose
-`stop()` ends the server and its workers.
+MLflow 3 opens an experiment on its GenAI "Overview" page (traces, an assistant), where no
+run is listed; `runs_url` is the address of the experiment's runs table (each sweep's parent
+run with its variants nested under it), and it is what `sweeps ui` and `sweeps run` print.
+
+The rule this file keeps: no `mlflow server` outlives the `sweeps ui` that started it. The
+server runs in its own process group (a Ctrl-C in the terminal reaches `sweeps ui` alone, which
+then stops it), and Ctrl-C, SIGTERM and SIGHUP all end the same way: the whole group is
+terminated, waited for with a deadline, then killed. `start` returns a handle (tests, scripts)
+whose `stop()` does the same.
 """
 
 from __future__ import annotations
@@ -12,19 +19,80 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-from sweeps.tracking.store import default_tracking_uri
+from sweeps.tracking.layout import ROLE
+from sweeps.tracking.store import check_reachable, default_tracking_uri, make_client, search_all
 
 HOST = "127.0.0.1"
+DEFAULT_PORT = 5000
+
+# The UI only reads runs: MLflow's GenAI job runner (a runner and 7 huey consumers, ~0.5 GB)
+# is not needed, and starting it makes the server take about twice as long to answer.
+SERVER_ENVIRONMENT = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def runs_url(base_url: str, experiment_id: str) -> str:
+    """The experiment's runs table in the MLflow UI at `base_url` (not its GenAI overview)."""
+    return (f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
+            "?workflowType=machine_learning")
+
+
+def open_hint(tracking_uri: str, experiment_id: str, sweep_file: str | Path) -> str:
+    """How to see a sweep's runs: a tracking server's own page, else the `sweeps ui` to start."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return runs_url(tracking_uri, experiment_id)
+    command = f"sweeps ui {sweep_file}"
+    if tracking_uri != default_tracking_uri():
+        command += f" --tracking-uri {tracking_uri}"
+    return (f"run `{command}`, then open "
+            f"{runs_url(f'http://{HOST}:{DEFAULT_PORT}', experiment_id)}")
+
+
+def find_experiment(tracking_uri: str | None = None, name: str | None = None) -> str:
+    """The id of experiment `name`, or (no name) of the one whose sweep started last.
+
+    Raises LookupError naming what is missing: the store, the experiment, any sweep;
+    ConnectionError when a tracking server does not answer.
+    """
+    uri = tracking_uri or default_tracking_uri()
+    check_reachable(uri)
+    client = make_client(uri, create=False)
+    if name is not None:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None or experiment.lifecycle_stage != "active":
+            state = "no" if experiment is None else "only a deleted"
+            raise LookupError(f"{state} MLflow experiment named {name!r} in {uri}")
+        return experiment.experiment_id
+    experiment_ids = _active_experiment_ids(client)
+    newest = search_all(client, experiment_ids, f"tags.`{ROLE}` = 'parent'",
+                        ["attributes.start_time DESC"], max_results=1) if experiment_ids else []
+    if not newest:
+        raise LookupError(f"no sweep in {uri} yet: run `sweeps run FILE` first, or name the "
+                          f"experiment (`sweeps ui FILE`, `--experiment NAME`)")
+    return newest[0].info.experiment_id
+
+
+def _active_experiment_ids(client) -> list[str]:
+    ids: list[str] = []
+    token = None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        ids.extend(experiment.experiment_id for experiment in page)
+        token = page.token
+        if not token:
+            return ids
 
 
 @dataclass
 class UiServer:
-    """A running `mlflow server` process (its own process group)."""
+    """A running `mlflow server` process, leader of its own process group."""
 
     process: subprocess.Popen
     url: str
@@ -33,32 +101,73 @@ class UiServer:
     temporary_log: bool = False
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the server's process group, SIGKILL what is left after `timeout`."""
-        if self.process.poll() is None:
-            self._terminate(timeout)
+        """SIGTERM the server's process group, SIGKILL what is left after `timeout`.
+
+        Returns once no process of the group is left (the port is then free).
+        """
+        _stop_group(self.process, timeout)
         if self.temporary_log and self.log_path is not None and self.process.returncode in (
                 0, -signal.SIGTERM):
             self.log_path.unlink(missing_ok=True)
-
-    def _terminate(self, timeout: float) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
 
     def __enter__(self) -> "UiServer":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _stop_group(process: subprocess.Popen, timeout: float) -> None:
+    group = process.pid                 # started with start_new_session: pgid = its pid
+    if not group_alive(group) and process.poll() is not None:
+        return
+    _signal_group(group, signal.SIGTERM)
+    if _wait_group(process, time.monotonic() + timeout):
+        return
+    _signal_group(group, signal.SIGKILL)
+    _wait_group(process, time.monotonic() + 10.0)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_group(process: subprocess.Popen, deadline: float) -> bool:
+    """Reap the leader and wait for the rest of its group; False at the deadline."""
+    while True:
+        process.poll()
+        if process.returncode is not None and not group_alive(process.pid):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)   # poll interval: group members are not our children to wait on
+
+
+def group_alive(group: int) -> bool:
+    """Whether a live (not zombie) process is left in process group `group`."""
+    proc = Path("/proc")
+    if not proc.is_dir():            # not Linux: a zombie leader still counts
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:              # it ended while we looked
+            continue
+        state, _ppid, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
+        if int(pgrp) == group and state not in ("Z", "X"):
+            return True
+    return False
 
 
 def port_free(port: int, host: str = HOST) -> bool:
@@ -72,12 +181,13 @@ def port_free(port: int, host: str = HOST) -> bool:
         return True
 
 
-def start(tracking_uri: str | None = None, port: int = 5000, *, timeout: float = 120.0,
+def start(tracking_uri: str | None = None, port: int = DEFAULT_PORT, *, timeout: float = 120.0,
           log_path: str | Path | None = None) -> UiServer:
     """Start `mlflow server` on the store, bound to 127.0.0.1:port; return once it answers.
 
     Its output goes to `log_path` (default: a temporary file, named in errors);
-    ``log_path="-"`` lets it print to this terminal.
+    ``log_path="-"`` lets it print to this terminal. Interrupted (Ctrl-C, or any exception
+    while waiting), it stops the server before passing the exception on.
     """
     uri = tracking_uri or default_tracking_uri()
     if not port_free(port):
@@ -96,7 +206,8 @@ def start(tracking_uri: str | None = None, port: int = 5000, *, timeout: float =
         out = open(path, "ab")
     try:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   env={**os.environ, **SERVER_ENVIRONMENT})
     finally:
         if out is not None:
             out.close()
@@ -112,7 +223,7 @@ def start(tracking_uri: str | None = None, port: int = 5000, *, timeout: float =
                 raise TimeoutError(f"mlflow server did not answer on {server.url} within "
                                    f"{timeout:.0f} s; log: {path}")
             time.sleep(0.2)   # poll interval while waiting for the health endpoint
-    except BaseException:     # Ctrl-C included: never leave the server running
+    except BaseException:     # Ctrl-C and stop signals included: never leave the server running
         server.temporary_log = False          # keep the log the error points to
         server.stop()
         raise
@@ -133,24 +244,74 @@ def _tail(path: Path | None, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def serve(tracking_uri: str | None = None, port: int = 5000) -> None:
-    """Run the MLflow UI on the store until Ctrl-C, printing its address.
+class Stopped(BaseException):
+    """Raised in `serve` by SIGTERM or SIGHUP, as Ctrl-C raises KeyboardInterrupt."""
 
-    A tracking server URI (http/https) already serves the UI: its address is printed.
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _stop_signals() -> Iterator[None]:
+    """Turn Ctrl-C, SIGTERM and SIGHUP into exceptions, once: a second one cannot cut the
+    server's stop short (the stop has its own deadline). A signal this process inherited as
+    ignored (`nohup` for SIGHUP, a background job for SIGINT) stays ignored."""
+    def first(signum, _frame):
+        for each in STOP_SIGNALS:
+            if signal.getsignal(each) is first:
+                signal.signal(each, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Stopped(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield                         # only the main thread receives signals
+        return
+    previous = {each: signal.getsignal(each) for each in STOP_SIGNALS}
+    for each, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(each, first)
+    try:
+        yield
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
+
+
+def serve(tracking_uri: str | None = None, port: int = DEFAULT_PORT,
+          experiment: str | None = None) -> None:
+    """Run the MLflow UI on the store until Ctrl-C, SIGTERM or SIGHUP; print the runs' address.
+
+    experiment : the experiment to open (default: the one whose sweep started last).
+    A tracking server URI (http/https) already serves the UI: its runs address is printed.
+    Raises LookupError when the store or the experiment does not exist.
     """
     uri = tracking_uri or default_tracking_uri()
+    experiment_id = find_experiment(uri, experiment)
     if uri.startswith(("http://", "https://")):
-        print(f"MLflow UI: {uri}  (the tracking server serves it)")
+        print(f"MLflow UI: {runs_url(uri, experiment_id)}  (the tracking server serves it)")
         return
     print(f"Starting the MLflow UI on {uri} ...", flush=True)
-    try:
-        server = start(uri, port, log_path="-")
-    except KeyboardInterrupt:
-        return
-    print(f"MLflow UI: {server.url}  (store {uri}; Ctrl-C stops)", flush=True)
-    try:
-        server.process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server, ended_by_itself = None, False
+    with _stop_signals():
+        try:
+            server = start(uri, port, log_path="-")
+            print(f"MLflow UI: {runs_url(server.url, experiment_id)}\n"
+                  f"  (the sweep's runs; store {uri}; Ctrl-C stops)", flush=True)
+            server.process.wait()
+            ended_by_itself = True
+        except (KeyboardInterrupt, Stopped):
+            pass                          # `start` stops the server it was starting
+        finally:
+            for each in STOP_SIGNALS:     # the stop below has its own deadline
+                if signal.getsignal(each) is not signal.SIG_IGN:
+                    signal.signal(each, signal.SIG_IGN)
+            if server is not None:
+                server.stop()
+    if ended_by_itself:
+        raise RuntimeError(f"mlflow server exited by itself with status "
+                           f"{server.process.returncode}")
