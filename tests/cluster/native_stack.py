@@ -5,11 +5,12 @@
     ray start --head  (dashboard + job server)  <- joined by
     ray start --address (a second node)
 
-Every process is started in its own session (process group) and recorded; `stop()` ends the
-processes this module started, and only those: SIGTERM to the leader (`ray start --block` then
-shuts its node down), SIGKILL to its group and to the descendants recorded before, never
-`ray stop` (which would end every Ray instance of the machine, the test session's own
-included). Each leader also gets SIGTERM if the test process dies (PR_SET_PDEATHSIG).
+Every process is started in its own session (process group), with SIGINT and SIGTERM at their
+default disposition however the test session was started (tests/processes.py), and recorded;
+`stop()` ends the processes this module started, and only those: SIGTERM to the leader (`ray
+start --block` then shuts its node down), SIGKILL to its group and to the descendants recorded
+before, never `ray stop` (which would end every Ray instance of the machine, the test session's
+own included). Each leader also gets SIGTERM if the test process dies (PR_SET_PDEATHSIG).
 Waits are on conditions (a port answering, a node registered), each with a deadline and the
 log tail of the process when it fails.
 
@@ -39,13 +40,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from tests.processes import spawn
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 BIN = Path(sys.executable).parent          # the venv's console scripts: ray, mlflow, sweeps
 LOOPBACK = "127.0.0.1"
 # Ray's own switch for "this cluster lives on one machine": node addresses stay 127.0.0.1.
 RAY_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-START_TIMEOUT = 120.0
+# The Ray Client server forks (then execs) one server per client from a process whose gRPC
+# threads are busy. With gRPC's fork support on (the default of the grpcio wheels) its fork
+# handlers are skipped when other threads are inside gRPC, and the forked child restarts
+# gRPC threads before exec and dies of SIGSEGV: "Starting Ray client server failed", more
+# often the busier the machine. Off, the child just execs.
+GRPC_FORK_ENV = {"GRPC_ENABLE_FORK_SUPPORT": "false"}
+START_TIMEOUT = 300.0          # generous: start-ups on a loaded 2-core machine
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,11 +152,9 @@ class Proc:
         extra = {}
         if user is not None:
             extra = dict(user=user, group=pwd.getpwnam(user).pw_gid, extra_groups=[])
-        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                      stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                      start_new_session=True,
-                                      preexec_fn=_die_with_parent if _prctl else None,
-                                      **extra)
+        self.popen = spawn(argv, preexec=_die_with_parent if _prctl else None,
+                           stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                           env=env, cwd=cwd, **extra)
         self.pid = self.popen.pid
 
     def alive(self) -> bool:
@@ -349,7 +356,7 @@ class MlflowServer:
     def restart(self) -> None:
         """Stop the server and start it again on the same port (the same store)."""
         self.stop()
-        wait_for("mlflow port released", lambda: not self.healthy(), timeout=30)
+        wait_for("mlflow port released", lambda: not self.healthy())
         self.start()
         self.wait_ready()
 
@@ -388,7 +395,7 @@ class RayCluster:
     def env(self) -> dict[str, str]:
         """Environment for anything that talks to this cluster: token auth, loopback addresses."""
         return dict(_base_env(), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token,
-                    **RAY_LOOPBACK_ENV)
+                    **RAY_LOOPBACK_ENV, **GRPC_FORK_ENV)
 
     @property
     def headers(self) -> dict[str, str]:
