@@ -25,7 +25,7 @@ with_pip() {
 
 with_uv() {
     "$BIN/python" -m pip install --quiet -c constraints.txt uv &&
-        "$BIN/uv" pip install --python "$BIN/python" -c constraints.txt -e '.[dev]'
+        "$BIN/uv" pip install --quiet --python "$BIN/python" -c constraints.txt -e '.[dev]'
 }
 
 case "$INSTALLER" in
