@@ -30,6 +30,6 @@ with_uv() {
 
 case "$INSTALLER" in
     pip) with_pip ;;
-    uv) with_uv || { echo "make_venv: installing with uv failed; installing with pip" >&2; with_pip; } ;;
+    uv) with_uv || { echo "make_venv: installing with uv failed; using pip" >&2; with_pip; } ;;
     *) echo "make_venv: INSTALLER must be uv or pip, not '$INSTALLER'" >&2; exit 2 ;;
 esac

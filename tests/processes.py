@@ -22,7 +22,8 @@ DEFAULT_SIGNALS: Mapping[int, Disposition] = {signal.SIGINT: signal.SIG_DFL,
                                               signal.SIGTERM: signal.SIG_DFL}
 
 
-def _set_signals(signals: Mapping[int, Disposition], then: Callable[[], None] | None) -> Callable[[], None]:
+def _set_signals(signals: Mapping[int, Disposition],
+                 then: Callable[[], None] | None) -> Callable[[], None]:
     """A preexec_fn (runs in the child between fork and exec) that sets `signals`."""
     chosen = dict(signals)
 

@@ -439,7 +439,7 @@ class RayCluster:
         self.head = Proc("ray-head", argv, self.logs / "ray-head.log", env)
 
     def wait_head(self) -> None:
-        """Wait until the head answers; start it again if it exits meanwhile (NODE_START_ATTEMPTS)."""
+        """Wait until the head is up; start it again if it exits meanwhile (NODE_START_ATTEMPTS)."""
         for attempt in range(1, NODE_START_ATTEMPTS + 1):
             try:
                 return self._wait_head_once()
