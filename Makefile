@@ -1,7 +1,10 @@
 # make run  : create .venv if needed, then run a real sweep (local Ray, SQLite MLflow store here)
 # make test : create .venv if needed, then run the whole test suite
 # make bench: speed comparisons (benchmarks/), printed as ratios
+# The environment: .venv, filled by scripts/make_venv.sh with uv (pinned in constraints.txt);
+# `make INSTALLER=pip ...` uses pip alone (slower), as the script does when uv fails.
 PYTHON ?= python3
+INSTALLER ?= uv
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
@@ -11,10 +14,8 @@ SWEEP  ?= configs/card.yaml
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+$(STAMP): pyproject.toml constraints.txt scripts/make_venv.sh
+	PYTHON=$(PYTHON) INSTALLER=$(INSTALLER) bash scripts/make_venv.sh $(VENV)
 	touch $(STAMP)
 
 run: $(STAMP)

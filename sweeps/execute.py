@@ -168,6 +168,11 @@ def run_ray(packs: Iterable[Pack], datasets: Mapping[str, Dataset],
                     nodes[node] = nodes.get(node, 0) + 1
                     fetched.append((pack, results, ""))
                 if not pending and on_all_trained is not None:
+                    # Release this driver's last object references first: one released after
+                    # Ray has shut down (on_all_trained may shut it down in the background)
+                    # makes Ray 2.60's core worker end the process with status 1.
+                    done = ref = None
+                    data_refs.clear()
                     on_all_trained()
             if fetched:
                 pack, results, error = fetched.popleft()

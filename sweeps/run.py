@@ -56,7 +56,11 @@ class _Signalled(BaseException):
 
 @contextmanager
 def _signals_as_exceptions() -> Iterator[None]:
-    """Turn SIGTERM into an exception so the driver can stop its tasks and close runs."""
+    """Turn SIGTERM into an exception so the driver can stop its tasks and close runs.
+
+    SIGINT is left to Python: KeyboardInterrupt, unless the process started with SIGINT
+    ignored (`nohup`, a background job of a script), which Python and this driver respect.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -5,13 +5,15 @@
     ray start --head  (dashboard + job server)  <- joined by
     ray start --address (a second node)
 
-Every process is started in its own session (process group) and recorded; `stop()` ends the
-processes this module started, and only those: SIGTERM to the leader (`ray start --block` then
-shuts its node down), SIGKILL to its group and to the descendants recorded before, never
-`ray stop` (which would end every Ray instance of the machine, the test session's own
-included). Each leader also gets SIGTERM if the test process dies (PR_SET_PDEATHSIG).
-Waits are on conditions (a port answering, a node registered), each with a deadline and the
-log tail of the process when it fails.
+Every process is started in its own session (process group), with SIGINT and SIGTERM at their
+default disposition however the test session was started (tests/processes.py), and recorded;
+`stop()` ends the processes this module started, and only those: SIGTERM to the leader (`ray
+start --block` then shuts its node down), SIGKILL to its group and to the descendants recorded
+before, never `ray stop` (which would end every Ray instance of the machine, the test session's
+own included). Each leader also gets SIGTERM if the test process dies (PR_SET_PDEATHSIG).
+Waits are on conditions (a port answering, a node registered), each with a generous deadline
+and the log tail of the process when it fails; a Ray node whose `ray start` gives up while
+starting (Ray's own fixed 30 s for its raylet to register) is started again.
 
 Loopback only: every server binds 127.0.0.1. Ray nodes get their own short temp dirs (not
 /tmp/ray: `ray.init()` elsewhere never finds this cluster), token authentication with a
@@ -39,13 +41,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from tests.processes import spawn
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 BIN = Path(sys.executable).parent          # the venv's console scripts: ray, mlflow, sweeps
 LOOPBACK = "127.0.0.1"
 # Ray's own switch for "this cluster lives on one machine": node addresses stay 127.0.0.1.
 RAY_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-START_TIMEOUT = 120.0
+# The Ray Client server forks (then execs) one server per client from a process whose gRPC
+# threads are busy. With gRPC's fork support on (the default of the grpcio wheels) its fork
+# handlers are skipped when other threads are inside gRPC, and the forked child restarts
+# gRPC threads before exec and dies of SIGSEGV: "Starting Ray client server failed", more
+# often the busier the machine. Off, the child just execs.
+GRPC_FORK_ENV = {"GRPC_ENABLE_FORK_SUPPORT": "false"}
+START_TIMEOUT = 300.0          # generous: start-ups on a loaded 2-core machine
+# Ray 2.60 gives a new node's raylet a fixed 30 s to register with the GCS (ray/_private/node.py,
+# no setting): on a loaded machine `ray start` can give up and exit. A node that exits while
+# starting is started again, this many times in all.
+NODE_START_ATTEMPTS = 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,6 +71,14 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
+
+
+class ProcessExited(RuntimeError):
+    """A watched process exited while waiting for something from it."""
+
+    def __init__(self, what: str, proc: "Proc"):
+        super().__init__(f"{what}: {proc.name} exited with {proc.popen.returncode}\n{proc.tail()}")
+        self.proc = proc
 
 
 def wait_for(what: str, condition: Callable[[], object], timeout: float = START_TIMEOUT,
@@ -71,8 +93,7 @@ def wait_for(what: str, condition: Callable[[], object], timeout: float = START_
     while True:
         for proc in watch:
             if not proc.alive():
-                raise RuntimeError(f"{what}: {proc.name} exited with {proc.popen.returncode}\n"
-                                   f"{proc.tail()}")
+                raise ProcessExited(what, proc)
         try:
             result = condition()
         except Exception as error:  # noqa: BLE001 - "not ready yet"
@@ -143,11 +164,9 @@ class Proc:
         extra = {}
         if user is not None:
             extra = dict(user=user, group=pwd.getpwnam(user).pw_gid, extra_groups=[])
-        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                      stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                      start_new_session=True,
-                                      preexec_fn=_die_with_parent if _prctl else None,
-                                      **extra)
+        self.popen = spawn(argv, preexec=_die_with_parent if _prctl else None,
+                           stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                           env=env, cwd=cwd, **extra)
         self.pid = self.popen.pid
 
     def alive(self) -> bool:
@@ -349,7 +368,7 @@ class MlflowServer:
     def restart(self) -> None:
         """Stop the server and start it again on the same port (the same store)."""
         self.stop()
-        wait_for("mlflow port released", lambda: not self.healthy(), timeout=30)
+        wait_for("mlflow port released", lambda: not self.healthy())
         self.start()
         self.wait_ready()
 
@@ -388,7 +407,7 @@ class RayCluster:
     def env(self) -> dict[str, str]:
         """Environment for anything that talks to this cluster: token auth, loopback addresses."""
         return dict(_base_env(), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token,
-                    **RAY_LOOPBACK_ENV)
+                    **RAY_LOOPBACK_ENV, **GRPC_FORK_ENV)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -407,6 +426,8 @@ class RayCluster:
                 "--num-cpus", "1", "--disable-usage-stats"]
 
     def start_head(self) -> None:
+        if self.head is not None:                    # a new attempt: new ports, nothing reused
+            self.gcs_port, self.dashboard_port, self.client_port = (free_port() for _ in range(3))
         argv = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", LOOPBACK,
                 "--port", str(self.gcs_port), "--dashboard-host", LOOPBACK,
                 "--dashboard-port", str(self.dashboard_port),
@@ -418,6 +439,17 @@ class RayCluster:
         self.head = Proc("ray-head", argv, self.logs / "ray-head.log", env)
 
     def wait_head(self) -> None:
+        """Wait until the head is up; start it again if it exits meanwhile (NODE_START_ATTEMPTS)."""
+        for attempt in range(1, NODE_START_ATTEMPTS + 1):
+            try:
+                return self._wait_head_once()
+            except ProcessExited:
+                if attempt == NODE_START_ATTEMPTS:
+                    raise
+                self.head.kill()
+                self.start_head()
+
+    def _wait_head_once(self) -> None:
         def jobs_api():   # the job server answers (with the token) once the dashboard is up
             return isinstance(json.loads(http_get(f"{self.dashboard_url}/api/jobs/",
                                                   self.headers)), list)
@@ -425,6 +457,10 @@ class RayCluster:
         wait_for("Ray head: GCS healthy", lambda: http_get(
             f"{self.dashboard_url}/api/gcs_healthz", timeout=2), watch=(self.head,))
         wait_for("Ray head: job server", jobs_api, watch=(self.head,))
+        # The dashboard answers before the head's raylet has registered (when `ray start` may
+        # still give up): wait for the node itself.
+        wait_for("Ray head: node alive", lambda: any(self.alive_nodes().values()),
+                 watch=(self.head,))
 
     def start_worker(self) -> None:
         self.workers_started += 1
@@ -464,12 +500,18 @@ class RayCluster:
                         lambda: len(nodes := self.live_nodes()) == count and nodes, watch=watch)
 
     def ensure_worker(self) -> dict[str, bool]:
-        """Make sure the second node is up (a test may have killed it); returns alive nodes."""
-        if self.worker is None or not self.worker.alive():
-            if self.worker is not None:
-                self.worker.kill()
-            self.start_worker()
-        return self.wait_nodes(2)
+        """Make sure the second node is up (a test may have killed it), starting it again if it
+        exits while starting (NODE_START_ATTEMPTS); returns alive nodes."""
+        for attempt in range(1, NODE_START_ATTEMPTS + 1):
+            if self.worker is None or not self.worker.alive():
+                if self.worker is not None:
+                    self.worker.kill()
+                self.start_worker()
+            try:
+                return self.wait_nodes(2)
+            except ProcessExited as exited:
+                if exited.proc is not self.worker or attempt == NODE_START_ATTEMPTS:
+                    raise
 
     def kill_worker(self) -> str:
         """A node crash: SIGKILL every process of the second node at once; its node id."""
@@ -528,7 +570,7 @@ class NativeStack:
             ray.wait_head()
             ray.start_worker()
             mlflow.wait_ready()
-            ray.wait_nodes(2)
+            ray.ensure_worker()
             return stack
         except BaseException:
             if stack is not None:

@@ -1,7 +1,7 @@
 """docker-compose.yml, Dockerfile and .env.example, checked without a Docker engine.
 
-The compose file is validated against the Compose Specification's JSON Schema (read from
-../shared/schemas/compose-spec.json beside the project, never copied), after interpolating it
+The compose file is validated against the Compose Specification's JSON Schema (vendored in
+tests/cluster/data/, Apache-2.0, origin in its README.md), after interpolating it
 the way `docker compose` does with the values of .env.example. Every command the stack runs is
 parsed by the real command-line parser of the program it names (`sweeps`, `mlflow server`,
 `ray start`), so a renamed flag or subcommand fails here, not in a container.
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 ENV_EXAMPLE = REPO / ".env.example"
-SCHEMA_FILE = REPO.parent / "shared" / "schemas" / "compose-spec.json"
+SCHEMA_FILE = Path(__file__).resolve().parent / "data" / "compose-spec.json"
 
 SERVICES = {"postgres", "mlflow", "ray-head", "ray-worker", "sweep"}
 PROJECT_SERVICES = {"mlflow", "ray-head", "ray-worker", "sweep"}   # built from our Dockerfile

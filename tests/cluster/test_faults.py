@@ -91,13 +91,13 @@ def test_an_interrupted_driver_leaves_no_pack_training_on_the_cluster(cluster, w
     assert any(t["state"] != "FINISHED" for t in new_pack_tasks(cluster, before)), \
         "every pack had finished before the interruption"
     driver.popen.send_signal(signal.SIGINT)
-    assert finish(driver, timeout=120) == 130, driver.tail(60)
+    assert finish(driver) == 130, driver.tail(60)
 
     # A pack takes ~3 s; had the tasks outlived their driver, they would report FINISHED.
     tasks = wait_for("every pack task of the interrupted sweep ended",
                      lambda: (t := new_pack_tasks(cluster, before))
                      and all(task["state"] in ("FINISHED", "FAILED") for task in t) and t,
-                     timeout=60, interval=0.5)
+                     timeout=300, interval=0.5)
     assert any(task["state"] == "FAILED" for task in tasks), tasks
     client = mlflow_client(cluster)
     experiment = client.get_experiment_by_name(name)

@@ -59,7 +59,7 @@ def test_stop_ends_a_running_job_and_the_sweep_is_marked_killed(cluster, workdir
              and finished_children(cluster, name) >= 1, timeout=300, interval=0.3)
     assert jobs.stop(job_id, address) == f"{job_id}: stop requested"
     assert wait_for("job stopped", lambda: (s := _job_status(cluster, job_id)) in TERMINAL and s,
-                    timeout=120) == "STOPPED"
+                    timeout=300) == "STOPPED"
 
     # The driver got SIGTERM: the parent run is KILLED, what finished stays logged, once.
     client = mlflow_client(cluster)

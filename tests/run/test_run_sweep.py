@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from sweeps.run import run_sweep
 from tests.conftest import CONFIGS
 from tests.run.helpers import (
+    START_TIMEOUT,
     child_runs,
     pack_task_pids,
     sweeps_command,
@@ -115,7 +116,7 @@ def test_a_killed_worker_is_retried_and_every_variant_logged_once(ray_session, t
     killed = []
 
     def kill_first_pack_worker():
-        pids = wait_for(pack_task_pids, timeout=120, what="a Ray worker running a pack")
+        pids = wait_for(pack_task_pids, timeout=START_TIMEOUT, what="a Ray worker running a pack")
         os.kill(pids[0], signal.SIGKILL)
         killed.append(pids[0])
 
@@ -140,10 +141,9 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_one_finished_child_each
                             "--no-progress", cwd=tmp_path)
     try:
         wait_for(lambda: len(child_runs(tmp_tracking_uri, "resumed", "FINISHED")) >= 3,
-                 timeout=180, what="three finished child runs", poll=0.1)
+                 timeout=START_TIMEOUT, what="three finished child runs", poll=0.1, watch=driver)
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.communicate()
+        driver.kill()
     finished_before = {
         run.data.tags["sweep.variant_key"]
         for run in child_runs(tmp_tracking_uri, "resumed", "FINISHED")
@@ -169,13 +169,12 @@ def test_a_signal_stops_the_sweep_cleanly_and_keeps_what_finished(
                             "--no-progress", cwd=tmp_path)
     try:
         wait_for(lambda: child_runs(tmp_tracking_uri, "stopped", "FINISHED"),
-                 timeout=180, what="a finished child run", poll=0.1)
+                 timeout=START_TIMEOUT, what="a finished child run", poll=0.1, watch=driver)
         os.kill(driver.pid, signum)
-        _, stderr = driver.communicate(timeout=60)
+        code, stderr = driver.finish(timeout=180)
     finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-    assert driver.returncode == exit_code, stderr
+        driver.kill()
+    assert code == exit_code, stderr
     assert "Run the same command again" in stderr
     assert "Traceback" not in stderr
 
@@ -185,6 +184,43 @@ def test_a_signal_stops_the_sweep_cleanly_and_keeps_what_finished(
     assert parent.info.status == "KILLED"
     finished = child_runs(tmp_tracking_uri, "stopped", "FINISHED")
     assert 1 <= len(finished) < 24
+
+
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 0), (signal.SIGTERM, 143)])
+def test_started_with_sigint_ignored_ctrl_c_is_ignored_and_sigterm_still_stops_it(
+    tmp_tracking_uri, tmp_path, signum, exit_code
+):
+    """`nohup sweeps run ...` or a background job of a script: SIGINT arrives ignored, and
+    Python keeps it so (no KeyboardInterrupt), so Ctrl-C lets the sweep finish normally; the
+    SIGTERM handler of `sweeps run` is installed regardless."""
+    name = f"nohup-{signal.Signals(signum).name.lower()}"
+    sweep = write_sweep(tmp_path, name=name, epochs=20000, seeds=range(6))
+    driver = sweeps_command("run", str(sweep), "--tracking-uri", tmp_tracking_uri,
+                            "--no-progress", cwd=tmp_path,
+                            signals={signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_DFL})
+    try:
+        wait_for(lambda: child_runs(tmp_tracking_uri, name, "FINISHED"),
+                 timeout=START_TIMEOUT, what="a finished child run", poll=0.1, watch=driver)
+        finished_when_signalled = len(child_runs(tmp_tracking_uri, name, "FINISHED"))
+        assert driver.returncode is None and finished_when_signalled < 24, "the sweep was over"
+        os.kill(driver.pid, signum)
+        code, stderr = driver.finish(timeout=START_TIMEOUT)
+    finally:
+        driver.kill()
+    assert code == exit_code, stderr
+    assert "Traceback" not in stderr
+
+    client = MlflowClient(tmp_tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    [parent] = client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'parent'")
+    finished = child_runs(tmp_tracking_uri, name, "FINISHED")
+    if signum == signal.SIGINT:
+        assert parent.info.status == "FINISHED"
+        assert len(finished) == 24
+    else:
+        assert parent.info.status == "KILLED"
+        assert "Run the same command again" in stderr
+        assert 1 <= len(finished) < 24
 
 
 def test_a_diverging_learning_rate_is_recorded_and_the_rest_completes(
@@ -227,7 +263,10 @@ def test_an_unreachable_cluster_or_tracking_server_fails_fast_with_its_address(
     extra = ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"] if option == "--address" else []
     driver = sweeps_command("run", str(CONFIGS / "article.yaml"), option, value, *extra,
                             "--no-progress", cwd=tmp_path)
-    _, stderr = driver.communicate(timeout=120)  # Ray and MLflow alone would retry for minutes
-    assert driver.returncode == 1
+    try:
+        code, stderr = driver.finish(timeout=120)  # Ray and MLflow alone would retry for minutes
+    finally:
+        driver.kill()
+    assert code == 1
     assert what in stderr and str(port) in stderr
     assert "Traceback" not in stderr
