@@ -35,24 +35,16 @@ def _pyplot():
 
 def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
               curves: pd.DataFrame, sweep: Any = None, *,
-              predictions: Mapping[str, pd.DataFrame] | None = None,
-              tracking_uri: str | None = None) -> list[Path]:
+              predictions: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
     """Every plot that the tables support; returns the files written.
 
-    predictions : {run_id: predictions table} (`results.predictions_from_records` or
-        `results.load_predictions`).
-    tracking_uri : where to download the best group's predictions.csv files that
-        `predictions` lacks (variants of a resumed sweep). Without either, no predictions plot.
+    predictions : {run_id: predictions table} of (at least) the best group's variants,
+        `predictions_wanted` (`results.predictions_from_records` or
+        `results.load_predictions`). Without them, no predictions plot.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     predictions = dict(predictions or {})
-    if tracking_uri is not None and not summary.empty:
-        missing = [r for r in _group_rows(frame, summary, summary.iloc[0])["run_id"]
-                   if r not in predictions]
-        if missing:
-            from sweeps.results import load_predictions
-            predictions.update(load_predictions(missing, tracking_uri))
     paths = []
     for name, draw in (("loss_curves.png", lambda p: loss_curves(p, frame, summary, curves)),
                        ("loss_vs_lr.png", lambda p: loss_vs_setting(p, frame, summary)),
@@ -61,6 +53,13 @@ def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
         if draw(out / name):
             paths.append(out / name)
     return paths
+
+
+def predictions_wanted(frame: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """The run ids whose predictions the predictions plot draws: the best group's."""
+    if summary.empty:
+        return []
+    return _group_rows(frame, summary, summary.iloc[0])["run_id"].tolist()
 
 
 def _label(settings: Mapping[str, Any]) -> str:

@@ -164,10 +164,10 @@ def run_sweep(
     files = results.save(out_dir, frame, summary, curves)
     from sweeps import plots  # matplotlib only once there is something to draw
 
-    files += plots.write_all(
-        out_dir, frame, summary, curves, sweep,
-        predictions=results.predictions_from_records(records), tracking_uri=tracker.tracking_uri,
-    )
+    predictions = results.predictions_from_records(records)
+    missing = [r for r in plots.predictions_wanted(frame, summary) if r not in predictions]
+    predictions.update(results.load_predictions(missing, tracker.tracking_uri))
+    files += plots.write_all(out_dir, frame, summary, curves, sweep, predictions=predictions)
     tracker.log_artifacts(out_dir)
     tracker.log_parent_metrics(results.best_metrics(summary))
     failed, nodes = outcome

@@ -133,6 +133,19 @@ def decode_metric(value: float) -> float:
     return value
 
 
+def decode_metrics(values: np.ndarray, is_nan: np.ndarray) -> np.ndarray:
+    """`decode_metric` over rows as the SQL tables hold them.
+
+    values, is_nan : ndarray, shape (n,): the ``value`` and ``is_nan`` columns (a NaN is
+        stored as 0 with is_nan set). Returns float64, shape (n,), a new array.
+    """
+    out = np.array(values, dtype=np.float64)
+    out[np.asarray(is_nan, dtype=bool)] = math.nan
+    out[out >= _FLOAT_MAX] = math.inf
+    out[out <= -_FLOAT_MAX] = -math.inf
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Records: what a child run holds, as plain Python. The tracker builds them while logging and
 # `fetch_runs` builds them from MLflow; `sweeps.results` turns either into the same tables.
