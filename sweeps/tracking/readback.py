@@ -192,17 +192,18 @@ def read_sweep(experiment: str, tracking_uri: str | None = None, sweep: Any = No
         raise ValueError(f"reader must be one of {', '.join(READERS)}, not {reader!r}")
     from sweeps.tracking.sqlread import is_sql_store, read_children, read_histories
 
-    client = make_client(tracking_uri or default_tracking_uri(), create=False)
+    tracking_uri = tracking_uri or default_tracking_uri()
+    client = make_client(tracking_uri, create=False)
+    store = client._tracking_client.store
+    if reader == "sql" and not is_sql_store(store):
+        raise ValueError(f"the sql reader needs a database store, not {tracking_uri}")
+    use_sql = reader == "sql" or (reader == "auto" and is_sql_store(store))
     experiment_id, parent = locate_parent(client, experiment, getattr(sweep, "config_hash", None),
                                           parent_run_id)
     swept = json.loads(parent.data.tags.get(SWEPT, "{}") or "{}")
     if not swept and sweep is not None:
         swept = sweep_kinds(sweep)
-    store = client._tracking_client.store
-    use_sql = reader == "sql" or (reader == "auto" and is_sql_store(store))
     if use_sql:
-        if not is_sql_store(store):
-            raise ValueError(f"the sql reader needs a database store, not {tracking_uri}")
         records = newest_per_variant(read_children(store, experiment_id, parent.info.run_id,
                                                    swept))
         if histories:
