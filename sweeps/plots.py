@@ -6,7 +6,11 @@
   swept numeric setting), one line per hidden size (or the next swept setting); error bars =
   min-max across seeds on the (usual) log scale, where mean - std can be negative, else
   ± std; other swept settings at their best value for each point.
-- ``predictions.png``: each variant of the best group, test predictions against targets.
+- ``predictions.png``: the best group's variants (at most `MAX_PREDICTION_VARIANTS`), test
+  predictions against targets.
+
+Drawing needs matplotlib, imported on the first plot; choosing what to draw
+(`curves_wanted`, `predictions_wanted`) needs only pandas.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sweeps.results import default_metric, setting_columns
 X_PREFERRED = ("train.lr",)
 LINE_PREFERRED = ("model.hidden",)
 MAX_CURVE_GROUPS = 8
+MAX_PREDICTION_VARIANTS = 10      # more markers than this hide each other (and the legend)
 
 
 def _pyplot():
@@ -56,10 +61,21 @@ def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
 
 
 def predictions_wanted(frame: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
-    """The run ids whose predictions the predictions plot draws: the best group's."""
+    """The run ids whose predictions the predictions plot draws: the best group's first
+    `MAX_PREDICTION_VARIANTS`."""
     if summary.empty:
         return []
-    return _group_rows(frame, summary, summary.iloc[0])["run_id"].tolist()
+    rows = _group_rows(frame, summary, summary.iloc[0])
+    return rows["run_id"].tolist()[:MAX_PREDICTION_VARIANTS]
+
+
+def curves_wanted(frame: pd.DataFrame, summary: pd.DataFrame,
+                  top: int = MAX_CURVE_GROUPS) -> list[str]:
+    """The run ids whose curves `loss_curves` draws: the variants of the `top` best groups."""
+    wanted: list[str] = []
+    for _, row in summary.head(top).iterrows():
+        wanted += _group_rows(frame, summary, row)["run_id"].tolist()
+    return wanted
 
 
 def _label(settings: Mapping[str, Any]) -> str:
@@ -247,13 +263,14 @@ def _text(value: Any) -> str:
 
 def predictions_plot(path: Path, frame: pd.DataFrame, summary: pd.DataFrame,
                      predictions: Mapping[str, pd.DataFrame]) -> bool:
-    """Test predictions against targets for each variant of the best group."""
+    """Test predictions against targets for the best group's variants (the first
+    `MAX_PREDICTION_VARIANTS` of them)."""
     if summary.empty or not predictions:
         return False
     best = summary.iloc[0]
     rows = _group_rows(frame, summary, best)
     tables = [(r.name, predictions[r.run_id]) for r in rows.itertuples()
-              if r.run_id in predictions]
+              if r.run_id in predictions][:MAX_PREDICTION_VARIANTS]
     if not tables:
         return False
     plt = _pyplot()
@@ -280,7 +297,9 @@ def predictions_plot(path: Path, frame: pd.DataFrame, summary: pd.DataFrame,
         ax.grid(True, alpha=0.3)
     axes[0][0].legend(fontsize="x-small")
     by = summary.attrs.get("by") or []
-    fig.suptitle(f"Test predictions of the best group: {_label({c: best[c] for c in by})}")
+    shown = f" ({len(tables)} of {len(rows)} variants)" if len(tables) < len(rows) else ""
+    fig.suptitle(f"Test predictions of the best group{shown}: "
+                 f"{_label({c: best[c] for c in by})}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
