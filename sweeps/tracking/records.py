@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sweeps.tracking.layout import (CURVES, GROUP_KEY, STATUS, VARIANT_INDEX, VARIANT_KEY,
+from sweeps.tracking.layout import (GROUP_KEY, STATUS, VARIANT_INDEX, VARIANT_KEY, curve_keys,
                                     decode_metric, decode_param)
 
 History = Mapping[str, tuple[np.ndarray, np.ndarray]]   # key -> (steps int64, values float64)
@@ -91,7 +91,7 @@ def decode_record(*, run_id: str, name: str, start_time: int | None, tags: Mappi
         run_id=run_id, name=name, start_time=int(start_time or 0),
         variant_key=tags.get(VARIANT_KEY, ""), group_key=tags.get(GROUP_KEY, ""),
         status=tags.get(STATUS, ""), index=int(tags.get(VARIANT_INDEX, 0) or 0),
-        curves=tuple(k for k in tags.get(CURVES, "").split(",") if k), swept=swept,
+        curves=tuple(curve_keys(tags)), swept=swept,
         settings={path: decode_param(params.get(path), kind) for path, kind in swept.items()},
         metrics={k: decode_metric(v) for k, v in metrics.items()})
 
