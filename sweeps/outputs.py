@@ -1,9 +1,9 @@
 """The end of a sweep: tables, plots and the parent run's artifacts, drawn while logged.
 
 Plots cost more than everything else at the end of a sweep (importing matplotlib ~1 s, ~0.5 s
-a figure), so they are drawn in a helper process (`PlotWorker`) started with the sweep: it
-imports matplotlib while Ray starts and the packs train, and draws while the driver writes the
-tables and logs the best metrics. The driver never imports matplotlib. The helper gets only
+a figure), so they are drawn in a helper process (`PlotWorker`) started when training starts (not
+before: it would slow Ray's start-up): it imports matplotlib while the packs train, and draws
+while the driver writes the tables and logs the best metrics. The driver never imports matplotlib. The helper gets only
 what the plots show (the best groups' curves and predictions), not the whole sweep.
 
 If the helper cannot be started, dies or fails, the plots are drawn in the driver (where a

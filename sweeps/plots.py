@@ -269,14 +269,17 @@ def predictions_plot(path: Path, frame: pd.DataFrame, summary: pd.DataFrame,
         return False
     best = summary.iloc[0]
     rows = _group_rows(frame, summary, best)
-    tables = [(r.name, predictions[r.run_id]) for r in rows.itertuples()
-              if r.run_id in predictions][:MAX_PREDICTION_VARIANTS]
+    # Legend: what differs inside the group (the seed), not the settings the title shows.
+    over = [c for c in summary.attrs.get("over") or [] if c in rows.columns]
+    tables = [(_label({c: row[c] for c in over}) if over else row["name"],
+               predictions[row["run_id"]]) for _, row in rows.iterrows()
+              if row["run_id"] in predictions][:MAX_PREDICTION_VARIANTS]
     if not tables:
         return False
     plt = _pyplot()
     targets = [c[len("target_"):] for c in tables[0][1].columns if c.startswith("target_")]
     targets = targets[:4]
-    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(5 * max(1, len(targets)), 4.5),
+    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(max(6, 5 * len(targets)), 4.5),
                              squeeze=False)
     for ax, target in zip(axes[0], targets):
         lo, hi = math.inf, -math.inf
@@ -298,8 +301,8 @@ def predictions_plot(path: Path, frame: pd.DataFrame, summary: pd.DataFrame,
     axes[0][0].legend(fontsize="x-small")
     by = summary.attrs.get("by") or []
     shown = f" ({len(tables)} of {len(rows)} variants)" if len(tables) < len(rows) else ""
-    fig.suptitle(f"Test predictions of the best group{shown}: "
-                 f"{_label({c: best[c] for c in by})}")
+    fig.suptitle(f"Test predictions of the best group{shown}:\n"
+                 f"{_label({c: best[c] for c in by})}", fontsize="medium")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

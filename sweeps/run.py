@@ -145,7 +145,7 @@ def run_sweep(
     clock = time.perf_counter()
 
     tracker = SweepTracker(sweep, tracking_uri=tracking_uri, fresh=fresh)
-    plotter = PlotWorker()      # imports matplotlib while Ray starts and the packs train
+    plotter = None
     try:
         with ThreadPoolExecutor(max_workers=1) as background:
             # Both take seconds and mostly wait (Ray on its processes, MLflow on SQLite).
@@ -155,6 +155,8 @@ def run_sweep(
             finished = tracker_started.result()
             packs = make_packs(sweep, workers=execute.worker_count(executor), skip=finished)
             timings["startup"] = time.perf_counter() - clock
+            # Imports matplotlib while the packs train (started earlier, it slows start-up).
+            plotter = PlotWorker()
             failed, nodes = _train_and_log(sweep, tracker, packs, connection, progress, timings)
         finally:
             if connection is not None:
@@ -164,7 +166,8 @@ def run_sweep(
         made = write_outputs(tracker, out_dir, plotter, "FAILED" if failed else "FINISHED")
         timings["results"] = time.perf_counter() - clock
     finally:
-        plotter.close()
+        if plotter is not None:
+            plotter.close()
     return SweepOutcome(
         sweep=sweep, parent_run_id=tracker.parent_run_id, tracking_uri=tracker.tracking_uri,
         frame=made.frame, summary=made.summary, curves=made.curves, out_dir=out_dir,
