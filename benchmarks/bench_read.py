@@ -60,10 +60,11 @@ def copies(store: Path, workdir: Path) -> dict[str, str]:
     return out
 
 
-def timed(fn) -> tuple[float, object]:
-    clock = time.perf_counter()
+def timed(fn) -> tuple[float, float, object]:
+    """(wall seconds, CPU seconds of this process, fn())."""
+    clock, cpu = time.perf_counter(), time.process_time()
     value = fn()
-    return time.perf_counter() - clock, value
+    return time.perf_counter() - clock, time.process_time() - cpu, value
 
 
 def measure(uri: str, reader: str) -> dict[str, float]:
@@ -83,17 +84,23 @@ def measure(uri: str, reader: str) -> dict[str, float]:
 
     out = {}
     for name, fn in (("load_runs", frame), ("summary", summary), ("load_curves", curves)):
-        out[name], value = timed(fn)
+        out[name], out[f"{name} cpu"], value = timed(fn)
         if name == "load_curves":
             out["points"] = len(value)
     return out
 
 
-def cli_summary(uri: str) -> float:
-    seconds, _ = timed(lambda: subprocess.run(
+def cli_summary(uri: str) -> dict[str, float]:
+    """Wall and CPU seconds (user + system of the child) of `sweeps summary`."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, _, _ = timed(lambda: subprocess.run(
         [sys.executable, "-m", "sweeps", "summary", "--experiment", EXPERIMENT,
          "--tracking-uri", uri], check=True, stdout=subprocess.DEVNULL))
-    return seconds
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return {"cli summary": wall, "cli summary cpu": cpu}
 
 
 def main() -> None:
@@ -117,16 +124,21 @@ def main() -> None:
                 for reader in ("sql", "client"):
                     for name, seconds in measure(uri, reader).items():
                         best[reader][name] = min(seconds, best[reader].get(name, seconds))
-                best["sql"]["cli summary"] = min(cli_summary(uri),
-                                                 best["sql"].get("cli summary", float("inf")))
+                for name, seconds in cli_summary(uri).items():
+                    best["sql"][name] = min(seconds, best["sql"].get(name, seconds))
             points = int(best["sql"].pop("points"))
             best["client"].pop("points")
-            print(f"\n{label} ({points:,} curve points), best of {args.rounds}, seconds:")
-            print(f"  {'':12} {'sql':>8} {'client':>8} {'client/sql':>11}")
+            print(f"\n{label} ({points:,} curve points), best of {args.rounds}, seconds "
+                  f"(wall; CPU of the reading process, what a quiet machine's wall would be):")
+            print(f"  {'':12} {'sql':>8} {'client':>8} {'ratio':>7}   {'sql cpu':>8} "
+                  f"{'client cpu':>10} {'ratio':>7}")
             for name in ("load_runs", "summary", "load_curves"):
                 fast, slow = best["sql"][name], best["client"][name]
-                print(f"  {name:12} {fast:8.2f} {slow:8.2f} {slow / fast:10.1f}x")
-            print(f"  {'cli summary':12} {best['sql']['cli summary']:8.2f}")
+                fast_cpu, slow_cpu = best["sql"][f"{name} cpu"], best["client"][f"{name} cpu"]
+                print(f"  {name:12} {fast:8.2f} {slow:8.2f} {slow / fast:6.1f}x   "
+                      f"{fast_cpu:8.2f} {slow_cpu:10.2f} {slow_cpu / fast_cpu:6.1f}x")
+            print(f"  {'cli summary':12} {best['sql']['cli summary']:8.2f} {'':8} {'':7}   "
+                  f"{best['sql']['cli summary cpu']:8.2f}   (imports included)")
 
 
 if __name__ == "__main__":
