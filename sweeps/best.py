@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
+from sweeps.tracking.records import RunRecord
 from sweeps.verification import DIFFERENT, Check, check_record
 
 
@@ -54,8 +55,8 @@ class BestModel:
         return "\n".join(lines)
 
 
-def choose(records: Sequence[Mapping[str, Any]], metric: str | None = None,
-           variant: str | None = None) -> tuple[Mapping[str, Any], str, float]:
+def choose(records: Sequence[RunRecord], metric: str | None = None,
+           variant: str | None = None) -> tuple[RunRecord, str, float]:
     """(record, metric, group mean) of the winner among run records.
 
     variant : a variant key, run id or run name instead of the ranking.
@@ -68,8 +69,7 @@ def choose(records: Sequence[Mapping[str, Any]], metric: str | None = None,
     frame = frame_from_records(records)
     metric = metric or default_metric(frame)
     if variant is not None:
-        found = [r for r in records if variant in (r["run_id"], r.get("name"),
-                                                    r["tags"].get("sweep.variant_key"))]
+        found = [r for r in records if variant in (r.run_id, r.name, r.variant_key)]
         if not found:
             raise NoWinner(f"no finished variant with key, run id or name {variant!r}")
         return found[0], metric, math.nan
@@ -108,20 +108,20 @@ def best_model(experiment: str | None = None, tracking_uri: str | None = None,
     experiment = _experiment_name(experiment, sweep)
     if base_dir is None:
         base_dir = Path(sweep.path).resolve().parent if sweep is not None else Path(".")
-    records = readback.fetch_runs(experiment, tracking_uri, sweep, parent_run_id=parent_run_id)
+    records = readback.read_sweep(experiment, tracking_uri, sweep,
+                                  parent_run_id=parent_run_id).records
     record, metric, group_mean = choose(records, metric, variant)
-    text = readback.fetch_predictions(tracking_uri, [record["run_id"]]).get(record["run_id"])
-    check, retrained = check_record(record, text, Path(base_dir))
+    check, retrained = check_record(tracking_uri, record, Path(base_dir))
     if retrained is None or check.verdict == DIFFERENT:
         raise RuntimeError(
             f"re-training {check.name} from its logged params does not reproduce the run "
             f"(max rel diff {check.max_rel:.3g} in {check.worst or '-'}"
             f"{'; its params no longer match its variant key' if not check.key_matches else ''}"
             f"{'; ' + check.problem if check.problem else ''}); see `sweeps verify`")
-    logged = log_network(tracking_uri, record["run_id"], retrained, register=register)
+    logged = log_network(tracking_uri, record.run_id, retrained, register=register)
     return BestModel(
-        experiment=experiment, run_id=record["run_id"], name=check.name,
+        experiment=experiment, run_id=record.run_id, name=check.name,
         variant_key=check.variant_key, metric=metric,
-        value=float(record["metrics"].get(metric, math.nan)), group_mean=group_mean,
+        value=float(record.metrics.get(metric, math.nan)), group_mean=group_mean,
         check=check, model_uri=logged.model_uri, registry_uri=logged.registry_uri,
         serve_command=serve_command(logged.model_uri, tracking_uri))

@@ -6,7 +6,11 @@
   swept numeric setting), one line per hidden size (or the next swept setting); error bars =
   min-max across seeds on the (usual) log scale, where mean - std can be negative, else
   ± std; other swept settings at their best value for each point.
-- ``predictions.png``: each variant of the best group, test predictions against targets.
+- ``predictions.png``: the best group's variants (at most `MAX_PREDICTION_VARIANTS`), test
+  predictions against targets.
+
+Drawing needs matplotlib, imported on the first plot; choosing what to draw
+(`curves_wanted`, `predictions_wanted`) needs only pandas.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sweeps.results import default_metric, setting_columns
 X_PREFERRED = ("train.lr",)
 LINE_PREFERRED = ("model.hidden",)
 MAX_CURVE_GROUPS = 8
+MAX_PREDICTION_VARIANTS = 10      # more markers than this hide each other (and the legend)
 
 
 def _pyplot():
@@ -35,24 +40,16 @@ def _pyplot():
 
 def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
               curves: pd.DataFrame, sweep: Any = None, *,
-              predictions: Mapping[str, pd.DataFrame] | None = None,
-              tracking_uri: str | None = None) -> list[Path]:
+              predictions: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
     """Every plot that the tables support; returns the files written.
 
-    predictions : {run_id: predictions table} (`results.predictions_from_records` or
-        `results.load_predictions`).
-    tracking_uri : where to download the best group's predictions.csv files that
-        `predictions` lacks (variants of a resumed sweep). Without either, no predictions plot.
+    predictions : {run_id: predictions table} of (at least) the best group's variants,
+        `predictions_wanted` (`results.predictions_from_records` or
+        `results.load_predictions`). Without them, no predictions plot.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     predictions = dict(predictions or {})
-    if tracking_uri is not None and not summary.empty:
-        missing = [r for r in _group_rows(frame, summary, summary.iloc[0])["run_id"]
-                   if r not in predictions]
-        if missing:
-            from sweeps.results import load_predictions
-            predictions.update(load_predictions(missing, tracking_uri))
     paths = []
     for name, draw in (("loss_curves.png", lambda p: loss_curves(p, frame, summary, curves)),
                        ("loss_vs_lr.png", lambda p: loss_vs_setting(p, frame, summary)),
@@ -61,6 +58,24 @@ def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
         if draw(out / name):
             paths.append(out / name)
     return paths
+
+
+def predictions_wanted(frame: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """The run ids whose predictions the predictions plot draws: the best group's first
+    `MAX_PREDICTION_VARIANTS`."""
+    if summary.empty:
+        return []
+    rows = _group_rows(frame, summary, summary.iloc[0])
+    return rows["run_id"].tolist()[:MAX_PREDICTION_VARIANTS]
+
+
+def curves_wanted(frame: pd.DataFrame, summary: pd.DataFrame,
+                  top: int = MAX_CURVE_GROUPS) -> list[str]:
+    """The run ids whose curves `loss_curves` draws: the variants of the `top` best groups."""
+    wanted: list[str] = []
+    for _, row in summary.head(top).iterrows():
+        wanted += _group_rows(frame, summary, row)["run_id"].tolist()
+    return wanted
 
 
 def _label(settings: Mapping[str, Any]) -> str:
@@ -248,19 +263,23 @@ def _text(value: Any) -> str:
 
 def predictions_plot(path: Path, frame: pd.DataFrame, summary: pd.DataFrame,
                      predictions: Mapping[str, pd.DataFrame]) -> bool:
-    """Test predictions against targets for each variant of the best group."""
+    """Test predictions against targets for the best group's variants (the first
+    `MAX_PREDICTION_VARIANTS` of them)."""
     if summary.empty or not predictions:
         return False
     best = summary.iloc[0]
     rows = _group_rows(frame, summary, best)
-    tables = [(r.name, predictions[r.run_id]) for r in rows.itertuples()
-              if r.run_id in predictions]
+    # Legend: what differs inside the group (the seed), not the settings the title shows.
+    over = [c for c in summary.attrs.get("over") or [] if c in rows.columns]
+    tables = [(_label({c: row[c] for c in over}) if over else row["name"],
+               predictions[row["run_id"]]) for _, row in rows.iterrows()
+              if row["run_id"] in predictions][:MAX_PREDICTION_VARIANTS]
     if not tables:
         return False
     plt = _pyplot()
     targets = [c[len("target_"):] for c in tables[0][1].columns if c.startswith("target_")]
     targets = targets[:4]
-    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(5 * max(1, len(targets)), 4.5),
+    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(max(6, 5 * len(targets)), 4.5),
                              squeeze=False)
     for ax, target in zip(axes[0], targets):
         lo, hi = math.inf, -math.inf
@@ -281,7 +300,9 @@ def predictions_plot(path: Path, frame: pd.DataFrame, summary: pd.DataFrame,
         ax.grid(True, alpha=0.3)
     axes[0][0].legend(fontsize="x-small")
     by = summary.attrs.get("by") or []
-    fig.suptitle(f"Test predictions of the best group: {_label({c: best[c] for c in by})}")
+    shown = f" ({len(tables)} of {len(rows)} variants)" if len(tables) < len(rows) else ""
+    fig.suptitle(f"Test predictions of the best group{shown}:\n"
+                 f"{_label({c: best[c] for c in by})}", fontsize="medium")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

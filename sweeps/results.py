@@ -4,7 +4,10 @@ One builder serves both paths, so they give identical tables:
 
 - `sweeps run` (in memory): ``frame_from_records(tracker.records())``;
 - later, from MLflow alone: ``load_runs(experiment)`` reads the same records back
-  (`sweeps.tracking.readback.fetch_runs`) and calls the same builder.
+  (`sweeps.tracking.readback.read_sweep`) and calls the same builder.
+
+Records are `sweeps.tracking.records.RunRecord`s, decoded at the MLflow edge: nothing here
+knows MLflow.
 
 Tables
 ------
@@ -30,9 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sweeps.tracking import readback
-from sweeps.tracking.layout import GROUP_KEY, STATUS, SWEPT, VARIANT_KEY, decode_param
-from sweeps.tracking.store import default_tracking_uri, make_client
+from sweeps.tracking.records import Predictions, RunRecord
 
 ID_COLUMNS = ("run_id", "variant_key", "group_key", "status", "name")
 # Metric columns first in this order, any others after them (sorted).
@@ -45,31 +46,30 @@ HIGHER_IS_BETTER = ("accuracy",)
 # --------------------------------------------------------------------------------------------
 # Builders (records -> tables)
 
-def frame_from_records(records: Sequence[Mapping[str, Any]],
+def frame_from_records(records: Sequence[RunRecord],
                        swept: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """The per-variant table from run records (`SweepTracker.records()` or `readback.fetch_runs`).
+    """The per-variant table from run records (`SweepTracker.records()` or `load_runs`).
 
     swept : {dotted path: kind} of the setting columns; default: the records' own.
     """
     records = list(records)
     if swept is None:
-        swept = records[0]["swept"] if records else {}
+        swept = records[0].swept if records else {}
     swept = dict(swept)
     columns: dict[str, Any] = {
-        "run_id": pd.array([r["run_id"] for r in records], dtype="str"),
-        "variant_key": pd.array([r["tags"].get(VARIANT_KEY) for r in records], dtype="str"),
-        "group_key": pd.array([r["tags"].get(GROUP_KEY) for r in records], dtype="str"),
-        "status": pd.array([r["tags"].get(STATUS) for r in records], dtype="str"),
-        "name": pd.array([r.get("name") for r in records], dtype="str"),
+        "run_id": pd.array([r.run_id for r in records], dtype="str"),
+        "variant_key": pd.array([r.variant_key for r in records], dtype="str"),
+        "group_key": pd.array([r.group_key for r in records], dtype="str"),
+        "status": pd.array([r.status for r in records], dtype="str"),
+        "name": pd.array([r.name for r in records], dtype="str"),
     }
     for path, kind in swept.items():
-        values = [decode_param(r["params"].get(path), kind) for r in records]
-        columns[path] = _setting_column(values, kind)
-    keys = {k for r in records for k in r["metrics"]}
+        columns[path] = _setting_column([r.settings.get(path) for r in records], kind)
+    keys = {k for r in records for k in r.metrics}
     if keys:
         keys.add("diverged_epoch")          # always present once there are metrics
     for key in metric_columns(keys):
-        values = np.array([r["metrics"].get(key, math.nan) for r in records], dtype=np.float64)
+        values = np.array([r.metrics.get(key, math.nan) for r in records], dtype=np.float64)
         if key == "diverged_epoch":
             columns[key] = pd.array(
                 [pd.NA if math.isnan(v) else int(v) for v in values], dtype="Int64")
@@ -115,19 +115,19 @@ def metric_columns(keys) -> list[str]:
     return [k for k in METRIC_ORDER if k in keys] + sorted(keys - set(METRIC_ORDER))
 
 
-def curves_from_records(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def curves_from_records(records: Sequence[RunRecord]) -> pd.DataFrame:
     """Long-format curves: one row per (run_id, epoch), one column per curve metric."""
-    keys = metric_columns({k for r in records for k in (r.get("history") or {})})
+    keys = metric_columns({k for r in records for k in (r.history or {})})
     run_ids: list[np.ndarray] = []
     epochs: list[np.ndarray] = []
     values: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for record in records:
-        history = record.get("history") or {}
+        history = record.history or {}
         if not history:
             continue
         steps = np.unique(np.concatenate([np.asarray(s, dtype=np.int64)
                                           for s, _ in history.values()]))
-        run_ids.append(np.full(len(steps), record["run_id"], dtype=object))
+        run_ids.append(np.full(len(steps), record.run_id, dtype=object))
         epochs.append(steps)
         for key in keys:
             column = np.full(len(steps), np.nan)
@@ -144,14 +144,15 @@ def curves_from_records(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def predictions_from_records(records: Sequence[Mapping[str, Any]]) -> dict[str, pd.DataFrame]:
+def predictions_from_records(records: Sequence[RunRecord]) -> dict[str, pd.DataFrame]:
     """{run_id: predictions table} for the records that carry predictions (in-memory ones)."""
-    out = {}
-    for record in records:
-        p = record.get("predictions")
-        if p:
-            out[record["run_id"]] = pd.DataFrame(p["values"], columns=p["columns"])
-    return out
+    return {record.run_id: predictions_table(record.predictions) for record in records
+            if record.predictions is not None}
+
+
+def predictions_table(predictions: Predictions) -> pd.DataFrame:
+    """predictions.csv as a table: one row per test example, float64 columns."""
+    return pd.DataFrame(predictions.values, columns=list(predictions.columns))
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,28 +166,30 @@ def load_runs(experiment: str | None = None, tracking_uri: str | None = None, sw
     sweep : optional loaded Sweep; picks the newest run of exactly this config (hash).
     parent_run_id : a specific sweep run instead of the newest one in the experiment.
     """
-    experiment = _experiment_name(experiment, sweep)
-    records = readback.fetch_runs(experiment, tracking_uri, sweep, parent_run_id=parent_run_id)
-    return frame_from_records(records, swept=records[0]["swept"] if records else
-                              _kinds_of_empty(experiment, tracking_uri, sweep, parent_run_id))
+    from sweeps.tracking.readback import read_sweep
+
+    read = read_sweep(_experiment_name(experiment, sweep), tracking_uri, sweep,
+                      parent_run_id=parent_run_id)
+    return frame_from_records(read.records, swept=read.swept)
 
 
 def load_curves(experiment: str | None = None, tracking_uri: str | None = None,
                 sweep: Any = None, *, parent_run_id: str | None = None) -> pd.DataFrame:
     """Every curve of a sweep, long format (run_id, epoch, metrics), fetched in bulk."""
-    experiment = _experiment_name(experiment, sweep)
-    records = readback.fetch_runs(experiment, tracking_uri, sweep, parent_run_id=parent_run_id,
-                                  histories=True)
-    return curves_from_records(records)
+    from sweeps.tracking.readback import read_sweep
+
+    read = read_sweep(_experiment_name(experiment, sweep), tracking_uri, sweep,
+                      parent_run_id=parent_run_id, histories=True)
+    return curves_from_records(read.records)
 
 
 def load_predictions(run_ids: Sequence[str], tracking_uri: str | None = None
                      ) -> dict[str, pd.DataFrame]:
-    """{run_id: predictions.csv as a table} for the given child runs."""
-    import io
+    """{run_id: predictions.csv as a table} for the given child runs (missing ones left out)."""
+    from sweeps.tracking.readback import fetch_predictions
 
-    texts = readback.fetch_predictions(tracking_uri, list(run_ids))
-    return {run_id: pd.read_csv(io.StringIO(text)) for run_id, text in texts.items()}
+    return {run_id: predictions_table(p)
+            for run_id, p in fetch_predictions(tracking_uri, list(run_ids)).items()}
 
 
 def _experiment_name(experiment: str | None, sweep: Any) -> str:
@@ -198,16 +201,6 @@ def _experiment_name(experiment: str | None, sweep: Any) -> str:
         raise TypeError(f"experiment must be the sweep's name (a str), not "
                         f"{type(experiment).__name__}")
     return experiment
-
-
-def _kinds_of_empty(experiment, tracking_uri, sweep, parent_run_id) -> dict[str, str]:
-    """Setting columns of a sweep run without finished children (an empty but typed frame)."""
-    import json
-
-    client = make_client(tracking_uri or default_tracking_uri(), create=False)
-    _, parent = readback.find_parent(client, experiment, getattr(sweep, "config_hash", None),
-                                     parent_run_id)
-    return json.loads(parent.data.tags.get(SWEPT, "{}") or "{}")
 
 
 # --------------------------------------------------------------------------------------------

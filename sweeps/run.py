@@ -1,7 +1,8 @@
 """`run_sweep`: the library form of `sweeps run`.
 
 Flow: resume or start the parent run -> pack the variants not yet finished -> train packs
-(Ray or serial) while the driver logs each finished pack -> tables, plots, artifacts.
+(Ray or serial) while the driver logs each finished pack -> tables, plots, artifacts
+(`sweeps.outputs`: the plots are drawn in a helper process started with the sweep).
 Ctrl-C or SIGTERM stops outstanding packs; everything logged so far stays FINISHED and the
 parent run is marked KILLED, so running the same file again continues where it stopped.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, get_args
 
 from sweeps import results
+from sweeps.outputs import PlotWorker, write_outputs
 from sweeps.plan import make_packs
 from sweeps.records import Executor, Pack
 from sweeps.progress import SweepProgress
@@ -151,39 +153,33 @@ def run_sweep(
     clock = time.perf_counter()
 
     tracker = SweepTracker(sweep, tracking_uri=tracking_uri, fresh=fresh)
-    with ThreadPoolExecutor(max_workers=1) as background:
-        # Both take seconds and mostly wait (Ray on its processes, MLflow on SQLite): overlap them.
-        tracker_started = background.submit(tracker.start)
-        connection = execute.RayConnection(address) if executor == "ray" else None
+    plotter = None
     try:
-        finished = tracker_started.result()
-        packs = make_packs(sweep, workers=execute.worker_count(executor), skip=finished)
-        timings["startup"] = time.perf_counter() - clock
-        outcome = _train_and_log(sweep, tracker, packs, connection, progress, timings)
+        with ThreadPoolExecutor(max_workers=1) as background:
+            # Both take seconds and mostly wait (Ray on its processes, MLflow on SQLite).
+            tracker_started = background.submit(tracker.start)
+            connection = execute.RayConnection(address) if executor == "ray" else None
+        try:
+            finished = tracker_started.result()
+            packs = make_packs(sweep, workers=execute.worker_count(executor), skip=finished)
+            timings["startup"] = time.perf_counter() - clock
+            # Imports matplotlib while the packs train (started earlier, it slows start-up).
+            plotter = PlotWorker()
+            failed, nodes = _train_and_log(sweep, tracker, packs, connection, progress, timings)
+        finally:
+            if connection is not None:
+                connection.close()
+
+        clock = time.perf_counter()
+        made = write_outputs(tracker, out_dir, plotter, "FAILED" if failed else "FINISHED")
+        timings["results"] = time.perf_counter() - clock
     finally:
-        if connection is not None:
-            connection.close()
-
-    clock = time.perf_counter()
-    records = tracker.records()  # every finished variant, this run's and earlier ones'
-    frame = results.frame_from_records(records)
-    summary = results.summarize(frame)
-    curves = results.curves_from_records(records)
-    files = results.save(out_dir, frame, summary, curves)
-    from sweeps import plots  # matplotlib only once there is something to draw
-
-    files += plots.write_all(
-        out_dir, frame, summary, curves, sweep,
-        predictions=results.predictions_from_records(records), tracking_uri=tracker.tracking_uri,
-    )
-    tracker.log_artifacts(out_dir)
-    tracker.log_parent_metrics(results.best_metrics(summary))
-    failed, nodes = outcome
-    tracker.finish("FAILED" if failed else "FINISHED")
-    timings["results"] = time.perf_counter() - clock
+        if plotter is not None:
+            plotter.close()
     return SweepOutcome(
         sweep=sweep, parent_run_id=tracker.parent_run_id, tracking_uri=tracker.tracking_uri,
-        frame=frame, summary=summary, curves=curves, out_dir=out_dir, files=files,
+        frame=made.frame, summary=made.summary, curves=made.curves, out_dir=out_dir,
+        files=made.files,
         trained=sum(len(pack.variants) for pack in packs) - len(failed),
         skipped=len(finished), failed=failed, nodes=nodes, timings=timings,
         experiment_id=tracker.experiment_id,

@@ -18,19 +18,18 @@ CPU, so a difference can be put down to that rather than to the logged params.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from sweeps.retrain import RetrainError, Retrained, retrain
-from sweeps.tracking.layout import VARIANT_KEY, predictions_table
+from sweeps.tracking.layout import predictions_table
+from sweeps.tracking.records import Predictions, RunRecord
 
 TOLERANCE = 1e-9
 BIT_IDENTICAL = "bit-identical"
@@ -142,57 +141,53 @@ def verdict_of(max_abs: float, max_rel: float, key_matches: bool = True) -> str:
     return BIT_IDENTICAL if max_abs == 0 else WITHIN
 
 
-def read_csv_exact(text: str) -> tuple[list[str], np.ndarray]:
-    """(columns, values) of a predictions.csv, every float parsed exactly (Python's float)."""
-    rows = list(csv.reader(io.StringIO(text)))
-    columns, body = rows[0], [r for r in rows[1:] if r]
-    values = np.array([[float(cell) for cell in row] for row in body], dtype=np.float64)
-    return columns, values.reshape(len(body), len(columns))
-
-
-def compare(retrained: Retrained, record: Mapping[str, Any], predictions_csv: str | None) -> Check:
-    """Compare a re-trained variant with its run record and logged predictions.csv text."""
+def compare(retrained: Retrained, record: RunRecord, logged_predictions: Predictions | None
+            ) -> Check:
+    """Compare a re-trained variant with its run record and logged predictions.csv."""
     found: list[tuple[float, float, str]] = []        # (max rel, max abs, what)
     ours = {k: v for k, v in retrained.result.metrics.items() if k not in IGNORED_METRICS}
-    logged = {k: v for k, v in record["metrics"].items() if k not in IGNORED_METRICS}
+    logged = {k: v for k, v in record.metrics.items() if k not in IGNORED_METRICS}
     for key in sorted(set(ours) | set(logged)):      # a key on one side only: NaN vs a number
         a, r = differences(np.array([ours.get(key, math.nan)]),
                            np.array([logged.get(key, math.nan)]))
         found.append((r, a, key))
-    if predictions_csv is None:
+    if logged_predictions is None:
         found.append((math.inf, math.inf, "predictions.csv (missing)"))
     else:
         columns, table = predictions_table(
             retrained.dataset, retrained.variant.settings["model.output_activation"],
             retrained.result.predictions)
-        logged_columns, logged_table = read_csv_exact(predictions_csv)
-        if logged_columns != columns:
+        if list(logged_predictions.columns) != columns:
             found.append((math.inf, math.inf, "predictions.csv columns"))
         else:
-            a, r = differences(table, logged_table)
+            a, r = differences(table, logged_predictions.values)
             found.append((r, a, "predictions.csv"))
     max_rel, _, worst = max(found, default=(0.0, 0.0, ""))
     max_abs = max((a for _, a, _ in found), default=0.0)
-    return Check(run_id=record["run_id"], name=record.get("name") or record["run_id"],
-                 variant_key=record["tags"].get(VARIANT_KEY, ""),
-                 key_matches=retrained.key_matches, max_abs=max_abs, max_rel=max_rel,
+    return Check(run_id=record.run_id, name=record.name or record.run_id,
+                 variant_key=record.variant_key, key_matches=retrained.key_matches, max_abs=max_abs, max_rel=max_rel,
                  worst=worst if max_abs > 0 else "",
                  verdict=verdict_of(max_abs, max_rel, retrained.key_matches))
 
 
-def check_record(record: Mapping[str, Any], predictions_csv: str | None,
-                 base_dir: Path) -> tuple[Check, Retrained | None]:
-    """Re-train one run record and compare; params that cannot be re-trained are DIFFERENT."""
+def check_record(tracking_uri: str, record: RunRecord, base_dir: Path
+                 ) -> tuple[Check, Retrained | None]:
+    """Re-train one run from its logged params and compare; params that cannot be re-trained
+    are DIFFERENT."""
+    from sweeps.tracking import readback
+
+    params = readback.fetch_params(tracking_uri, [record.run_id])[record.run_id]
+    logged_predictions = readback.fetch_predictions(tracking_uri, [record.run_id]).get(
+        record.run_id)
     try:
-        retrained = retrain(record["params"], base_dir=base_dir,
-                            name=record.get("name") or "variant",
-                            logged_key=record["tags"].get(VARIANT_KEY))
+        retrained = retrain(params, base_dir=base_dir, name=record.name or "variant",
+                            logged_key=record.variant_key)
     except RetrainError as error:
-        return Check(run_id=record["run_id"], name=record.get("name") or record["run_id"],
-                     variant_key=record["tags"].get(VARIANT_KEY, ""), key_matches=False,
+        return Check(run_id=record.run_id, name=record.name or record.run_id,
+                     variant_key=record.variant_key, key_matches=False,
                      max_abs=math.inf, max_rel=math.inf, worst="", verdict=DIFFERENT,
                      problem=str(error)), None
-    return compare(retrained, record, predictions_csv), retrained
+    return compare(retrained, record, logged_predictions), retrained
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,14 +215,12 @@ def verify(experiment: str | None = None, tracking_uri: str | None = None, sweep
     if base_dir is None:
         base_dir = Path(sweep.path).resolve().parent if sweep is not None else Path(".")
     client = make_client(tracking_uri, create=False)
-    _, parent = readback.find_parent(client, experiment, getattr(sweep, "config_hash", None),
-                                     parent_run_id)
-    records = readback.fetch_runs(experiment, tracking_uri, parent_run_id=parent.info.run_id)
+    _, parent = readback.locate_parent(client, experiment, getattr(sweep, "config_hash", None),
+                                       parent_run_id)
+    records = readback.read_sweep(experiment, tracking_uri, parent_run_id=parent.info.run_id).records
     chosen = list(records) if sample is None or sample >= len(records) else \
-        sorted(random.Random(seed).sample(list(records), sample),
-               key=lambda r: records.index(r))
-    texts = readback.fetch_predictions(tracking_uri, [r["run_id"] for r in chosen])
-    checks = [check_record(r, texts.get(r["run_id"]), Path(base_dir))[0] for r in chosen]
+        sorted(random.Random(seed).sample(list(records), sample), key=lambda r: r.index)
+    checks = [check_record(tracking_uri, r, Path(base_dir))[0] for r in chosen]
     verdict = max((c.verdict for c in checks), key=VERDICTS.index, default=BIT_IDENTICAL)
     outcome = Verification(
         experiment=experiment, parent_run_id=parent.info.run_id, checked=len(checks),

@@ -1,6 +1,8 @@
 """Everything that knows MLflow: the layout contract, connecting, writing, reading, the UI.
 
-`layout` (tag names, limits, param encoding: needs no MLflow), `store` (clients, SQLite
-set-up, reachability), `track` (the writer), `readback` (records from MLflow alone), `ui`
-(`sweeps ui`). The rest of the package talks to MLflow only through these modules.
+`layout` (tag names, limits, param encoding: needs no MLflow), `records` (`RunRecord`, what
+a child run holds, typed: needs no MLflow), `store` (clients, SQLite set-up, reachability),
+`track` (the writer), `readback` (records from MLflow alone; `sqlread` its set-based SQL
+reader), `ui` (`sweeps ui`). The rest of the package talks to MLflow only through these
+modules and sees only records.
 """

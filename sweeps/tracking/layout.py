@@ -138,18 +138,22 @@ def decode_metric(value: float) -> float:
     return value
 
 
+def decode_metrics(values: np.ndarray, is_nan: np.ndarray) -> np.ndarray:
+    """`decode_metric` over rows as the SQL tables hold them.
+
+    values, is_nan : ndarray, shape (n,): the ``value`` and ``is_nan`` columns (a NaN is
+        stored as 0 with is_nan set). Returns float64, shape (n,), a new array.
+    """
+    out = np.array(values, dtype=np.float64)
+    out[np.asarray(is_nan, dtype=bool)] = math.nan
+    out[out >= _FLOAT_MAX] = math.inf
+    out[out <= -_FLOAT_MAX] = -math.inf
+    return out
+
+
 # --------------------------------------------------------------------------------------------
-# Records: what a child run holds, as plain Python. The tracker builds them while logging and
-# `fetch_runs` builds them from MLflow; `sweeps.results` turns either into the same tables.
-#
-#   {"run_id": str, "name": str, "start_time": int (ms),
-#    "tags": {"sweep.variant_key": ..., "sweep.group_key": ..., "sweep.status": ...,
-#             "sweep.variant_index": "3", "sweep.curves": "train_loss,train_mse"},
-#    "params": {dotted path: str},          # as logged (encode_param)
-#    "metrics": {key: float},                # latest value per key = the final values
-#    "history": {key: (steps int64 ndarray, values float64 ndarray)},   # the curves
-#    "swept": {dotted path: kind},           # shared by all records of a sweep
-#    "predictions": {"columns": [...], "values": ndarray} | None}   # in-memory records only
+# What a child run holds, typed and decoded once, is a `sweeps.tracking.records.RunRecord`:
+# the writer builds it from the values it logs, the readers from these strings.
 
 
 def curve_keys(tags: Mapping[str, str]) -> list[str]:

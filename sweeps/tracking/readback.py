@@ -1,24 +1,79 @@
-"""Reading a sweep back from MLflow alone: its FINISHED child runs as records.
+"""Reading a sweep back from MLflow alone: its FINISHED child runs as typed `RunRecord`s.
 
-A record is what a child run holds, as plain Python (see `sweeps.tracking.layout`); the tracker builds
-the same records while it logs, and `sweeps.results` turns either into the same tables.
+Two readers give the same records (`tests/tracking/test_readers.py` holds them to it):
+
+- ``"sql"``: database-backed stores (``sqlite:///``, ``postgresql://``, ...) are read through
+  MLflow's own store session in a few set-based queries (`sweeps.tracking.sqlread`);
+- ``"client"``: anything else (``http(s)://`` tracking servers) through `MlflowClient`:
+  paged ``search_runs`` and bulk metric-history requests.
+
+The parent-run lookup (`find_parent`) is shared with the writer, so both agree on which sweep
+run a sweep file continues. Everything here decodes MLflow's strings once (`records`); the
+callers (`sweeps.results`, `sweeps.plots` through `sweeps.run`) never see MLflow.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sweeps.tracking.layout import (CONFIG_HASH, PARENT_ID, PREDICTIONS_FILE, ROLE, SWEPT, VARIANT_INDEX,
-                           VARIANT_KEY, curve_keys, decode_metric, sweep_kinds)
+from sweeps.tracking.layout import (CONFIG_HASH, PARENT_ID, PREDICTIONS_FILE, ROLE, SWEPT,
+                                    VARIANT_KEY, decode_metric, sweep_kinds)
+from sweeps.tracking.records import (Predictions, RunRecord, by_index, decode_record,
+                                     newest_per_variant)
 from sweeps.tracking.store import chunks, default_tracking_uri, make_client, search_all
 
+READERS = ("auto", "sql", "client")
+
+
+@dataclass(frozen=True)
+class SweepRead:
+    """One sweep run read back: its parent run id, swept kinds and children (sweep order)."""
+
+    parent_run_id: str
+    swept: Mapping[str, str]
+    records: list[RunRecord]
+
+
+# --------------------------------------------------------------------------------------------
+# The parent run
+
+def find_parent(client, experiment_id: str, config_hash: str | None = None):
+    """The newest active parent run in the experiment (with that config hash), else None."""
+    filter_string = f"tags.`{ROLE}` = 'parent'"
+    if config_hash is not None:
+        filter_string += f" and tags.`{CONFIG_HASH}` = '{config_hash}'"
+    runs = search_all(client, [experiment_id], filter_string,
+                      ["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def locate_parent(client, experiment: str, config_hash: str | None = None,
+                  parent_run_id: str | None = None):
+    """(experiment id, parent run): the given run, else `find_parent`; LookupError if none."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise LookupError(f"no MLflow experiment named {experiment!r}")
+    if parent_run_id is not None:
+        return exp.experiment_id, client.get_run(parent_run_id)
+    parent = find_parent(client, exp.experiment_id, config_hash)
+    if parent is None:
+        what = f" with config hash {config_hash}" if config_hash else ""
+        raise LookupError(f"no sweep run{what} in MLflow experiment {experiment!r}")
+    return exp.experiment_id, parent
+
+
+# --------------------------------------------------------------------------------------------
+# Children, through the client (also what the writer uses when it resumes)
 
 def split_children(runs: Sequence[Any]) -> tuple[list, list]:
     """(newest FINISHED child per variant key, every other child): the others are deleted."""
@@ -33,29 +88,25 @@ def split_children(runs: Sequence[Any]) -> tuple[list, list]:
     return list(keep.values()), drop
 
 
-def run_record(run: Any, kinds: Mapping[str, str]) -> dict:
-    """A child run as a record (histories not yet attached)."""
-    data = run.data
-    return {
-        "run_id": run.info.run_id, "name": run.info.run_name, "start_time": run.info.start_time,
-        "tags": {k: v for k, v in data.tags.items() if k.startswith("sweep.")},
-        "params": dict(data.params),
-        "metrics": {k: decode_metric(v) for k, v in data.metrics.items()},
-        "history": None, "swept": kinds, "predictions": None,
-    }
+def run_record(run: Any, swept: Mapping[str, str]) -> RunRecord:
+    """A child run (an MLflow Run entity) as a record, history not yet attached."""
+    return decode_record(run_id=run.info.run_id, name=run.info.run_name,
+                         start_time=run.info.start_time, tags=run.data.tags,
+                         params=run.data.params, metrics=run.data.metrics, swept=swept)
 
 
-def attach_histories(client, records: Sequence[dict]) -> None:
-    """Fill record["history"] for every curve key, fetched in bulk."""
+def attach_histories(client, records: Sequence[RunRecord]) -> list[RunRecord]:
+    """The records with every curve's history, fetched in bulk per metric key."""
     by_key: dict[str, list[str]] = {}
     for record in records:
-        record["history"] = {}
-        for key in curve_keys(record["tags"]):
-            by_key.setdefault(key, []).append(record["run_id"])
-    index = {r["run_id"]: r for r in records}
+        for key in record.curves:
+            by_key.setdefault(key, []).append(record.run_id)
+    found: dict[str, dict] = {record.run_id: {} for record in records}
     for key, run_ids in by_key.items():
-        for run_id, (steps, values) in metric_histories(client, run_ids, key).items():
-            index[run_id]["history"][key] = (steps, values)
+        for run_id, curve in metric_histories(client, run_ids, key).items():
+            found[run_id][key] = curve
+    return [record.with_history({k: found[record.run_id][k] for k in record.curves})
+            for record in records]
 
 
 def metric_histories(client, run_ids: Sequence[str], key: str) -> dict[str, tuple]:
@@ -122,50 +173,67 @@ def _per_run(client, run_ids: list[str], key: str, points: dict) -> None:
             points[run_id].extend((m.step, m.timestamp, m.value) for m in history)
 
 
-def find_parent(client, experiment: str, config_hash: str | None = None,
-                parent_run_id: str | None = None):
-    """(experiment id, parent run): the given one, else the newest (with that config hash)."""
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise LookupError(f"no MLflow experiment named {experiment!r}")
-    if parent_run_id is not None:
-        return exp.experiment_id, client.get_run(parent_run_id)
-    filter_string = f"tags.`{ROLE}` = 'parent'"
-    if config_hash is not None:
-        filter_string += f" and tags.`{CONFIG_HASH}` = '{config_hash}'"
-    runs = search_all(client, [exp.experiment_id], filter_string,
-                      ["attributes.start_time DESC"], max_results=1)
-    if not runs:
-        what = f" with config hash {config_hash}" if config_hash else ""
-        raise LookupError(f"no sweep run{what} in MLflow experiment {experiment!r}")
-    return exp.experiment_id, runs[0]
+# --------------------------------------------------------------------------------------------
+# A whole sweep
 
-
-def fetch_runs(experiment: str, tracking_uri: str | None = None, sweep: Any = None, *,
-               parent_run_id: str | None = None, histories: bool = False) -> list[dict]:
-    """Records of the FINISHED child runs of one sweep run, read from MLflow alone.
+def read_sweep(experiment: str, tracking_uri: str | None = None, sweep: Any = None, *,
+               parent_run_id: str | None = None, histories: bool = False,
+               reader: str = "auto") -> SweepRead:
+    """The FINISHED child runs of one sweep run as records, read from MLflow alone.
 
     The sweep run is `parent_run_id` if given, else the newest parent run in the experiment
-    (with `sweep`'s config hash when a sweep is given).
+    (with `sweep`'s config hash when a sweep is given). Of several FINISHED children of one
+    variant (a resumed sweep) the newest counts.
+
+    histories : attach every curve's history to the records.
+    reader : "sql" (database stores only), "client", or "auto" (sql where it can).
     """
+    if reader not in READERS:
+        raise ValueError(f"reader must be one of {', '.join(READERS)}, not {reader!r}")
+    from sweeps.tracking.sqlread import is_sql_store, read_children, read_histories
+
+    tracking_uri = tracking_uri or default_tracking_uri()
+    client = make_client(tracking_uri, create=False)
+    store = client._tracking_client.store
+    if reader == "sql" and not is_sql_store(store):
+        raise ValueError(f"the sql reader needs a database store, not {tracking_uri}")
+    use_sql = reader == "sql" or (reader == "auto" and is_sql_store(store))
+    experiment_id, parent = locate_parent(client, experiment, getattr(sweep, "config_hash", None),
+                                          parent_run_id)
+    swept = json.loads(parent.data.tags.get(SWEPT, "{}") or "{}")
+    if not swept and sweep is not None:
+        swept = sweep_kinds(sweep)
+    if use_sql:
+        records = newest_per_variant(read_children(store, experiment_id, parent.info.run_id,
+                                                   swept))
+        if histories:
+            records = read_histories(store, experiment_id, parent.info.run_id, records)
+    else:
+        runs = search_all(client, [experiment_id],
+                          f"tags.`{PARENT_ID}` = '{parent.info.run_id}' "
+                          f"and attributes.status = 'FINISHED'")
+        keep, _ = split_children(runs)
+        records = [run_record(run, swept) for run in keep]
+        if histories:
+            records = attach_histories(client, records)
+    return SweepRead(parent_run_id=parent.info.run_id, swept=swept, records=by_index(records))
+
+
+def fetch_params(tracking_uri: str | None, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """{run_id: every param as logged} for the given runs: what re-training a variant needs
+    (records hold only the swept settings, typed)."""
     client = make_client(tracking_uri or default_tracking_uri(), create=False)
-    config_hash = getattr(sweep, "config_hash", None)
-    experiment_id, parent = find_parent(client, experiment, config_hash, parent_run_id)
-    kinds = json.loads(parent.data.tags.get(SWEPT, "{}") or "{}")
-    if not kinds and sweep is not None:
-        kinds = sweep_kinds(sweep)
-    runs = search_all(client, [experiment_id],
-                      f"tags.`{PARENT_ID}` = '{parent.info.run_id}' "
-                      f"and attributes.status = 'FINISHED'")
-    keep, _ = split_children(runs)
-    records = [run_record(run, kinds) for run in keep]
-    if histories:
-        attach_histories(client, records)
-    return sorted(records, key=lambda r: int(r["tags"].get(VARIANT_INDEX, 0)))
+    return {run_id: dict(client.get_run(run_id).data.params) for run_id in run_ids}
 
 
-def fetch_predictions(tracking_uri: str | None, run_ids: Sequence[str]) -> dict[str, str]:
-    """{run_id: text of predictions.csv} for the given child runs (missing ones left out)."""
+# --------------------------------------------------------------------------------------------
+# Predictions
+
+def fetch_predictions(tracking_uri: str | None, run_ids: Sequence[str]
+                      ) -> dict[str, Predictions]:
+    """{run_id: predictions.csv as arrays} for the given child runs (missing ones left out)."""
+    if not run_ids:
+        return {}
     client = make_client(tracking_uri or default_tracking_uri(), create=False)
     out = {}
     with tempfile.TemporaryDirectory(prefix="sweeps-pred-") as tmp:
@@ -174,6 +242,14 @@ def fetch_predictions(tracking_uri: str | None, run_ids: Sequence[str]) -> dict[
                 path = client.download_artifacts(run_id, PREDICTIONS_FILE, tmp)
             except Exception:  # noqa: BLE001 - a run without predictions
                 continue
-            out[run_id] = Path(path).read_text(encoding="utf-8")
+            out[run_id] = parse_predictions(Path(path).read_text(encoding="utf-8"))
             os.remove(path)
     return out
+
+
+def parse_predictions(text: str) -> Predictions:
+    """predictions.csv (as `layout.write_csv` writes it) as arrays."""
+    header, _, body = text.partition("\n")
+    columns = tuple(next(csv.reader([header])))
+    values = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
+    return Predictions(columns=columns, values=values.reshape(-1, len(columns)))

@@ -20,9 +20,10 @@ import numpy as np
 
 from sweeps.tracking.layout import (CONFIG_HASH, CURVES, GROUP_KEY, MAX_ENTITIES, MAX_METRICS,
                            MAX_PARAMS_TAGS, NAME, PARENT_ID, PREDICTIONS_FILE, ROLE, STATUS,
-                           SWEPT, VARIANT_INDEX, VARIANT_KEY, decode_metric, encode_param,
+                           SWEPT, VARIANT_INDEX, VARIANT_KEY, encode_param,
                            predictions_table, shared_settings, sweep_kinds, write_csv)
-from sweeps.tracking.readback import attach_histories, run_record, split_children
+from sweeps.tracking.readback import attach_histories, find_parent, run_record, split_children
+from sweeps.tracking.records import Predictions, RunRecord, by_index, make_record
 from sweeps.tracking.store import (check_reachable, chunks, default_tracking_uri, ensure_experiment,
                           is_transient, make_client, search_all)
 
@@ -65,7 +66,7 @@ class SweepTracker:
         self._new_parent: str | None = None
         self.experiment_id: str | None = None
         self.kinds = sweep_kinds(sweep)
-        self._records: dict[str, dict] = {}          # variant key -> record
+        self._records: dict[str, RunRecord] = {}     # variant key -> record
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._client = None
         self._sleep: Callable[[float], None] = time.sleep
@@ -117,7 +118,8 @@ class SweepTracker:
         self.experiment_id = ensure_experiment(self.client, self.sweep.name, self.tracking_uri)
         self._records = {}
         if self._new_parent is None:          # (a retry after creating it reuses it)
-            parent = None if self.fresh else self._find_parent()
+            parent = None if self.fresh else find_parent(self.client, self.experiment_id,
+                                                         self.sweep.config_hash)
             if parent is not None:
                 return self._resume(parent)
             self._new_parent = self.client.create_run(
@@ -140,17 +142,11 @@ class SweepTracker:
         wanted = {v.key for v in self.sweep.variants}
         records = [run_record(run, self.kinds) for run in keep
                    if run.data.tags.get(VARIANT_KEY) in wanted]
-        attach_histories(self.client, records)
-        self._records = {r["tags"][VARIANT_KEY]: r for r in records}
+        records = attach_histories(self.client, records)
+        self._records = {r.variant_key: r for r in records}
         if drop:
             log.info("resume: deleted %d unfinished or duplicate child runs", len(drop))
         return set(self._records)
-
-    def _find_parent(self):
-        runs = self._search(
-            f"tags.`{ROLE}` = 'parent' and tags.`{CONFIG_HASH}` = '{self.sweep.config_hash}'",
-            order_by=["attributes.start_time DESC"], max_results=1)
-        return runs[0] if runs else None
 
     def _fill_parent(self, run_id: str) -> None:
         """Shared settings and the machine (``env.*``) as params, the sweep file as given
@@ -220,7 +216,7 @@ class SweepTracker:
         """
         self._require_started()
         if variant.key in self._records:
-            return self._records[variant.key]["run_id"]
+            return self._records[variant.key].run_id
 
         def _existing() -> str | None:
             """Before re-trying: a FINISHED child counts, anything else is deleted."""
@@ -231,10 +227,9 @@ class SweepTracker:
             for run in drop:
                 self.client.delete_run(run.info.run_id)
             if keep:
-                record = run_record(keep[0], self.kinds)
-                attach_histories(self.client, [record])
+                record = attach_histories(self.client, [run_record(keep[0], self.kinds)])[0]
                 self._records[variant.key] = record
-                return record["run_id"]
+                return record.run_id
             return None
 
         record = self._retry("log_variant", lambda: self._write_child(variant, result),
@@ -242,9 +237,9 @@ class SweepTracker:
         if isinstance(record, str):
             return record
         self._records[variant.key] = record
-        return record["run_id"]
+        return record.run_id
 
-    def _write_child(self, variant: Any, result: Any) -> dict:
+    def _write_child(self, variant: Any, result: Any) -> RunRecord:
         from mlflow.entities import Metric, Param
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
@@ -291,23 +286,19 @@ class SweepTracker:
             path = Path(self._tmpdir()) / PREDICTIONS_FILE
             write_csv(path, columns, table)
             get_artifact_repository(run.info.artifact_uri, self.tracking_uri).log_artifact(str(path))
-            predictions = {"columns": columns, "values": table}
+            predictions = Predictions(columns=tuple(columns), values=table)
         client.set_terminated(run_id, "FINISHED")
 
         latest = {key: float(v[-1]) for key, (s, v) in history.items() if len(v)}
         latest.update(final)
-        return {
-            "run_id": run_id, "name": name, "start_time": run.info.start_time,
-            "tags": {k: v for k, v in tags.items() if k.startswith("sweep.")},
-            "params": {p.key: p.value for p in params},
-            "metrics": {k: decode_metric(v) for k, v in latest.items()},
-            "history": history, "swept": self.kinds, "predictions": predictions,
-        }
+        return make_record(run_id=run_id, name=name, start_time=run.info.start_time,
+                           variant=variant, status=result.status, curves=curves,
+                           swept=self.kinds, metrics=latest, history=history,
+                           predictions=predictions)
 
-    def records(self) -> list[dict]:
+    def records(self) -> list[RunRecord]:
         """What the FINISHED child runs hold (this session's and resumed ones), by variant index."""
-        return sorted(self._records.values(),
-                      key=lambda r: int(r["tags"].get(VARIANT_INDEX, 0)))
+        return by_index(list(self._records.values()))
 
 
 

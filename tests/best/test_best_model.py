@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from sweeps.best import choose
 from sweeps.cli import app
 from sweeps.sweep import load_sweep
-from sweeps.verification import read_csv_exact
+from sweeps.tracking.readback import parse_predictions
+from sweeps.tracking.records import RunRecord
 from tests.best.conftest import copy_store
 
 # Run in a fresh interpreter: `sweeps` cannot be imported, and `core` must come from the model.
@@ -44,10 +45,9 @@ LOAD_SCRIPT = textwrap.dedent("""
 
 
 def _record(run_id, name, group, status, loss):
-    return {"run_id": run_id, "name": name, "params": {"model.init": group},
-            "metrics": {"test_loss": loss}, "swept": {"model.init": "str"},
-            "tags": {"sweep.variant_key": run_id, "sweep.group_key": group,
-                     "sweep.status": status}}
+    return RunRecord(run_id=run_id, name=name, start_time=0, variant_key=run_id, group_key=group,
+                     status=status, index=ord(run_id), curves=(), swept={"model.init": "str"},
+                     settings={"model.init": group}, metrics={"test_loss": loss})
 
 
 def test_choose_takes_the_best_group_mean_then_its_best_seed():
@@ -55,8 +55,8 @@ def test_choose_takes_the_best_group_mean_then_its_best_seed():
                _record("c", "c", "g2", "ok", 0.05), _record("d", "d", "g2", "ok", 0.50),
                _record("e", "e", "g3", "diverged", float("nan"))]
     record, metric, mean = choose(records)
-    assert (record["run_id"], metric, mean) == ("a", "test_loss", pytest.approx(0.2))
-    assert choose(records, variant="d")[0]["run_id"] == "d"
+    assert (record.run_id, metric, mean) == ("a", "test_loss", pytest.approx(0.2))
+    assert choose(records, variant="d")[0].run_id == "d"
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +83,11 @@ def _test_set(small_sweep):
 
 
 def _logged_predictions(uri: str, run_id: str, tmp: Path) -> tuple[list[str], np.ndarray]:
+    """(the pred_* columns, those columns of the logged predictions.csv)."""
     path = MlflowClient(uri).download_artifacts(run_id, "predictions.csv", str(tmp))
-    columns, values = read_csv_exact(Path(path).read_text())
-    return [c for c in columns if c.startswith("pred_")], values
+    logged = parse_predictions(Path(path).read_text())
+    pred = [c for c in logged.columns if c.startswith("pred_")]
+    return pred, logged.values[:, [logged.columns.index(c) for c in pred]]
 
 
 def test_model_loads_in_a_fresh_process_without_the_package(small_sweep, logged, tmp_path):
@@ -112,10 +114,8 @@ def test_model_loads_in_a_fresh_process_without_the_package(small_sweep, logged,
     assert repo not in core_file.parents          # core came from the model's code_paths
     assert core_file.parent.parent.name == "code"
     predicted = json.loads(out.read_text())
-    pred_columns, table = _logged_predictions(uri, registered.run_id, tmp_path)
-    columns = read_csv_exact(Path(tmp_path / "predictions.csv").read_text())[0]
+    pred_columns, logged_values = _logged_predictions(uri, registered.run_id, tmp_path)
     assert predicted["columns"] == pred_columns
-    logged_values = table[:, [columns.index(c) for c in pred_columns]]
     np.testing.assert_allclose(np.array(predicted["data"]), logged_values, rtol=1e-12, atol=1e-12)
 
 
@@ -156,11 +156,9 @@ def test_served_model_answers_invocations(small_sweep, logged, tmp_path):
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.loads(response.read())["predictions"]
         run_id = MlflowClient(uri).get_model_version("sine-best", "1").run_id
-        pred_columns, table = _logged_predictions(uri, run_id, tmp_path)
-        columns = read_csv_exact((tmp_path / "predictions.csv").read_text())[0]
+        pred_columns, logged_values = _logged_predictions(uri, run_id, tmp_path)
         served = np.array([[row[c] for c in pred_columns] for row in answer])
-        np.testing.assert_allclose(served, table[:, [columns.index(c) for c in pred_columns]],
-                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(served, logged_values, rtol=1e-12, atol=1e-12)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -38,14 +38,15 @@ def test_changed_param_changes_the_key():
 
 
 def test_retrained_run_matches_the_logged_one_bit_for_bit(small_sweep):
-    from sweeps.tracking.readback import fetch_runs
+    from sweeps.tracking.readback import fetch_params, read_sweep
 
-    records = fetch_runs("best-sine", small_sweep.tracking_uri)
+    records = read_sweep("best-sine", small_sweep.tracking_uri).records
     assert len(records) == 3
     record = records[1]
-    again = retrain(record["params"], logged_key=record["tags"]["sweep.variant_key"])
+    params = fetch_params(small_sweep.tracking_uri, [record.run_id])[record.run_id]
+    again = retrain(params, logged_key=record.variant_key)
     assert again.key_matches
-    for key, value in record["metrics"].items():
+    for key, value in record.metrics.items():
         if key != "train_seconds":
             assert again.result.metrics[key] == value, key
     assert again.params.W[0].shape[0] == 1            # a population of one

@@ -71,13 +71,17 @@ def test_categorical_settings_and_seed_only_sweeps_still_plot(tmp_path, tracking
                 ["loss_curves.png", "predictions.png"])
 
 
-def test_a_resumed_sweeps_best_predictions_are_downloaded(tmp_path, tracking_uri):
-    sweep, frame, summary, curves, _ = tables(tmp_path, tracking_uri, {"seed": [0, 1]})
+def test_a_resumed_sweeps_best_predictions_load_as_the_logged_tables(tmp_path, tracking_uri):
+    sweep, frame, summary, curves, logged = tables(tmp_path, tracking_uri, {"seed": [0, 1]})
     resumed = SweepTracker(sweep, tracking_uri)
     resumed.start()
     assert results.predictions_from_records(resumed.records()) == {}   # held by MLflow only
-    paths = plots.write_all(tmp_path / "e", frame, summary, curves, sweep,
-                            tracking_uri=tracking_uri)
+    wanted = plots.predictions_wanted(frame, summary)
+    assert sorted(wanted) == sorted(frame["run_id"])          # one group: every seed
+    loaded = results.load_predictions(wanted, tracking_uri)
+    for run_id in wanted:
+        pd.testing.assert_frame_equal(loaded[run_id], logged[run_id], check_exact=True)
+    paths = plots.write_all(tmp_path / "e", frame, summary, curves, sweep, predictions=loaded)
     assert_pngs(paths, ["loss_curves.png", "predictions.png"])
 
 

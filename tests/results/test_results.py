@@ -152,10 +152,10 @@ def test_load_runs_picks_the_newest_sweep_run_or_the_one_asked_for(tmp_path, tra
     second.start()
     log_sweep(second, sweep, only=slice(0, 1))
     second.finish()
-    assert results.load_runs("small", tracking_uri)["run_id"].tolist() == \
-        [second.records()[0]["run_id"]]
+    assert results.load_runs("small", tracking_uri).run_id.tolist() == \
+        [second.records()[0].run_id]
     older = results.load_runs("small", tracking_uri, parent_run_id=first.parent_run_id)
-    assert older["run_id"].tolist() == [r["run_id"] for r in first.records()]
+    assert older.run_id.tolist() == [r.run_id for r in first.records()]
     # Another config (another hash) in the same experiment is not mixed in.
     (tmp_path / "other").mkdir()
     other = write_sweep(tmp_path / "other", parameters={"seed": [5]})

@@ -114,7 +114,7 @@ def test_diverged_variant_is_tagged_and_its_metrics_read_back_as_nan(tmp_path, t
     log_sweep(tracker, sweep, diverge={1: 300})
     tracker.finish()
     client = MlflowClient(tracking_uri)
-    run = client.get_run(tracker.records()[1]["run_id"])
+    run = client.get_run(tracker.records()[1].run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["sweep.status"] == "diverged"
     assert math.isnan(run.data.metrics["train_loss"])
@@ -125,8 +125,8 @@ def test_diverged_variant_is_tagged_and_its_metrics_read_back_as_nan(tmp_path, t
     assert [m.step for m in history] == [0, 100, 200, 1000]
     assert math.isnan(history[-1].value) and all(math.isfinite(m.value) for m in history[:-1])
     record = tracker.records()[1]
-    assert math.isnan(record["metrics"]["train_loss"])
-    assert record["tags"]["sweep.status"] == "diverged"
+    assert math.isnan(record.metrics["train_loss"])
+    assert record.status == "diverged"
 
 
 def test_resume_skips_finished_variants_and_deletes_unfinished_ones(tmp_path, tracking_uri):
@@ -148,12 +148,12 @@ def test_resume_skips_finished_variants_and_deletes_unfinished_ones(tmp_path, tr
     assert second.parent_run_id == first.parent_run_id
     assert client.get_run(half.info.run_id).info.lifecycle_stage == "deleted"
     # The resumed records carry what MLflow holds, histories included.
-    assert [r["run_id"] for r in second.records()] == [r["run_id"] for r in first.records()]
+    assert [r.run_id for r in second.records()] == [r.run_id for r in first.records()]
     for mine, theirs in zip(second.records(), first.records()):
-        assert mine["metrics"] == theirs["metrics"]
-        for key, (steps, values) in theirs["history"].items():
-            np.testing.assert_array_equal(mine["history"][key][0], steps)
-            np.testing.assert_array_equal(mine["history"][key][1], values)
+        assert mine.metrics == theirs.metrics
+        for key, (steps, values) in theirs.history.items():
+            np.testing.assert_array_equal(mine.history[key][0], steps)
+            np.testing.assert_array_equal(mine.history[key][1], values)
     for variant in sweep.variants:
         if variant.key not in done:
             second.log_variant(variant, synthetic_result(sweep, variant))
@@ -249,7 +249,7 @@ def test_lost_response_after_finishing_a_child_reuses_it(tmp_path, tracking_uri,
     every = children(client, tracker.experiment_id, tracker.parent_run_id, ViewType.ALL)
     assert [r.info.run_id for r in every] == [run_id]
     assert every[0].info.status == "FINISHED"
-    assert tracker.records()[0]["run_id"] == run_id
+    assert tracker.records()[0].run_id == run_id
 
 
 def test_errors_that_are_not_transient_are_raised_at_once(tmp_path, tracking_uri, monkeypatch):
@@ -296,7 +296,7 @@ def test_classification_run_logs_accuracy_and_labelled_predictions(tmp_path, tra
     tracker.finish()
     client = MlflowClient(tracking_uri)
     record = tracker.records()[0]
-    run = client.get_run(record["run_id"])
+    run = client.get_run(record.run_id)
     assert {"train_accuracy", "test_accuracy", "test_loss"} <= set(run.data.metrics)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_accuracy")] == \
         [0, 10, 20]
