@@ -168,15 +168,18 @@ class _Plan:
             p, q, W = sizes[l], sizes[l + 1], lay.w_store(P, l)            # W (n_in, K*q) or (K, p, q)
             Z, prev = A[l], A[l - 1] if l else None                         # (n, K, q), (n, K, p)
             sigmoid = act.fn_of_neg is not None         # computes -Z where that is free
-            if l == 0:                                  # shared inputs: one product for all variants
+            if l == 0 and q > 1:                        # shared inputs: one gemm for all variants
                 fwd.append((np.dot, (self.negX if sigmoid else self.X, W, Z.reshape(n, -1))))
                 neg = sigmoid                                              # (n, n_in) @ (n_in, K*q)
-            elif q == 1 and self.small:                 # one output: broadcast + gemv with (-)ones
-                T = self.AW[l] = new(n, K, p)
-                ones = -np.ones(p, net.dtype) if sigmoid else np.ones(p, net.dtype)
-                fwd += [(np.multiply, (prev, W[:, :, 0], T)),              # (n,K,p) * (K,p)
-                        (np.dot, (T.reshape(-1, p), ones, Z.reshape(-1)))]  # (n*K, p) @ (p,)
+            elif l == 0:                                # one unit: K gemvs (see the module docstring)
+                fwd.append((np.matmul, (self.negX if sigmoid else self.X, lay.w_logical(P, 0),
+                                        Z.transpose(1, 0, 2))))            # (n,n_in) @ (K,n_in,1)
                 neg = sigmoid
+            elif q == 1 and self.small:                 # one output: broadcast + sum over p
+                T = self.AW[l] = new(n, K, p)
+                fwd += [(np.multiply, (prev, W[:, :, 0], T)),              # (n,K,p) * (K,p)
+                        (np.add.reduce, (T, -1, None, Z[:, :, 0]))]        # contiguous rows of p
+                neg = False
             elif p == 1:
                 fwd.append((np.multiply, (prev, W[:, 0, :], Z)))           # (n,K,1) * (K,q)
                 neg = False
@@ -192,30 +195,31 @@ class _Plan:
     def _backward(self):
         net, n, K, A, D, S, new = self.net, self.n, self.net.K, self.A, self.D, self.S, self.new
         lay, P, G, sizes, small, bwd = net.layout, net.P, net.G, net.mlp.sizes, self.small, []
-        ones_n = np.ones(n, net.dtype)
         for l in range(len(net.acts) - 1, -1, -1):
             p, q, dW, dZ = sizes[l], sizes[l + 1], lay.w_store(G, l), D[l]  # dZ (n, K, q)
             prev = A[l - 1] if l else None
             # weight gradient dW[k] = A[l-1][:, k].T @ dZ[:, k]
-            if l == 0:
-                bwd.append((np.dot, (self.X.T, dZ.reshape(n, -1), dW)))   # (n_in, n) @ (n, K*q)
+            if l == 0 and small:                        # X[j, i] dZ[j, c] summed over samples j
+                T = new(n, p, K * q)
+                bwd += [(np.multiply, (self.X[:, :, None], dZ.reshape(n, 1, -1), T))]
+                bwd += _sum_over_samples(T, dW, new)                        # -> (n_in, K*q)
+            elif l == 0:                                # K gemms of one shape
+                bwd.append((np.matmul, (self.X.T, dZ.transpose(1, 0, 2),
+                                        lay.w_logical(G, 0))))              # (n_in,n) @ (K,n,q)
             elif q == 1 and small:                      # dZ spread over the p inputs: R
                 R = new(n, K, p)
                 U = R if (l - 1) in self.sigmoid_into_one else new(n, K, p)  # R not needed again then
-                bwd += [_spread(dZ, R), (np.multiply, (prev, R, U)),       # U = A[l-1] * R
-                        (np.add.reduce, (U, 0, None, dW[:, :, 0]))]         # sum over n -> (K, p)
-            elif p == 1 and small:
+                bwd += [_spread(dZ, R), (np.multiply, (prev, R, U))]       # U = A[l-1] * R
+                bwd += _sum_over_samples(U, dW[:, :, 0], new)               # -> (K, p)
+            elif p == 1:
                 T = new(n, K, q)
-                bwd += [(np.multiply, (dZ, prev, T)),                       # (n,K,q) * (n,K,1)
-                        (np.add.reduce, (T, 0, None, dW[:, 0, :]))]         # sum over n -> (K, q)
+                bwd += [(np.multiply, (dZ, prev, T))]                       # (n,K,q) * (n,K,1)
+                bwd += _sum_over_samples(T, dW[:, 0, :], new)               # -> (K, q)
             else:
                 bwd.append((np.matmul, (np.swapaxes(prev.transpose(1, 0, 2), -1, -2),
                                         dZ.transpose(1, 0, 2), dW)))        # (K,p,n) @ (K,n,q)
-            if net.mlp.bias and small:
-                bwd.append((np.add.reduce, (dZ, 0, None, lay.b_store(G, l))))  # sum over n -> (K, q)
-            elif net.mlp.bias:
-                bwd.append((np.dot, (ones_n, dZ.reshape(n, -1),
-                                     lay.b_store(G, l).reshape(-1))))       # (n,) @ (n, K*q)
+            if net.mlp.bias:
+                bwd += _sum_over_samples(dZ, lay.b_store(G, l), new)        # -> (K, q)
             if l == 0:
                 break
             # delta of the layer below: dZ[l-1] = (dZ @ W.T) * act'(A[l-1])
@@ -229,16 +233,31 @@ class _Plan:
                 continue
             if q == 1 and small:
                 bwd.append((np.multiply, (R, W[:, :, 0], dA)))              # (n,K,p) * (K,p)
-            elif p == 1 and small:
+            elif p == 1:
                 T = new(n, K, q)
                 bwd += [(np.multiply, (dZ, W[:, 0, :], T)),                 # (n,K,q) * (K,q)
-                        (np.dot, (T.reshape(-1, q), np.ones(q, net.dtype), dA.reshape(-1)))]  # (n*K,q) @ (q,)
+                        (np.add.reduce, (T, -1, None, dA[:, :, 0]))]        # contiguous rows of q
             else:
                 bwd.append((np.matmul, (dZ.transpose(1, 0, 2), np.swapaxes(W, -1, -2),
                                         dA.transpose(1, 0, 2))))            # (K,n,q) @ (K,q,p)
             if not net.acts[l - 1].identity_deriv:
                 bwd += deriv_ops(below, A[l - 1], S[l - 1]) + [(np.multiply, (dA, S[l - 1], dA))]
         return bwd
+
+
+def _sum_over_samples(src, out, new) -> list:
+    """Tape entries writing the sum of ``src`` (n, ...) over samples (axis 0) into ``out`` (...).
+
+    The rows are added in sample order, element by element, so each variant's sum is the
+    same whatever the population. ``np.add.reduce`` does that when a row has several
+    elements; when it has one (one variant of width one) NumPy sums the column pairwise
+    instead, which differs from 8 terms on. ``np.add.accumulate`` is in order for any
+    shape; below 8 samples both orders coincide and the cheaper reduce is used.
+    """
+    if src.shape[0] < 8:
+        return [(np.add.reduce, (src, 0, None, out))]
+    acc = new(*src.shape)
+    return [(np.add.accumulate, (src, 0, None, acc)), (np.copyto, (out, acc[-1]))]
 
 
 def _spread(d, R):
