@@ -19,10 +19,12 @@ The one call over the whole population, the shared-input gemm of the first layer
 (forward ``X @ W0``, and ``X.T @ dZ`` for its gradient), is used only where it was
 measured to give each column the bits of the variant's own gemm (OpenBLAS 0.3.31,
 Haswell/SkylakeX kernels: each element one in-order dot): inner size (n_in, resp. the
-batch size) at most ``SHARED_GEMM_MAX_INNER`` and layer width >= 2 (width 1 at K = 1
-is a gemv). Inner 16 with width 2 already differed, so wider inputs and larger batches
+batch size) at most ``SHARED_GEMM_MAX_INNER``, layer width >= 2 and outer size (the
+batch size, resp. n_in) >= 2 (else NumPy calls gemv, whose order depends on K). Inner 16 with width 2 already differed, so wider inputs and larger batches
 take K gemms, which cost about the same there. A BLAS that sums even 8-term dots in
-another order would break the rule; the test says so.
+another order would break the rule; the test says so. Not covered (per-variant gemvs,
+measured to move the last bits in float32): batch size 1 through two hidden layers both
+at least 2 wide, and one-output hidden layers on batches above ``BROADCAST_MAX_N``.
 """
 from __future__ import annotations
 
@@ -185,12 +187,18 @@ class _Plan:
             p, q, W = sizes[l], sizes[l + 1], lay.w_store(P, l)            # W (n_in, K*q) or (K, p, q)
             Z, prev = A[l], A[l - 1] if l else None                         # (n, K, q), (n, K, p)
             sigmoid = act.fn_of_neg is not None         # computes -Z where that is free
-            if l == 0 and _shared_gemm(p, q):           # shared inputs: one gemm for all variants
+            if l == 0 and _shared_gemm(n, p, q):           # shared inputs: one gemm for all variants
                 fwd.append((np.dot, (self.negX if sigmoid else self.X, W, Z.reshape(n, -1))))
                 neg = sigmoid                                              # (n, n_in) @ (n_in, K*q)
-            elif l == 0:                                # K gemms of one shape
+            elif l == 0 and min(n, p, q) >= 2:          # K gemms of one shape
                 fwd.append((np.matmul, (self.negX if sigmoid else self.X, lay.w_logical(P, 0),
                                         Z.transpose(1, 0, 2))))            # (n,n_in) @ (K,n_in,q)
+                neg = sigmoid
+            elif l == 0:                                # a size 1 (a gemv): broadcast + in-order sum
+                T = new(p, n, K * q)
+                Xt = (self.negX if sigmoid else self.X).T[:, :, None]      # (n_in, n, 1)
+                fwd += [(np.multiply, (Xt, W[:, None, :], T))]             # * (n_in, 1, K*q)
+                fwd += _sum_leading(T, Z.reshape(n, -1), n * q > 1)         # -> (n, K*q)
                 neg = sigmoid
             elif q == 1 and self.small:                 # one output: broadcast + in-order sum over p
                 T = new(p, n, K)
@@ -217,11 +225,15 @@ class _Plan:
             p, q, dW, dZ = sizes[l], sizes[l + 1], lay.w_store(G, l), D[l]  # dZ (n, K, q)
             prev = A[l - 1] if l else None
             # weight gradient dW[k] = A[l-1][:, k].T @ dZ[:, k]
-            if l == 0 and _shared_gemm(n, q):
+            if l == 0 and _shared_gemm(p, n, q):
                 bwd.append((np.dot, (self.X.T, dZ.reshape(n, -1), dW)))   # (n_in, n) @ (n, K*q)
-            elif l == 0:                                # K gemms of one shape
+            elif l == 0 and min(p, n, q) >= 2:          # K gemms of one shape
                 bwd.append((np.matmul, (self.X.T, dZ.transpose(1, 0, 2),
                                         lay.w_logical(G, 0))))              # (n_in,n) @ (K,n,q)
+            elif l == 0:                                # a size 1 (a gemv): broadcast + in-order sum
+                T = new(n, p, K * q)
+                bwd += [(np.multiply, (self.X[:, :, None], dZ.reshape(n, 1, -1), T))]
+                bwd += _sum_leading(T, dW, p * q > 1)                       # -> (n_in, K*q)
             elif q == 1 and small:                      # dZ spread over the p inputs: R
                 R = new(n, K, p)
                 U = R if (l - 1) in self.sigmoid_into_one else new(n, K, p)  # R not needed again then
@@ -261,14 +273,15 @@ class _Plan:
         return bwd
 
 
-def _shared_gemm(inner: int, q: int) -> bool:
+def _shared_gemm(m: int, inner: int, q: int) -> bool:
     """Whether a shared-input product over the whole population, ``(m, inner) @ (inner, K*q)``,
     gives every variant the bits of its own ``(m, inner) @ (inner, q)``.
 
-    True when ``inner <= SHARED_GEMM_MAX_INNER`` and ``q >= 2`` (measured, see the module
-    docstring); else the product is done as K gemms of one shape.
+    True when ``inner <= SHARED_GEMM_MAX_INNER`` and ``m, q >= 2`` (measured, see the module
+    docstring; with m or q = 1 NumPy calls gemv, whose order depends on the other size);
+    else the product is done as K gemms of one shape.
     """
-    return inner <= SHARED_GEMM_MAX_INNER and q >= 2
+    return inner <= SHARED_GEMM_MAX_INNER and m >= 2 and q >= 2
 
 
 def _sum_leading(src, out, wide: bool) -> list:

@@ -68,7 +68,7 @@ def _assert_bit_identical(mlp, target, Ks, X, Y, *, kind="sgd", lr=0.5, dtype=np
 def test_card_variant_is_bit_identical_in_any_pack(h, init):
     mlp = core.MLP(3, (h,), 1, activation="sigmoid", output_activation="sigmoid")
     _assert_bit_identical(mlp, (init, 7), (2, 3, 7, 40), ARTICLE_X, ARTICLE_Y,
-                          loss="half_sse", epochs=300, log_every=50)
+                          loss="half_sse", epochs=300, log_every=50, X_test=ARTICLE_X[1:2])
 
 
 def _blobs(n, n_in, n_cls, seed=0):
@@ -96,10 +96,14 @@ def test_regression_with_biases_and_one_wide_layers_is_bit_identical(kind, dtype
     Y = 0.5 + 0.4 * np.tanh(X @ rng.normal(size=(5, 1)))
     mlp = core.MLP(5, (7, 1, 4), 1, activation="sigmoid", output_activation="sigmoid", bias=True)
     _assert_bit_identical(mlp, ("he_normal", 11), (2, 3, 7, 40), X, Y, kind=kind, lr=0.05,
-                          dtype=dtype, loss="mse", epochs=40, log_every=9, batch_size=10)
+                          dtype=dtype, loss="mse", epochs=40, log_every=9, batch_size=10,
+                          X_test=X[:1])
     mlp = core.MLP(5, (9,), 1, activation="relu", output_activation="identity", bias=True)
     _assert_bit_identical(mlp, ("xavier_normal", 2), (2, 7, 40), X, Y, kind=kind, lr=0.01,
                           dtype=dtype, loss="half_sse", epochs=40, log_every=9)
+    mlp = core.MLP(5, (), 1, output_activation="sigmoid", bias=True)     # one online sample
+    _assert_bit_identical(mlp, ("he_normal", 5), (2, 7), X, Y, kind=kind, lr=0.01, dtype=dtype,
+                          loss="mse", epochs=6, log_every=2, batch_size=1, X_test=X[3:4])
 
 
 def test_large_batch_code_path_is_bit_identical():
