@@ -24,7 +24,7 @@ batch size, resp. n_in) >= 2 (else NumPy calls gemv, whose order depends on K). 
 take K gemms, which cost about the same there. A BLAS that sums even 8-term dots in
 another order would break the rule; the test says so. Not covered (per-variant gemvs,
 measured to move the last bits in float32): batch size 1 through two hidden layers both
-at least 2 wide, and one-output hidden layers on batches above ``BROADCAST_MAX_N``.
+at least 2 wide, and layers of width 1 on batches above ``BROADCAST_MAX_N``.
 """
 from __future__ import annotations
 
