@@ -203,7 +203,8 @@ class _Plan:
             elif q == 1 and self.small:                 # one output: broadcast + in-order sum over p
                 T = new(p, n, K)
                 self.AW[l] = T.transpose(1, 2, 0)                          # (n, K, p) view
-                fwd += [(np.multiply, (prev, W[:, :, 0], self.AW[l]))]          # (n,K,p) * (K,p)
+                fwd += [(np.multiply, (prev.transpose(2, 0, 1), W[:, :, 0].T[:, None, :],
+                                       T))]                                 # (p,n,K) * (p,1,K)
                 fwd += _sum_leading(T, Z[:, :, 0], n > 1)                   # -> (n, K)
                 neg = False
             elif p == 1:
