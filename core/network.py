@@ -20,8 +20,9 @@ The one call over the whole population, the shared-input gemm of the first layer
 measured to give each column the bits of the variant's own gemm (OpenBLAS 0.3.31,
 Haswell/SkylakeX kernels: each element one in-order dot): inner size (n_in, resp. the
 batch size) at most ``SHARED_GEMM_MAX_INNER``, layer width >= 2 and outer size (the
-batch size, resp. n_in) >= 2 (else NumPy calls gemv, whose order depends on K). Inner 16 with width 2 already differed, so wider inputs and larger batches
-take K gemms, which cost about the same there. A BLAS that sums even 8-term dots in
+batch size, resp. n_in) >= 2 (else NumPy calls gemv, whose order depends on K). Inner
+16 with width 2 already differed, so wider inputs and larger batches take K gemms, which
+cost about the same there. A BLAS that sums even 8-term dots in
 another order would break the rule; the test says so. Not covered (per-variant gemvs,
 measured to move the last bits in float32): batch size 1 through two hidden layers both
 at least 2 wide, and layers of width 1 on batches above ``BROADCAST_MAX_N``.
