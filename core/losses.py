@@ -22,29 +22,41 @@ def _eps(out) -> float:
     return float(np.finfo(out.dtype).eps)
 
 
+def _sum_per_variant(x, axes=2):
+    """Sum of ``x`` (..., *last ``axes`` dims) over its last ``axes`` axes, per variant.
+
+    Copied C-contiguous first so each variant's numbers are one contiguous row of a fixed
+    length, summed in an order that depends on that length only: the same bits whether
+    the variant is alone or in a pack of any size (an einsum or a sum over strided views of
+    the population would pick its order from the population's memory layout).
+    """
+    x = np.ascontiguousarray(x)
+    return np.add.reduce(x.reshape(x.shape[:x.ndim - axes] + (-1,)), axis=-1)
+
+
 def half_sse(out, Y):
     """``0.5 * sum((out - Y)**2)`` per variant: the loss the article's update descends."""
     r = out - Y
-    return 0.5 * np.einsum("...no,...no->...", r, r)
+    return 0.5 * _sum_per_variant(r * r)
 
 
 def mse(out, Y):
     """``mean((out - Y)**2)`` over samples and outputs (the article's ``calculate_loss``)."""
     r = out - Y
-    return np.einsum("...no,...no->...", r, r) / (out.shape[-2] * out.shape[-1])
+    return _sum_per_variant(r * r) / (out.shape[-2] * out.shape[-1])
 
 
 def bce(out, Y):
     """Binary cross-entropy, mean over samples and outputs; ``out`` clipped to ``[eps, 1-eps]``."""
     p = np.clip(out, _eps(out), 1.0 - _eps(out))
     ll = Y * np.log(p) + (1.0 - Y) * np.log1p(-p)
-    return -ll.mean(axis=(-2, -1))
+    return -_sum_per_variant(ll) / (out.shape[-2] * out.shape[-1])
 
 
 def cross_entropy(out, Y):
     """Categorical cross-entropy of softmax outputs vs one-hot ``Y``, mean over samples."""
     p = np.clip(out, _eps(out), 1.0)
-    return -(Y * np.log(p)).sum(axis=-1).mean(axis=-1)
+    return -_sum_per_variant(_sum_per_variant(Y * np.log(p), axes=1), axes=1) / out.shape[-2]
 
 
 class Loss(NamedTuple):

@@ -2,14 +2,30 @@
 
 Every array carries the population axis K. Parameters live in one flat buffer laid
 out by :class:`core.layout.Layout`; activations of layer l are stored ``(n, K, f)``
-and used through ``(K, n, f)`` views, so the shared-input first layer is a single
+and used through ``(K, n, f)`` views, so the shared-input first layer can be a single
 matrix product ``X (n, n_in) @ W0 (n_in, K*h) -> (n, K*h)`` and every later layer a
 batched product over K. A single network is simply K = 1.
 
 For small batches, products whose inner or outer width is 1 (a one-output layer,
-for example) are a broadcast multiply plus one reduction (a sum over samples, or a
-matrix-vector product with a ones vector): two NumPy calls instead of K tiny BLAS
-calls. Larger batches use ``np.matmul`` over K.
+for example) are a broadcast multiply plus an in-order sum: a few NumPy calls instead
+of K tiny BLAS calls. Larger batches use ``np.matmul`` over K.
+
+The rule: a variant's numbers are bit-identical whatever K and its place in the
+population (tests/core/test_bit_identical.py). Every number of variant k is computed
+by an elementwise ufunc, by a sum added in a fixed order (``_sum_leading``), or by a
+BLAS call of the same shape for every variant (``np.matmul`` over K, with no vector
+operand: BLAS gemv results were measured to depend on the strides, float32 above all).
+The one call over the whole population, the shared-input gemm of the first layer
+(forward ``X @ W0``, and ``X.T @ dZ`` for its gradient), is used only where it was
+measured to give each column the bits of the variant's own gemm (OpenBLAS 0.3.31,
+Haswell/SkylakeX kernels: each element one in-order dot): inner size (n_in, resp. the
+batch size) at most ``SHARED_GEMM_MAX_INNER``, layer width >= 2 and outer size (the
+batch size, resp. n_in) >= 2 (else NumPy calls gemv, whose order depends on K). Inner
+16 with width 2 already differed, so wider inputs and larger batches take K gemms, which
+cost about the same there. A BLAS that sums even 8-term dots in
+another order would break the rule; the test says so. Not covered (per-variant gemvs,
+measured to move the last bits in float32): batch size 1 through two hidden layers both
+at least 2 wide, and layers of width 1 on batches above ``BROADCAST_MAX_N``.
 """
 from __future__ import annotations
 
@@ -25,6 +41,10 @@ from .layout import Layout
 #: (measured faster up to n = 512 with the chunk sizes ``train`` uses); above it,
 #: ``np.matmul`` over K (per-variant BLAS calls then amortize their overhead).
 BROADCAST_MAX_N = 2048
+
+#: Largest inner size of a shared-input product done as one gemm over the population
+#: (see :func:`_shared_gemm`).
+SHARED_GEMM_MAX_INNER = 8
 
 
 @dataclass(frozen=True)
@@ -168,15 +188,26 @@ class _Plan:
             p, q, W = sizes[l], sizes[l + 1], lay.w_store(P, l)            # W (n_in, K*q) or (K, p, q)
             Z, prev = A[l], A[l - 1] if l else None                         # (n, K, q), (n, K, p)
             sigmoid = act.fn_of_neg is not None         # computes -Z where that is free
-            if l == 0:                                  # shared inputs: one product for all variants
+            if l == 0 and _shared_gemm(n, p, q):           # shared inputs: one gemm for all variants
                 fwd.append((np.dot, (self.negX if sigmoid else self.X, W, Z.reshape(n, -1))))
                 neg = sigmoid                                              # (n, n_in) @ (n_in, K*q)
-            elif q == 1 and self.small:                 # one output: broadcast + gemv with (-)ones
-                T = self.AW[l] = new(n, K, p)
-                ones = -np.ones(p, net.dtype) if sigmoid else np.ones(p, net.dtype)
-                fwd += [(np.multiply, (prev, W[:, :, 0], T)),              # (n,K,p) * (K,p)
-                        (np.dot, (T.reshape(-1, p), ones, Z.reshape(-1)))]  # (n*K, p) @ (p,)
+            elif l == 0 and min(n, p, q) >= 2:          # K gemms of one shape
+                fwd.append((np.matmul, (self.negX if sigmoid else self.X, lay.w_logical(P, 0),
+                                        Z.transpose(1, 0, 2))))            # (n,n_in) @ (K,n_in,q)
                 neg = sigmoid
+            elif l == 0:                                # a size 1 (a gemv): broadcast + in-order sum
+                T = new(p, n, K * q)
+                Xt = (self.negX if sigmoid else self.X).T[:, :, None]      # (n_in, n, 1)
+                fwd += [(np.multiply, (Xt, W[:, None, :], T))]             # * (n_in, 1, K*q)
+                fwd += _sum_leading(T, Z.reshape(n, -1), n * q > 1)         # -> (n, K*q)
+                neg = sigmoid
+            elif q == 1 and self.small:                 # one output: broadcast + in-order sum over p
+                T = new(p, n, K)
+                self.AW[l] = T.transpose(1, 2, 0)                          # (n, K, p) view
+                fwd += [(np.multiply, (prev.transpose(2, 0, 1), W[:, :, 0].T[:, None, :],
+                                       T))]                                 # (p,n,K) * (p,1,K)
+                fwd += _sum_leading(T, Z[:, :, 0], n > 1)                   # -> (n, K)
+                neg = False
             elif p == 1:
                 fwd.append((np.multiply, (prev, W[:, 0, :], Z)))           # (n,K,1) * (K,q)
                 neg = False
@@ -192,30 +223,33 @@ class _Plan:
     def _backward(self):
         net, n, K, A, D, S, new = self.net, self.n, self.net.K, self.A, self.D, self.S, self.new
         lay, P, G, sizes, small, bwd = net.layout, net.P, net.G, net.mlp.sizes, self.small, []
-        ones_n = np.ones(n, net.dtype)
         for l in range(len(net.acts) - 1, -1, -1):
             p, q, dW, dZ = sizes[l], sizes[l + 1], lay.w_store(G, l), D[l]  # dZ (n, K, q)
             prev = A[l - 1] if l else None
             # weight gradient dW[k] = A[l-1][:, k].T @ dZ[:, k]
-            if l == 0:
+            if l == 0 and _shared_gemm(p, n, q):
                 bwd.append((np.dot, (self.X.T, dZ.reshape(n, -1), dW)))   # (n_in, n) @ (n, K*q)
+            elif l == 0 and min(p, n, q) >= 2:          # K gemms of one shape
+                bwd.append((np.matmul, (self.X.T, dZ.transpose(1, 0, 2),
+                                        lay.w_logical(G, 0))))              # (n_in,n) @ (K,n,q)
+            elif l == 0:                                # a size 1 (a gemv): broadcast + in-order sum
+                T = new(n, p, K * q)
+                bwd += [(np.multiply, (self.X[:, :, None], dZ.reshape(n, 1, -1), T))]
+                bwd += _sum_leading(T, dW, p * q > 1)                       # -> (n_in, K*q)
             elif q == 1 and small:                      # dZ spread over the p inputs: R
                 R = new(n, K, p)
                 U = R if (l - 1) in self.sigmoid_into_one else new(n, K, p)  # R not needed again then
-                bwd += [_spread(dZ, R), (np.multiply, (prev, R, U)),       # U = A[l-1] * R
-                        (np.add.reduce, (U, 0, None, dW[:, :, 0]))]         # sum over n -> (K, p)
-            elif p == 1 and small:
+                bwd += [_spread(dZ, R), (np.multiply, (prev, R, U))]       # U = A[l-1] * R
+                bwd += _sum_over_samples(U, dW[:, :, 0])               # -> (K, p)
+            elif p == 1:
                 T = new(n, K, q)
-                bwd += [(np.multiply, (dZ, prev, T)),                       # (n,K,q) * (n,K,1)
-                        (np.add.reduce, (T, 0, None, dW[:, 0, :]))]         # sum over n -> (K, q)
+                bwd += [(np.multiply, (dZ, prev, T))]                       # (n,K,q) * (n,K,1)
+                bwd += _sum_over_samples(T, dW[:, 0, :])               # -> (K, q)
             else:
                 bwd.append((np.matmul, (np.swapaxes(prev.transpose(1, 0, 2), -1, -2),
                                         dZ.transpose(1, 0, 2), dW)))        # (K,p,n) @ (K,n,q)
-            if net.mlp.bias and small:
-                bwd.append((np.add.reduce, (dZ, 0, None, lay.b_store(G, l))))  # sum over n -> (K, q)
-            elif net.mlp.bias:
-                bwd.append((np.dot, (ones_n, dZ.reshape(n, -1),
-                                     lay.b_store(G, l).reshape(-1))))       # (n,) @ (n, K*q)
+            if net.mlp.bias:
+                bwd += _sum_over_samples(dZ, lay.b_store(G, l))        # -> (K, q)
             if l == 0:
                 break
             # delta of the layer below: dZ[l-1] = (dZ @ W.T) * act'(A[l-1])
@@ -229,16 +263,48 @@ class _Plan:
                 continue
             if q == 1 and small:
                 bwd.append((np.multiply, (R, W[:, :, 0], dA)))              # (n,K,p) * (K,p)
-            elif p == 1 and small:
-                T = new(n, K, q)
-                bwd += [(np.multiply, (dZ, W[:, 0, :], T)),                 # (n,K,q) * (K,q)
-                        (np.dot, (T.reshape(-1, q), np.ones(q, net.dtype), dA.reshape(-1)))]  # (n*K,q) @ (q,)
+            elif p == 1:                                # dZ (n,K,q) * W (K,q), summed over q in order
+                T = new(q, n, K)
+                bwd += [(np.multiply, (dZ, W[:, 0, :], T.transpose(1, 2, 0)))]
+                bwd += _sum_leading(T, dA[:, :, 0], n > 1)                  # -> (n, K)
             else:
                 bwd.append((np.matmul, (dZ.transpose(1, 0, 2), np.swapaxes(W, -1, -2),
                                         dA.transpose(1, 0, 2))))            # (K,n,q) @ (K,q,p)
             if not net.acts[l - 1].identity_deriv:
                 bwd += deriv_ops(below, A[l - 1], S[l - 1]) + [(np.multiply, (dA, S[l - 1], dA))]
         return bwd
+
+
+def _shared_gemm(m: int, inner: int, q: int) -> bool:
+    """Whether a shared-input product over the whole population, ``(m, inner) @ (inner, K*q)``,
+    gives every variant the bits of its own ``(m, inner) @ (inner, q)``.
+
+    True when ``inner <= SHARED_GEMM_MAX_INNER`` and ``m, q >= 2`` (measured, see the module
+    docstring; with m or q = 1 NumPy calls gemv, whose order depends on the other size);
+    else the product is done as K gemms of one shape.
+    """
+    return inner <= SHARED_GEMM_MAX_INNER and m >= 2 and q >= 2
+
+
+def _sum_leading(src, out, wide: bool) -> list:
+    """Tape entries writing the sum of ``src`` (m, ...) over its first axis into ``out`` (...).
+
+    The m slabs are added in order, element by element, so each variant's sum is the same
+    whatever K. ``np.add.reduce`` does that when a slab has several elements, but sums
+    one-element slabs pairwise, which differs from 8 terms on; ``np.add.accumulate`` is in
+    order for any shape. ``wide``: a slab has several elements even when K = 1 (the
+    caller knows from the shapes other than K); then, or below 8 terms (where NumPy's
+    pairwise sum is sequential), the cheaper reduce is used.
+    """
+    if wide or src.shape[0] < 8:
+        return [(np.add.reduce, (src, 0, None, out))]
+    acc = np.empty_like(src)
+    return [(np.add.accumulate, (src, 0, None, acc)), (np.copyto, (out, acc[-1]))]
+
+
+def _sum_over_samples(src, out) -> list:
+    """Tape entries: ``out`` (K, w) = sum of ``src`` (n, K, w) over samples, in sample order."""
+    return _sum_leading(src, out, src.shape[2] > 1)
 
 
 def _spread(d, R):

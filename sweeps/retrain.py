@@ -9,11 +9,9 @@ The rule: the variant key is recomputed from the decoded settings and the rebuil
 param changed after the run (or a CSV file changed since) shows as a key that differs from
 the logged ``sweep.variant_key``, even when the numbers happen to agree.
 
-Reproduction is bit-for-bit for a variant that trained alone (a pack of one). In a pack of
-several, the last bits of its losses, weights and predictions can depend on its pack mates:
-core sums some reductions (the loss, one-wide layer products) over views of the whole
-population, in an order that depends on the population's size and layout. `sweeps.verification`
-reports that as "within 1e-9" (card sweep, all 480: 167 bit-identical, the rest within 8e-13).
+Reproduction is bit-for-bit whatever pack the variant trained in: core computes each
+variant's numbers in an order independent of the pack's size, mates and the variant's place
+(`core.network` states the rule; card sweep, all 480: bit-identical).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ targets, predictions) against what MLflow holds. Per variant: the largest absolu
 relative difference and a verdict; the sweep's verdict is the worst one:
 
 - ``bit-identical``: every number equal (NaN equals NaN);
-- ``within 1e-9``: relative differences at most TOLERANCE (e.g. last-bit differences of
-  training losses summed in a pack of many; see `sweeps.retrain`);
+- ``within 1e-9``: relative differences at most TOLERANCE (last bits, e.g. from another
+  BLAS build or CPU than the sweep's; see `sweeps.retrain`);
 - ``different``: more than that, a number missing on one side, or params that no longer hash
   to the logged variant key.
 
