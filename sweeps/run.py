@@ -22,7 +22,7 @@ from sweeps import results
 from sweeps.plan import Pack, make_packs
 from sweeps.progress import SweepProgress
 from sweeps.sweep import Sweep, load_sweep
-from sweeps.tracking.track import SweepTracker
+from sweeps.tracking import Tracker, open_tracker
 from sweeps.training import VariantResult
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def run_sweep(
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    tracker = SweepTracker(sweep, tracking_uri=tracking_uri, fresh=fresh)
+    tracker = open_tracker(tracking_uri, sweep, fresh=fresh)
     with ThreadPoolExecutor(max_workers=1) as background:
         # Both take seconds and mostly wait (Ray on its processes, MLflow on SQLite): overlap them.
         tracker_started = background.submit(tracker.start)
@@ -181,7 +181,7 @@ def run_sweep(
     )
 
 
-def _train_and_log(sweep: Sweep, tracker: SweepTracker, packs: list[Pack],
+def _train_and_log(sweep: Sweep, tracker: Tracker, packs: list[Pack],
                    connection: RayConnection | None, progress: bool,
                    timings: dict[str, float]):
     """Train the packs (serially without a Ray connection), logging each as it finishes.
@@ -197,8 +197,7 @@ def _train_and_log(sweep: Sweep, tracker: SweepTracker, packs: list[Pack],
     def on_done(pack: Pack, pack_results: list[VariantResult]) -> None:
         nonlocal logging_seconds
         clock = time.perf_counter()
-        for result in pack_results:
-            tracker.log_variant(by_key[result.key], result)
+        tracker.log_variants([(by_key[result.key], result) for result in pack_results])
         logging_seconds += time.perf_counter() - clock
         bar.advance(
             [result.metrics["train_loss"] for result in pack_results],
