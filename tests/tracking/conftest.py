@@ -37,7 +37,7 @@ def _postgres():
 
 
 @pytest.fixture
-def postgres_uri(_postgres: Postgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def postgresql_uri(_postgres: Postgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh PostgreSQL database; artifacts under the test's temp dir (the default root)."""
     name = f"t{tmp_path.name.lower().replace('-', '_')[-40:]}"
     conn = _postgres.connect()
