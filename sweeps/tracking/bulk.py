@@ -25,6 +25,7 @@ from typing import Any, Sequence
 from sweeps.tracking.child import ChildRun, child_run
 from sweeps.tracking.layout import PARENT_ID, VARIANT_KEY
 from sweeps.tracking.readback import attach_histories, run_record, split_children
+from sweeps.tracking.store import artifact_repository
 from sweeps.tracking.track import SweepTracker
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,6 @@ class BulkTracker(SweepTracker):
         return True if not todo else None
 
     def _write_batch(self, children: list[ChildRun]) -> None:
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
         from mlflow.utils.uri import append_to_uri_path
 
@@ -134,8 +134,7 @@ class BulkTracker(SweepTracker):
             with tempfile.TemporaryDirectory(dir=self._tmpdir()) as directory:
                 path = child.write_predictions(Path(directory))
                 if path is not None:
-                    get_artifact_repository(artifact_uri,
-                                            self.tracking_uri).log_artifact(str(path))
+                    artifact_repository(artifact_uri, self.tracking_uri).log_artifact(str(path))
         rows = batch_rows(self.client._tracking_client.store, self.experiment_id, children,
                           run_ids, artifact_uris, start, metric_time=start, end_time=_now())
         _insert(self.client._tracking_client.store, rows)

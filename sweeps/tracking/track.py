@@ -24,8 +24,9 @@ from sweeps.tracking.layout import (CONFIG_HASH, MAX_ENTITIES, MAX_METRICS, MAX_
                                     PARENT_ID, ROLE, SWEPT, VARIANT_INDEX, VARIANT_KEY,
                                     shared_settings, sweep_kinds)
 from sweeps.tracking.readback import attach_histories, run_record, split_children
-from sweeps.tracking.store import (check_reachable, chunks, default_tracking_uri,
-                                   ensure_experiment, is_transient, make_client, search_all)
+from sweeps.tracking.store import (artifact_repository, check_reachable, chunks,
+                                   default_tracking_uri, ensure_experiment, is_transient,
+                                   make_client, search_all)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class SweepTracker:
         self.histories = None if histories is None else frozenset(histories)
         self.parent_run_id: str | None = None
         self._new_parent: str | None = None
+        self._parent_artifacts: str | None = None      # the parent run's artifact URI
         self.experiment_id: str | None = None
         self.kinds = sweep_kinds(sweep)
         self._records: dict[str, dict] = {}          # variant key -> record
@@ -125,16 +127,18 @@ class SweepTracker:
             parent = None if self.fresh else self._find_parent()
             if parent is not None:
                 return self._resume(parent)
-            self._new_parent = self.client.create_run(
+            info = self.client.create_run(
                 self.experiment_id, run_name=self.sweep.name,
                 tags={ROLE: "parent", NAME: self.sweep.name, CONFIG_HASH: self.sweep.config_hash,
-                      SWEPT: json.dumps(self.kinds)}).info.run_id
+                      SWEPT: json.dumps(self.kinds)}).info
+            self._new_parent, self._parent_artifacts = info.run_id, info.artifact_uri
         self.parent_run_id = self._new_parent
         self._fill_parent(self.parent_run_id)
         return set()
 
     def _resume(self, parent) -> set[str]:
         self.parent_run_id = parent.info.run_id
+        self._parent_artifacts = parent.info.artifact_uri
         if parent.info.status != "RUNNING":
             self.client.update_run(self.parent_run_id, status="RUNNING")
         runs = self._search(f"tags.`{PARENT_ID}` = '{self.parent_run_id}'",
@@ -166,7 +170,7 @@ class SweepTracker:
         name = Path(str(self.sweep.path)).name or "sweep.yaml"
         path = Path(self._tmpdir()) / name
         path.write_text(self.sweep.text, encoding="utf-8")
-        self.client.log_artifact(run_id, str(path))
+        artifact_repository(self._parent_artifacts, self.tracking_uri).log_artifact(str(path))
 
     def _tmpdir(self) -> str:
         if self._tmp is None:
@@ -176,8 +180,8 @@ class SweepTracker:
     def log_artifacts(self, directory: str | Path) -> None:
         """Every file under `directory` onto the parent run (results tables, plots)."""
         self._require_started()
-        self._retry("log_artifacts",
-                    lambda: self.client.log_artifacts(self.parent_run_id, str(directory)))
+        self._retry("log_artifacts", lambda: artifact_repository(
+            self._parent_artifacts, self.tracking_uri).log_artifacts(str(directory)))
 
     def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
         """Metrics on the parent run (the best group's), so the runs table shows the winner."""
@@ -265,7 +269,6 @@ class SweepTracker:
 
     def _write_child(self, variant: Any, result: Any) -> dict:
         from mlflow.entities import Metric, Param
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
         child = child_run(self.sweep, variant, result, self.parent_run_id, self.kinds,
                           self.histories)
@@ -281,8 +284,8 @@ class SweepTracker:
         with tempfile.TemporaryDirectory(dir=self._tmpdir()) as directory:
             path = child.write_predictions(Path(directory))
             if path is not None:
-                get_artifact_repository(run.info.artifact_uri,
-                                        self.tracking_uri).log_artifact(str(path))
+                artifact_repository(run.info.artifact_uri,
+                                    self.tracking_uri).log_artifact(str(path))
         client.set_terminated(run_id, "FINISHED")
         return child.record(run_id, run.info.start_time)
 
