@@ -87,6 +87,8 @@ class BulkTracker(SweepTracker):
         return done
 
     def log_variant(self, variant: Any, result: Any) -> str:
+        if not self.bulk:
+            return super().log_variant(variant, result)
         return self.log_variants([(variant, result)])[0]
 
     def log_variants(self, batch: Sequence[tuple[Any, Any]]) -> list[str]:
@@ -108,9 +110,8 @@ class BulkTracker(SweepTracker):
 
     def _drop_written(self, todo: dict[str, ChildRun]) -> bool | None:
         """Before a retry: keep what a lost commit wrote, delete anything else found."""
-        keys = ", ".join(f"'{key}'" for key in todo)
-        runs = self._search(f"tags.`{PARENT_ID}` = '{self.parent_run_id}' "
-                            f"and tags.`{VARIANT_KEY}` IN ({keys})")
+        runs = [run for run in self._search(f"tags.`{PARENT_ID}` = '{self.parent_run_id}'")
+                if run.data.tags.get(VARIANT_KEY) in todo]     # (tags take no IN filter)
         keep, drop = split_children(runs)
         for run in drop:
             self.client.delete_run(run.info.run_id)
