@@ -15,7 +15,8 @@ The layout is a contract that users, the MLflow UI and `sweeps.results.load_runs
   when it diverged; artifact ``predictions.csv``. A child is set FINISHED only after all of
   its data is in, so "FINISHED" means "complete".
 
-Needs no MLflow: `sweeps.tracking.track` writes this layout, `sweeps.tracking.readback` reads it.
+Needs no MLflow: `sweeps.tracking.track` and `sweeps.tracking.bulk` write this layout,
+`sweeps.tracking.readback` reads it.
 """
 
 from __future__ import annotations
