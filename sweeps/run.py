@@ -1,7 +1,8 @@
 """`run_sweep`: the library form of `sweeps run`.
 
 Flow: resume or start the parent run -> pack the variants not yet finished -> train packs
-(Ray or serial) while the driver logs each finished pack -> tables, plots, artifacts.
+(Ray or serial) while the driver logs each finished pack as one batch (`open_tracker`: one
+transaction for a database store) -> tables, plots, artifacts.
 Ctrl-C or SIGTERM stops outstanding packs; everything logged so far stays FINISHED and the
 parent run is marked KILLED, so running the same file again continues where it stopped.
 """
