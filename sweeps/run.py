@@ -53,6 +53,20 @@ class _Signalled(BaseException):
         self.signum = signum
 
 
+def _signal_behind(error: BaseException) -> BaseException | None:
+    """The KeyboardInterrupt or _Signalled that stopped the driver, or None.
+
+    A signal that arrives while Ray waits in compiled code (``ray.wait``) surfaces as a
+    SystemError ("returned a result with an exception set") around the handler's exception;
+    with a fast writer the driver spends most of its time there.
+    """
+    while error is not None:
+        if isinstance(error, (KeyboardInterrupt, _Signalled)):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 @contextmanager
 def _signals_as_exceptions() -> Iterator[None]:
     """Turn SIGTERM into an exception so the driver can stop its tasks and close runs."""
@@ -221,7 +235,10 @@ def _train_and_log(sweep: Sweep, tracker: Tracker, packs: list[Pack],
                                         cancel_on_interrupt=not connection.owned)
             else:
                 execute.run_serial(packs, sweep.datasets, on_done, on_failed)
-        except (KeyboardInterrupt, _Signalled) as stop:
+        except (KeyboardInterrupt, _Signalled, SystemError) as error:
+            stop = _signal_behind(error)
+            if stop is None:
+                raise
             signum = getattr(stop, "signum", signal.SIGINT)
             tracker.finish("KILLED")
             raise SweepInterrupted(
