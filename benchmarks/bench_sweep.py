@@ -4,8 +4,11 @@
         then the same in-process to split it into start-up, training and MLflow logging.
   (a)   plain: one Ray task per variant running the article's algorithm, the driver logging
         each variant as its own MLflow child run (create, one log_batch, terminate).
-  floor what no single-writer design can avoid, measured apart: starting Ray locally, and
-        writing the same 480 child runs (results computed beforehand) into a fresh store.
+  writes the same 480 child runs (results computed beforehand) written into fresh stores in
+        one process, through MlflowClient (`SweepTracker`) and in bulk (`BulkTracker`, one
+        transaction per pack), on SQLite and on a throwaway PostgreSQL server (when installed):
+        ms per child and the ratio.
+  floor what no design can avoid, measured apart: starting Ray locally, and the bulk writes.
   (b)   Ray Tune's Tuner with MLflowLoggerCallback, the article's algorithm as the trainable
         reporting every 100 epochs; a subset of trials, scaled per trial (said in the output).
 
@@ -89,27 +92,33 @@ def bench_ours(workdir: Path) -> dict[str, float]:
     return {"wall": wall, **json.loads(split.stdout.strip().splitlines()[-1])}
 
 
-FLOOR_WRITES = """
+WRITES = """
 import json, sys, time
 from sweeps.plan import make_packs
 from sweeps.sweep import load_sweep
+from sweeps.tracking.bulk import BulkTracker
 from sweeps.tracking.track import SweepTracker
 from sweeps.training import train_pack
 
 sweep = load_sweep(sys.argv[1])
 by_key = {variant.key: variant for variant in sweep.variants}
-results = [result for pack in make_packs(sweep, workers=2)
-           for result in train_pack(pack, sweep.datasets[pack.data_key])]
-clock = time.perf_counter()
-tracker = SweepTracker(sweep, tracking_uri=sys.argv[2])
-tracker.start()                      # imports MLflow and creates the store, as `sweeps run` does
-store = time.perf_counter() - clock
-clock = time.perf_counter()
-for result in results:
-    tracker.log_variant(by_key[result.key], result)
-writes = time.perf_counter() - clock
-tracker.finish()
-print(json.dumps({"store": store, "writes": writes, "children": len(results)}))
+packs = [[(by_key[r.key], r) for r in train_pack(pack, sweep.datasets[pack.data_key])]
+         for pack in make_packs(sweep, workers=2)]
+out = {}
+for name, uri in zip(sys.argv[2::2], sys.argv[3::2]):
+    writer = BulkTracker if name.startswith("bulk") else SweepTracker
+    clock = time.perf_counter()
+    tracker = writer(sweep, tracking_uri=uri)
+    tracker.start()                  # imports MLflow and creates the store, as `sweeps run` does
+    store = time.perf_counter() - clock
+    assert getattr(tracker, "bulk", True), "the bulk writer fell back to the client path"
+    clock = time.perf_counter()
+    for batch in packs:              # one batch per finished pack, as `sweeps run` logs them
+        tracker.log_variants(batch)
+    writes = time.perf_counter() - clock
+    tracker.finish()
+    out[name] = {"store": store, "writes": writes, "children": sum(map(len, packs))}
+print(json.dumps(out))
 """
 
 FLOOR_RAY = """
@@ -122,18 +131,64 @@ print(json.dumps({"ray": time.perf_counter() - clock, "cpus": worker_count("ray"
 """
 
 
-def bench_floor(workdir: Path) -> dict[str, float]:
-    """The two costs a single MLflow writer cannot hide, each in a fresh interpreter."""
-    def run(code: str, *args: str) -> dict:
-        done = subprocess.run([sys.executable, "-c", code, *args], check=True, cwd=workdir,
-                              capture_output=True, text=True)
-        return json.loads(done.stdout.strip().splitlines()[-1])
+def _run(workdir: Path, code: str, *args: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", code, *args], check=True, cwd=workdir,
+                          capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
-    floor = run(FLOOR_WRITES, str(CARD), f"sqlite:///{workdir / 'floor.db'}")
-    floor.update(run(FLOOR_RAY))
+
+def bench_writers(workdir: Path, postgres_uri: str | None) -> dict[str, dict]:
+    """The card's 480 child runs (trained beforehand), written into fresh stores, in one
+    process: the client path and the bulk path on SQLite, and on PostgreSQL when given."""
+    stores = ["client-sqlite", f"sqlite:///{workdir / 'client.db'}",
+              "bulk-sqlite", f"sqlite:///{workdir / 'bulk.db'}"]
+    if postgres_uri:
+        stores += ["client-postgresql", postgres_uri + "_client",
+                   "bulk-postgresql", postgres_uri + "_bulk"]
+    return _run(workdir, WRITES, str(CARD), *stores)
+
+
+def bench_floor(workdir: Path, writes: dict) -> dict[str, float]:
+    """The two costs no writer can hide: starting Ray, and writing the runs (bulk, SQLite)."""
+    floor = dict(writes["bulk-sqlite"])
+    floor.update(_run(workdir, FLOOR_RAY))
     # In `sweeps run` the store is created while Ray starts; the writes follow.
     floor["best"] = max(floor["store"], floor["ray"]) + floor["writes"]
     return floor
+
+
+class _Postgres:
+    """A throwaway PostgreSQL server (tests/cluster's) with two empty databases, or None."""
+
+    def __enter__(self) -> str | None:
+        import shutil
+        sys.path.insert(0, str(REPO))
+        from tests.cluster.native_stack import Postgres, postgres_bindir
+        try:
+            postgres_bindir()
+        except RuntimeError as error:
+            print(f"PostgreSQL: skipped ({error})")
+            return None
+        self.root = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        self.root.chmod(0o755)
+        (self.root / "pg").mkdir()
+        self.server = Postgres.create(self.root / "pg")
+        self.server.start()
+        self.server.wait_ready()
+        conn = self.server.connect()
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            for suffix in ("_client", "_bulk"):
+                cursor.execute(f'CREATE DATABASE "{self.server.database}{suffix}"')
+        conn.close()
+        os.environ["PGPASSWORD"] = self.server.password
+        self._shutil = shutil
+        return self.server.store_uri
+
+    def __exit__(self, *exc) -> None:
+        if getattr(self, "server", None) is not None:
+            self.server.stop()
+            self._shutil.rmtree(self.root, ignore_errors=True)
 
 
 def bench_plain_ray(workdir: Path) -> dict[str, float]:
@@ -211,11 +266,20 @@ def main() -> None:
               f"(in-process split: start-up {ours['startup']:.1f} s, training+logging "
               f"{ours['train_and_log']:.1f} s of which driver logging {ours['logging']:.1f} s, "
               f"tables+plots {ours['results']:.1f} s)")
-        floor = bench_floor(workdir)
+        with _Postgres() as postgres_uri:
+            writes = bench_writers(workdir, postgres_uri)
+        per_child = {name: 1000 * w["writes"] / w["children"] for name, w in writes.items()}
+        for backend in ("sqlite", "postgresql"):
+            if f"bulk-{backend}" in per_child:
+                client, bulk = per_child[f"client-{backend}"], per_child[f"bulk-{backend}"]
+                print(f"writes {backend}: {client:.1f} ms per child through MlflowClient, "
+                      f"{bulk:.1f} ms in bulk (one transaction per pack): {client / bulk:.1f}x "
+                      f"lower (target {'8' if backend == 'sqlite' else '5'}x)")
+        floor = bench_floor(workdir, writes)
         print(f"floor  Ray start-up {floor['ray']:.1f} s; MLflow import + new store "
               f"{floor['store']:.1f} s; writing the {floor['children']} child runs alone "
-              f"{floor['writes']:.1f} s ({1000 * floor['writes'] / floor['children']:.0f} ms each)")
-        print(f"       a single writer cannot finish before max(start-up, store) + writes = "
+              f"(bulk) {floor['writes']:.1f} s")
+        print(f"       no design finishes before max(start-up, store) + writes = "
               f"{floor['best']:.1f} s; ours spends {ours['wall'] - floor['best']:.1f} s more "
               f"(imports, first pack, tables, plots, exit)")
         plain = bench_plain_ray(workdir)

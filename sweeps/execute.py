@@ -8,6 +8,7 @@ Training is deterministic, so a task whose worker died is simply run again (`max
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import threading
@@ -119,6 +120,21 @@ def _describe_error(error: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(error), error)).strip()
 
 
+def _fetch(ref: "ray.ObjectRef", pack: Pack,
+           nodes: dict[str, int]) -> tuple[Pack, list[VariantResult] | None, str]:
+    """(pack, results, "") or (pack, None, error) of a finished task, counted in `nodes`.
+
+    The results are deep copies: arrays `ray.get` returns are views of Ray's object store,
+    which must not outlive Ray (`run_ray` lets it shut down while the driver still logs).
+    """
+    try:
+        results, node = ray.get(ref)
+    except Exception as error:  # RayTaskError, WorkerCrashedError after retries
+        return pack, None, _describe_error(error)
+    nodes[node] = nodes.get(node, 0) + 1
+    return pack, copy.deepcopy(results), ""
+
+
 def run_serial(packs: Iterable[Pack], datasets: Mapping[str, Dataset],
                on_done: OnDone, on_failed: OnFailed) -> None:
     """Train the packs one after another in this process (debugging, equivalence tests)."""
@@ -156,22 +172,13 @@ def run_ray(packs: Iterable[Pack], datasets: Mapping[str, Dataset],
         while pending or fetched:
             if pending:
                 # Block only when there is nothing fetched to hand over.
-                done, _ = ray.wait(list(pending), num_returns=1 if not fetched else len(pending),
-                                   timeout=POLL_SECONDS if not fetched else 0)
-                for ref in done:
-                    pack = pending.pop(ref)
-                    try:
-                        results, node = ray.get(ref)
-                    except Exception as error:  # RayTaskError, WorkerCrashedError after retries
-                        fetched.append((pack, None, _describe_error(error)))
-                        continue
-                    nodes[node] = nodes.get(node, 0) + 1
-                    fetched.append((pack, results, ""))
+                ready, _ = ray.wait(list(pending), num_returns=1 if not fetched else len(pending),
+                                    timeout=POLL_SECONDS if not fetched else 0)
+                fetched.extend([_fetch(ref, pending.pop(ref), nodes) for ref in ready])
+                ready = _ = None
                 if not pending and on_all_trained is not None:
-                    # Release this driver's last object references first: one released after
-                    # Ray has shut down (on_all_trained may shut it down in the background)
-                    # makes Ray 2.60's core worker end the process with status 1.
-                    done = ref = None
+                    # Ray may shut down now: this driver holds no object of it any more
+                    # (releasing one while Ray shuts down makes the process exit with 1).
                     data_refs.clear()
                     on_all_trained()
             if fetched:

@@ -1,8 +1,9 @@
 """`run_sweep`: the library form of `sweeps run`.
 
 Flow: resume or start the parent run -> pack the variants not yet finished -> train packs
-(Ray or serial) while the driver logs each finished pack -> tables, plots, artifacts
-(`sweeps.outputs`: the plots are drawn in a helper process started with the sweep).
+(Ray or serial) while the driver logs each finished pack as one batch (`open_tracker`: one
+transaction for a database store) -> tables, plots, artifacts (`sweeps.outputs`: the plots
+are drawn in a helper process started with the sweep).
 Ctrl-C or SIGTERM stops outstanding packs; everything logged so far stays FINISHED and the
 parent run is marked KILLED, so running the same file again continues where it stopped.
 """
@@ -25,7 +26,7 @@ from sweeps.plan import make_packs
 from sweeps.records import Executor, Pack
 from sweeps.progress import SweepProgress
 from sweeps.sweep import Sweep, load_sweep
-from sweeps.tracking.track import SweepTracker
+from sweeps.tracking import Tracker, open_tracker
 from sweeps.tracking.ui import open_hint
 from sweeps.training import VariantResult
 
@@ -54,6 +55,20 @@ class _Signalled(BaseException):
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
+
+
+def _signal_behind(error: BaseException) -> BaseException | None:
+    """The KeyboardInterrupt or _Signalled that stopped the driver, or None.
+
+    A signal that arrives while Ray waits in compiled code (``ray.wait``) surfaces as a
+    SystemError ("returned a result with an exception set") around the handler's exception;
+    with a fast writer the driver spends most of its time there.
+    """
+    while error is not None:
+        if isinstance(error, (KeyboardInterrupt, _Signalled)):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 @contextmanager
@@ -152,7 +167,7 @@ def run_sweep(
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    tracker = SweepTracker(sweep, tracking_uri=tracking_uri, fresh=fresh)
+    tracker = open_tracker(tracking_uri, sweep, fresh=fresh)
     plotter = None
     try:
         with ThreadPoolExecutor(max_workers=1) as background:
@@ -186,7 +201,7 @@ def run_sweep(
     )
 
 
-def _train_and_log(sweep: Sweep, tracker: SweepTracker, packs: list[Pack],
+def _train_and_log(sweep: Sweep, tracker: Tracker, packs: list[Pack],
                    connection: RayConnection | None, progress: bool,
                    timings: dict[str, float]):
     """Train the packs (serially without a Ray connection), logging each as it finishes.
@@ -202,8 +217,7 @@ def _train_and_log(sweep: Sweep, tracker: SweepTracker, packs: list[Pack],
     def on_done(pack: Pack, pack_results: list[VariantResult]) -> None:
         nonlocal logging_seconds
         clock = time.perf_counter()
-        for result in pack_results:
-            tracker.log_variant(by_key[result.key], result)
+        tracker.log_variants([(by_key[result.key], result) for result in pack_results])
         logging_seconds += time.perf_counter() - clock
         bar.advance(
             [result.metrics["train_loss"] for result in pack_results],
@@ -226,7 +240,10 @@ def _train_and_log(sweep: Sweep, tracker: SweepTracker, packs: list[Pack],
                                         cancel_on_interrupt=not connection.owned)
             else:
                 execute.run_serial(packs, sweep.datasets, on_done, on_failed)
-        except (KeyboardInterrupt, _Signalled) as stop:
+        except (KeyboardInterrupt, _Signalled, SystemError) as error:
+            stop = _signal_behind(error)
+            if stop is None:
+                raise
             signum = getattr(stop, "signum", signal.SIGINT)
             tracker.finish("KILLED")
             raise SweepInterrupted(

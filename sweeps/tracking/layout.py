@@ -18,7 +18,8 @@ The layout is a contract that users, the MLflow UI and `sweeps.results.load_runs
   its data is in, so "FINISHED" means "complete". `sweeps best` adds a logged pyfunc model
   to the winner's child run and the tag ``sweep.model_uri``.
 
-Needs no MLflow: `sweeps.tracking.track` writes this layout, `sweeps.tracking.readback` reads it.
+Needs no MLflow: `sweeps.tracking.track` and `sweeps.tracking.bulk` write this layout,
+`sweeps.tracking.readback` reads it.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Sequence
 
 PAGE = 1000                       # search_runs page size
+# The MLflow server whose artifact proxy serves `mlflow-artifacts:` locations, for a driver that
+# writes runs straight to the server's database (docker-compose.yml's sweep service).
+ARTIFACTS_SERVER_ENV = "SWEEPS_ARTIFACTS_SERVER"
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -139,8 +142,29 @@ def _prepare_sqlite(tracking_uri: str) -> None:
         con.close()
 
 
+def artifact_repository(artifact_uri: str, tracking_uri: str):
+    """MLflow's artifact repository for a run's `artifact_uri`.
+
+    ``mlflow-artifacts:`` locations are served by a tracking server's proxy: with a database
+    tracking URI they are reached through $SWEEPS_ARTIFACTS_SERVER.
+    """
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    if artifact_uri.startswith("mlflow-artifacts:") \
+            and not tracking_uri.startswith(("http://", "https://")):
+        server = os.environ.get(ARTIFACTS_SERVER_ENV)
+        if not server:
+            raise RuntimeError(
+                f"the artifacts of this experiment live behind an MLflow server "
+                f"({artifact_uri}); set {ARTIFACTS_SERVER_ENV} to its URL (e.g. "
+                f"http://mlflow:5000) to write them while writing runs to {tracking_uri}")
+        tracking_uri = server
+    return get_artifact_repository(artifact_uri, tracking_uri)
+
+
 def ensure_experiment(client, name: str, tracking_uri: str) -> str:
-    """The experiment's id, created if needed (SQLite: artifacts beside the database file)."""
+    """The experiment's id, created if needed (SQLite: artifacts beside the database file;
+    with $SWEEPS_ARTIFACTS_SERVER: behind that server's artifact proxy, as it would place them)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage != "active":
@@ -151,9 +175,12 @@ def ensure_experiment(client, name: str, tracking_uri: str) -> str:
         return experiment.experiment_id
     location = None
     path = _sqlite_path(tracking_uri)
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     if path is not None:
-        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         location = (path.resolve().parent / "mlruns" / slug).as_uri()
+    elif os.environ.get(ARTIFACTS_SERVER_ENV) \
+            and not tracking_uri.startswith(("http://", "https://")):
+        location = f"mlflow-artifacts:/{slug}"
     try:
         return client.create_experiment(name, artifact_location=location)
     except Exception:

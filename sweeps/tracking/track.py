@@ -1,9 +1,11 @@
-"""Writing a sweep to MLflow, resumably (`SweepTracker`), in the layout of `sweeps.tracking.layout`.
+"""Writing a sweep to MLflow through `MlflowClient`, resumably (`SweepTracker`), in the layout
+of `sweeps.tracking.layout`: the path for tracking servers, and the parent run's writer for
+every store.
 
 Writes per child: one ``create_run`` (name and every tag), one ``log_batch`` (metrics and
 params, split only beyond MLflow's 1000-entity limit), one artifact copy, one
-``set_terminated``. No per-run ``get_run``. The driver is the only writer, so a SQLite store
-works; writes are retried after transient errors without ever leaving two children per variant.
+``set_terminated``. No per-run ``get_run``. Writes are retried after transient errors without
+ever leaving two children per variant; `writers` threads write a batch's children at once.
 """
 
 from __future__ import annotations
@@ -13,19 +15,19 @@ import logging
 import math
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
-import numpy as np
-
-from sweeps.tracking.layout import (CONFIG_HASH, CURVES, GROUP_KEY, MAX_ENTITIES, MAX_METRICS,
-                           MAX_PARAMS_TAGS, NAME, PARENT_ID, PREDICTIONS_FILE, ROLE, STATUS,
-                           SWEPT, VARIANT_INDEX, VARIANT_KEY, encode_param,
-                           predictions_table, shared_settings, sweep_kinds, write_csv)
+from sweeps.tracking.child import child_run
+from sweeps.tracking.layout import (CONFIG_HASH, MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, NAME,
+                                    PARENT_ID, ROLE, SWEPT, VARIANT_KEY, shared_settings,
+                                    sweep_kinds)
 from sweeps.tracking.readback import attach_histories, find_parent, run_record, split_children
-from sweeps.tracking.records import Predictions, RunRecord, by_index, make_record
-from sweeps.tracking.store import (check_reachable, chunks, default_tracking_uri, ensure_experiment,
-                          is_transient, make_client, search_all)
+from sweeps.tracking.records import RunRecord, by_index
+from sweeps.tracking.store import (artifact_repository, check_reachable, chunks,
+                                   default_tracking_uri, ensure_experiment, is_transient,
+                                   make_client, search_all)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class SweepTracker:
 
         tracker = SweepTracker(sweep)              # $MLFLOW_TRACKING_URI or sqlite:///mlflow.db
         done = tracker.start()                     # keys of variants already FINISHED
-        run_id = tracker.log_variant(variant, result)    # per finished variant
+        run_ids = tracker.log_variants([(variant, result), ...])   # per finished pack
         tracker.finish()                           # FINISHED | KILLED | FAILED
 
     Parameters
@@ -51,11 +53,13 @@ class SweepTracker:
     histories : the curve keys logged as metric histories (default: every curve a result
         has). Each history point costs MLflow's SQL store about 0.1 ms of CPU; curves left
         out still get their final value.
+    writers : threads writing the children of one `log_variants` batch (a tracking server
+        serves them in parallel; one for a database written through the client).
     """
 
     def __init__(self, sweep: Any, tracking_uri: str | None = None, fresh: bool = False, *,
                  retries: int = 4, backoff: float = 1.0,
-                 histories: Collection[str] | None = None):
+                 histories: Collection[str] | None = None, writers: int = 1):
         self.sweep = sweep
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.fresh = fresh
@@ -64,12 +68,15 @@ class SweepTracker:
         self.histories = None if histories is None else frozenset(histories)
         self.parent_run_id: str | None = None
         self._new_parent: str | None = None
+        self._parent_artifacts: str | None = None      # the parent run's artifact URI
         self.experiment_id: str | None = None
         self.kinds = sweep_kinds(sweep)
         self._records: dict[str, RunRecord] = {}     # variant key -> record
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._client = None
         self._sleep: Callable[[float], None] = time.sleep
+        self.writers = writers
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- MLflow plumbing -------------------------------------------------------------------
 
@@ -122,16 +129,18 @@ class SweepTracker:
                                                          self.sweep.config_hash)
             if parent is not None:
                 return self._resume(parent)
-            self._new_parent = self.client.create_run(
+            info = self.client.create_run(
                 self.experiment_id, run_name=self.sweep.name,
                 tags={ROLE: "parent", NAME: self.sweep.name, CONFIG_HASH: self.sweep.config_hash,
-                      SWEPT: json.dumps(self.kinds)}).info.run_id
+                      SWEPT: json.dumps(self.kinds)}).info
+            self._new_parent, self._parent_artifacts = info.run_id, info.artifact_uri
         self.parent_run_id = self._new_parent
         self._fill_parent(self.parent_run_id)
         return set()
 
     def _resume(self, parent) -> set[str]:
         self.parent_run_id = parent.info.run_id
+        self._parent_artifacts = parent.info.artifact_uri
         if parent.info.status != "RUNNING":
             self.client.update_run(self.parent_run_id, status="RUNNING")
         runs = self._search(f"tags.`{PARENT_ID}` = '{self.parent_run_id}'",
@@ -161,7 +170,7 @@ class SweepTracker:
         name = Path(str(self.sweep.path)).name or "sweep.yaml"
         path = Path(self._tmpdir()) / name
         path.write_text(self.sweep.text, encoding="utf-8")
-        self.client.log_artifact(run_id, str(path))
+        artifact_repository(self._parent_artifacts, self.tracking_uri).log_artifact(str(path))
 
     def _tmpdir(self) -> str:
         if self._tmp is None:
@@ -171,8 +180,8 @@ class SweepTracker:
     def log_artifacts(self, directory: str | Path) -> None:
         """Every file under `directory` onto the parent run (results tables, plots)."""
         self._require_started()
-        self._retry("log_artifacts",
-                    lambda: self.client.log_artifacts(self.parent_run_id, str(directory)))
+        self._retry("log_artifacts", lambda: artifact_repository(
+            self._parent_artifacts, self.tracking_uri).log_artifacts(str(directory)))
 
     def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
         """Metrics on the parent run (the best group's), so the runs table shows the winner."""
@@ -199,6 +208,9 @@ class SweepTracker:
             self.client.set_terminated(self.parent_run_id, status)
 
         self._retry("finish", _finish)
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -239,72 +251,47 @@ class SweepTracker:
         self._records[variant.key] = record
         return record.run_id
 
+    def log_variants(self, batch: Sequence[tuple[Any, Any]]) -> list[str]:
+        """Write the child runs of a batch of (variant, result) pairs; return their run ids.
+
+        With several `writers` the children are written by that many threads at once (a
+        tracking server's workers then run in parallel); each one is retried on its own.
+        """
+        if self.writers <= 1 or len(batch) <= 1:
+            return [self.log_variant(variant, result) for variant, result in batch]
+        self._tmpdir()                        # created once, before the threads share it
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.writers, thread_name_prefix="sweeps-writer")
+        futures = [self._pool.submit(self.log_variant, variant, result)
+                   for variant, result in batch]
+        return [future.result() for future in futures]
+
     def _write_child(self, variant: Any, result: Any) -> RunRecord:
         from mlflow.entities import Metric, Param
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-        settings = variant.settings
-        epochs = int(settings.get("train.epochs", 0) or 0)
-        steps = np.asarray(result.log_epochs, dtype=np.int64)
-        final_step = max(epochs, int(steps[-1]) + 1 if len(steps) else 0)
-        curves = [k for k in result.curves if self.histories is None or k in self.histories]
-        tags = {PARENT_ID: self.parent_run_id, ROLE: "variant", VARIANT_KEY: variant.key,
-                GROUP_KEY: variant.group, STATUS: result.status,
-                VARIANT_INDEX: str(variant.index), CURVES: ",".join(curves)}
-        name = variant.name or f"variant-{variant.index}"
-
-        # Histories: finite points at their epochs, then the final value at step final_step.
-        history: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        final = {k: float(v) for k, v in result.metrics.items() if v is not None}
-        for key in curves:
-            values = np.asarray(result.curves[key], dtype=np.float64)
-            keep = np.isfinite(values)
-            s, v = steps[keep], values[keep]
-            if key in final:
-                s = np.append(s, final_step)
-                v = np.append(v, final[key])
-            history[key] = (s, v)
+        child = child_run(self.sweep, variant, result, self.parent_run_id, self.kinds,
+                          self.histories)
         now = int(time.time() * 1000)
-        metrics = [Metric(key, float(value), now, int(step))
-                   for key, (s, v) in history.items() for step, value in zip(s.tolist(), v.tolist())]
-        metrics += [Metric(key, value, now, final_step) for key, value in final.items()
-                    if key not in history]
-        params = [Param(k, encode_param(v)) for k, v in settings.items()]
+        metrics = [Metric(key, value, now, step) for key, value, step in child.points]
+        params = [Param(k, v) for k, v in child.params.items()]
 
         client = self.client
-        run = client.create_run(self.experiment_id, tags=tags, run_name=name)
+        run = client.create_run(self.experiment_id, tags=child.tags, run_name=child.name)
         run_id = run.info.run_id
         for m_chunk, p_chunk in _batches(metrics, params):
             client.log_batch(run_id, metrics=m_chunk, params=p_chunk)
-
-        predictions = None
-        dataset = _dataset_for(self.sweep, variant)
-        if dataset is not None and getattr(result, "predictions", None) is not None \
-                and np.size(result.predictions):
-            columns, table = predictions_table(
-                dataset, settings.get("model.output_activation", "identity"), result.predictions)
-            path = Path(self._tmpdir()) / PREDICTIONS_FILE
-            write_csv(path, columns, table)
-            get_artifact_repository(run.info.artifact_uri, self.tracking_uri).log_artifact(str(path))
-            predictions = Predictions(columns=tuple(columns), values=table)
+        with tempfile.TemporaryDirectory(dir=self._tmpdir()) as directory:
+            path = child.write_predictions(Path(directory))
+            if path is not None:
+                artifact_repository(run.info.artifact_uri,
+                                    self.tracking_uri).log_artifact(str(path))
         client.set_terminated(run_id, "FINISHED")
-
-        latest = {key: float(v[-1]) for key, (s, v) in history.items() if len(v)}
-        latest.update(final)
-        return make_record(run_id=run_id, name=name, start_time=run.info.start_time,
-                           variant=variant, status=result.status, curves=curves,
-                           swept=self.kinds, metrics=latest, history=history,
-                           predictions=predictions)
+        return child.record(run_id, run.info.start_time)
 
     def records(self) -> list[RunRecord]:
         """What the FINISHED child runs hold (this session's and resumed ones), by variant index."""
         return by_index(list(self._records.values()))
 
-
-
-def _dataset_for(sweep: Any, variant: Any):
-    datasets = getattr(sweep, "datasets", None) or {}
-    return datasets.get(getattr(variant, "data_key", None))
 
 
 def _batches(metrics: list, params: list) -> list[tuple[list, list]]:

@@ -41,16 +41,20 @@ def variant_keys(path: Path) -> set[str]:
 
 
 def start_sweeps(stack: NativeStack, args: list[str], cwd: Path, name: str) -> Proc:
-    """`sweeps <args>` as a process of its own, with the cluster's environment."""
-    return Proc(name, [str(BIN / "sweeps"), *args], cwd / f"{name}.log", stack.env(), cwd=cwd)
+    """`sweeps <args>` as a process of its own, with the cluster's environment (and what a
+    driver writing straight to the database needs)."""
+    return Proc(name, [str(BIN / "sweeps"), *args], cwd / f"{name}.log", stack.driver_env(),
+                cwd=cwd)
 
 
 def start_run_sweep(stack: NativeStack, sweep: Path, address: str, cwd: Path,
                     name: str = "run_sweep") -> Proc:
-    """`sweeps.run.run_sweep(...)` in a process of its own (see run_sweep_driver.py)."""
-    argv = [sys.executable, str(HERE / "run_sweep_driver.py"), str(sweep), stack.tracking_uri,
+    """`sweeps.run.run_sweep(...)` in a process of its own (see run_sweep_driver.py), writing
+    to the server's database in bulk while the server serves the UI, as docker-compose.yml's
+    sweep service does."""
+    argv = [sys.executable, str(HERE / "run_sweep_driver.py"), str(sweep), stack.store_uri,
             address, str(cwd / "out"), str(cwd / "result")]
-    return Proc(name, argv, cwd / f"{name}.log", stack.env(), cwd=cwd)
+    return Proc(name, argv, cwd / f"{name}.log", stack.driver_env(), cwd=cwd)
 
 
 def finish(proc: Proc, timeout: float = SWEEP_TIMEOUT) -> int:

@@ -346,6 +346,7 @@ class MlflowServer:
     def start(self) -> None:
         argv = [str(BIN / "mlflow"), "server", "--backend-store-uri", self.store_uri,
                 "--serve-artifacts", "--artifacts-destination", str(self.artifacts),
+                # one worker, as docker-compose.yml says why
                 "--host", LOOPBACK, "--port", str(self.port), "--workers", "1"]
         # MLflow's server-side job runner (GenAI jobs) is not used: off, as in docker-compose.yml.
         env = dict(_base_env(), PGPASSWORD=self.password, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
@@ -539,11 +540,23 @@ class NativeStack:
 
     @property
     def tracking_uri(self) -> str:
+        """The tracking server: what readers, the UI and Ray Jobs use."""
         return self.mlflow.url
+
+    @property
+    def store_uri(self) -> str:
+        """The server's database: where a driver writes runs in bulk (with `driver_env`)."""
+        return self.postgres.store_uri
 
     def env(self) -> dict[str, str]:
         """For `sweeps` subprocesses: the cluster's token and loopback switch, no stray URIs."""
         return self.ray.env()
+
+    def driver_env(self) -> dict[str, str]:
+        """`env` for a driver writing to `store_uri`, as docker-compose.yml's sweep service:
+        the database password, and the server whose proxy stores the artifacts."""
+        return dict(self.env(), PGPASSWORD=self.postgres.password,
+                    SWEEPS_ARTIFACTS_SERVER=self.mlflow.url)
 
     @classmethod
     def start(cls, logs: Path) -> "NativeStack":

@@ -246,6 +246,8 @@ def test_mlflow_server_uses_postgres_and_serves_artifacts_from_its_volume():
     assert any(str(v).endswith(":" + target) for v in services()["mlflow"]["volumes"])
     assert params["host"] == "0.0.0.0"           # reachable by the other containers
     assert params["port"] == 5000
+    # uvicorn with several workers delays every response by ~40 ms (delayed ACKs)
+    assert int(params["workers"]) == 1
 
 
 def test_ray_head_runs_dashboard_job_server_and_client_server():
@@ -275,7 +277,13 @@ def test_sweep_service_runs_a_config_from_the_project_against_head_and_mlflow():
     argv = command_of(sweep)
     assert argv[:2] == ["sweeps", "run"]
     params = parse_command(argv)
-    assert params["tracking_uri"] == "http://mlflow:5000"
+    # the driver writes runs straight into the server's database (the bulk writer) and its
+    # artifacts through the server that serves them
+    server = parse_command(command_of(services()["mlflow"]))
+    assert params["tracking_uri"] == server["backend_store_uri"]
+    environment = environment_of(sweep)
+    assert environment["SWEEPS_ARTIFACTS_SERVER"] == "http://mlflow:5000"
+    assert environment["PGPASSWORD"] == environment_of(services()["mlflow"])["PGPASSWORD"]
     assert params["address"].startswith("ray://ray-head:")
     client_port = params["address"].rsplit(":", 1)[1]
     head = parse_command(command_of(services()["ray-head"]))

@@ -1,4 +1,6 @@
-"""Real sweeps on the native stack: two Ray nodes, an MLflow server on PostgreSQL, over HTTP.
+"""Real sweeps on the native stack: two Ray nodes, an MLflow server on PostgreSQL. Drivers write
+runs over HTTP through the server, or (as docker-compose.yml's sweep service) straight into
+its database in bulk; everything is read back over HTTP.
 
 Each test uses its own experiment (the sweep's name), so tests do not see each other's runs.
 """
@@ -90,17 +92,19 @@ def test_the_tracking_server_keeps_runs_in_postgres_and_artifacts_in_its_store(s
 
 @pytest.mark.parametrize("via", ["gcs", "ray-client"])
 def test_sweeps_run_command_joins_the_cluster(cluster, workdir, via):
-    """`sweeps run FILE --address ADDR --tracking-uri URI`: by the head's GCS address, or
-    through Ray Client (ray://head:10001) as the compose file's `sweep` service does."""
+    """`sweeps run FILE --address ADDR --tracking-uri URI`: by the head's GCS address logging
+    through the server, or through Ray Client (ray://head:10001) writing to its database as the
+    compose file's `sweep` service does."""
     name = f"cluster-cli-{via}"
     sweep = write_sweep(workdir, name)
     keys = variant_keys(sweep)
     address = cluster.ray.address if via == "gcs" else cluster.ray.client_address
     before = pack_task_ids(cluster)
 
+    uri = cluster.tracking_uri if via == "gcs" else cluster.store_uri
     code, output = run_sweeps(cluster, ["run", str(sweep), "--address", address,
-                                        "--tracking-uri", cluster.tracking_uri,
-                                        "--no-progress"], workdir, f"sweeps-run-{via}")
+                                        "--tracking-uri", uri, "--no-progress"],
+                              workdir, f"sweeps-run-{via}")
     assert code == 0, output
     assert f"{VARIANTS} variants trained" in output
 

@@ -1,0 +1,213 @@
+"""The bulk writer: a batch of child runs in ONE transaction of a database-backed store.
+
+Rule: the rows are exactly those `MlflowClient.create_run`, ``log_batch`` and
+``set_terminated`` write (see `sweeps.tracking.track`), inserted through MLflow's own store
+session (``SqlAlchemyStore.ManagedSessionMaker``) and ORM models; `tests/tracking` reads both
+back through every MLflow read path and compares them field by field. A batch commits whole
+or not at all, and each run's artifacts are written before the commit, so a FINISHED child
+is always complete. That equivalence is only tested for one MLflow version and one schema
+revision (`TESTED_MLFLOW`, `TESTED_SCHEMA`): on any other the client path writes instead,
+after one warning. The parent run is written through the client as before.
+
+Why: through the client a child costs a dozen transactions (25-50 ms on SQLite); in one
+transaction per batch it costs ~3 ms.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Sequence
+
+from sweeps.tracking.child import ChildRun, child_run
+from sweeps.tracking.layout import PARENT_ID, VARIANT_KEY
+from sweeps.tracking.readback import attach_histories, run_record, split_children
+from sweeps.tracking.store import artifact_repository
+from sweeps.tracking.track import SweepTracker
+
+log = logging.getLogger(__name__)
+
+TESTED_MLFLOW = "3.17.2"
+TESTED_SCHEMA = "dc11669786a5"       # alembic head of MLflow 3.17.2's tracking store
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql")
+_warned: set[str] = set()            # fallback reasons already logged in this process
+
+
+def is_database_uri(tracking_uri: str) -> bool:
+    """True for SQLAlchemy URIs of the stores the bulk writer can write (any driver)."""
+    scheme = tracking_uri.split(":", 1)[0].split("+", 1)[0].lower()
+    return scheme in DATABASE_SCHEMES
+
+
+def unsupported_reason(store: Any) -> str | None:
+    """Why the bulk writer must not write to `store` (None: it may).
+
+    store : the `MlflowClient`'s tracking store.
+    """
+    import mlflow
+    from sqlalchemy import text
+
+    if mlflow.__version__ != TESTED_MLFLOW:
+        return f"it is tested with MLflow {TESTED_MLFLOW}, this is {mlflow.__version__}"
+    if not hasattr(store, "ManagedSessionMaker"):
+        return f"the store is a {type(store).__name__}, not MLflow's SQLAlchemy store"
+    with store.ManagedSessionMaker() as session:
+        revision = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    if revision != TESTED_SCHEMA:
+        return f"it is tested with schema revision {TESTED_SCHEMA}, the store has {revision}"
+    return None
+
+
+class BulkTracker(SweepTracker):
+    """`SweepTracker` whose `log_variants` writes a whole batch in one transaction.
+
+    Same constructor and interface. After `start`, `bulk` says whether this store gets bulk
+    writes (else every call goes through the client path).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.bulk = False
+        self._artifact_location: str | None = None
+        self._wrote = False
+
+    def start(self) -> set[str]:
+        done = super().start()
+        store = self.client._tracking_client.store
+        reason = unsupported_reason(store)
+        self.bulk = reason is None
+        if reason is not None and reason not in _warned:
+            _warned.add(reason)
+            log.warning("writing child runs through MlflowClient, not in bulk: %s", reason)
+        if self.bulk:
+            self._artifact_location = store.get_experiment(self.experiment_id).artifact_location
+        return done
+
+    def log_variant(self, variant: Any, result: Any) -> str:
+        if not self.bulk:
+            return super().log_variant(variant, result)
+        return self.log_variants([(variant, result)])[0]
+
+    def log_variants(self, batch: Sequence[tuple[Any, Any]]) -> list[str]:
+        """Write the batch's child runs in one transaction; return their run ids.
+
+        Variants already FINISHED under this parent are not written again. After a transient
+        error the batch is retried without the children a lost commit did write.
+        """
+        self._require_started()
+        if not self.bulk:
+            return super().log_variants(batch)
+        todo = {variant.key: child_run(self.sweep, variant, result, self.parent_run_id,
+                                       self.kinds, self.histories)
+                for variant, result in batch if variant.key not in self._records}
+        if todo:
+            self._retry("log_variants", lambda: self._write_batch(list(todo.values())),
+                        on_retry=lambda: self._drop_written(todo))
+        return [self._records[variant.key].run_id for variant, _ in batch]
+
+    def _drop_written(self, todo: dict[str, ChildRun]) -> bool | None:
+        """Before a retry: keep what a lost commit wrote, delete anything else found."""
+        runs = [run for run in self._search(f"tags.`{PARENT_ID}` = '{self.parent_run_id}'")
+                if run.data.tags.get(VARIANT_KEY) in todo]     # (tags take no IN filter)
+        keep, drop = split_children(runs)
+        for run in drop:
+            self.client.delete_run(run.info.run_id)
+        records = attach_histories(self.client, [run_record(run, self.kinds) for run in keep])
+        for record in records:
+            self._records[record.variant_key] = record
+            del todo[record.variant_key]
+        return True if not todo else None
+
+    def _write_batch(self, children: list[ChildRun]) -> None:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        from mlflow.utils.uri import append_to_uri_path
+
+        start = _now()
+        run_ids = [uuid.uuid4().hex for _ in children]
+        artifact_uris = [append_to_uri_path(self._artifact_location, run_id,
+                                            SqlAlchemyStore.ARTIFACTS_FOLDER_NAME)
+                         for run_id in run_ids]
+        staging = Path(self._tmpdir()) / "bulk"     # one file, rewritten for each child
+        staging.mkdir(exist_ok=True)
+        for child, artifact_uri in zip(children, artifact_uris):
+            path = child.write_predictions(staging)
+            if path is not None:
+                artifact_repository(artifact_uri, self.tracking_uri).log_artifact(str(path))
+        rows = batch_rows(self.client._tracking_client.store, self.experiment_id, children,
+                          run_ids, artifact_uris, start, metric_time=start, end_time=_now())
+        _insert(self.client._tracking_client.store, rows)
+        self._wrote = True
+        for child, run_id in zip(children, run_ids):
+            self._records[child.variant_key] = child.record(run_id, start)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        super().finish(status)
+        if self._wrote and self.tracking_uri.startswith("sqlite:"):
+            # Without statistics SQLite plans a metric-history read as a scan of every metric
+            # row (19 s instead of 0.7 s at 4,800 runs), and MLflow itself never runs ANALYZE.
+            from sqlalchemy import text
+            with self.client._tracking_client.store.ManagedSessionMaker(read_only=False) as s:
+                s.execute(text("ANALYZE"))
+            self._wrote = False
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def batch_rows(store: Any, experiment_id: str, children: Sequence[ChildRun],
+               run_ids: Sequence[str], artifact_uris: Sequence[str], start_time: int,
+               metric_time: int, end_time: int) -> dict[str, list[dict]]:
+    """{table: row dicts} of the runs as the client path writes them (finished)."""
+    from mlflow.entities import LifecycleStage, RunStatus, SourceType
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+    from mlflow.utils.validation import _validate_param, _validate_tag
+
+    rows: dict[str, list[dict]] = {"runs": [], "tags": [], "params": [], "metrics": [],
+                                   "latest_metrics": []}
+    for child, run_id, artifact_uri in zip(children, run_ids, artifact_uris):
+        rows["runs"].append(dict(
+            run_uuid=run_id, name=child.name, artifact_uri=artifact_uri,
+            experiment_id=int(experiment_id), source_type=SourceType.to_string(SourceType.UNKNOWN),
+            source_name="", entry_point_name="", user_id="unknown",      # MlflowClient's defaults
+            status=RunStatus.to_string(RunStatus.FINISHED), start_time=start_time,
+            end_time=end_time, deleted_time=None, source_version="",
+            lifecycle_stage=LifecycleStage.ACTIVE))
+        tags = {**child.tags, MLFLOW_RUN_NAME: child.name}
+        for key, value in tags.items():
+            tag = _validate_tag(key, value)
+            rows["tags"].append(dict(run_uuid=run_id, key=tag.key, value=tag.value))
+        for key, value in child.params.items():
+            param = _validate_param(key, value)               # truncates as log_batch does
+            rows["params"].append(dict(run_uuid=run_id, key=param.key, value=param.value))
+        latest: dict[str, dict] = {}
+        seen: set[tuple] = set()
+        for key, value, step in child.points:
+            is_nan, stored = store.sanitize_metric_value(value)
+            if (key, stored, step, is_nan) in seen:            # log_batch keeps one of repeats
+                continue
+            seen.add((key, stored, step, is_nan))
+            row = dict(run_uuid=run_id, key=key, value=stored, timestamp=metric_time,
+                       step=step, is_nan=is_nan)
+            rows["metrics"].append(row)
+            old = latest.get(key)
+            # The store's rule: a point replaces the latest if (step, timestamp, value) is larger.
+            if old is None or (step, metric_time, stored) > (old["step"], old["timestamp"],
+                                                             old["value"]):
+                latest[key] = dict(row)
+        rows["latest_metrics"].extend(latest.values())
+    return rows
+
+
+def _insert(store: Any, rows: dict[str, list[dict]]) -> None:
+    """One transaction: every row of the batch, or none."""
+    from mlflow.store.tracking.dbmodels.models import (SqlLatestMetric, SqlMetric, SqlParam,
+                                                       SqlRun, SqlTag)
+    models = {"runs": SqlRun, "tags": SqlTag, "params": SqlParam, "metrics": SqlMetric,
+              "latest_metrics": SqlLatestMetric}
+    with store.ManagedSessionMaker(read_only=False) as session:   # commits on exit
+        for table, model in models.items():
+            if rows[table]:   # the models' tables, one executemany each (no ORM bookkeeping)
+                session.execute(model.__table__.insert(), rows[table])

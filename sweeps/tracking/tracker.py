@@ -1,0 +1,60 @@
+"""The seam between a sweep run and MLflow: the `Tracker` interface and `open_tracker`.
+
+`sweeps.run` talks to a `Tracker` only. Database stores (``sqlite://``, ``postgresql://``,
+``mysql://``) get the bulk writer (`sweeps.tracking.bulk`: one transaction per batch of
+children); tracking servers (``http(s)://``) the client writer with several threads, so the
+server's workers run in parallel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence
+
+from sweeps.tracking.records import RunRecord
+from sweeps.tracking.store import default_tracking_uri
+
+SERVER_WRITERS = 4      # threads writing children to a tracking server
+
+
+class Tracker(Protocol):
+    """Writes one sweep to MLflow, resumably (see `sweeps.tracking.track.SweepTracker`)."""
+
+    tracking_uri: str
+    parent_run_id: str | None
+    experiment_id: str | None
+
+    def start(self) -> set[str]:
+        """Create or resume the parent run; the keys of variants already FINISHED."""
+
+    def log_variants(self, batch: Sequence[tuple[Any, Any]]) -> list[str]:
+        """Write the child runs of finished (variant, result) pairs; their run ids."""
+
+    def records(self) -> list[RunRecord]:
+        """Every FINISHED child (this session's and resumed ones), by variant index."""
+
+    def log_artifacts(self, directory: str | Path) -> None:
+        """Every file under `directory` onto the parent run."""
+
+    def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
+        """The best group's metrics on the parent run."""
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """End the parent run: FINISHED | KILLED | FAILED."""
+
+
+def open_tracker(tracking_uri: str | None, sweep: Any, fresh: bool = False,
+                 **options: Any) -> Tracker:
+    """The writer for `tracking_uri` (default `default_tracking_uri()`); not yet started.
+
+    options : passed to the tracker (`retries`, `backoff`, `histories`, `writers`).
+    """
+    from sweeps.tracking.bulk import BulkTracker, is_database_uri
+    from sweeps.tracking.track import SweepTracker
+
+    tracking_uri = tracking_uri or default_tracking_uri()
+    if is_database_uri(tracking_uri):
+        return BulkTracker(sweep, tracking_uri, fresh, **options)
+    if tracking_uri.startswith(("http://", "https://")):
+        options.setdefault("writers", SERVER_WRITERS)
+    return SweepTracker(sweep, tracking_uri, fresh, **options)
