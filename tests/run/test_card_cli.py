@@ -19,15 +19,14 @@ RUNS = 3
 @pytest.mark.parametrize("attempt", range(RUNS))
 def test_the_card_sweep_exits_0_every_time_with_the_bulk_writer(tmp_path, attempt):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    process = sweeps_command("run", str(CONFIGS / "card.yaml"), "--tracking-uri", uri,
-                             "--no-progress", cwd=tmp_path)
+    driver = sweeps_command("run", str(CONFIGS / "card.yaml"), "--tracking-uri", uri,
+                            "--no-progress", cwd=tmp_path)
     try:
-        out, err = process.communicate(timeout=600)
+        code, err = driver.finish(timeout=600)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, err[-3000:]
+        driver.kill()
+    out = driver.stdout.read_text()
+    assert code == 0, err[-3000:]
     assert "writing child runs through MlflowClient" not in err     # the bulk path wrote them
     assert len(child_runs(uri, "card-sweep", status="FINISHED")) == 480
     assert "card-sweep: 480 variants trained" in out
