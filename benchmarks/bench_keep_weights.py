@@ -3,7 +3,7 @@
 Option A: every child run gets its final parameters as a small ``.npz`` artifact (written
 through MLflow's artifact repository, as the tracker writes predictions.csv).
 Option B: nothing extra is kept; `sweeps best` re-trains the chosen variant from its logged
-params (`sweeps.retrain.retrain`), once.
+params (`sweeps.execution.retrain.retrain`), once.
 
 Measured on the card sweep (configs/card.yaml, 480 variants) and the same grid with 100 seeds
 (4,800 variants): bytes on disk and seconds for A, seconds for B. Run:
@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import core  # noqa: E402
-from sweeps.retrain import retrain  # noqa: E402
-from sweeps.sweep import load_sweep  # noqa: E402
+from sweeps.execution.retrain import retrain  # noqa: E402
+from sweeps.spec.sweep import load_sweep  # noqa: E402
 from sweeps.tracking.layout import encode_param  # noqa: E402
 
 

@@ -68,7 +68,7 @@ def timed(fn) -> tuple[float, float, object]:
 
 
 def measure(uri: str, reader: str) -> dict[str, float]:
-    from sweeps import results
+    from sweeps.report import results
     from sweeps.tracking.readback import read_sweep
 
     def frame():

@@ -94,11 +94,11 @@ def bench_ours(workdir: Path) -> dict[str, float]:
 
 WRITES = """
 import json, sys, time
-from sweeps.plan import make_packs
-from sweeps.sweep import load_sweep
+from sweeps.execution.plan import make_packs
+from sweeps.spec.sweep import load_sweep
 from sweeps.tracking.bulk import BulkTracker
 from sweeps.tracking.track import SweepTracker
-from sweeps.training import train_pack
+from sweeps.execution.training import train_pack
 
 sweep = load_sweep(sys.argv[1])
 by_key = {variant.key: variant for variant in sweep.variants}
@@ -125,7 +125,7 @@ FLOOR_RAY = """
 import json, os, time
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 clock = time.perf_counter()
-from sweeps.execute import start_local_ray, worker_count
+from sweeps.execution.execute import start_local_ray, worker_count
 start_local_ray()
 print(json.dumps({"ray": time.perf_counter() - clock, "cpus": worker_count("ray")}))
 """

@@ -1,9 +1,10 @@
-"""Fit the rough cost constants of `sweeps.plan` (SECONDS_PER_STEP, _MADD, _ELEMENT) on this machine.
+"""Fit the rough cost constants of `sweeps.execution.plan` (SECONDS_PER_STEP, _MADD,
+_ELEMENT) on this machine.
 
     .venv/bin/python benchmarks/fit_plan_constants.py
 
 Times a few population shapes of core.train and fits the three constants by least squares on
-relative error; paste the printed values into sweeps/plan.py.
+relative error; paste the printed values into sweeps/execution/plan.py.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ from importlib import import_module
 
 _LAZY = {
     "run_sweep": "sweeps.run",
-    "load_sweep": "sweeps.sweep",
-    "load_runs": "sweeps.results",
-    "load_curves": "sweeps.results",
-    "summarize": "sweeps.results",
+    "load_sweep": "sweeps.spec.sweep",
+    "load_runs": "sweeps.report.results",
+    "load_curves": "sweeps.report.results",
+    "summarize": "sweeps.report.results",
     "best_model": "sweeps.best",
     "verify": "sweeps.verification",
 }

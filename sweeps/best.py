@@ -1,8 +1,9 @@
 """`sweeps best`: the winning variant, re-trained from its logged params, as an MLflow model.
 
-The winner: the best group by the ranking metric's mean over seeds (`sweeps.results.summarize`,
+The winner: the best group by the ranking metric's mean over seeds
+(`sweeps.report.results.summarize`,
 the table `sweeps summary` prints), then that group's best seed; or a variant named by key,
-run id or run name. It is re-trained from its params alone (`sweeps.retrain`; training is
+run id or run name. It is re-trained from its params alone (`sweeps.execution.retrain`; training is
 deterministic) rather than every variant's weights being kept: that costs one variant's
 training once, where an ``.npz`` per variant costs an artifact write on every child of every
 sweep. The re-trained network must reproduce the logged run
@@ -61,7 +62,8 @@ def choose(records: Sequence[RunRecord], metric: str | None = None,
 
     variant : a variant key, run id or run name instead of the ranking.
     """
-    from sweeps.results import HIGHER_IS_BETTER, default_metric, frame_from_records, summarize
+    from sweeps.report.results import (HIGHER_IS_BETTER, default_metric, frame_from_records,
+                                       summarize)
 
     records = list(records)
     if not records:
@@ -99,7 +101,7 @@ def best_model(experiment: str | None = None, tracking_uri: str | None = None,
     base_dir : where a CSV data source is relative to (default: the sweep file's directory).
     Raises NoWinner, or RuntimeError when the re-trained network does not reproduce the run.
     """
-    from sweeps.results import _experiment_name
+    from sweeps.report.results import _experiment_name
     from sweeps.tracking import readback
     from sweeps.tracking.model import log_network, serve_command
     from sweeps.tracking.store import default_tracking_uri

@@ -43,8 +43,8 @@ def _fail(lines: list[str] | str, code: int = BAD_INPUT) -> None:
 
 def _load(file: Path):
     """Load and validate a sweep file, exiting with status 2 on any problem."""
-    from sweeps.problems import ConfigError
-    from sweeps.sweep import load_sweep
+    from sweeps.spec.problems import ConfigError
+    from sweeps.spec.sweep import load_sweep
 
     try:
         return load_sweep(file)
@@ -65,7 +65,7 @@ def plan(
     workers: int = typer.Option(2, min=1, help="Ray workers the packs are split for."),
 ) -> None:
     """Show the variants, how they are packed into Ray tasks, and the work estimate."""
-    from sweeps.plan import describe, make_packs
+    from sweeps.execution.plan import describe, make_packs
 
     sweep = _load(file)
     typer.echo(describe(sweep, make_packs(sweep, workers=workers), workers=workers))
@@ -116,7 +116,7 @@ def summary(
     if (file is None) == (experiment is None):
         _fail("give either a sweep FILE or --experiment NAME")
     sweep = None if file is None else _load(file)
-    from sweeps import results
+    from sweeps.report import results
 
     try:
         frame = results.load_runs(experiment, tracking_uri=tracking_uri, sweep=sweep)
@@ -218,7 +218,7 @@ def submit(
 ) -> None:
     """Submit a sweep to a Ray cluster as a Ray Job; prints the job id."""
     _load(file)
-    from sweeps.submit import SubmitError, status as job_status, submit as submit_job
+    from sweeps.execution.submit import SubmitError, status as job_status, submit as submit_job
 
     try:
         job_id = submit_job(file, address, tracking_uri=tracking_uri, follow=follow)
@@ -236,7 +236,7 @@ def status(
     address: str = typer.Option(..., help="Ray job server, e.g. http://127.0.0.1:8265."),
 ) -> None:
     """Show a submitted sweep's status."""
-    from sweeps.submit import SubmitError, status as job_status
+    from sweeps.execution.submit import SubmitError, status as job_status
 
     try:
         typer.echo(job_status(job, address))
@@ -250,7 +250,7 @@ def stop(
     address: str = typer.Option(..., help="Ray job server, e.g. http://127.0.0.1:8265."),
 ) -> None:
     """Stop a submitted sweep."""
-    from sweeps.submit import SubmitError, stop as stop_job
+    from sweeps.execution.submit import SubmitError, stop as stop_job
 
     try:
         typer.echo(stop_job(job, address))

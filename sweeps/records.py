@@ -57,7 +57,7 @@ class Pack:
     """Variants trained together as one core population, on one data set.
 
     shared_paths : the settings every variant of the pack has equal (the data and pack roles
-        of `sweeps.config.SETTING_ROLES`); every other setting may differ per variant.
+        of `sweeps.spec.config.SETTING_ROLES`); every other setting may differ per variant.
     """
 
     index: int

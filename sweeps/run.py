@@ -2,7 +2,7 @@
 
 Flow: resume or start the parent run -> pack the variants not yet finished -> train packs
 (Ray or serial) while the driver logs each finished pack as one batch (`open_tracker`: one
-transaction for a database store) -> tables, plots, artifacts (`sweeps.outputs`: the plots
+transaction for a database store) -> tables, plots, artifacts (`sweeps.report.outputs`: the plots
 are drawn in a helper process started with the sweep).
 Ctrl-C or SIGTERM stops outstanding packs; everything logged so far stays FINISHED and the
 parent run is marked KILLED, so running the same file again continues where it stopped.
@@ -20,20 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, get_args
 
-from sweeps import results
-from sweeps.outputs import PlotWorker, write_outputs
-from sweeps.plan import make_packs
+from sweeps.report import results
+from sweeps.report.outputs import PlotWorker, write_outputs
+from sweeps.execution.plan import make_packs
 from sweeps.records import Executor, Pack
-from sweeps.progress import SweepProgress
-from sweeps.sweep import Sweep, load_sweep
+from sweeps.report.progress import SweepProgress
+from sweeps.spec.sweep import Sweep, load_sweep
 from sweeps.tracking import Tracker, open_tracker
 from sweeps.tracking.ui import open_hint
-from sweeps.training import VariantResult
+from sweeps.execution.training import VariantResult
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from sweeps.execute import RayConnection
+    from sweeps.execution.execute import RayConnection
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -163,7 +163,7 @@ def run_sweep(
         # A local instance stays on loopback (Ray otherwise registers the machine's outside
         # address). Ray reads this when it is first imported, hence before the import below.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    from sweeps import execute
+    from sweeps.execution import execute
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -208,7 +208,7 @@ def _train_and_log(sweep: Sweep, tracker: Tracker, packs: list[Pack],
 
     Returns (failed, nodes).
     """
-    from sweeps import execute  # imported by run_sweep already, after the Ray environment is set
+    from sweeps.execution import execute  # imported by run_sweep already (Ray env set)
     by_key = {variant.key: variant for variant in sweep.variants}
     failed: dict[str, str] = {}
     total = sum(len(pack.variants) for pack in packs)

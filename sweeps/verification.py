@@ -1,18 +1,20 @@
 """`sweeps verify`: re-train finished variants from their logged params alone and compare.
 
-For each sampled FINISHED child run: `sweeps.retrain.retrain` from its params (no sweep file),
+For each sampled FINISHED child run: `sweeps.execution.retrain.retrain` from its params (no
+sweep file),
 then its final metrics (all but ``train_seconds``) and its whole predictions.csv (inputs,
 targets, predictions) against what MLflow holds. Per variant: the largest absolute and
 relative difference and a verdict; the sweep's verdict is the worst one:
 
 - ``bit-identical``: every number equal (NaN equals NaN);
 - ``within 1e-9``: relative differences at most TOLERANCE (last bits, e.g. from another
-  BLAS build or CPU than the sweep's; see `sweeps.retrain`);
+  BLAS build or CPU than the sweep's; see `sweeps.execution.retrain`);
 - ``different``: more than that, a number missing on one side, or params that no longer hash
   to the logged variant key.
 
 The result goes to the parent run as ``verify.json`` and the tag ``sweep.verified``. The
-parent's ``env.*`` params (`sweeps.machine`) say whether the sweep ran on another BLAS build or
+parent's ``env.*`` params (`sweeps.execution.machine`) say whether the sweep ran on another
+BLAS build or
 CPU, so a difference can be put down to that rather than to the logged params.
 """
 
@@ -27,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sweeps.retrain import RetrainError, Retrained, retrain
+from sweeps.execution.retrain import RetrainError, Retrained, retrain
 from sweeps.tracking.layout import predictions_table
 from sweeps.tracking.records import Predictions, RunRecord
 
@@ -204,8 +206,8 @@ def verify(experiment: str | None = None, tracking_uri: str | None = None, sweep
         else the working directory).
     log : write ``verify.json`` and the ``sweep.verified`` tag to the parent run.
     """
-    from sweeps.machine import machine_differences
-    from sweeps.results import _experiment_name
+    from sweeps.execution.machine import machine_differences
+    from sweeps.report.results import _experiment_name
     from sweeps.tracking import readback
     from sweeps.tracking.store import default_tracking_uri, make_client
 

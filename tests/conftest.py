@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ CONFIGS = REPO / "configs"
 def ray_session():
     """One local Ray instance (2 CPUs) shared by every test that needs Ray.
 
-    Starting Ray costs seconds, so tests share it; `sweeps.execute` reuses an initialized
+    Starting Ray costs seconds, so tests share it; `sweeps.execution.execute` reuses an initialized
     Ray instead of starting its own.
     """
     with pytest.MonkeyPatch.context() as patch:
@@ -25,7 +26,7 @@ def ray_session():
         patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import ray
 
-        from sweeps.execute import start_local_ray
+        from sweeps.execution.execute import start_local_ray
 
         if not ray.is_initialized():
             start_local_ray(num_cpus=2)
@@ -33,11 +34,23 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def _empty_store(tmp_path_factory) -> Path:
+    """An empty SQLite MLflow store, built once: MLflow's schema migrations take seconds."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()   # creates the schema
+    return path
+
+
 @pytest.fixture
-def tmp_tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh SQLite MLflow store (and artifact root) inside the test's temp dir."""
+def tracking_uri(_empty_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh, empty SQLite store (a copy of the template; artifacts beside it) in the test's
+    temp dir, which is also the working directory."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    shutil.copy(_empty_store, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 

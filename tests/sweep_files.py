@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping, Sequence
+
+# The small grid most tests use: 2 learning rates x 2 hidden sizes x 3 seeds.
+GRID = {"train.lr": [0.1, 0.5], "model.hidden": [2, 4], "seed": [0, 1, 2]}
 
 TEMPLATE = """\
 name: {name}
@@ -41,3 +44,11 @@ def write_sweep_file(directory: Path, name: str, parameters: Mapping[str, list],
         name=name, parameters=lines, epochs=epochs, log_every=log_every, source=source,
         activation=activation, output_activation=output_activation, loss=loss))
     return path
+
+
+def write_sweep(directory: Path, name: str = "small", epochs: int = 2000,
+                lrs: Sequence[float] = (0.1, 0.5), seeds: Iterable[int] = (0, 1, 2),
+                **options) -> Path:
+    """`GRID` with other learning rates or seeds: len(lrs) x 2 hidden sizes x len(seeds)."""
+    parameters = {**GRID, "train.lr": list(lrs), "seed": list(seeds)}
+    return write_sweep_file(directory, name, parameters, epochs=epochs, **options)

@@ -62,7 +62,7 @@ class ChildRun:
 
 def child_run(sweep: Any, variant: Any, result: Any, parent_run_id: str,
               kinds: Mapping[str, str], histories: Collection[str] | None = None) -> ChildRun:
-    """The child run of `variant` trained to `result` (a `sweeps.training.VariantResult`).
+    """The child run of `variant` trained to `result` (a `sweeps.execution.training.VariantResult`).
 
     histories : the curve keys logged as metric histories (None: every curve); the others
         still get their final value.

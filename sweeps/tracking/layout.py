@@ -1,12 +1,12 @@
 """The MLflow layout of a sweep, and how values are written to it and read back.
 
-The layout is a contract that users, the MLflow UI and `sweeps.results.load_runs` rely on:
+The layout is a contract that users, the MLflow UI and `sweeps.report.results.load_runs` rely on:
 
 - experiment: the sweep's name.
 - parent run (name = sweep name): tags ``sweep.name``, ``sweep.config_hash``,
   ``sweep.role=parent``, ``sweep.swept`` (JSON object: swept dotted path -> value kind, in file
   order); params: the settings every variant shares and the machine (``env.*``,
-  `sweeps.machine`); artifact: the sweep file as given. `sweeps verify` adds the artifact
+  `sweeps.execution.machine`); artifact: the sweep file as given. `sweeps verify` adds the artifact
   ``verify.json`` and the tag ``sweep.verified``.
 - child run per variant (name = ``Variant.name``), nested with ``mlflow.parentRunId``; tags
   ``sweep.role=variant``, ``sweep.variant_key``, ``sweep.group_key``, ``sweep.status``

@@ -80,7 +80,7 @@ def signature(dataset, n_out: int):
 
 def log_network(tracking_uri: str, run_id: str, retrained,
                 register: str | None = None) -> LoggedNetwork:
-    """Log `retrained` (a `sweeps.retrain.Retrained`) as a pyfunc model on run `run_id`.
+    """Log `retrained` (a `sweeps.execution.retrain.Retrained`) as a pyfunc model on run `run_id`.
 
     register : also register it in the model registry under this name (a new version).
     """

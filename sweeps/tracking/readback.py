@@ -9,7 +9,7 @@ Two readers give the same records (`tests/tracking/test_readers.py` holds them t
 
 The parent-run lookup (`find_parent`) is shared with the writer, so both agree on which sweep
 run a sweep file continues. Everything here decodes MLflow's strings once (`records`); the
-callers (`sweeps.results`, `sweeps.plots` through `sweeps.run`) never see MLflow.
+callers (`sweeps.report.results`, `sweeps.report.plots` through `sweeps.run`) never see MLflow.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The rule: MLflow's strings are decoded here and nowhere else. The writer builds records from
 the values it logs (`make_record`, no encoding round trip); the readers build them from the
-strings MLflow stores (`decode_record`). `sweeps.results` and `sweeps.plots` see only records
+strings MLflow stores (`decode_record`). `sweeps.report.results` and `sweeps.report.plots`
+see only records
 and never MLflow.
 
 Needs no MLflow.

@@ -162,7 +162,7 @@ class SweepTracker:
         (idempotent)."""
         from mlflow.entities import Param
 
-        from sweeps.machine import machine_params
+        from sweeps.execution.machine import machine_params
         settings = {**shared_settings(self.sweep.variants), **machine_params()}
         params = [Param(k, v) for k, v in settings.items()]
         for chunk in chunks(params, MAX_PARAMS_TAGS):

@@ -20,7 +20,7 @@ PARAMETERS = {
     "seed": [0, 1, 2, 3],
 }
 VARIANTS = 48
-PACK_TASK = "_train_pack_task"       # the Ray task that trains one pack (sweeps.execute)
+PACK_TASK = "_train_pack_task"       # the Ray task that trains one pack (sweeps.execution.execute)
 # Packs must outlast the start of a worker process on the second node (a second or more on a
 # busy machine), or the head node's warm worker takes every pack before the other node joins in.
 SWEEP_EPOCHS = 20000                 # ~1 s per pack
@@ -33,7 +33,7 @@ def write_sweep(directory: Path, name: str, epochs: int = SWEEP_EPOCHS) -> Path:
 
 
 def variant_keys(path: Path) -> set[str]:
-    from sweeps.sweep import load_sweep
+    from sweeps.spec.sweep import load_sweep
 
     keys = {variant.key for variant in load_sweep(path).variants}
     assert len(keys) == VARIANTS

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.cluster
 
 
 def _loaded(cluster, experiment: str) -> pd.DataFrame:
-    from sweeps.results import load_runs
+    from sweeps.report.results import load_runs
 
     return load_runs(experiment, tracking_uri=cluster.tracking_uri)
 

@@ -10,7 +10,7 @@ from tests.cluster.cluster_sweeps import (
     mlflow_client, run_sweeps, variant_keys, write_sweep,
 )
 from tests.cluster.native_stack import free_port, wait_for
-from sweeps import submit as jobs
+from sweeps.execution import submit as jobs
 from sweeps.cli import app
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}

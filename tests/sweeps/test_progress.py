@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from sweeps.progress import SweepProgress
+from sweeps.report.progress import SweepProgress
 
 
 def test_counts_reach_the_total_when_a_pack_fails(capsys):

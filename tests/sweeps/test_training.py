@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 import core
-from sweeps.plan import make_packs
+from sweeps.execution.plan import make_packs
 from sweeps.records import Pack
-from sweeps.sweep import load_sweep
-from sweeps.training import train_pack
+from sweeps.spec.sweep import load_sweep
+from sweeps.execution.training import train_pack
 from tests.sweep_files import write_sweep_file
 
 
@@ -54,7 +54,7 @@ def test_a_worker_loads_no_schema_yaml_or_pandas():
     import subprocess
     import sys
 
-    code = ("import sys, sweeps.training; "
+    code = ("import sys, sweeps.execution.training; "
             "print(sorted(m for m in ('pydantic', 'yaml', 'pandas', 'mlflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,5 +1,5 @@
-"""Fixtures for the tracking tests: a fresh SQLite store, a throwaway PostgreSQL server and a
-real `mlflow server` on either (the classes of tests/cluster/native_stack.py, reused)."""
+"""Fixtures for the tracking tests: a throwaway PostgreSQL server and a real `mlflow server`
+(on it or on the shared SQLite `tracking_uri` store) (the classes of tests/cluster/native_stack.py, reused)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.native_stack import MlflowServer, Postgres
-
-
-@pytest.fixture
-def sqlite_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh SQLite store; artifacts beside it."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from sweeps.tracking import bulk, open_tracker
 from sweeps.tracking.bulk import BulkTracker
 from sweeps.tracking.track import SweepTracker
-from tests.results.helpers import synthetic_result, write_sweep
+from tests.synthetic import synthetic_result, small_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def children(uri: str, parent_id: str) -> list:
 
 
 def test_open_tracker_picks_bulk_for_databases_and_threads_for_servers(tmp_path):
-    sweep = write_sweep(tmp_path)
+    sweep = small_sweep(tmp_path)
     for uri in ("sqlite:///x.db", "postgresql+psycopg2://u@h/db", "mysql://u@h/db"):
         assert type(open_tracker(uri, sweep)) is BulkTracker
     server = open_tracker("http://127.0.0.1:5000", sweep)
@@ -37,9 +37,9 @@ def test_open_tracker_picks_bulk_for_databases_and_threads_for_servers(tmp_path)
     assert type(open_tracker("file:///tmp/mlruns", sweep)) is SweepTracker
 
 
-def test_a_failing_batch_leaves_no_child_at_all(sqlite_uri, tmp_path, monkeypatch):
-    sweep = write_sweep(tmp_path)
-    tracker = BulkTracker(sweep, sqlite_uri)
+def test_a_failing_batch_leaves_no_child_at_all(tracking_uri, tmp_path, monkeypatch):
+    sweep = small_sweep(tmp_path)
+    tracker = BulkTracker(sweep, tracking_uri)
     tracker.start()
     assert tracker.bulk
     rows_of = bulk.batch_rows
@@ -52,21 +52,21 @@ def test_a_failing_batch_leaves_no_child_at_all(sqlite_uri, tmp_path, monkeypatc
     monkeypatch.setattr(bulk, "batch_rows", duplicate_last_metric)
     with pytest.raises(Exception, match="(?i)unique|integrity"):
         tracker.log_variants(batch_of(sweep))
-    assert children(sqlite_uri, tracker.parent_run_id) == []
+    assert children(tracking_uri, tracker.parent_run_id) == []
     assert tracker.records() == []
 
     monkeypatch.setattr(bulk, "batch_rows", rows_of)
     tracker.log_variants(batch_of(sweep))           # the same batch, whole this time
     tracker.finish()
-    runs = children(sqlite_uri, tracker.parent_run_id)
+    runs = children(tracking_uri, tracker.parent_run_id)
     assert sorted(r.data.tags["sweep.variant_key"] for r in runs) == \
         sorted(v.key for v in sweep.variants[:4])
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
-def test_a_commit_whose_answer_is_lost_is_not_written_twice(sqlite_uri, tmp_path, monkeypatch):
-    sweep = write_sweep(tmp_path)
-    tracker = BulkTracker(sweep, sqlite_uri)
+def test_a_commit_whose_answer_is_lost_is_not_written_twice(tracking_uri, tmp_path, monkeypatch):
+    sweep = small_sweep(tmp_path)
+    tracker = BulkTracker(sweep, tracking_uri)
     tracker._sleep = lambda seconds: None
     tracker.start()
     insert = bulk._insert
@@ -81,46 +81,46 @@ def test_a_commit_whose_answer_is_lost_is_not_written_twice(sqlite_uri, tmp_path
     monkeypatch.setattr(bulk, "_insert", commit_then_lose_the_answer)
     run_ids = tracker.log_variants(batch_of(sweep))
     assert calls == [4]                              # the retry found all four written
-    runs = children(sqlite_uri, tracker.parent_run_id)
+    runs = children(tracking_uri, tracker.parent_run_id)
     assert sorted(r.info.run_id for r in runs) == sorted(run_ids)
     assert tracker.log_variants(batch_of(sweep)) == run_ids      # logged already: no write
     assert calls == [4]
 
 
 def test_another_mlflow_or_schema_falls_back_to_the_client_and_says_so_once(
-        sqlite_uri, tmp_path, monkeypatch, caplog):
+        tracking_uri, tmp_path, monkeypatch, caplog):
     import mlflow
 
-    sweep = write_sweep(tmp_path)
+    sweep = small_sweep(tmp_path)
     monkeypatch.setattr(bulk, "_warned", set())
     monkeypatch.setattr(mlflow, "__version__", "99.0.0")
     with caplog.at_level(logging.WARNING, logger=bulk.__name__):
         for fresh in (False, True):
-            tracker = BulkTracker(sweep, sqlite_uri, fresh=fresh)
+            tracker = BulkTracker(sweep, tracking_uri, fresh=fresh)
             tracker.start()
             assert not tracker.bulk
             tracker.log_variants(batch_of(sweep, 2))
             tracker.finish()
     warnings = [r.getMessage() for r in caplog.records if r.name == bulk.__name__]
     assert len(warnings) == 1 and "MLflow 3.17.2" in warnings[0] and "99.0.0" in warnings[0]
-    assert len(children(sqlite_uri, tracker.parent_run_id)) == 2     # the client wrote them
+    assert len(children(tracking_uri, tracker.parent_run_id)) == 2     # the client wrote them
 
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(bulk, "_warned", set())
-    path = sqlite_uri.removeprefix("sqlite:///")
+    path = tracking_uri.removeprefix("sqlite:///")
     with sqlite3.connect(path) as connection:
         connection.execute("UPDATE alembic_version SET version_num = 'abc123'")
-    store = MlflowClient(sqlite_uri)._tracking_client.store
+    store = MlflowClient(tracking_uri)._tracking_client.store
     assert "abc123" in bulk.unsupported_reason(store)
 
 
-def test_bulk_writes_to_sqlite_leave_statistics_for_the_query_planner(sqlite_uri, tmp_path):
-    sweep = write_sweep(tmp_path)
-    tracker = BulkTracker(sweep, sqlite_uri)
+def test_bulk_writes_to_sqlite_leave_statistics_for_the_query_planner(tracking_uri, tmp_path):
+    sweep = small_sweep(tmp_path)
+    tracker = BulkTracker(sweep, tracking_uri)
     tracker.start()
     tracker.log_variants(batch_of(sweep))
-    path = sqlite_uri.removeprefix("sqlite:///")
+    path = tracking_uri.removeprefix("sqlite:///")
     with sqlite3.connect(path) as connection:
         before = connection.execute(
             "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone()[0]

@@ -23,7 +23,7 @@ import pytest
 
 from sweeps.tracking.bulk import BulkTracker
 from sweeps.tracking.track import SweepTracker
-from tests.results.helpers import synthetic_result, write_sweep
+from tests.synthetic import synthetic_result, small_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +114,7 @@ def test_client_and_bulk_writes_read_back_identically(store_uri, serve, tmp_path
     import mlflow
     from mlflow import MlflowClient
 
-    sweep = write_sweep(tmp_path, name="contract", epochs=1000, log_every=100)
+    sweep = small_sweep(tmp_path, name="contract", epochs=1000, log_every=100)
     client_tracker, bulk_tracker, keys = write_both(sweep, store_uri)
     client = MlflowClient(store_uri)
     sides = Side(client, client_tracker), Side(client, bulk_tracker)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import core
-from sweeps.data import load_dataset
+from sweeps.spec.data import load_dataset
 from sweeps.tracking.layout import predictions_table
 
 

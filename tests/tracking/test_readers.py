@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweeps import results
+from sweeps.report import results
 from sweeps.tracking.readback import read_sweep
 from sweeps.tracking.track import SweepTracker
-from tests.results.conftest import _empty_store, tracking_uri  # noqa: F401 - fixtures
-from tests.results.helpers import log_sweep, write_sweep
+from tests.synthetic import log_sweep, small_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +35,7 @@ def awkward_store(tmp_path, uri):
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    sweep = write_sweep(tmp_path, parameters=GRID)
+    sweep = small_sweep(tmp_path, parameters=GRID)
     other = SweepTracker(sweep, uri, fresh=True)      # an older sweep run: never mixed in
     other.start()
     log_sweep(other, sweep, only=slice(0, 2))

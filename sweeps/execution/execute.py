@@ -1,0 +1,195 @@
+"""Run packs as Ray tasks (a local instance or a cluster) or serially in-process.
+
+The only module that runs Ray tasks (`sweeps.execution.submit` hands whole sweeps to Ray's job API).
+Every pack is submitted at once; results are consumed with `ray.wait` as packs finish, so the
+driver logs finished packs while others still train.
+Training is deterministic, so a task whose worker died is simply run again (`max_retries`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+
+import ray
+
+from sweeps.spec.data import Dataset
+from sweeps.records import Pack
+from sweeps.execution.training import VariantResult, train_pack
+
+# NumPy's BLAS gets one thread per Ray worker: the workers themselves fill the cores.
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+MAX_RETRIES = 3
+POLL_SECONDS = 0.5  # how often the driver wakes to notice Ctrl-C / SIGTERM while waiting
+
+OnDone = Callable[[Pack, list[VariantResult]], None]
+OnFailed = Callable[[Pack, str], None]
+
+
+def init_ray(address: str | None = None) -> bool:
+    """Join the Ray cluster at `address`, or start a local instance when it is None.
+
+    Returns True when this call connected (the caller then shuts Ray down), False when Ray
+    was already initialized in this process (a test session, a notebook).
+    """
+    if ray.is_initialized():
+        return False
+    if address:
+        check_reachable(address)
+        # Workers on other machines get the thread limits through the job's runtime_env.
+        ray.init(address=address, runtime_env={"env_vars": WORKER_ENV}, log_to_driver=False)
+    else:
+        start_local_ray()
+    return True
+
+
+def start_local_ray(num_cpus: int | None = None) -> None:
+    """Start a fresh local Ray instance whose workers run with WORKER_ENV.
+
+    The workers inherit the raylet's environment, which is this process's while Ray starts.
+    That lets the first tasks use the workers Ray starts ahead; a runtime_env would make them
+    wait ~1.5 s for new ones. This process's own environment is restored afterwards.
+    """
+    saved = {name: os.environ.get(name) for name in WORKER_ENV}
+    os.environ.update(WORKER_ENV)
+    try:
+        # "local" always starts a fresh instance instead of joining one found in /tmp/ray.
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
+                 include_dashboard=False, log_to_driver=False)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast when nothing listens at a `host:port` (or `ray://host:port`) Ray address.
+
+    Ray itself waits minutes for an unreachable cluster; `auto` and other forms are left to it.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or "/" in host:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ConnectionError(f"no Ray cluster answers at {address}: {error}") from None
+
+
+class RayConnection:
+    """Ray as one sweep uses it: shuts down, once, only what `init_ray` started here."""
+
+    def __init__(self, address: str | None = None) -> None:
+        self.owned = init_ray(address)
+        self._closing: threading.Thread | None = None
+
+    def close_soon(self) -> None:
+        """Start shutting down in the background: every pack is in, the driver still logs."""
+        if self.owned and self._closing is None:
+            self._closing = threading.Thread(target=ray.shutdown, name="ray-shutdown", daemon=True)
+            self._closing.start()
+
+    def close(self) -> None:
+        """Shut down (or wait for `close_soon` to finish)."""
+        if self.owned:
+            self.close_soon()
+            self._closing.join()
+
+
+def worker_count(executor: str) -> int:
+    """How many packs can train at once."""
+    if executor == "serial":
+        return 1
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+@ray.remote(max_retries=MAX_RETRIES)
+def _train_pack_task(pack: Pack, dataset: Dataset) -> tuple[list[VariantResult], str]:
+    """Ray task: train one pack; returns its results and the node it ran on."""
+    return train_pack(pack, dataset), ray.get_runtime_context().get_node_id()
+
+
+def _describe_error(error: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(error), error)).strip()
+
+
+def _fetch(ref: "ray.ObjectRef", pack: Pack,
+           nodes: dict[str, int]) -> tuple[Pack, list[VariantResult] | None, str]:
+    """(pack, results, "") or (pack, None, error) of a finished task, counted in `nodes`.
+
+    The results are deep copies: arrays `ray.get` returns are views of Ray's object store,
+    which must not outlive Ray (`run_ray` lets it shut down while the driver still logs).
+    """
+    try:
+        results, node = ray.get(ref)
+    except Exception as error:  # RayTaskError, WorkerCrashedError after retries
+        return pack, None, _describe_error(error)
+    nodes[node] = nodes.get(node, 0) + 1
+    return pack, copy.deepcopy(results), ""
+
+
+def run_serial(packs: Iterable[Pack], datasets: Mapping[str, Dataset],
+               on_done: OnDone, on_failed: OnFailed) -> None:
+    """Train the packs one after another in this process (debugging, equivalence tests)."""
+    for pack in packs:
+        try:
+            results = train_pack(pack, datasets[pack.data_key])
+        except Exception as error:  # a bad pack must not lose the others' results
+            on_failed(pack, _describe_error(error))
+            continue
+        on_done(pack, results)
+
+
+def run_ray(packs: Iterable[Pack], datasets: Mapping[str, Dataset],
+            on_done: OnDone, on_failed: OnFailed,
+            on_all_trained: Callable[[], None] | None = None,
+            cancel_on_interrupt: bool = True) -> dict[str, int]:
+    """Train the packs as Ray tasks; returns how many packs ran on each node id.
+
+    Finished packs are fetched as soon as they are ready and handed to `on_done` one at a
+    time, so a slow `on_done` (logging) never holds results in the cluster. Once every pack
+    is fetched, `on_all_trained` is called (Ray is no longer needed) before the backlog is
+    handed over. On any interruption (KeyboardInterrupt, a signal turned into an exception)
+    the tasks still outstanding are cancelled before the exception propagates, unless
+    `cancel_on_interrupt` is False: a caller about to shut Ray down or disconnect needs no
+    cancel (Ray ends a departing driver's tasks), and Ray 2.60 can abort the driver when a
+    cancel races a task's completion ("Tried to complete task that was not pending").
+    """
+    packs = list(packs)
+    needed = {pack.data_key for pack in packs}
+    data_refs = {key: ray.put(datasets[key]) for key in needed}  # placed once, shared by tasks
+    pending = {_train_pack_task.remote(pack, data_refs[pack.data_key]): pack for pack in packs}
+    fetched: deque[tuple[Pack, list[VariantResult] | None, str]] = deque()
+    nodes: dict[str, int] = {}
+    try:
+        while pending or fetched:
+            if pending:
+                # Block only when there is nothing fetched to hand over.
+                ready, _ = ray.wait(list(pending), num_returns=1 if not fetched else len(pending),
+                                    timeout=POLL_SECONDS if not fetched else 0)
+                fetched.extend([_fetch(ref, pending.pop(ref), nodes) for ref in ready])
+                ready = _ = None
+                if not pending and on_all_trained is not None:
+                    # Ray may shut down now: this driver holds no object of it any more
+                    # (releasing one while Ray shuts down makes the process exit with 1).
+                    data_refs.clear()
+                    on_all_trained()
+            if fetched:
+                pack, results, error = fetched.popleft()
+                if results is None:
+                    on_failed(pack, error)
+                else:
+                    on_done(pack, results)
+    except BaseException:
+        if cancel_on_interrupt:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+        raise
+    return nodes

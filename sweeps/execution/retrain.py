@@ -1,0 +1,119 @@
+"""Re-train one variant from its logged params alone: the code path `best` and `verify` share.
+
+A child run's params hold every resolved setting under its dotted path (`encode_param`).
+`settings_from_params` decodes them, checked by the sweep file's own schema; the data set is
+rebuilt from the ``data.*`` settings and ``data_seed``; the variant is trained as a pack of
+one by `sweeps.execution.training.fit_pack`, the function every Ray task runs. No sweep file
+is read.
+
+The rule: the variant key is recomputed from the decoded settings and the rebuilt data, so a
+param changed after the run (or a CSV file changed since) shows as a key that differs from
+the logged ``sweep.variant_key``, even when the numbers happen to agree.
+
+Reproduction is bit-for-bit whatever pack the variant trained in: core computes each
+variant's numbers in an order independent of the pack's size, mates and the variant's place
+(`core.network` states the rule; card sweep, all 480: bit-identical).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import core
+from sweeps.spec.config import PACK_SHARED, SETTING_PATHS, TEXT_SETTINGS, Settings, flatten
+from sweeps.spec.data import DataProblem, Dataset
+from sweeps.records import Pack, Variant
+from sweeps.spec.search import make_variants
+from sweeps.spec.sweep import load_data
+from sweeps.tracking.layout import decode_param
+from sweeps.execution.training import VariantResult, build_network, fit_pack
+
+
+class RetrainError(ValueError):
+    """Logged params that cannot be turned back into a variant (missing, invalid, no data)."""
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """One variant trained again from its params.
+
+    variant : rebuilt from the params (its key recomputed); dataset : rebuilt from ``data.*``.
+    mlp, params : the network and its final parameters, a population of K = 1
+        (``params.W[l]`` shape (1, sizes[l], sizes[l+1])).
+    result : what `train_pack` returns for it (metrics, predictions (n_test, n_out), curves).
+    logged_key : the run's ``sweep.variant_key`` tag, if given.
+    """
+
+    variant: Variant
+    dataset: Dataset
+    mlp: core.MLP
+    params: core.Params
+    result: VariantResult
+    logged_key: str | None = None
+
+    @property
+    def key_matches(self) -> bool:
+        """The decoded params and rebuilt data hash to the logged key (True if none logged)."""
+        return self.logged_key is None or self.logged_key == self.variant.key
+
+
+def settings_from_params(params: Mapping[str, str]) -> dict[str, Any]:
+    """Every resolved setting (dotted path -> value) from a child run's params.
+
+    Values are checked by the sweep file's schema (`sweeps.spec.config.Settings`); raises
+    RetrainError naming the setting that is missing or invalid.
+    """
+    missing = [p for p in SETTING_PATHS if p not in params]
+    if missing:
+        raise RetrainError(f"the run has no param for {', '.join(missing)}; it was not logged "
+                           "by `sweeps run` (or by an older version)")
+    nested: dict[str, Any] = {}
+    for path in SETTING_PATHS:
+        section, _, name = path.partition(".")
+        value = decode_param(params[path], "str" if path in TEXT_SETTINGS else "json")
+        if name:
+            nested.setdefault(section, {})[name] = value
+        else:
+            nested[section] = value
+    try:
+        settings = Settings.model_validate(nested)
+    except Exception as error:  # pydantic's ValidationError: name the settings
+        raise RetrainError(f"logged params do not form valid settings: {error}") from None
+    return flatten(settings)
+
+
+def rebuild_dataset(settings: Mapping[str, Any], base_dir: Path = Path(".")) -> Dataset:
+    """The variant's data set from its data settings; a CSV path is relative to base_dir."""
+    try:
+        return load_data(settings, Path(base_dir))
+    except DataProblem as problem:
+        raise RetrainError(f"cannot rebuild the data set: {problem}") from None
+
+
+def rebuild_variant(params: Mapping[str, str], base_dir: Path = Path("."),
+                    name: str = "variant") -> tuple[Variant, Dataset]:
+    """The Variant (key recomputed) and its Dataset, from a child run's params alone."""
+    settings = settings_from_params(params)
+    dataset = rebuild_dataset(settings, base_dir)
+    resolved = {**settings, **dataset.resolved}
+    (variant,) = make_variants([resolved], [dataset.fingerprint], (), name)
+    return variant, dataset
+
+
+def retrain(params: Mapping[str, str], *, base_dir: Path = Path("."), name: str = "variant",
+            logged_key: str | None = None) -> Retrained:
+    """Train a variant again from its logged params, exactly as `sweeps run` trains a pack.
+
+    params : the child run's params (dotted path -> logged string).
+    base_dir : where a CSV ``data.source`` is relative to (the sweep file's directory).
+    logged_key : the run's ``sweep.variant_key``, to check the params against.
+    """
+    variant, dataset = rebuild_variant(params, base_dir, name)
+    pack = Pack(index=0, variants=(variant,), data_key=dataset.fingerprint,
+                shared_paths=PACK_SHARED)
+    mlp = build_network(pack, dataset)
+    trained, (result,) = fit_pack(pack, dataset)
+    return Retrained(variant=variant, dataset=dataset, mlp=mlp, params=trained, result=result,
+                     logged_key=logged_key)

@@ -1,0 +1,170 @@
+"""The end of a sweep: tables, plots and the parent run's artifacts, drawn while logged.
+
+Plots cost more than everything else at the end of a sweep (importing matplotlib ~1 s, ~0.5 s
+a figure), so they are drawn in a helper process (`PlotWorker`) started when training starts (not
+before: it would slow Ray's start-up): it imports matplotlib while the packs train, and draws
+while the driver writes the tables and logs the best metrics. The driver never imports matplotlib. The helper gets only
+what the plots show (the best groups' curves and predictions), not the whole sweep.
+
+If the helper cannot be started, dies or fails, the plots are drawn in the driver (where a
+real plotting error then surfaces); the tables are written either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+def _warm_up() -> None:
+    """Import matplotlib and draw once off screen (fonts, the log axis's tick text)."""
+    import io
+
+    from sweeps.report import plots
+
+    plt = plots._pyplot()
+    fig, ax = plt.subplots()
+    ax.set_yscale("log")
+    ax.plot([1, 2], [1e-3, 1e-1], label="x")
+    ax.legend()
+    fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
+
+
+def _draw(out_dir, frame, summary, curves, predictions) -> list[Path]:
+    from sweeps.report import plots
+
+    return plots.write_all(out_dir, frame, summary, curves, predictions=predictions)
+
+
+def _serve() -> None:
+    """The helper: warm up, then draw the one job whose pickle path arrives on stdin.
+
+    Replies on stdout with a pickled ("ok", [paths]) or ("error", text). Its own session
+    (Ctrl-C is the driver's to handle); a driver that dies closes stdin, which ends it.
+    """
+    _warm_up()
+    line = sys.stdin.readline().strip()
+    if not line:
+        return
+    try:
+        reply = ("ok", _draw(*pickle.loads(Path(line).read_bytes())))
+    except Exception as error:  # noqa: BLE001 - reported to the driver, which draws itself
+        reply = ("error", f"{type(error).__name__}: {error}")
+    sys.stdout.buffer.write(pickle.dumps(reply))
+    sys.stdout.buffer.flush()
+
+
+class PlotWorker:
+    """One helper process that draws the plots; started early, used once, then closed.
+
+    A plain ``python -m sweeps.report.outputs`` subprocess rather than multiprocessing: spawning
+    re-imports the caller's main module, which re-runs a script that calls `run_sweep`
+    without an ``if __name__ == "__main__"`` guard.
+    """
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="sweeps-plots-")
+        self._proc: subprocess.Popen | None = None
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "sweeps.report.outputs"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, start_new_session=True)
+        except OSError as error:                     # no process to be had: draw here
+            log.warning("plots will be drawn in the driver: %s", error)
+
+    def draw(self, out_dir: Path, frame: pd.DataFrame, summary: pd.DataFrame,
+             curves: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> bool:
+        """Hand the helper every plot to draw into out_dir; False when there is no helper."""
+        if self._proc is None or self._proc.poll() is not None:
+            return False
+        job = Path(self._tmp.name) / "job.pickle"
+        job.write_bytes(pickle.dumps((Path(out_dir).resolve(), frame, summary, curves,
+                                      predictions)))
+        try:
+            self._proc.stdin.write(f"{job}\n".encode())
+            self._proc.stdin.close()
+        except OSError:                              # it died
+            return False
+        return True
+
+    def result(self) -> list[Path]:
+        """The files drawn; raises RuntimeError when the helper failed."""
+        out = self._proc.stdout.read()
+        self._proc.wait()
+        if not out:
+            raise RuntimeError(f"the plot helper exited with code {self._proc.returncode}")
+        status, value = pickle.loads(out)
+        if status != "ok":
+            raise RuntimeError(value)
+        return value
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        for stream in (self._proc.stdin, self._proc.stdout) if self._proc else ():
+            if stream and not stream.closed:
+                stream.close()
+        self._tmp.cleanup()
+
+
+@dataclass
+class Outputs:
+    frame: pd.DataFrame
+    summary: pd.DataFrame
+    curves: pd.DataFrame
+    files: list[Path]
+
+
+def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None,
+                  status: str = "FINISHED") -> Outputs:
+    """Tables, plots and artifacts of every finished variant, then the parent run ended.
+
+    tracker : the sweep's tracker (records, predictions of resumed variants, artifacts).
+    plotter : the helper process started with the sweep (None: draw here).
+    status : the parent run's final status.
+    """
+    from sweeps.report import plots, results
+
+    records = tracker.records()      # every finished variant, this run's and earlier ones'
+    frame = results.frame_from_records(records)
+    summary = results.summarize(frame)
+    curves = results.curves_from_records(records)
+    drawn = curves[curves["run_id"].isin(plots.curves_wanted(frame, summary))]
+    predictions = results.predictions_from_records(records)
+    wanted = plots.predictions_wanted(frame, summary)
+    predictions = {r: predictions[r] for r in wanted if r in predictions}
+    predictions.update(results.load_predictions([r for r in wanted if r not in predictions],
+                                                tracker.tracking_uri))
+    drawing = plotter is not None and plotter.draw(out_dir, frame, summary, drawn, predictions)
+    files = results.save(out_dir, frame, summary, curves)
+    tracker.log_parent_metrics(results.best_metrics(summary))
+    files += _plots(plotter if drawing else None, out_dir, frame, summary, drawn, predictions)
+    tracker.log_artifacts(out_dir)
+    tracker.finish(status)
+    return Outputs(frame=frame, summary=summary, curves=curves, files=files)
+
+
+def _plots(plotter: PlotWorker | None, out_dir, frame, summary, curves,
+           predictions) -> list[Path]:
+    if plotter is not None:
+        try:
+            return [Path(out_dir) / path.name for path in plotter.result()]
+        except RuntimeError as error:   # the helper died or failed: draw here instead
+            log.warning("plots will be drawn in the driver: %s", error)
+    return _draw(out_dir, frame, summary, curves, predictions)
+
+
+if __name__ == "__main__":
+    _serve()

@@ -1,0 +1,309 @@
+"""Plots of a sweep's tables (matplotlib, Agg backend, PNG files).
+
+- ``loss_curves.png``: the best groups' training loss against epoch, the mean across seeds
+  with a min-max band, log-scaled loss.
+- ``loss_vs_lr.png``: final train (and test) loss against the learning rate (or the first
+  swept numeric setting), one line per hidden size (or the next swept setting); error bars =
+  min-max across seeds on the (usual) log scale, where mean - std can be negative, else
+  ± std; other swept settings at their best value for each point.
+- ``predictions.png``: the best group's variants (at most `MAX_PREDICTION_VARIANTS`), test
+  predictions against targets.
+
+Drawing needs matplotlib, imported on the first plot; choosing what to draw
+(`curves_wanted`, `predictions_wanted`) needs only pandas.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from sweeps.report.results import default_metric, setting_columns
+
+X_PREFERRED = ("train.lr",)
+LINE_PREFERRED = ("model.hidden",)
+MAX_CURVE_GROUPS = 8
+MAX_PREDICTION_VARIANTS = 10      # more markers than this hide each other (and the legend)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
+              curves: pd.DataFrame, sweep: Any = None, *,
+              predictions: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
+    """Every plot that the tables support; returns the files written.
+
+    predictions : {run_id: predictions table} of (at least) the best group's variants,
+        `predictions_wanted` (`results.predictions_from_records` or
+        `results.load_predictions`). Without them, no predictions plot.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    predictions = dict(predictions or {})
+    paths = []
+    for name, draw in (("loss_curves.png", lambda p: loss_curves(p, frame, summary, curves)),
+                       ("loss_vs_lr.png", lambda p: loss_vs_setting(p, frame, summary)),
+                       ("predictions.png",
+                        lambda p: predictions_plot(p, frame, summary, predictions))):
+        if draw(out / name):
+            paths.append(out / name)
+    return paths
+
+
+def predictions_wanted(frame: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """The run ids whose predictions the predictions plot draws: the best group's first
+    `MAX_PREDICTION_VARIANTS`."""
+    if summary.empty:
+        return []
+    rows = _group_rows(frame, summary, summary.iloc[0])
+    return rows["run_id"].tolist()[:MAX_PREDICTION_VARIANTS]
+
+
+def curves_wanted(frame: pd.DataFrame, summary: pd.DataFrame,
+                  top: int = MAX_CURVE_GROUPS) -> list[str]:
+    """The run ids whose curves `loss_curves` draws: the variants of the `top` best groups."""
+    wanted: list[str] = []
+    for _, row in summary.head(top).iterrows():
+        wanted += _group_rows(frame, summary, row)["run_id"].tolist()
+    return wanted
+
+
+def _label(settings: Mapping[str, Any]) -> str:
+    parts = []
+    for path, value in settings.items():
+        short = path.split(".")[-1]
+        if isinstance(value, tuple):
+            value = ",".join(str(v) for v in value)
+        elif isinstance(value, float):
+            value = f"{value:g}"
+        parts.append(f"{short}={value}")
+    return " ".join(parts) or "all variants"
+
+
+def _group_rows(frame: pd.DataFrame, summary: pd.DataFrame, row: pd.Series) -> pd.DataFrame:
+    """The variants of one summary row's group."""
+    by = summary.attrs.get("by") or [c for c in setting_columns(frame) if c in summary.columns]
+    mask = np.ones(len(frame), dtype=bool)
+    for c in by:
+        mask &= np.array([_same(v, row[c]) for v in frame[c].tolist()])
+    return frame[mask]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b) if not isinstance(a, (np.ndarray, list)) else list(a) == list(b)
+
+
+def loss_curves(path: Path, frame: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame,
+                metric: str = "train_loss", top: int = MAX_CURVE_GROUPS) -> bool:
+    """Mean curve across seeds with a min-max band for the `top` best groups."""
+    if curves.empty or metric not in curves.columns or summary.empty:
+        return False
+    plt = _pyplot()
+    by = summary.attrs.get("by") or []
+    fig, ax = plt.subplots(figsize=(8, 5))
+    drawn = 0
+    for _, row in summary.head(top).iterrows():
+        runs = _group_rows(frame, summary, row)["run_id"]
+        part = curves[curves["run_id"].isin(runs)]
+        if part.empty:
+            continue
+        table = part.pivot_table(index="epoch", columns="run_id", values=metric, aggfunc="first",
+                                 dropna=False)
+        values = table.to_numpy(dtype=np.float64)          # (n_epochs, n_seeds)
+        values = np.where(values > 0, values, np.nan)      # log scale: positive values only
+        finite = np.isfinite(values).any(axis=1)
+        if not finite.any():
+            continue
+        epochs = table.index.to_numpy()[finite]
+        values = values[finite]
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(values, axis=1)
+            lo, hi = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
+        label = f"#{int(row['rank'])} {_label({c: row[c] for c in by})}" if "rank" in row \
+            else _label({c: row[c] for c in by})
+        line, = ax.plot(epochs, mean, label=label)
+        ax.fill_between(epochs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return False
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{metric} (mean across seeds, band = min-max)")
+    ax.set_title(f"Training curves of the {drawn} best groups")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def choose_axes(frame: pd.DataFrame, summary: pd.DataFrame) -> tuple[str | None, str | None]:
+    """(x setting, line setting): the learning rate and hidden size when they are swept, else
+    the first swept numeric setting with several values (or the first swept setting) and the
+    next swept setting."""
+    by = summary.attrs.get("by") or [c for c in setting_columns(frame) if c in summary.columns]
+    varied = [c for c in by if summary[c].map(repr).nunique() > 1]
+    numeric = [c for c in varied if _numeric(summary[c])]
+    x = next((c for c in X_PREFERRED if c in numeric),
+             numeric[0] if numeric else (varied[0] if varied else None))
+    rest = [c for c in varied if c != x]
+    line = next((c for c in LINE_PREFERRED if c in rest), rest[0] if rest else None)
+    return x, line
+
+
+def _numeric(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> bool:
+    """Final loss against the x setting, one line per line-setting value, std error bars."""
+    x, line = choose_axes(frame, summary)
+    if x is None:
+        return False
+    metrics = [m for m in ("train_loss", "test_loss") if f"{m}_mean" in summary.columns]
+    if not metrics:
+        return False
+    plt = _pyplot()
+    numeric_x = _numeric(summary[x])
+    categories = list(dict.fromkeys(summary[x].map(_key)))
+    if not numeric_x:
+        try:
+            categories.sort()
+        except TypeError:
+            pass
+    position = {c: i for i, c in enumerate(categories)}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
+    rank_metric = summary.attrs.get("metric") or default_metric(frame)
+    line_values = list(dict.fromkeys(summary[line].map(_key))) if line else [None]
+    try:
+        line_values.sort()
+    except TypeError:       # mixed kinds: keep first-seen order
+        pass
+    for ax, metric in zip(axes[0], metrics):
+        log_y = bool((summary[f"{metric}_mean"] > 0).any())
+        for value in line_values:
+            part = summary if line is None else summary[summary[line].map(_key) == value]
+            # Other swept settings: the best group (by the ranking metric) for each x.
+            part = part.sort_values(f"{rank_metric}_mean", na_position="last", kind="stable")
+            part = part[~part[x].map(_key).duplicated()]
+            xs = part[x].to_numpy(dtype=np.float64) if numeric_x else \
+                np.array([position[_key(v)] for v in part[x]], dtype=np.float64)
+            order = np.argsort(xs, kind="stable")
+            xs = xs[order]
+            ys = part[f"{metric}_mean"].to_numpy(dtype=np.float64)[order]
+            err, bars = error_bars(part.iloc[order], metric, log_y)
+            label = "all" if line is None else f"{line.split('.')[-1]}={_text(value)}"
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
+        if numeric_x:
+            values = summary[x].to_numpy(dtype=np.float64)
+            if np.all(values > 0) and values.max() / values.min() >= 10:
+                ax.set_xscale("log")
+        else:
+            ax.set_xticks(range(len(categories)), [_text(c) for c in categories])
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_xlabel(x)
+        ax.set_ylabel(f"final {metric} (mean, {bars})")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    others = [c for c in (summary.attrs.get("by") or []) if c not in (x, line)]
+    title = f"Final loss against {x}"
+    if others:
+        title += f" (best {', '.join(o.split('.')[-1] for o in others)} per point)"
+    dead = int((summary["diverged"] == summary["n"]).sum())
+    if dead:
+        title += f"; {dead} all-diverged groups not drawn"
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def error_bars(rows: pd.DataFrame, metric: str, log_y: bool) -> tuple[np.ndarray, str]:
+    """(yerr of shape (2, len(rows)): below and above the mean, what they show).
+
+    On a log axis ± std runs below zero whenever std > mean, and matplotlib drops such bars:
+    the group's min and max are shown instead (always positive for positive losses).
+    """
+    mean = rows[f"{metric}_mean"].to_numpy(dtype=np.float64)
+    if log_y and {f"{metric}_min", f"{metric}_max"} <= set(rows.columns):
+        below = mean - rows[f"{metric}_min"].to_numpy(dtype=np.float64)
+        above = rows[f"{metric}_max"].to_numpy(dtype=np.float64) - mean
+        what = "bars = min-max across seeds"
+    else:
+        below = above = rows[f"{metric}_std"].to_numpy(dtype=np.float64)
+        what = "bars = ± std across seeds"
+    return np.clip(np.nan_to_num(np.vstack([below, above])), 0.0, None), what
+
+
+def _key(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, np.ndarray)) else value
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def predictions_plot(path: Path, frame: pd.DataFrame, summary: pd.DataFrame,
+                     predictions: Mapping[str, pd.DataFrame]) -> bool:
+    """Test predictions against targets for the best group's variants (the first
+    `MAX_PREDICTION_VARIANTS` of them)."""
+    if summary.empty or not predictions:
+        return False
+    best = summary.iloc[0]
+    rows = _group_rows(frame, summary, best)
+    # Legend: what differs inside the group (the seed), not the settings the title shows.
+    over = [c for c in summary.attrs.get("over") or [] if c in rows.columns]
+    tables = [(_label({c: row[c] for c in over}) if over else row["name"],
+               predictions[row["run_id"]]) for _, row in rows.iterrows()
+              if row["run_id"] in predictions][:MAX_PREDICTION_VARIANTS]
+    if not tables:
+        return False
+    plt = _pyplot()
+    targets = [c[len("target_"):] for c in tables[0][1].columns if c.startswith("target_")]
+    targets = targets[:4]
+    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(max(6, 5 * len(targets)), 4.5),
+                             squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        lo, hi = math.inf, -math.inf
+        for name, table in tables:
+            t = table[f"target_{target}"].to_numpy(dtype=np.float64)
+            p = table[f"pred_{target}"].to_numpy(dtype=np.float64)
+            ax.plot(t, p, "o", alpha=0.7, label=str(name))
+            both = np.concatenate([t, p])
+            both = both[np.isfinite(both)]
+            if both.size:
+                lo, hi = min(lo, both.min()), max(hi, both.max())
+        if math.isfinite(lo):
+            pad = 0.05 * (hi - lo or 1.0)
+            ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", linewidth=1,
+                    label="prediction = target")
+        ax.set_xlabel(f"target {target}")
+        ax.set_ylabel(f"prediction {target}")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].legend(fontsize="x-small")
+    by = summary.attrs.get("by") or []
+    shown = f" ({len(tables)} of {len(rows)} variants)" if len(tables) < len(rows) else ""
+    fig.suptitle(f"Test predictions of the best group{shown}:\n"
+                 f"{_label({c: best[c] for c in by})}", fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True

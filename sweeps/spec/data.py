@@ -1,0 +1,479 @@
+"""Data sets: built-in, generated, scikit-learn's bundled ones and CSV files.
+
+`load_dataset` turns the `data:` settings of a sweep file (plus `data_seed`) into a `Dataset`:
+arrays split into train and test, features scaled with statistics of the training split only,
+classification targets one-hot encoded and kept as labels, and a fingerprint over it all.
+Everything is deterministic: the same settings give the same arrays, bit for bit.
+
+Built-in sets and their defaults (any of them can be overridden in the file):
+
+=============  ==============  =============  ========  ======================================
+source         task            test_fraction  scale     what
+=============  ==============  =============  ========  ======================================
+article        regression      0 (own test)   none      the article's 3 rows; test [.2 .4 .6]
+xor            classification  0 (test=train) none      the 4 points of XOR
+sine           regression      0.2            standard  256 x in [-pi, pi], y = sin x + noise
+moons          classification  0.2            standard  200 points, two interleaved half moons
+iris, wine,    classification  0.2            standard  scikit-learn's bundled copies
+breast_cancer,
+digits
+diabetes       regression      0.2            standard  scikit-learn's bundled copy
+CSV file       inferred        0.2            standard  header row; target: last column default
+=============  ==============  =============  ========  ======================================
+
+With test_fraction 0 and no test set of its own, the test set is the training set.
+scikit-learn is imported only when one of its sets is loaded (no download: they ship with it).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+SKLEARN_SETS = ("iris", "wine", "breast_cancer", "digits", "diabetes")
+BUILTINS = ("article", "xor", "sine", "moons") + SKLEARN_SETS
+# Inferred classification for a numeric CSV target: whole numbers with at most this many values.
+MAX_INFERRED_CLASSES = 10
+MAX_CELL_PROBLEMS = 10
+
+
+class DataProblem(Exception):
+    """A data set that cannot be built; `path` is the setting to blame ("data.source", ...)."""
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A split, scaled data set, ready for training. Arrays are read-only.
+
+    X_train : ndarray, shape (n_train, n_in), float64
+    Y_train : ndarray, shape (n_train, n_targets) regression, (n_train, n_classes) one-hot
+    labels_train : ndarray, shape (n_train,), int class ids (classification) or None
+    target_names : regression target columns, or the class names (one per one-hot column)
+    resolved : the data settings as used ('data.test_fraction', 'data.scale', 'data.task', ...)
+    input_shift, input_spread : ndarray, shape (n_in,), the input scaling fitted on the training
+        split: X = (raw - input_shift) / input_spread (zeros and ones for scale none)
+    """
+
+    name: str
+    task: str
+    X_train: np.ndarray
+    Y_train: np.ndarray
+    X_test: np.ndarray
+    Y_test: np.ndarray
+    labels_train: Optional[np.ndarray]
+    labels_test: Optional[np.ndarray]
+    feature_names: tuple[str, ...]
+    target_names: tuple[str, ...]
+    fingerprint: str
+    resolved: Mapping[str, Any] = field(default_factory=dict)
+    input_shift: Optional[np.ndarray] = None
+    input_spread: Optional[np.ndarray] = None
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes (0 for regression)."""
+        return len(self.target_names) if self.task == "classification" else 0
+
+    def targets(self, output_activation: str) -> tuple[np.ndarray, np.ndarray]:
+        """(Y_train, Y_test) as the output layer needs them.
+
+        One-hot for softmax (and for sigmoid with more than two classes), a single 0/1 column
+        for a two-class problem with any other output, as is for regression.
+        """
+        if self.task == "classification" and output_activation != "softmax" and self.n_classes == 2:
+            return (self.labels_train[:, None].astype(np.float64),
+                    self.labels_test[:, None].astype(np.float64))
+        return self.Y_train, self.Y_test
+
+    def n_outputs(self, output_activation: str) -> int:
+        """Width of the output layer for this output activation."""
+        return self.targets(output_activation)[0].shape[1]
+
+    def describe(self) -> str:
+        """One line: name, rows, shapes, task."""
+        kind = (f"classification, {self.n_classes} classes" if self.task == "classification"
+                else "regression")
+        return (f"{self.name}: {self.X_train.shape[0]} train / {self.X_test.shape[0]} test rows, "
+                f"{self.X_train.shape[1]} inputs, {kind}")
+
+
+@dataclass
+class _Raw:
+    """A data set before splitting: features, and targets as floats or class labels."""
+
+    X: np.ndarray                       # (n, n_in) float64
+    T: np.ndarray                       # (n, n_targets) float64, or (n,) labels (int or str)
+    feature_names: tuple[str, ...]
+    target_names: tuple[str, ...]       # target columns
+    task: str                           # the set's own (or, for a CSV, inferred) task
+    class_names: Optional[tuple[str, ...]] = None  # for int labels of built-in sets
+    X_test: Optional[np.ndarray] = None  # a test set of its own (article; regression only)
+    T_test: Optional[np.ndarray] = None
+    test_fraction: float = 0.2
+    scale: str = "standard"
+
+
+def _rng(data_seed: int, stream: int) -> np.random.Generator:
+    """Independent streams from one data_seed: 0 generates, 1 splits."""
+    return np.random.default_rng(np.random.SeedSequence([data_seed, stream]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Built-in sets
+
+
+def _article(data_seed: int) -> _Raw:
+    """The seed article's data: each target is the mean of its inputs."""
+    X = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]])
+    Y = np.array([[0.2], [0.5], [0.8]])
+    return _Raw(X, Y, ("x1", "x2", "x3"), ("y",), "regression",
+                X_test=np.array([[0.2, 0.4, 0.6]]), T_test=np.array([[0.4]]),
+                test_fraction=0.0, scale="none")
+
+
+def _xor(data_seed: int) -> _Raw:
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    return _Raw(X, np.array([0, 1, 1, 0]), ("x1", "x2"), ("xor",), "classification",
+                class_names=("0", "1"), test_fraction=0.0, scale="none")
+
+
+def _sine(data_seed: int, n: int = 256) -> _Raw:
+    rng = _rng(data_seed, 0)
+    x = rng.uniform(-np.pi, np.pi, size=n)
+    y = np.sin(x) + rng.normal(0.0, 0.05, size=n)
+    return _Raw(x[:, None], y[:, None], ("x",), ("y",), "regression")
+
+
+def _moons(data_seed: int, n: int = 200, noise: float = 0.2) -> _Raw:
+    """Two interleaved half circles (as scikit-learn's make_moons draws them) plus noise."""
+    rng = _rng(data_seed, 0)
+    n_outer = n // 2
+    t_outer = np.linspace(0.0, np.pi, n_outer)
+    t_inner = np.linspace(0.0, np.pi, n - n_outer)
+    X = np.concatenate([
+        np.stack([np.cos(t_outer), np.sin(t_outer)], axis=1),
+        np.stack([1.0 - np.cos(t_inner), 0.5 - np.sin(t_inner)], axis=1),
+    ])
+    labels = np.concatenate([np.zeros(n_outer, int), np.ones(n - n_outer, int)])
+    X = X + rng.normal(0.0, noise, size=X.shape)
+    order = rng.permutation(n)
+    return _Raw(X[order], labels[order], ("x1", "x2"), ("moon",), "classification",
+                class_names=("0", "1"))
+
+
+@functools.lru_cache(maxsize=None)
+def _sklearn_arrays(name: str):
+    import sklearn.datasets  # lazy: only a scikit-learn set pays for the import
+
+    bunch = getattr(sklearn.datasets, f"load_{name}")()
+    X = np.asarray(bunch.data, dtype=np.float64)
+    names = getattr(bunch, "feature_names", None)
+    features = tuple(str(f) for f in names) if names is not None and len(names) else tuple(
+        f"x{i + 1}" for i in range(X.shape[1]))
+    classes = getattr(bunch, "target_names", None)
+    return X, np.asarray(bunch.target), features, (
+        tuple(str(c) for c in classes) if classes is not None else None)
+
+
+def _sklearn(name: str, data_seed: int) -> _Raw:
+    X, target, features, classes = _sklearn_arrays(name)
+    if classes is None:  # diabetes: regression
+        return _Raw(X.copy(), target.astype(np.float64)[:, None], features, ("target",), "regression")
+    return _Raw(X.copy(), target.astype(np.int64), features, ("target",), "classification",
+                class_names=classes)
+
+
+_GENERATORS = {"article": _article, "xor": _xor, "sine": _sine, "moons": _moons}
+
+
+def _builtin(source: str, data_seed: int) -> _Raw:
+    if source in _GENERATORS:
+        return _GENERATORS[source](data_seed)
+    return _sklearn(source, data_seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+
+
+def _number(cell: str) -> float:
+    """A finite float, or ValueError."""
+    value = float(cell)
+    if not math.isfinite(value):
+        raise ValueError
+    return value
+
+
+def _read_csv(path: Path, shown: str, target: Optional[tuple[str, ...]], task: Optional[str]) -> _Raw:
+    """A CSV file with a header row: every feature cell a finite number."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = [(n, row) for n, row in enumerate(csv.reader(handle), start=1) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataProblem("data.source", f"cannot read {shown}: {error}") from None
+    if not rows:
+        raise DataProblem("data.source", f"{shown} is empty (expected a header row and data rows)")
+    header = [name.strip() for name in rows[0][1]]
+    if any(not name for name in header):
+        raise DataProblem("data.source", f"{shown}: a column in the header row has no name")
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise DataProblem("data.source", f"{shown}: column names used twice: {', '.join(twice)}")
+    if len(header) < 2:
+        raise DataProblem("data.source", f"{shown}: needs at least two columns (features and a target)")
+    body = rows[1:]
+    if not body:
+        raise DataProblem("data.source", f"{shown} has a header but no data rows")
+    targets = target or (header[-1],)
+    for name in targets:
+        if name not in header:
+            raise DataProblem("data.target", f"no column {name!r} in {shown}{_suggest(name, header)} "
+                                             f"(columns: {', '.join(header)})")
+    if len(targets) == len(header):
+        raise DataProblem("data.target", f"every column of {shown} is a target; no features left")
+    t_cols = [header.index(name) for name in targets]
+    f_cols = [i for i in range(len(header)) if i not in t_cols]
+
+    problems: list[str] = []
+
+    def bad(row: int, line: int, column: str, what: str) -> None:
+        problems.append(f"row {row} (line {line}), column {column!r}: {what}")
+
+    X = np.empty((len(body), len(f_cols)))
+    T_text = np.empty((len(body), len(t_cols)), dtype=object)
+    for r, (line, row) in enumerate(body, start=1):
+        if len(row) != len(header):
+            problems.append(f"row {r} (line {line}) has {len(row)} cells; the header has {len(header)}")
+            continue
+        for j, c in enumerate(f_cols):
+            cell = row[c].strip()
+            try:
+                X[r - 1, j] = _number(cell)
+            except ValueError:
+                what = "missing value (NaN)" if cell.lower() in ("", "nan", "na", "null", "none") \
+                    else f"{cell!r} is not a finite number"
+                bad(r, line, header[c], what)
+        for j, c in enumerate(t_cols):
+            cell = row[c].strip()
+            if cell.lower() in ("", "nan", "na", "null", "none"):
+                bad(r, line, header[c], "missing value (NaN)")
+            T_text[r - 1, j] = cell
+    if problems:
+        more = len(problems) - MAX_CELL_PROBLEMS
+        listed = "; ".join(problems[:MAX_CELL_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
+        raise DataProblem("data.source", f"{shown}: {listed}")
+
+    numeric = np.empty(T_text.shape)
+    text_at = None
+    for index, cell in np.ndenumerate(T_text):
+        try:
+            numeric[index] = _number(cell)
+        except ValueError:
+            text_at = text_at or index
+    if task is None:  # infer
+        single = len(t_cols) == 1
+        whole = text_at is None and np.all(numeric == np.round(numeric))
+        few = text_at is None and 2 <= len(np.unique(numeric)) <= MAX_INFERRED_CLASSES
+        task = "classification" if single and (text_at is not None or (whole and few)) else "regression"
+    features = tuple(header[c] for c in f_cols)
+    if task == "classification":
+        if len(t_cols) != 1:
+            raise DataProblem("data.target", "classification needs exactly one target column, "
+                                             f"got {len(t_cols)}")
+        if text_at is None and not np.all(numeric == np.round(numeric)):
+            raise DataProblem("data.task", "classification needs class labels (whole numbers or "
+                                           f"text) in column {targets[0]!r}; it holds fractions")
+        labels = numeric[:, 0].astype(np.int64) if text_at is None else T_text[:, 0].astype(str)
+        return _Raw(X, labels, features, targets, "classification")
+    if text_at is not None:
+        r = text_at[0] + 1
+        raise DataProblem("data.source", (
+            f"{shown}: row {r} (line {body[r - 1][0]}), column {targets[text_at[1]]!r}: "
+            f"{T_text[text_at]!r} is not a number (a regression target must be numeric)"))
+    return _Raw(X, numeric, features, targets, "regression")
+
+
+def _suggest(word: str, choices) -> str:
+    from sweeps.spec.problems import suggest
+
+    return suggest(word, choices)
+
+
+# ---------------------------------------------------------------------------------------------
+# Split, scale, encode
+
+
+def _split(n: int, test_fraction: float, labels: Optional[np.ndarray], rng: np.random.Generator,
+           name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, test), each sorted. Stratified by class when every class can give a
+    test row and keep a training row."""
+    if test_fraction == 0:
+        everything = np.arange(n)
+        return everything, everything
+    n_test = math.ceil(round(test_fraction * n, 9))
+    if n - n_test < 1:
+        raise DataProblem(
+            "data.test_fraction",
+            f"{name} has {n} row{'s' if n != 1 else ''}: test_fraction {test_fraction:g} takes {n_test} "
+            f"for testing and leaves none for training "
+            f"(need at least {n_test + 1} rows, or test_fraction: 0)",
+        )
+    perm = rng.permutation(n)
+    test = np.zeros(n, dtype=bool)
+    classes, counts = (np.unique(labels, return_counts=True) if labels is not None else (None, None))
+    if classes is not None and n_test >= len(classes) and n - n_test >= len(classes) and counts.min() >= 2:
+        exact = counts * n_test / n
+        take = np.floor(exact).astype(int)
+        order = np.argsort(-(exact - take), kind="stable")
+        take[order[: n_test - take.sum()]] += 1
+        take = np.clip(take, 1, counts - 1)
+        for c, k in zip(classes, take):
+            members = perm[labels[perm] == c]
+            test[members[:k]] = True
+    else:
+        test[perm[:n_test]] = True
+    return np.flatnonzero(~test), np.flatnonzero(test)
+
+
+def _scaler(kind: str, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(shift, divisor) fitted on A (rows = samples); a constant column is left unscaled."""
+    if kind == "standard":
+        shift, spread = A.mean(axis=0), A.std(axis=0)
+    elif kind == "minmax":
+        shift, spread = A.min(axis=0), A.max(axis=0) - A.min(axis=0)
+    else:
+        return np.zeros(A.shape[1]), np.ones(A.shape[1])
+    spread = np.where(spread > 0, spread, 1.0)
+    return shift, spread
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array)
+    array.setflags(write=False)
+    return array
+
+
+def fingerprint(task: str, arrays: dict[str, Optional[np.ndarray]], names: tuple) -> str:
+    """Hash of the arrays (dtype, shape, bytes), the task and the column names: 16 hex chars."""
+    digest = hashlib.sha256(repr((task, names)).encode())
+    for key, array in arrays.items():
+        digest.update(key.encode())
+        if array is not None:
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_dataset(
+    source: str,
+    *,
+    base_dir: Path = Path("."),
+    target: Optional[tuple[str, ...]] = None,
+    test_fraction: Optional[float] = None,
+    scale: Optional[str] = None,
+    target_scale: str = "none",
+    task: Optional[str] = None,
+    data_seed: int = 0,
+) -> Dataset:
+    """Build a Dataset from the `data:` settings; raises DataProblem naming the setting.
+
+    source : a built-in name (BUILTINS) or a CSV path, relative to `base_dir` (the sweep file's
+        directory). None for test_fraction, scale or task means the set's default.
+    """
+    if source in BUILTINS:
+        if target is not None:
+            raise DataProblem("data.target", f"only for CSV files; {source!r} is built in")
+        raw = _builtin(source, data_seed)
+        name = source
+    else:
+        path = Path(source).expanduser()
+        path = path if path.is_absolute() else base_dir / path
+        if not path.is_file():
+            raise DataProblem(
+                "data.source",
+                f"{source!r} is neither a built-in data set{_suggest(source, BUILTINS)} "
+                f"({', '.join(BUILTINS)}) nor a file ({path} does not exist)",
+            )
+        raw = _read_csv(path, source, target, task)
+        name = source
+
+    if task is not None and task != raw.task:
+        if task == "classification":
+            raise DataProblem("data.task", f"{name!r} has a continuous (regression) target, "
+                                           "not class labels")
+        if raw.T.dtype.kind not in "iuf":
+            raise DataProblem("data.task", f"regression needs a numeric target; {name!r} has "
+                                           "text labels")
+        raw.T = raw.T.astype(np.float64)[:, None]  # class ids as a numeric target
+        raw.class_names = None
+    task = task or raw.task
+    test_fraction = raw.test_fraction if test_fraction is None else test_fraction
+    scale = raw.scale if scale is None else scale
+    if raw.X_test is not None and test_fraction > 0:
+        raise DataProblem("data.test_fraction", f"{name!r} has a test set of its own; "
+                                                "use test_fraction: 0")
+    if task == "classification" and target_scale != "none":
+        raise DataProblem("data.target_scale", "only for regression targets")
+
+    # Class labels: ids 0..C-1 in sorted class order; the targets become the labels.
+    target_names = raw.target_names
+    labels = None
+    if task == "classification":
+        classes, labels = np.unique(raw.T, return_inverse=True)
+        if len(classes) < 2:
+            raise DataProblem("data.target", f"{name!r} has a single class; classification "
+                                             "needs two or more")
+        target_names = (tuple(raw.class_names[int(c)] for c in classes) if raw.class_names
+                        else tuple(str(c) for c in classes))
+        raw.T = labels.astype(np.int64)
+
+    # Split (the article brings its own test row, regression only).
+    if raw.X_test is not None:
+        X_train, X_test, T_train, T_test = raw.X, raw.X_test, raw.T, raw.T_test
+    else:
+        train, test = _split(raw.X.shape[0], test_fraction, labels, _rng(data_seed, 1), repr(name))
+        X_train, X_test, T_train, T_test = raw.X[train], raw.X[test], raw.T[train], raw.T[test]
+    labels_train, labels_test = (T_train, T_test) if task == "classification" else (None, None)
+
+    # Scale, fitted on the training split only.
+    input_shift, input_spread = _scaler(scale, X_train)
+    X_train, X_test = (X_train - input_shift) / input_spread, (X_test - input_shift) / input_spread
+    if task == "classification":
+        eye = np.eye(len(target_names))
+        Y_train, Y_test = eye[labels_train], eye[labels_test]
+    else:
+        shift, spread = _scaler(target_scale, T_train)
+        Y_train, Y_test = (T_train - shift) / spread, (T_test - shift) / spread
+
+    arrays = {
+        "X_train": X_train, "Y_train": Y_train, "X_test": X_test, "Y_test": Y_test,
+        "labels_train": labels_train, "labels_test": labels_test,
+    }
+    arrays = {k: None if v is None else
+              _readonly(np.asarray(v, dtype=np.float64 if k[0] in "XY" else np.int64))
+              for k, v in arrays.items()}
+    resolved = {
+        "data.source": source, "data.target": target, "data.test_fraction": float(test_fraction),
+        "data.scale": scale, "data.target_scale": target_scale, "data.task": task,
+    }
+    return Dataset(
+        name=name, task=task, **arrays,
+        feature_names=raw.feature_names, target_names=tuple(target_names),
+        fingerprint=fingerprint(task, arrays, (raw.feature_names, tuple(target_names))),
+        resolved=resolved,
+        input_shift=_readonly(np.asarray(input_shift, dtype=np.float64)),
+        input_spread=_readonly(np.asarray(input_spread, dtype=np.float64)),
+    )

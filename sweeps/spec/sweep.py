@@ -1,0 +1,170 @@
+"""A sweep file, loaded: validated config, data sets and variants (`load_sweep`).
+
+Nothing is written anywhere: a file either loads completely or raises ConfigError with every
+problem found, one line each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from sweeps.spec.config import (DATA_SETTINGS, Settings, SweepConfig, check_variant, flatten,
+                           validate_mapping)
+from sweeps.spec.data import DataProblem, Dataset, load_dataset
+from sweeps.spec.problems import ConfigError, Problem, format_problems, parse_yaml
+from sweeps.records import Variant
+from sweeps.spec.search import expand, make_variants
+
+
+@dataclass(frozen=True, eq=False)
+class Sweep:
+    """A validated sweep: every variant resolved, every data set loaded."""
+
+    path: Path
+    text: str                           # the file as given
+    config: SweepConfig                 # validated; name filled in (default: the file's stem)
+    config_hash: str                    # hash of resolved config + data fingerprints
+    datasets: Mapping[str, Dataset]     # by Variant.data_key
+    variants: tuple[Variant, ...]       # deterministic order
+    swept: tuple[str, ...]              # dotted paths the search varies, in file order
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def config_hash(config: SweepConfig, fingerprints) -> str:
+    """Hash of the validated config (comments and key order of sections aside) and its data."""
+    payload = {"config": config.model_dump(mode="json"), "data": sorted(set(fingerprints))}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _locator(config: SweepConfig):
+    """Where a problem with (paths, value) points: a swept value, or the setting itself."""
+    parameters = config.search.parameters if config.search else {}
+
+    def where(paths: tuple[str, ...], settings: Mapping[str, Any]) -> tuple:
+        for path in paths:
+            if path in parameters:
+                values = parameters[path]
+                if isinstance(values, list) and settings.get(path) in values:
+                    return ("search", "parameters", path, values.index(settings[path]))
+                return ("search", "parameters", path)
+        return tuple(paths[0].split("."))
+
+    return where
+
+
+def data_spec(settings: Mapping[str, Any]) -> tuple:
+    """The data-role settings of a variant, in schema order: equal specs share a data set."""
+    return tuple(settings[path] for path in DATA_SETTINGS)
+
+
+def load_data(settings: Mapping[str, Any], base_dir: Path) -> Dataset:
+    """The data set a variant's data settings name; raises DataProblem naming the setting."""
+    return load_dataset(
+        settings["data.source"], base_dir=base_dir, target=settings["data.target"],
+        test_fraction=settings["data.test_fraction"], scale=settings["data.scale"],
+        target_scale=settings["data.target_scale"], task=settings["data.task"],
+        data_seed=settings["data_seed"],
+    )
+
+
+def _data_problems_only(data: Any, base_dir: Path) -> list[Problem]:
+    """For a file that failed validation: still report a data section that cannot load."""
+    if not isinstance(data, dict):
+        return []
+    try:
+        settings = Settings.model_validate(
+            {k: data[k] for k in ("data", "data_seed") if k in data})
+    except Exception:
+        return []
+    try:
+        load_data(flatten(settings), base_dir)
+    except DataProblem as problem:
+        return [Problem(tuple(problem.path.split(".")), problem.message)]
+    return []
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Parse, validate, load the data sets and expand a sweep file; raises ConfigError."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{file}: (file): no such file"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{file}: (file): is a directory, not a sweep file"]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError([f"{file}: (file): cannot read: {error}"]) from None
+    base_dir = path.resolve().parent
+
+    data, lines, problems = parse_yaml(text)
+    if data is None and problems:  # a syntax error: nothing more to check
+        raise ConfigError(format_problems(file, problems, lines))
+    config, more = validate_mapping(data)
+    problems += more
+    if config is None or problems:
+        problems += _data_problems_only(data, base_dir)
+        raise ConfigError(format_problems(file, problems, lines))
+    config = config.model_copy(update={"name": config.name or path.stem})
+
+    points, swept = expand(config)
+    where = _locator(config)
+
+    # One data set per distinct data specification.
+    datasets_by_spec: dict[tuple, Optional[Dataset]] = {}
+    for point in points:
+        spec = data_spec(point)
+        if spec not in datasets_by_spec:
+            try:
+                datasets_by_spec[spec] = load_data(point, base_dir)
+            except DataProblem as problem:
+                datasets_by_spec[spec] = None
+                problems.append(Problem(where((problem.path,), point), problem.message))
+
+    # Rules across settings and data, once per distinct combination that matters to them.
+    resolved: list[dict[str, Any]] = []
+    checked: set = set()
+    for point in points:
+        spec = data_spec(point)
+        dataset = datasets_by_spec[spec]
+        settings = {**point, **(dataset.resolved if dataset else {})}
+        resolved.append(settings)
+        combo = (spec, point["model.output_activation"], point["train.loss"], point["train.batch_size"])
+        if combo in checked:
+            continue
+        checked.add(combo)
+        for paths, message in check_variant(settings, dataset):
+            problems.append(Problem(where(paths, settings), message))
+    if problems:
+        raise ConfigError(format_problems(file, problems, lines))
+
+    data_keys = [datasets_by_spec[data_spec(p)].fingerprint for p in points]
+    variants = make_variants(resolved, data_keys, swept, config.name)
+    first: dict[str, int] = {}
+    for variant in variants:
+        if variant.key in first:
+            problems.append(Problem(("search", "parameters"), (
+                f"variants {first[variant.key]} and {variant.index} are the same once defaults "
+                f"are filled in ({variant.name}); remove the duplicate value")))
+        first.setdefault(variant.key, variant.index)
+    if problems:
+        raise ConfigError(format_problems(file, problems, lines))
+
+    datasets = {d.fingerprint: d for d in datasets_by_spec.values() if d is not None}
+    return Sweep(
+        path=path,
+        text=text,
+        config=config,
+        config_hash=config_hash(config, datasets),
+        datasets=datasets,
+        variants=variants,
+        swept=swept,
+    )

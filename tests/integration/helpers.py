@@ -1,0 +1,113 @@
+"""Shared pieces for the `sweeps run` tests: small sweep files, store queries, drivers started
+as processes, process lookup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from tests.processes import spawn
+from tests.sweep_files import write_sweep  # noqa: F401 - the tests import it from here
+
+
+def child_runs(tracking_uri: str, experiment: str, status: str | None = None) -> list:
+    """Every active child run of the experiment (paged), optionally with one status."""
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    query = "tags.`sweep.role` = 'variant'"
+    if status:
+        query += f" and attributes.status = '{status}'"
+    runs, token = [], None
+    while True:
+        page = client.search_runs([found.experiment_id], query, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+# A fresh local Ray instance, then a first pack on a loaded 2-core machine: minutes, not seconds.
+START_TIMEOUT = 360.0
+
+
+@dataclass
+class Driver:
+    """A `sweeps` process started by a test, its output in files (a pipe that nobody reads
+    while the test waits fills up and blocks the process)."""
+
+    popen: subprocess.Popen
+    stdout: Path
+    stderr: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def finish(self, timeout: float) -> tuple[int, str]:
+        """Wait for the process to exit: (exit code, what it wrote to stderr)."""
+        code = self.popen.wait(timeout)
+        return code, self.stderr.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the process group (the driver and anything it started in it)."""
+        if self.popen.poll() is None:
+            os.killpg(self.pid, signal.SIGKILL)
+        self.popen.wait()
+
+
+def sweeps_command(*args: str, cwd: Path, name: str = "sweeps", **spawn_options) -> Driver:
+    """Start `sweeps ...` as its own process group with SIGINT and SIGTERM at their defaults,
+    like a terminal's shell would, however the test session was started (tests/processes.py).
+    Its output goes to cwd/<name>.out and cwd/<name>.err."""
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    stdout, stderr = cwd / f"{name}.out", cwd / f"{name}.err"
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        popen = spawn([sys.executable, "-m", "sweeps", *args], cwd=cwd, env=env,
+                      stdin=subprocess.DEVNULL, stdout=out, stderr=err, **spawn_options)
+    return Driver(popen, stdout, stderr)
+
+
+def wait_for(condition, timeout: float, what: str, poll: float = 0.2,
+             watch: Driver | None = None):
+    """Poll `condition()` until it returns something truthy; fail with `what` after `timeout`,
+    or as soon as the watched driver exits (with what it wrote to stderr)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if watch is not None and watch.returncode is not None:
+            raise AssertionError(f"waiting for {what}: the driver exited with "
+                                 f"{watch.returncode}\n{watch.stderr.read_text()[-3000:]}")
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def pack_task_pids() -> list[int]:
+    """PIDs of Ray workers currently running a pack (Ray sets their process title)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"ray::_train_pack_task"):
+            pids.append(int(entry.name))
+    return pids

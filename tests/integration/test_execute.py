@@ -1,0 +1,61 @@
+"""sweeps.execution.execute: the local Ray instance's worker environment and the order of
+hand-overs."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from sweeps.execution import execute
+from sweeps.execution.plan import make_packs
+from sweeps.spec.sweep import load_sweep
+from tests.integration.helpers import write_sweep
+
+
+def test_local_ray_gives_workers_the_thread_limits_and_restores_this_process(monkeypatch):
+    """Unit (ray.init replaced): WORKER_ENV is in the environment while Ray starts, then gone."""
+    seen = {}
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(execute.ray, "init", lambda **options: seen.update(
+        env={name: os.environ.get(name) for name in execute.WORKER_ENV}, options=options))
+
+    execute.start_local_ray(num_cpus=2)
+
+    assert seen["env"] == execute.WORKER_ENV
+    assert seen["options"]["address"] == "local" and seen["options"]["num_cpus"] == 2
+    assert "runtime_env" not in seen["options"]
+    assert os.environ["OMP_NUM_THREADS"] == "7"
+    assert "MKL_NUM_THREADS" not in os.environ
+
+
+@pytest.mark.integration
+def test_workers_of_the_local_instance_run_with_one_blas_thread(ray_session):
+    @ray_session.remote
+    def environment():
+        return {name: os.environ.get(name) for name in execute.WORKER_ENV}
+
+    assert ray_session.get(environment.remote()) == execute.WORKER_ENV
+
+
+@pytest.mark.integration
+def test_run_ray_reports_all_trained_once_before_the_logging_backlog_ends(ray_session, tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, epochs=100, seeds=range(4)))
+    packs = make_packs(sweep, workers=2)
+    assert len(packs) >= 3
+    events = []
+
+    def slow_logging(pack, results):
+        events.append(("done", len(results)))
+        time.sleep(1.0)  # far longer than a 100-epoch pack takes to train
+
+    nodes = execute.run_ray(packs, sweep.datasets, slow_logging,
+                            on_failed=lambda pack, error: events.append(("failed", error)),
+                            on_all_trained=lambda: events.append(("all trained", 0)))
+
+    assert [kind for kind, _ in events].count("all trained") == 1
+    assert events[-1][0] == "done", "the backlog is handed over after Ray is released"
+    assert sum(n for kind, n in events if kind == "done") == len(sweep.variants)
+    assert sum(nodes.values()) == len(packs)

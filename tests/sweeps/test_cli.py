@@ -1,0 +1,205 @@
+"""`sweeps validate` and `sweeps plan` through the CLI, and a property test: valid files
+mutated into invalid ones (wrong types, unknown keys, out-of-range values, broken YAML) always
+give exit status 2, a message naming the key (or the line), and no traceback."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from sweeps.cli import app
+from sweeps.spec.config import SETTING_PATHS, SweepConfig
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+runner = CliRunner()
+
+BASE = {
+    "name": "prop",
+    "data": {"source": "article", "test_fraction": 0.0, "scale": "none", "task": "regression"},
+    "model": {"hidden": [4], "activation": "sigmoid", "output_activation": "sigmoid",
+              "bias": False, "init": "uniform01"},
+    "train": {"loss": "half_sse", "optimizer": "sgd", "lr": 0.1, "epochs": 50, "batch_size": None,
+              "log_every": 10, "dtype": "float64", "weight_decay": 0.0},
+    "seed": 42,
+    "data_seed": 0,
+    "search": {"method": "grid",
+               "parameters": {"train.lr": [0.1, 0.5], "model.hidden": [2, 4], "seed": [0, 1]}},
+}
+
+FLOATS = ["data.test_fraction", "train.lr", "train.weight_decay"]
+INTS = ["train.epochs", "train.log_every", "train.batch_size", "seed", "data_seed"]
+STRINGS = ["name", "data.source", "data.scale", "data.task", "model.activation",
+           "model.output_activation", "model.init", "train.loss", "train.optimizer", "train.dtype",
+           "search.method"]
+BOOLS = ["model.bias"]
+MAPPINGS = ["data", "model", "train", "search", "search.parameters"]
+
+YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf"}
+words = st.from_regex(r"[a-z]{1,8}", fullmatch=True).filter(lambda w: w not in YAML_WORDS)
+lists = st.lists(st.integers(0, 5), min_size=1, max_size=3)
+whole = st.integers(-10**6, 10**6)
+fractional = st.floats(-1e6, 1e6, allow_nan=False).filter(lambda x: not float(x).is_integer())
+
+WRONG = {
+    "float": st.one_of(words, lists, st.booleans(), st.fixed_dictionaries({"a": whole})),
+    "int": st.one_of(words, fractional, lists, st.booleans()),
+    "str": st.one_of(whole, fractional, lists, st.booleans()),
+    "bool": st.one_of(words, whole, fractional, lists),
+    "mapping": st.one_of(words, whole, lists),
+    "hidden": st.one_of(words, fractional, st.booleans(), st.lists(words, min_size=1, max_size=2)),
+}
+
+
+def put(data: dict, path: str, value) -> dict:
+    """A deep copy of data with the dotted path set (search.parameters keys keep their dots)."""
+    out = copy.deepcopy(data)
+    if path.startswith("search.parameters."):
+        out["search"]["parameters"][path[len("search.parameters."):]] = value
+        return out
+    *parents, leaf = path.split(".")
+    node = out
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    return out
+
+
+@pytest.fixture(scope="module")
+def sweep_file(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mutations") / "sweep.yaml"
+
+
+def validate(path: Path, text: str):
+    path.write_text(text)
+    return runner.invoke(app, ["validate", str(path)])
+
+
+def assert_refused(result, *expected: str) -> None:
+    """Exit 2, every expected text in the output, no traceback, no stray exception."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    for text in expected:
+        assert text in result.output, (text, result.output)
+
+
+def test_base_file_is_valid(sweep_file):
+    result = validate(sweep_file, yaml.safe_dump(BASE, sort_keys=False))
+    assert result.exit_code == 0, result.output
+    assert "ok" in result.output and "8 variants" in result.output
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_wrong_types_are_refused_naming_the_key(sweep_file, data):
+    kind = data.draw(st.sampled_from(["float", "int", "str", "bool", "mapping", "hidden"]))
+    paths = {"float": FLOATS, "int": INTS, "str": STRINGS, "bool": BOOLS, "mapping": MAPPINGS,
+             "hidden": ["model.hidden"]}[kind]
+    path = data.draw(st.sampled_from(paths))
+    value = data.draw(WRONG[kind])
+    result = validate(sweep_file, yaml.safe_dump(put(BASE, path, value), sort_keys=False))
+    assert_refused(result, f": {path}: ")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(section=st.sampled_from([None, "data", "model", "train", "search"]),
+       key=st.from_regex(r"[a-z]{2,8}_[a-z]{1,6}", fullmatch=True))
+def test_unknown_keys_are_refused_naming_the_key(sweep_file, section, key):
+    known = {p.split(".")[-1] for p in SETTING_PATHS} | set(SweepConfig.model_fields)
+    if key in known:
+        return
+    mutated = put(BASE, f"{section}.{key}" if section else key, 1)
+    result = validate(sweep_file, yaml.safe_dump(mutated, sort_keys=False))
+    assert_refused(result, f": {section + '.' if section else ''}{key}: unknown key")
+
+
+def _below(limit):
+    return st.floats(max_value=limit, allow_nan=False, allow_infinity=False)
+
+
+OUT_OF_RANGE = {
+    "train.lr": st.one_of(_below(0.0), st.just(float("inf")), st.just(float("nan"))),
+    "train.epochs": st.integers(max_value=0),
+    "train.log_every": st.integers(max_value=0),
+    "train.batch_size": st.integers(max_value=0),
+    "train.weight_decay": _below(-1e-12),
+    "train.eps": _below(0.0),
+    "train.momentum": st.one_of(st.floats(min_value=1.0, allow_nan=False, allow_infinity=False), _below(-1e-12)),
+    "train.beta2": st.floats(min_value=1.0, allow_nan=False, allow_infinity=False),
+    "data.test_fraction": st.one_of(st.floats(min_value=1.0, allow_nan=False, allow_infinity=False), _below(-1e-12)),
+    "seed": st.one_of(st.integers(max_value=-1), st.integers(min_value=2**32)),
+    "data_seed": st.integers(max_value=-1),
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_out_of_range_values_are_refused_naming_the_key(sweep_file, data):
+    path = data.draw(st.sampled_from(sorted(OUT_OF_RANGE) + ["search:train.lr", "search:seed", "model.hidden"]))
+    if path == "model.hidden":
+        layers = data.draw(st.lists(st.integers(max_value=0), min_size=1, max_size=3))
+        mutated, expected = put(BASE, path, layers), "model.hidden"
+    elif path.startswith("search:"):
+        setting = path.split(":")[1]
+        values = list(BASE["search"]["parameters"][setting])
+        index = data.draw(st.integers(0, len(values)))
+        values.insert(index, data.draw(OUT_OF_RANGE[setting]))
+        mutated = put(BASE, f"search.parameters.{setting}", values)
+        expected = f"search.parameters.{setting}[{index}]"
+    else:
+        mutated, expected = put(BASE, path, data.draw(OUT_OF_RANGE[path])), path
+    result = validate(sweep_file, yaml.safe_dump(mutated, sort_keys=False))
+    assert_refused(result, f": {expected}: ")
+
+
+# Each is a syntax error wherever it lands: the ": " also ends a plain scalar it would continue.
+BREAKERS = ['x: "unclosed', "x: a: b", "x: [1, 2", "x: {a: 1", "x: 'it''s", "x: ]", "x: @at"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_broken_yaml_is_refused_with_line_and_column(sweep_file, data):
+    lines = yaml.safe_dump(BASE, sort_keys=False).splitlines()
+    at = data.draw(st.integers(0, len(lines)))
+    breaker = data.draw(st.sampled_from(BREAKERS))
+    indent = data.draw(st.sampled_from(["", "  ", "    "]))
+    lines.insert(at, indent + breaker)
+    result = validate(sweep_file, "\n".join(lines) + "\n")
+    assert_refused(result, "invalid YAML", "line ", "column ")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_validate_ok_on_the_shipped_files():
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        result = runner.invoke(app, ["validate", str(path)])
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("ok")
+
+
+def test_plan_prints_variants_packs_and_work():
+    result = runner.invoke(app, ["plan", str(CONFIGS / "card.yaml"), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert "variants: 480" in result.output and "packs: 8" in result.output
+    assert "variant-epochs" in result.output
+
+
+def test_every_problem_one_line_each(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train: {lr: -1, epochs: 0, lrr: 2}\nmodel: {init: zeros}\n")
+    for command in ("validate", "plan"):
+        result = runner.invoke(app, [command, str(path)])
+        assert_refused(result)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 4
+        assert all(line.startswith(f"{path}: ") for line in lines)
+
+
+def test_missing_file(tmp_path):
+    result = runner.invoke(app, ["validate", str(tmp_path / "nope.yaml")])
+    assert_refused(result, "no such file")

@@ -1,0 +1,190 @@
+"""Packing: packs hold variants that can train as one population, and keep workers busy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import numpy as np
+from pydantic import BaseModel
+
+from sweeps.spec import config
+from sweeps.spec.config import PACK_SHARED, SETTING_PATHS, SETTING_ROLES
+from sweeps.execution.plan import MAX_PACK, describe, make_packs, pack_work
+from sweeps.records import Pack
+from sweeps.execution.training import train_pack
+from sweeps.spec.sweep import load_sweep
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+MIXED = """\
+name: mixed
+data: {source: xor}
+train: {epochs: 20}
+search:
+  parameters:
+    model.hidden: [2, [3, 3]]
+    model.activation: [sigmoid, tanh]
+    train.optimizer: [sgd, adam]
+    train.lr: [0.1, 0.2, 0.3]
+    seed: [0, 1, 2, 3, 4, 5, 6]
+"""
+
+
+SETTING_DEFAULTS = {"model.init": "xavier_uniform", "train.lr": 0.1, "train.momentum": 0.9,
+                    "train.beta1": 0.9, "train.beta2": 0.999, "train.eps": 1e-8,
+                    "train.weight_decay": 0.0, "seed": 42}
+
+
+@pytest.fixture(scope="module")
+def card():
+    return load_sweep(CONFIGS / "card.yaml")
+
+
+def assert_valid_packing(sweep, packs, skip=()):
+    keys = [v.key for p in packs for v in p.variants]
+    assert sorted(keys) == sorted(v.key for v in sweep.variants if v.key not in set(skip))
+    assert [p.index for p in packs] == list(range(len(packs)))
+    for pack in packs:
+        assert 1 <= len(pack.variants) <= MAX_PACK
+        first = pack.variants[0].settings
+        for variant in pack.variants:
+            assert variant.data_key == pack.data_key
+            for path in PACK_SHARED:
+                assert variant.settings[path] == first[path], path
+
+
+def test_every_setting_has_exactly_one_role():
+    assert set(SETTING_ROLES) == set(SETTING_PATHS)
+    assert set(SETTING_ROLES.values()) == {"data", "pack", "variant"}
+
+
+def test_a_setting_without_a_role_is_refused():
+    class Unmarked(BaseModel):
+        lr: float = 0.1
+
+    with pytest.raises(TypeError, match="setting lr declares 0 roles"):
+        config._role("lr", Unmarked.model_fields["lr"])
+
+
+# A value other than the default for every variant-role setting, and the optimizer that reads it.
+OTHER_VALUE = {"model.init": ("xavier_normal", "sgd"), "train.lr": (0.3, "sgd"),
+               "train.momentum": (0.5, "momentum"), "train.beta1": (0.8, "adam"),
+               "train.beta2": (0.99, "adam"), "train.eps": (1e-3, "adam"),
+               "train.weight_decay": (0.01, "sgd"), "seed": (7, "sgd")}
+
+
+def test_every_variant_role_setting_is_covered_by_the_case_table():
+    assert set(OTHER_VALUE) == {p for p, r in SETTING_ROLES.items() if r == "variant"}
+
+
+@pytest.mark.parametrize("path", sorted(OTHER_VALUE))
+def test_a_variant_role_setting_reaches_each_variant_of_a_pack(write, path):
+    """Two variants differing only in `path` share a pack and train as if each were alone."""
+    value, optimizer = OTHER_VALUE[path]
+    sweep = load_sweep(write(f"data: {{source: xor}}\nmodel: {{init: xavier_uniform}}\n"
+                             f"train: {{epochs: 30, log_every: 10, optimizer: {optimizer}}}\n"
+                             f"search:\n  parameters:\n    {path}: [{SETTING_DEFAULTS[path]}, {value}]\n"))
+    first, second = sweep.variants
+    assert all(first.settings[p] == second.settings[p] for p in PACK_SHARED)  # may share a pack
+    pack = Pack(0, sweep.variants, first.data_key, PACK_SHARED)
+    dataset = sweep.datasets[pack.data_key]
+    together = train_pack(pack, dataset)
+    alone = [train_pack(Pack(0, (v,), pack.data_key, pack.shared_paths), dataset)[0]
+             for v in pack.variants]
+    for a, b in zip(together, alone):
+        np.testing.assert_allclose(a.curves["train_loss"], b.curves["train_loss"], rtol=1e-10)
+    assert together[0].metrics["train_loss"] != together[1].metrics["train_loss"]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 8, 64])
+def test_card_packs_cover_every_variant_once_and_share_shapes(card, workers):
+    packs = make_packs(card, workers=workers)
+    assert_valid_packing(card, packs)
+
+
+def test_enough_packs_to_keep_every_worker_busy(card):
+    for workers in (1, 2, 4, 8):
+        assert len(make_packs(card, workers=workers)) >= 4 * workers
+
+
+def test_packs_are_near_equal_in_size(card):
+    sizes = [len(p.variants) for p in make_packs(card, workers=2)]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_settings_that_change_the_loop_never_share_a_pack(write):
+    sweep = load_sweep(write(MIXED))
+    packs = make_packs(sweep, workers=1)
+    assert_valid_packing(sweep, packs)
+    kinds = {(p.variants[0].settings["model.hidden"], p.variants[0].settings["model.activation"],
+              p.variants[0].settings["train.optimizer"]) for p in packs}
+    assert len(kinds) == 8
+    # learning rate and seed vary inside a pack
+    assert any(len({v.settings["train.lr"] for v in p.variants}) > 1 for p in packs)
+
+
+def test_data_seed_splits_packs(write):
+    sweep = load_sweep(write("data: {source: moons}\nmodel: {output_activation: sigmoid}\n"
+                             "train: {loss: bce, epochs: 5}\nsearch:\n  parameters:\n"
+                             "    data_seed: [0, 1]\n    seed: [0, 1, 2]\n"))
+    packs = make_packs(sweep, workers=1)
+    assert_valid_packing(sweep, packs)
+    assert len(sweep.datasets) == 2 and len({p.data_key for p in packs}) == 2
+
+
+def test_skip_leaves_finished_variants_out(card):
+    done = {v.key for v in card.variants[::3]}
+    packs = make_packs(card, workers=2, skip=done)
+    assert_valid_packing(card, packs, skip=done)
+    assert make_packs(card, workers=2, skip={v.key for v in card.variants}) == []
+
+
+def test_packing_is_deterministic(card):
+    a = [[v.key for v in p.variants] for p in make_packs(card, workers=3)]
+    b = [[v.key for v in p.variants] for p in make_packs(card, workers=3)]
+    assert a == b
+
+
+def test_pack_shared_settings(card):
+    pack = make_packs(card, workers=2)[0]
+    assert pack.shared["model.hidden"] == pack.variants[0].settings["model.hidden"]
+    assert "train.lr" not in pack.shared and "data.source" in pack.shared
+
+
+def test_work_of_the_article_network():
+    sweep = load_sweep(CONFIGS / "article.yaml")
+    (pack,) = make_packs(sweep)
+    work = pack_work(pack, sweep.datasets[pack.data_key])
+    # 3 rows x (3*4 + 4*1) weights, forward once and backward twice, 10000 epochs
+    assert work["multiply_adds"] == 3 * 3 * 16 * 10000
+    assert work["variant_epochs"] == 10000 and work["steps"] == 10000
+    assert work["seconds"] > 0
+
+
+def test_mini_batches_count_steps():
+    sweep = load_sweep(CONFIGS / "iris.yaml")
+    pack = make_packs(sweep)[0]
+    assert pack_work(pack, sweep.datasets[pack.data_key])["steps"] == 500 * 4  # 120 rows / 32
+
+
+def test_describe_lists_variants_packs_swept_and_work(card):
+    text = describe(card, make_packs(card, workers=2))
+    assert "variants: 480 (grid over 4 parameters)" in text
+    assert "packs: 8 (8 of 60 variants)" in text
+    for path in card.swept:
+        assert path in text
+    assert "4,800,000 variant-epochs" in text and "multiply-adds" in text
+    assert "article: 3 train / 1 test rows" in text
+
+
+def test_describe_shows_what_is_left_to_run(card):
+    packs = make_packs(card, workers=2, skip={v.key for v in card.variants[:80]})
+    assert "to run: 400 (80 already finished)" in describe(card, packs)
+
+
+def test_describe_random_search():
+    sweep = load_sweep(CONFIGS / "random_search.yaml")
+    text = describe(sweep, make_packs(sweep))
+    assert "random search, 24 samples" in text and "log_uniform from 0.001 to 1" in text

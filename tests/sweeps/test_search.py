@@ -1,0 +1,216 @@
+"""Expansion of search spaces: counts, order, determinism, keys, groups and names."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from sweeps.records import Variant
+from sweeps.spec.sweep import load_sweep
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+CONTRACT_SETTINGS = {
+    "data.source", "data.test_fraction", "data.scale", "data.task", "model.hidden",
+    "model.activation", "model.output_activation", "model.bias", "model.init", "train.loss",
+    "train.optimizer", "train.lr", "train.momentum", "train.nesterov", "train.beta1",
+    "train.beta2", "train.eps", "train.weight_decay", "train.epochs", "train.batch_size",
+    "train.log_every", "train.dtype", "seed", "data_seed",
+}
+
+GRID = """\
+name: g
+train: {{epochs: 5}}
+search:
+  parameters:
+    train.lr: [0.01, 0.1, 0.5]
+    model.hidden: [2, [4, 4]]
+    seed: [0, 1, 2, 3]
+{extra}"""
+
+RANDOM = """\
+name: r
+data: {{source: moons}}
+model: {{output_activation: sigmoid}}
+train: {{loss: bce, epochs: 5}}
+search:
+  method: random
+  samples: {samples}
+  random_seed: {seed}
+  parameters:
+    train.lr: {{distribution: log_uniform, low: 0.001, high: 1.0}}
+    train.weight_decay: {{distribution: uniform, low: 0.0, high: 0.01}}
+    train.epochs: {{distribution: int_uniform, low: 3, high: 5}}
+    model.init: [xavier_normal, he_normal]
+"""
+
+
+def test_card_expands_to_480_variants_in_file_order():
+    sweep = load_sweep(CONFIGS / "card.yaml")
+    assert len(sweep.variants) == 480
+    assert sweep.swept == ("train.lr", "model.hidden", "model.init", "seed")
+    assert [v.index for v in sweep.variants] == list(range(480))
+    first, second, last = sweep.variants[0], sweep.variants[1], sweep.variants[-1]
+    # the first parameter varies slowest, the last fastest
+    assert (first.settings["train.lr"], first.settings["model.hidden"], first.settings["seed"]) == (0.01, (2,), 0)
+    assert second.settings["seed"] == 1 and second.settings["train.lr"] == 0.01
+    assert (last.settings["train.lr"], last.settings["model.hidden"], last.settings["model.init"],
+            last.settings["seed"]) == (1.0, (16,), "he_normal", 9)
+
+
+def test_grid_count_is_the_product_of_the_lists(write):
+    sweep = load_sweep(write(GRID.format(extra="    model.init: [uniform01, normal]\n")))
+    assert len(sweep.variants) == 3 * 2 * 4 * 2
+
+
+def test_every_setting_is_resolved_to_a_plain_json_value():
+    sweep = load_sweep(CONFIGS / "iris.yaml")
+    for variant in sweep.variants:
+        assert CONTRACT_SETTINGS <= set(variant.settings)
+        assert None not in (variant.settings["data.test_fraction"], variant.settings["data.scale"],
+                            variant.settings["data.task"])
+        json.dumps(variant.settings)
+    assert sweep.variants[0].settings["data.task"] == "classification"
+
+
+def test_same_file_gives_same_variants_order_and_keys(write):
+    path = write(GRID.format(extra=""))
+    a, b = load_sweep(path), load_sweep(path)
+    assert [(v.key, v.group, v.name, dict(v.settings)) for v in a.variants] == \
+           [(v.key, v.group, v.name, dict(v.settings)) for v in b.variants]
+    assert a.config_hash == b.config_hash
+
+
+def test_keys_are_stable_across_processes(tmp_path):
+    code = ("from sweeps.spec.sweep import load_sweep; import sys; "
+            f"s = load_sweep({str(CONFIGS / 'random_search.yaml')!r}); "
+            "print(s.config_hash, *[v.key for v in s.variants])")
+    here = load_sweep(CONFIGS / "random_search.yaml")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
+                         env={"PYTHONHASHSEED": "123", "PATH": "", "PYTHONPATH": ":".join(sys.path)})
+    assert out.stdout.split() == [here.config_hash] + [v.key for v in here.variants]
+
+
+def test_comments_and_layout_do_not_change_keys(write):
+    plain = load_sweep(write(GRID.format(extra=""), "a.yaml"))
+    commented = load_sweep(write("# a comment\n" + GRID.format(extra="").replace(
+        "train: {epochs: 5}", "train:\n  epochs: 5   # short"), "b.yaml"))
+    assert [v.key for v in plain.variants] == [v.key for v in commented.variants]
+    assert plain.config_hash == commented.config_hash
+
+
+def test_keys_are_distinct_and_change_with_any_setting(write):
+    base = load_sweep(write(GRID.format(extra=""), "a.yaml"))
+    assert len({v.key for v in base.variants}) == len(base.variants)
+    longer = load_sweep(write(GRID.format(extra="").replace("epochs: 5", "epochs: 6"), "b.yaml"))
+    assert not {v.key for v in base.variants} & {v.key for v in longer.variants}
+    assert base.config_hash != longer.config_hash
+
+
+def test_keys_change_with_the_data(write):
+    write("a,y\n1,0.1\n2,0.2\n3,0.3\n4,0.4\n5,0.5\n", "d.csv")
+    path = write("data: {source: d.csv, test_fraction: 0.2}\nmodel: {output_activation: identity}\n")
+    first = load_sweep(path).variants[0]
+    write("a,y\n1,0.1\n2,0.2\n3,0.3\n4,0.4\n5,0.6\n", "d.csv")
+    changed = load_sweep(path).variants[0]
+    assert first.data_key != changed.data_key and first.key != changed.key
+    assert first.settings == changed.settings
+
+
+def test_groups_gather_the_seeds_of_one_configuration():
+    sweep = load_sweep(CONFIGS / "card.yaml")
+    groups = Counter(v.group for v in sweep.variants)
+    assert len(groups) == 48 and set(groups.values()) == {10}
+    for group in groups:
+        members = [v for v in sweep.variants if v.group == group]
+        without_seed = {json.dumps({k: v for k, v in m.settings.items() if k != "seed"}, sort_keys=True)
+                        for m in members}
+        assert len(without_seed) == 1
+        assert sorted(m.settings["seed"] for m in members) == list(range(10))
+
+
+def test_names_show_the_swept_values_briefly():
+    sweep = load_sweep(CONFIGS / "card.yaml")
+    assert sweep.variants[0].name == "lr=0.01 hidden=2 init=uniform01 seed=0"
+    assert len({v.name for v in sweep.variants}) == 480
+
+
+def test_name_of_a_two_layer_network(write):
+    sweep = load_sweep(write(GRID.format(extra="")))
+    assert "hidden=4x4" in sweep.variants[-1].name
+
+
+def test_unswept_file_is_one_variant_named_after_the_sweep():
+    sweep = load_sweep(CONFIGS / "article.yaml")
+    (variant,) = sweep.variants
+    assert variant.name == "article" and sweep.swept == ()
+
+
+def test_name_defaults_to_the_file_stem(write):
+    assert load_sweep(write("train: {epochs: 3}\n", "my-sweep.yaml")).name == "my-sweep"
+
+
+@pytest.mark.parametrize("samples", [1, 7, 40])
+def test_random_search_draws_the_requested_samples(write, samples):
+    sweep = load_sweep(write(RANDOM.format(samples=samples, seed=0)))
+    assert len(sweep.variants) == samples
+    assert len({v.key for v in sweep.variants}) == samples
+
+
+def test_random_search_ranges_and_choices(write):
+    sweep = load_sweep(write(RANDOM.format(samples=200, seed=1)))
+    lrs = [v.settings["train.lr"] for v in sweep.variants]
+    assert all(0.001 <= lr <= 1.0 for lr in lrs)
+    # log-uniform: about as many draws below 0.0316 (the log-midpoint) as above
+    below = sum(lr < math.sqrt(0.001) for lr in lrs)
+    assert 60 < below < 140
+    assert all(lr == float(f"{lr:.6g}") for lr in lrs)
+    assert {v.settings["train.epochs"] for v in sweep.variants} == {3, 4, 5}
+    assert {v.settings["model.init"] for v in sweep.variants} == {"xavier_normal", "he_normal"}
+    assert all(0.0 <= v.settings["train.weight_decay"] <= 0.01 for v in sweep.variants)
+
+
+def test_random_search_is_deterministic_per_random_seed(write):
+    a = load_sweep(write(RANDOM.format(samples=10, seed=5), "a.yaml"))
+    b = load_sweep(write(RANDOM.format(samples=10, seed=5), "b.yaml"))
+    c = load_sweep(write(RANDOM.format(samples=10, seed=6), "c.yaml"))
+    assert [v.key for v in a.variants] == [v.key for v in b.variants]
+    assert [v.settings["train.lr"] for v in a.variants] != [v.settings["train.lr"] for v in c.variants]
+
+
+def test_random_search_over_choices_gives_distinct_variants(write):
+    text = ("train: {epochs: 3}\nsearch:\n  method: random\n  samples: 6\n  parameters:\n"
+            "    seed: [0, 1, 2]\n    train.lr: [0.1, 0.2]\n")
+    sweep = load_sweep(write(text))
+    assert len({(v.settings["seed"], v.settings["train.lr"]) for v in sweep.variants}) == 6
+
+
+def test_variants_are_frozen_hashable_and_picklable():
+    variant = load_sweep(CONFIGS / "card.yaml").variants[5]
+    with pytest.raises(TypeError):
+        variant.settings["train.lr"] = 3.0
+    with pytest.raises(AttributeError):
+        variant.key = "x"
+    copy = pickle.loads(pickle.dumps(variant))
+    assert isinstance(copy, Variant) and copy == variant and hash(copy) == hash(variant)
+    assert dict(copy.settings) == dict(variant.settings)
+
+
+def test_defaults_filled_in_make_a_duplicate_variant(problems):
+    text = "data: {source: iris}\nsearch:\n  parameters:\n    data.test_fraction: [0.2, null]\n"
+    assert any("same once defaults are filled in" in line for line in problems(text))
+
+
+def test_random_hidden_size_is_a_tuple_like_any_hidden_setting(write):
+    text = ("train: {epochs: 3}\nsearch:\n  method: random\n  samples: 4\n  parameters:\n"
+            "    model.hidden: {distribution: int_uniform, low: 2, high: 9}\n")
+    sweep = load_sweep(write(text))
+    assert all(isinstance(v.settings["model.hidden"], tuple) for v in sweep.variants)
+    assert all(2 <= v.settings["model.hidden"][0] <= 9 for v in sweep.variants)
