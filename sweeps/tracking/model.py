@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 import warnings
@@ -90,8 +91,7 @@ def log_network(tracking_uri: str, run_id: str, retrained,
     from sweeps.tracking.store import make_client
 
     client = make_client(tracking_uri, create=False)      # SQLite: WAL, as the sweep wrote
-    mlflow.set_tracking_uri(tracking_uri)
-    with tempfile.TemporaryDirectory(prefix="sweeps-model-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sweeps-model-") as tmp, _fluent_uri(tracking_uri):
         weights = Path(tmp) / "network.npz"
         write_network(weights, retrained)
         code = Path(tmp) / "core"
@@ -108,6 +108,25 @@ def log_network(tracking_uri: str, run_id: str, retrained,
     client.set_tag(run_id, MODEL_TAG, info.model_uri)
     return LoggedNetwork(model_uri=info.model_uri, registered_name=register,
                          registered_version=info.registered_model_version if register else None)
+
+
+@contextlib.contextmanager
+def _fluent_uri(tracking_uri: str):
+    """Point MLflow's fluent API (start_run, log_model) at `tracking_uri` for a moment.
+
+    `mlflow.set_tracking_uri` also sets $MLFLOW_TRACKING_URI for the whole process; a library
+    call must leave both as it found them (a later sweep in the same process would otherwise
+    write to this store).
+    """
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        with _use_tracking_uri(tracking_uri):
+            yield
+    finally:
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 @contextlib.contextmanager

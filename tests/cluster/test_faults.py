@@ -17,8 +17,8 @@ from tests.cluster.native_stack import wait_for
 pytestmark = pytest.mark.cluster
 
 
-def _start_sweep(cluster, workdir, name):
-    sweep = write_sweep(workdir, name, epochs=FAULT_EPOCHS)
+def _start_sweep(cluster, workdir, name, epochs=FAULT_EPOCHS):
+    sweep = write_sweep(workdir, name, epochs=epochs)
     driver = start_sweeps(cluster, ["run", str(sweep), "--address", cluster.ray.address,
                                     "--tracking-uri", cluster.tracking_uri, "--no-progress"],
                           workdir, "sweeps-run")
@@ -57,7 +57,9 @@ def test_worker_node_killed_mid_sweep_its_packs_are_retried_on_the_other_node(cl
     head = next(node for node, is_head in nodes.items() if is_head)
     worker = next(node for node, is_head in nodes.items() if not is_head)
     before = pack_task_ids(cluster)
-    sweep, driver = _start_sweep(cluster, workdir, name)
+    # Packs of ~12 s: one seen running is still running when the kill lands, even when the
+    # machine is busy and killing a node takes seconds.
+    sweep, driver = _start_sweep(cluster, workdir, name, epochs=4 * FAULT_EPOCHS)
     keys = variant_keys(sweep)
 
     # Kill the node while it is training a pack, once the sweep has logged its first variants.

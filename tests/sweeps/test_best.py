@@ -64,9 +64,11 @@ def logged(small_sweep, tmp_path_factory):
     """`sweeps best FILE --register NAME` on a copy of the small sweep's store."""
     directory = tmp_path_factory.mktemp("best-model")
     uri = copy_store(small_sweep, directory)
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     result = CliRunner().invoke(app, ["best", str(small_sweep.file), "--tracking-uri", uri,
                                       "--register", "sine-best"])
     assert result.exit_code == 0, result.output
+    assert os.environ.get("MLFLOW_TRACKING_URI") == before    # no store leaks into the process
     model_uri = next(line.split()[1] for line in result.output.splitlines()
                      if line.startswith("model: "))
     assert "mlflow models serve -m " + model_uri in result.output
