@@ -6,7 +6,7 @@ Every array carries a leading population axis K (a single network is K = 1). Pub
 ``LOSSES``, ``INITIALIZERS``, ``OPTIMIZERS``), ``SUPPORTED_PAIRS`` with
 ``check_output_loss``, and the central-difference ``check_gradients``.
 
-Note: ``core.train`` is the function; the module is ``sys.modules["core.train"]``.
+``core.train`` is the function; the training loop lives in ``core/loop.py``.
 """
 from .activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, Activation
 from .gradcheck import analytic_gradients, check_gradients, numerical_gradients
@@ -15,7 +15,7 @@ from .losses import (CLASSIFICATION_LOSSES, LOSSES, SUPPORTED_PAIRS, Loss, check
                      loss_value, output_delta)
 from .network import MLP, Params, backward, forward, predict
 from .optim import OPTIMIZERS, OptimizerSpec
-from .train import DIVERGENCE_FACTOR, TrainResult, measure, predicted_labels, train
+from .loop import DIVERGENCE_FACTOR, TrainResult, measure, predicted_labels, train
 
 __all__ = [
     "ACTIVATIONS", "HIDDEN_ACTIVATIONS", "Activation", "INITIALIZERS", "LOSSES", "Loss",

@@ -1,7 +1,7 @@
 """Activation functions, each beside its derivative.
 
 Every function works on arrays of any shape; the population code calls them on
-``(K, n, features)`` views. ``fn(Z, out)`` may write into ``out`` (which may be
+activation buffers laid out ``(n, K, features)`` (and on their ``(K, n, features)`` views). ``fn(Z, out)`` may write into ``out`` (which may be
 ``Z`` itself). Derivatives are written in terms of the forward *output* ``A``
 (``sigmoid: A * (1 - A)``), as the seed article does, so the pre-activation never
 has to be kept. ``softmax`` is not elementwise: it is only allowed as an output

@@ -37,9 +37,9 @@ import numpy as np
 from .activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, deriv_ops, forward_ops
 from .layout import Layout
 
-#: Up to this many samples per batch, one-wide batched products use broadcast + reduction
-#: (measured faster up to n = 512 with the chunk sizes ``train`` uses); above it,
-#: ``np.matmul`` over K (per-variant BLAS calls then amortize their overhead).
+#: Up to this many samples per batch (2048, the chunk size ``train`` uses), one-wide batched
+#: products use broadcast + an in-order sum; above it, ``np.matmul`` over K (per-variant BLAS
+#: calls then amortize their overhead).
 BROADCAST_MAX_N = 2048
 
 #: Largest inner size of a shared-input product done as one gemm over the population

@@ -22,7 +22,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from sweeps.report.results import default_metric, setting_columns
+from sweeps.records import format_value
+from sweeps.report.results import ranking_metric, setting_columns
 
 X_PREFERRED = ("train.lr",)
 LINE_PREFERRED = ("model.hidden",)
@@ -39,7 +40,7 @@ def _pyplot():
 
 
 def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
-              curves: pd.DataFrame, sweep: Any = None, *,
+              curves: pd.DataFrame, *,
               predictions: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
     """Every plot that the tables support; returns the files written.
 
@@ -79,14 +80,7 @@ def curves_wanted(frame: pd.DataFrame, summary: pd.DataFrame,
 
 
 def _label(settings: Mapping[str, Any]) -> str:
-    parts = []
-    for path, value in settings.items():
-        short = path.split(".")[-1]
-        if isinstance(value, tuple):
-            value = ",".join(str(v) for v in value)
-        elif isinstance(value, float):
-            value = f"{value:g}"
-        parts.append(f"{short}={value}")
+    parts = [f"{path.split('.')[-1]}={format_value(value)}" for path, value in settings.items()]
     return " ".join(parts) or "all variants"
 
 
@@ -170,7 +164,8 @@ def _numeric(column: pd.Series) -> bool:
 
 
 def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> bool:
-    """Final loss against the x setting, one line per line-setting value, std error bars."""
+    """Final loss against the x setting, one line per line-setting value; error bars
+    (`error_bars`): min-max on a log axis, +- std on a linear one."""
     x, line = choose_axes(frame, summary)
     if x is None:
         return False
@@ -187,7 +182,7 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
             pass
     position = {c: i for i, c in enumerate(categories)}
     fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
-    rank_metric = summary.attrs.get("metric") or default_metric(frame)
+    rank_metric = ranking_metric(summary)
     line_values = list(dict.fromkeys(summary[line].map(_key))) if line else [None]
     try:
         line_values.sort()
@@ -206,14 +201,14 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
             xs = xs[order]
             ys = part[f"{metric}_mean"].to_numpy(dtype=np.float64)[order]
             err, bars = error_bars(part.iloc[order], metric, log_y)
-            label = "all" if line is None else f"{line.split('.')[-1]}={_text(value)}"
+            label = "all" if line is None else f"{line.split('.')[-1]}={format_value(value)}"
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
         if numeric_x:
             values = summary[x].to_numpy(dtype=np.float64)
             if np.all(values > 0) and values.max() / values.min() >= 10:
                 ax.set_xscale("log")
         else:
-            ax.set_xticks(range(len(categories)), [_text(c) for c in categories])
+            ax.set_xticks(range(len(categories)), [format_value(c) for c in categories])
         if log_y:
             ax.set_yscale("log")
         ax.set_xlabel(x)
@@ -253,12 +248,6 @@ def error_bars(rows: pd.DataFrame, metric: str, log_y: bool) -> tuple[np.ndarray
 
 def _key(value: Any) -> Any:
     return tuple(value) if isinstance(value, (list, np.ndarray)) else value
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def predictions_plot(path: Path, frame: pd.DataFrame, summary: pd.DataFrame,

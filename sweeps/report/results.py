@@ -12,8 +12,8 @@ knows MLflow.
 Tables
 ------
 frame (per variant): ``run_id, variant_key, group_key, status, name``, one column per swept
-setting under its dotted path (``train.lr`` float64, ``model.hidden`` tuples, ``seed`` int64,
-...), then the final metrics (``train_loss, train_mse | train_accuracy, test_loss,
+setting under its dotted path (``train.lr`` float64, ``model.hidden`` int64 when every
+variant has one hidden layer, else text as in run names: ``8x8``; ``seed`` int64, ...), then the final metrics (``train_loss, train_mse | train_accuracy, test_loss,
 test_mse | test_accuracy, diverged_epoch, train_seconds``). ``frame.attrs["swept"]`` lists the
 setting columns.
 
@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sweeps.records import format_value
 from sweeps.tracking.records import Predictions, RunRecord
 
 ID_COLUMNS = ("run_id", "variant_key", "group_key", "status", "name")
@@ -80,9 +81,6 @@ def frame_from_records(records: Sequence[RunRecord],
     return frame
 
 
-frame_from_runs = frame_from_records   # the contract's name for the same builder
-
-
 def _setting_column(values: list, kind: str):
     if kind == "int":
         return pd.array(values, dtype="int64")
@@ -106,7 +104,7 @@ def _layers_column(values: list[tuple]):
     when every variant has one hidden layer, else text as in run names ("8x8")."""
     if all(len(v) == 1 and isinstance(v[0], (int, np.integer)) for v in values):
         return pd.array([int(v[0]) for v in values], dtype="int64")
-    return pd.array(["x".join(str(size) for size in v) for v in values], dtype="str")
+    return pd.array([format_value(v) for v in values], dtype="str")
 
 
 def metric_columns(keys) -> list[str]:
@@ -227,6 +225,13 @@ def default_metric(frame: pd.DataFrame) -> str:
     raise ValueError("the frame has neither test_loss nor train_loss")
 
 
+def ranking_metric(summary: pd.DataFrame) -> str:
+    """The metric a summary is ranked by: what `summarize` recorded, else (a summary read back
+    from CSV) the default for its columns."""
+    return summary.attrs.get("metric") or default_metric(
+        summary.rename(columns=lambda c: c.removesuffix("_mean")))
+
+
 def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
               metric: str | None = None) -> pd.DataFrame:
     """Aggregate the variants that differ only in `over` (seeds by default): one row per group.
@@ -333,8 +338,7 @@ def best_metrics(summary: pd.DataFrame) -> dict[str, float]:
     if summary.empty:
         return {}
     row = summary.iloc[0]
-    metric = summary.attrs.get("metric") or (
-        "test_loss" if "test_loss_mean" in summary.columns else "train_loss")
+    metric = ranking_metric(summary)
     out = {c[:-len("_mean")]: row[c] for c in summary.columns if c.endswith("_mean")}
     out[f"{metric}_std"] = row.get(f"{metric}_std")
     out["n"], out["diverged"] = row["n"], row["diverged"]
@@ -353,13 +357,12 @@ def format_summary(summary: pd.DataFrame, top: int = 10) -> str:
         cols = list(summary.columns)
         by = cols[:cols.index("n")] if "n" in cols else []
         by = [c for c in by if c != "group_key"]
-    metric = summary.attrs.get("metric") or (
-        "test_loss" if "test_loss_mean" in summary.columns else "train_loss")
+    metric = ranking_metric(summary)
     shown = summary.sort_values("rank", kind="stable").head(top) if "rank" in summary else \
         summary.head(top)
     table: dict[str, list] = {"rank": shown["rank"].tolist()} if "rank" in shown else {}
     for c in by:
-        table[c] = [_short(v) for v in shown[c].tolist()]
+        table[c] = [format_value(v) for v in shown[c].tolist()]
     table["n"] = shown["n"].tolist()
     table["diverged"] = shown["diverged"].tolist()
     table[metric] = [_pm(m, s) for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"])]
@@ -369,14 +372,6 @@ def format_summary(summary: pd.DataFrame, top: int = 10) -> str:
     text = pd.DataFrame(table).to_string(index=False)
     more = len(summary) - len(shown)
     return text + (f"\n... {more} more groups" if more > 0 else "")
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value) if value else "()"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def _num(value: float) -> str:

@@ -7,7 +7,6 @@ and float64, mini-batches) is checked against the plain chain rule written out i
 Numerical warnings are errors here: a derivative must not overflow.
 """
 import itertools
-import sys
 import warnings
 
 import numpy as np
@@ -156,7 +155,7 @@ def test_training_from_saturated_weights_follows_the_plain_chain_rule(dtype, bat
     """Full batch (np.matmul path); mini-batches of 2068 and 40 (both paths); of 16.
 
     One variant per chunk."""
-    monkeypatch.setattr(sys.modules["core.train"], "CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(core.loop, "CHUNK_ELEMENTS", 1)
     rng = np.random.default_rng(3)
     n = BROADCAST_MAX_N + 60
     X = rng.normal(0.0, 4.0, (n, 3)).astype(dtype)

@@ -38,7 +38,7 @@ def test_all_plots_written_for_a_learning_rate_by_hidden_size_grid(tmp_path, tra
     sweep, frame, summary, curves, predictions = tables(tmp_path, tracking_uri, grid,
                                                         diverge={16: 200, 17: 300})
     assert plots.choose_axes(frame, summary) == ("train.lr", "model.hidden")
-    paths = plots.write_all(tmp_path / "out", frame, summary, curves, sweep,
+    paths = plots.write_all(tmp_path / "out", frame, summary, curves,
                             predictions=predictions)
     assert_pngs(paths, ["loss_curves.png", "loss_vs_lr.png", "predictions.png"])
 
@@ -46,11 +46,11 @@ def test_all_plots_written_for_a_learning_rate_by_hidden_size_grid(tmp_path, tra
 def test_predictions_plot_needs_predictions_and_uses_loaded_ones(tmp_path, tracking_uri):
     sweep, frame, summary, curves, _ = tables(tmp_path, tracking_uri, {"train.lr": [0.1, 0.5],
                                                                       "seed": [0, 1]})
-    paths = plots.write_all(tmp_path / "a", frame, summary, curves, sweep)
+    paths = plots.write_all(tmp_path / "a", frame, summary, curves)
     assert_pngs(paths, ["loss_curves.png", "loss_vs_lr.png"])
     loaded = results.load_predictions(frame["run_id"], tracking_uri)
     assert set(loaded) == set(frame["run_id"])
-    paths = plots.write_all(tmp_path / "b", frame, summary, curves, sweep, predictions=loaded)
+    paths = plots.write_all(tmp_path / "b", frame, summary, curves, predictions=loaded)
     assert_pngs(paths, ["loss_curves.png", "loss_vs_lr.png", "predictions.png"])
 
 
@@ -59,14 +59,14 @@ def test_categorical_settings_and_seed_only_sweeps_still_plot(tmp_path, tracking
             "seed": [0, 1]}
     sweep, frame, summary, curves, predictions = tables(tmp_path, tracking_uri, grid)
     assert plots.choose_axes(frame, summary) == ("model.init", "model.hidden")
-    assert_pngs(plots.write_all(tmp_path / "c", frame, summary, curves, sweep),
+    assert_pngs(plots.write_all(tmp_path / "c", frame, summary, curves),
                 ["loss_curves.png", "loss_vs_lr.png"])
 
     (tmp_path / "seeds").mkdir()
     sweep, frame, summary, curves, predictions = tables(tmp_path / "seeds", tracking_uri,
                                                         {"seed": [0, 1, 2]})
     assert plots.choose_axes(frame, summary) == (None, None)
-    assert_pngs(plots.write_all(tmp_path / "d", frame, summary, curves, sweep,
+    assert_pngs(plots.write_all(tmp_path / "d", frame, summary, curves,
                                 predictions=predictions),
                 ["loss_curves.png", "predictions.png"])
 
@@ -81,7 +81,7 @@ def test_a_resumed_sweeps_best_predictions_load_as_the_logged_tables(tmp_path, t
     loaded = results.load_predictions(wanted, tracking_uri)
     for run_id in wanted:
         pd.testing.assert_frame_equal(loaded[run_id], logged[run_id], check_exact=True)
-    paths = plots.write_all(tmp_path / "e", frame, summary, curves, sweep, predictions=loaded)
+    paths = plots.write_all(tmp_path / "e", frame, summary, curves, predictions=loaded)
     assert_pngs(paths, ["loss_curves.png", "predictions.png"])
 
 
