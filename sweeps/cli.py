@@ -230,32 +230,30 @@ def submit(
         _fail(f"{job_id}: {final}", code=1)
 
 
+JobArg = typer.Argument(..., help="Job id printed by `sweeps submit`.", show_default=False)
+JobServerOpt = typer.Option(..., help="Ray job server, e.g. http://127.0.0.1:8265.")
+
+
+def _job_answer(action: str, job: str, address: str) -> None:
+    """Print what `sweeps.execution.submit.<action>(job, address)` answers, or fail on one line."""
+    from sweeps.execution import submit
+
+    try:
+        typer.echo(getattr(submit, action)(job, address))
+    except submit.SubmitError as error:
+        _fail(str(error))
+
+
 @app.command()
-def status(
-    job: str = typer.Argument(..., help="Job id printed by `sweeps submit`."),
-    address: str = typer.Option(..., help="Ray job server, e.g. http://127.0.0.1:8265."),
-) -> None:
+def status(job: str = JobArg, address: str = JobServerOpt) -> None:
     """Show a submitted sweep's status."""
-    from sweeps.execution.submit import SubmitError, status as job_status
-
-    try:
-        typer.echo(job_status(job, address))
-    except SubmitError as error:
-        _fail(str(error))
+    _job_answer("status", job, address)
 
 
 @app.command()
-def stop(
-    job: str = typer.Argument(..., help="Job id printed by `sweeps submit`."),
-    address: str = typer.Option(..., help="Ray job server, e.g. http://127.0.0.1:8265."),
-) -> None:
+def stop(job: str = JobArg, address: str = JobServerOpt) -> None:
     """Stop a submitted sweep."""
-    from sweeps.execution.submit import SubmitError, stop as stop_job
-
-    try:
-        typer.echo(stop_job(job, address))
-    except SubmitError as error:
-        _fail(str(error))
+    _job_answer("stop", job, address)
 
 
 def main() -> None:  # pragma: no cover - console entry point
