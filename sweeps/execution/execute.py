@@ -25,6 +25,7 @@ from sweeps.execution.training import VariantResult, train_pack
 # NumPy's BLAS gets one thread per Ray worker: the workers themselves fill the cores.
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 MAX_RETRIES = 3
+RAYLET_START_WAIT_S = "120"
 POLL_SECONDS = 0.5  # how often the driver wakes to notice Ctrl-C / SIGTERM while waiting
 
 OnDone = Callable[[Pack, list[VariantResult]], None]
@@ -55,8 +56,12 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     That lets the first tasks use the workers Ray starts ahead; a runtime_env would make them
     wait ~1.5 s for new ones. This process's own environment is restored afterwards.
     """
-    saved = {name: os.environ.get(name) for name in WORKER_ENV}
-    os.environ.update(WORKER_ENV)
+    # On a busy machine the raylet's agents can take longer to register than Ray's default
+    # 30 s, and the node then dies while starting; a user's own value wins.
+    start_env = {**WORKER_ENV, "RAY_raylet_start_wait_time_s":
+                 os.environ.get("RAY_raylet_start_wait_time_s", RAYLET_START_WAIT_S)}
+    saved = {name: os.environ.get(name) for name in start_env}
+    os.environ.update(start_env)
     try:
         # "local" always starts a fresh instance instead of joining one found in /tmp/ray.
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
