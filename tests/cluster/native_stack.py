@@ -593,9 +593,18 @@ class NativeStack:
             raise
 
     def ensure_ready(self) -> "NativeStack":
-        """Both Ray nodes alive and the tracking server answering (a fault test may have
-        killed a node or stopped the server)."""
-        self.ray.ensure_worker()
+        """Both Ray nodes alive and running tasks, and the tracking server answering (a fault
+        test may have killed a node or stopped the server)."""
+        nodes = self.ray.ensure_worker()
+        warm = Proc("warm-nodes", [sys.executable, str(HERE / "warm_nodes.py"), self.ray.address,
+                                   *nodes], self.ray.logs / "warm-nodes.log", self.env())
+        try:
+            code = warm.wait(START_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            warm.stop()
+            code = None
+        if code != 0:
+            raise AssertionError(f"a Ray node does not run tasks ({code})\n{warm.tail()}")
         if not self.mlflow.healthy():
             self.mlflow.restart()
         return self

@@ -45,8 +45,10 @@ def postgresql_uri(_postgres: Postgres, tmp_path: Path, monkeypatch: pytest.Monk
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_uri(request) -> str:
-    """Each database store the bulk writer serves."""
-    return request.getfixturevalue(f"{request.param}_uri")
+    """Each database store the bulk writer serves: the shared SQLite `tracking_uri`, or a
+    database on the session's PostgreSQL server."""
+    fixture = "tracking_uri" if request.param == "sqlite" else "postgresql_uri"
+    return request.getfixturevalue(fixture)
 
 
 @pytest.fixture
