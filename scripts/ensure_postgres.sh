@@ -29,23 +29,9 @@ if bindir=$(find_bindir); then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "postgresql: not found and apt-get is unavailable; install PostgreSQL (initdb, postgres) first" >&2
-    exit 1
-fi
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO="sudo"
-    else
-        echo "postgresql: not found; installing it needs root (or sudo)" >&2
-        exit 1
-    fi
-fi
-
+source "$(dirname "$0")/apt.sh"
+need_apt postgresql "PostgreSQL (initdb, postgres)"
 echo "postgresql: not found; installing Debian's postgresql package"
-export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
 # policy-rc.d exit 101: the package must not start (or leave running) its own cluster service.
 policy=/usr/sbin/policy-rc.d

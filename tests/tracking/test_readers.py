@@ -9,11 +9,7 @@ installed.
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -122,34 +118,5 @@ def test_the_sql_reader_is_refused_for_a_tracking_server_and_unknown_readers_nam
         read_sweep("small", "sqlite:///x.db", reader="fast")
 
 
-@pytest.fixture(scope="module")
-def postgres_uri():
-    """A throwaway PostgreSQL server (the cluster tests' fixture); skipped where not installed."""
-    from tests.cluster.native_stack import Postgres, postgres_bindir
-
-    try:
-        postgres_bindir()
-    except RuntimeError as error:
-        pytest.skip(str(error))
-    root = Path(tempfile.mkdtemp(prefix="sweeps-pg-"))
-    os.chmod(root, 0o755)                           # the postgres user must reach root/pg
-    (root / "pg").mkdir()
-    pg = Postgres.create(root / "pg")
-    old = os.environ.get("PGPASSWORD")
-    pg.start()
-    try:
-        pg.wait_ready()
-        os.environ["PGPASSWORD"] = pg.password
-        yield pg.store_uri
-    finally:
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
-        if old is None:
-            os.environ.pop("PGPASSWORD", None)
-        else:
-            os.environ["PGPASSWORD"] = old
-
-
-def test_sql_and_client_readers_agree_on_postgresql(tmp_path, monkeypatch, postgres_uri):
-    monkeypatch.chdir(tmp_path)
-    check_readers_agree(tmp_path, postgres_uri)
+def test_sql_and_client_readers_agree_on_postgresql(tmp_path, postgresql_uri):
+    check_readers_agree(tmp_path, postgresql_uri)
