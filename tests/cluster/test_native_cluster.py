@@ -15,12 +15,16 @@ import pandas as pd
 import pytest
 
 from tests.cluster.cluster_sweeps import (
-    VARIANTS, assert_each_variant_logged_once, child_runs, finish, finished_nodes,
+    SWEEP_EPOCHS, VARIANTS, assert_each_variant_logged_once, child_runs, finish, finished_nodes,
     mlflow_client, new_pack_tasks, pack_task_ids, run_sweeps, start_run_sweep, variant_keys,
     write_sweep,
 )
 
 pytestmark = pytest.mark.cluster
+
+# Packs of ~3 s: a job's first worker on the second node (its own runtime env) can take seconds
+# to start on a busy machine, and packs of ~1 s could all finish on the head meanwhile.
+EPOCHS = 3 * SWEEP_EPOCHS
 
 
 def _loaded(cluster, experiment: str) -> pd.DataFrame:
@@ -37,7 +41,7 @@ def swept(_stack_holder, tmp_path_factory):
     nodes = cluster.ray.live_nodes()
     workdir = tmp_path_factory.mktemp("run-sweep")
     name = "cluster-run-sweep"
-    sweep = write_sweep(workdir, name)
+    sweep = write_sweep(workdir, name, epochs=EPOCHS)
     driver = start_run_sweep(cluster, sweep, cluster.ray.address, workdir)
     assert finish(driver) == 0, driver.tail(60)
     return SimpleNamespace(
@@ -96,7 +100,7 @@ def test_sweeps_run_command_joins_the_cluster(cluster, workdir, via):
     through the server, or through Ray Client (ray://head:10001) writing to its database as the
     compose file's `sweep` service does."""
     name = f"cluster-cli-{via}"
-    sweep = write_sweep(workdir, name)
+    sweep = write_sweep(workdir, name, epochs=EPOCHS)
     keys = variant_keys(sweep)
     address = cluster.ray.address if via == "gcs" else cluster.ray.client_address
     before = pack_task_ids(cluster)
