@@ -34,21 +34,15 @@ def check(tracker, made, out):
     assert "test_loss" in parent.data.metrics
 
 
-def test_the_helper_draws_the_plots_the_parent_run_gets_everything(tmp_path, tracking_uri):
+@pytest.mark.parametrize("helper", ["alive", "dead"])
+def test_the_plots_and_the_parent_run_get_everything_whether_the_helper_lives(
+        tmp_path, tracking_uri, helper):
+    """The helper process draws the plots; a dead one leaves them to the driver."""
     tracker = logged(tmp_path, tracking_uri)
     plotter = PlotWorker()
-    try:
-        made = write_outputs(tracker, tmp_path / "out", plotter)
-    finally:
-        plotter.close()
-    check(tracker, made, tmp_path / "out")
-
-
-def test_a_dead_helper_leaves_the_plots_to_the_driver(tmp_path, tracking_uri):
-    tracker = logged(tmp_path, tracking_uri)
-    plotter = PlotWorker()
-    plotter._proc.kill()
-    plotter._proc.wait()
+    if helper == "dead":
+        plotter._proc.kill()
+        plotter._proc.wait()
     try:
         made = write_outputs(tracker, tmp_path / "out", plotter)
     finally:
