@@ -1,7 +1,8 @@
 """core: pure-NumPy backpropagation for populations of small MLPs.
 
 Every array carries a leading population axis K (a single network is K = 1). Public API:
-``MLP``, ``init_params``, ``train`` (-> ``TrainResult``), ``predict``, ``predicted_labels``,
+``MLP``, ``init_params``, ``train`` (-> ``TrainResult``, whose ``state`` continues it),
+``TrainState``, ``predict``, ``predicted_labels``,
 ``forward`` / ``backward``, ``OptimizerSpec``, ``loss_value``, the registries (``ACTIVATIONS``,
 ``LOSSES``, ``INITIALIZERS``, ``OPTIMIZERS``), ``SUPPORTED_PAIRS`` with
 ``check_output_loss``, and the central-difference ``check_gradients``.
@@ -14,13 +15,14 @@ from .init import INITIALIZERS, init_params
 from .losses import (CLASSIFICATION_LOSSES, LOSSES, SUPPORTED_PAIRS, Loss, check_output_loss,
                      loss_value, output_delta)
 from .network import MLP, Params, backward, forward, predict
-from .optim import OPTIMIZERS, OptimizerSpec
+from .optim import OPTIMIZER_STATE, OPTIMIZERS, OptimizerSpec
+from .state import TrainState
 from .loop import DIVERGENCE_FACTOR, TrainResult, measure, predicted_labels, train
 
 __all__ = [
     "ACTIVATIONS", "HIDDEN_ACTIVATIONS", "Activation", "INITIALIZERS", "LOSSES", "Loss",
     "OPTIMIZERS", "SUPPORTED_PAIRS", "CLASSIFICATION_LOSSES", "DIVERGENCE_FACTOR",
-    "MLP", "Params", "OptimizerSpec", "TrainResult",
+    "MLP", "Params", "OptimizerSpec", "OPTIMIZER_STATE", "TrainResult", "TrainState",
     "init_params", "forward", "backward", "predict", "train", "loss_value", "output_delta",
     "check_output_loss", "measure", "predicted_labels", "check_gradients", "numerical_gradients",
     "analytic_gradients",

@@ -2,7 +2,9 @@
 
 Logging: at epochs ``0, log_every, 2*log_every, ... < epochs`` the loss (and the MSE for
 regression, the accuracy for classification) is measured on the whole training set
-*before* that epoch's updates, as the article does.
+*before* that epoch's updates, as the article does, and on the validation set when one is
+given. A call that continues a ``TrainState`` logs the multiples of ``log_every`` from the
+state's epoch on; every call measures once more on its final parameters.
 
 Divergence: a variant whose logged loss is not finite or exceeds
 ``DIVERGENCE_FACTOR`` (1e6) times its first logged loss (floored at the dtype's
@@ -28,7 +30,8 @@ import numpy as np
 from .layout import Layout
 from .losses import check_output_loss, delta_ops, loss_value, mse as _mse
 from .network import MLP, Net, Params, _check
-from .optim import Optimizer, OptimizerSpec
+from .optim import OPTIMIZER_STATE, Optimizer, OptimizerSpec
+from .state import TrainState, from_flat, to_flat
 
 DIVERGENCE_FACTOR = 1e6
 CHUNK_ELEMENTS = 1 << 17
@@ -36,7 +39,11 @@ CHUNK_ELEMENTS = 1 << 17
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What :func:`train` returns; K = population size, n_logs = len(log_epochs)."""
+    """What :func:`train` returns; K = population size, n_logs = len(log_epochs).
+
+    The validation entries are None unless ``train`` was given a validation set; their keys
+    are "loss" and "mse" (regression) or "accuracy" (classification).
+    """
 
     params: Params                      # final parameters (frozen ones for diverged variants)
     log_epochs: np.ndarray              # (n_logs,) int
@@ -47,6 +54,9 @@ class TrainResult:
     final_mse: np.ndarray | None        # (K,)
     final_accuracy: np.ndarray | None   # (K,)
     diverged_epoch: np.ndarray          # (K,) int, -1 where it did not diverge
+    state: TrainState | None = None     # where training stopped: pass it to train to go on
+    validation: dict[str, np.ndarray] | None = None        # name -> (K, n_logs)
+    final_validation: dict[str, np.ndarray] | None = None  # name -> (K,)
 
     @property
     def diverged(self) -> np.ndarray:
@@ -113,18 +123,20 @@ def measure(out, Y, loss, labels=None):
     return lv, None, (predicted_labels(out) == labels).mean(axis=-1)   # (K,)
 
 
-def train(mlp: MLP, params: Params, X, Y, *, loss: str = "half_sse",
+def train(mlp: MLP, params: Params | TrainState, X, Y, *, loss: str = "half_sse",
           optimizer: OptimizerSpec = OptimizerSpec(), epochs: int = 10000,
           batch_size: int | None = None, log_every: int = 100, data_seed: int = 0,
-          labels=None, callback: Callable | None = None) -> TrainResult:
-    """Train every variant of a population on the same data.
+          labels=None, validation=None, callback: Callable | None = None) -> TrainResult:
+    """Train every variant of a population on the same data, up to epoch ``epochs``.
 
     Parameters
     ----------
     mlp : MLP
-    params : Params
+    params : Params or TrainState
         Initial parameters, ``W[l]`` (K, p, q); not modified. Their dtype is the
-        training dtype (see ``init_params(dtype=...)``).
+        training dtype (see ``init_params(dtype=...)``). Or where an earlier call stopped
+        (its ``result.state``): training goes on from ``state.epoch`` with the same
+        optimizer, data and settings, exactly as one longer call would (see core.state).
     X : ndarray, shape (n, n_in)
     Y : ndarray, shape (n, n_out)
     loss : str
@@ -132,6 +144,7 @@ def train(mlp: MLP, params: Params, X, Y, *, loss: str = "half_sse",
     optimizer : OptimizerSpec
         Float fields scalar or per variant (K,).
     epochs : int
+        The epoch to stop at, counted from the start (not from ``state.epoch``).
     batch_size : int or None
         None (or >= n) for full batch; else mini-batches in an order shared by the
         population: ``np.random.default_rng(data_seed).permutation(n)`` drawn each epoch.
@@ -139,69 +152,91 @@ def train(mlp: MLP, params: Params, X, Y, *, loss: str = "half_sse",
     data_seed : int
     labels : ndarray (n,) int or None
         Class ids: accuracy is logged (classification). None: MSE is logged.
+    validation : (X_val, Y_val, labels_val) or None
+        Measured at every log epoch and at the end, like the training set (``labels_val``
+        None for regression). It never affects training or divergence.
     callback : callable ``callback(epoch, loss)`` or None
         Called after each log epoch with the logged loss, shape (K,).
 
     Returns
     -------
     TrainResult
+        Its histories cover the log epochs of this call, ``state.epoch <= epoch < epochs``.
     """
     check_output_loss(mlp.output_activation, loss)
-    K, dtype = _check(mlp, params)
+    start = params if isinstance(params, TrainState) else TrainState.start(params)
+    K, dtype = _check(mlp, start.params)
     X = np.ascontiguousarray(X, dtype)
     Y = np.ascontiguousarray(Y, dtype)
     n = X.shape[0]
     if X.shape != (n, mlp.n_in) or Y.shape != (n, mlp.n_out):
         raise ValueError(f"X {X.shape} / Y {Y.shape} do not fit n_in={mlp.n_in}, n_out={mlp.n_out}")
-    if epochs < 0 or log_every < 1:
-        raise ValueError("epochs must be >= 0 and log_every >= 1")
+    if epochs < start.epoch or log_every < 1:
+        raise ValueError(f"epochs must be >= the state's epoch ({start.epoch}) and log_every >= 1")
     if labels is not None:
         labels = np.asarray(labels).reshape(n)
+    sets = {"train": (X, Y, labels)}
+    if validation is not None:
+        Xv, Yv, lv = validation
+        Xv, Yv = np.ascontiguousarray(Xv, dtype), np.ascontiguousarray(Yv, dtype)
+        if Xv.shape[1:] != (mlp.n_in,) or Yv.shape != (Xv.shape[0], mlp.n_out):
+            raise ValueError(f"validation X {Xv.shape} / Y {Yv.shape} do not fit the network")
+        sets["val"] = (Xv, Yv, None if lv is None else np.asarray(lv).reshape(len(Xv)))
     bs = n if batch_size is None or batch_size >= n else int(batch_size)
     if bs < 1:
         raise ValueError("batch_size must be positive")
 
     hp = optimizer.per_variant(K)
     full = Layout(mlp.sizes, mlp.bias, K)
-    P0 = full.pack(params.W, params.b, dtype)
+    P0 = to_flat(full, start.params, dtype)
+    names = OPTIMIZER_STATE[optimizer.kind]
+    S0 = ({k: to_flat(full, start.optimizer[k], dtype) for k in names}
+          if start.optimizer else None)
+    live = np.flatnonzero(start.diverged_epoch < 0)   # frozen variants stay frozen
     per = max(1, CHUNK_ELEMENTS // (bs * max(mlp.sizes[1:])))
     chunks = []
-    for s in range(0, K, per):
-        ids = np.arange(s, min(K, s + per))
+    for s in range(0, len(live), per):
+        ids = live[s:s + per]
         lay = Layout(mlp.sizes, mlp.bias, len(ids))
+        state = None if S0 is None else {k: full.select(v, ids, lay) for k, v in S0.items()}
         chunks.append(_Chunk(mlp, ids, full.select(P0, ids, lay),
-                             {k: v[ids] for k, v in hp.items()}, optimizer, loss))
+                             {k: v[ids] for k, v in hp.items()}, optimizer, loss, state))
 
-    log_epochs = np.arange(0, epochs, log_every)
-    hist = {m: np.full((K, len(log_epochs)), np.nan) for m in ("loss", "mse", "accuracy")}
-    final = {m: np.full(K, np.nan) for m in ("loss", "mse", "accuracy")}
-    first = np.full(K, np.nan)
-    diverged_epoch = np.full(K, -1, dtype=np.int64)
-    P_out = np.empty_like(P0)  # final parameters, global layout
+    first_log = -(-start.epoch // log_every) * log_every
+    log_epochs = np.arange(first_log, epochs, log_every)
+    metrics = ("loss", "mse", "accuracy")
+    hist = {(s, m): np.full((K, len(log_epochs)), np.nan) for s in sets for m in metrics}
+    final = {(s, m): np.full(K, np.nan) for s in sets for m in metrics}
+    first = start.first_loss.astype(np.float64, copy=True)
+    diverged_epoch = start.diverged_epoch.copy()
+    P_out = P0.copy()  # final parameters, global layout (frozen variants' already in place)
+    S_out = {k: (S0[k].copy() if S0 is not None else np.zeros_like(P0)) for k in names}
 
-    def freeze(chunk, bad):
-        """Record the parameters of the chunk's variants ``bad`` (local indices)."""
+    def freeze(chunk, ids):
+        """Record the parameters and optimizer state of the chunk's variants ``ids`` (local)."""
         lay = chunk.net.layout
-        for dst, src in zip(full.logical(P_out), lay.logical(chunk.net.P)):
-            dst[chunk.ids[bad]] = src[bad]
+        pairs = [(P_out, chunk.net.P)] + [(S_out[k], chunk.opt.state[k]) for k in names]
+        for out, flat in pairs:
+            for dst, src in zip(full.logical(out), lay.logical(flat)):
+                dst[chunk.ids[ids]] = src[ids]
 
     def evaluate(epoch, row):
-        """Measure every chunk on the whole training set; freeze the diverged."""
+        """Measure every chunk on each data set; freeze the diverged (training loss only)."""
         for i, c in enumerate(chunks):
-            out = c.net.forward(X)
-            vals = measure(out, Y, loss, labels)
+            vals = {s: measure(c.net.forward(Xs), Ys, loss, ls) for s, (Xs, Ys, ls) in sets.items()}
             if epoch == 0:
-                first[c.ids] = vals[0]
+                first[c.ids] = vals["train"][0]
             limit = DIVERGENCE_FACTOR * np.maximum(first[c.ids], np.finfo(dtype).eps)
-            bad = ~(vals[0] <= limit)                   # NaN and inf compare False
+            bad = ~(vals["train"][0] <= limit)          # NaN and inf compare False
             ok = c.ids[~bad]
-            for name, v in zip(("loss", "mse", "accuracy"), vals):
-                if v is None:
-                    continue
-                if row is None:
-                    final[name][ok] = v[~bad]
-                else:
-                    hist[name][ok, row] = v[~bad]
+            for s, values in vals.items():
+                for name, v in zip(metrics, values):
+                    if v is None:
+                        continue
+                    if row is None:
+                        final[s, name][ok] = v[~bad]
+                    else:
+                        hist[s, name][ok, row] = v[~bad]
             if bad.any():
                 diverged_epoch[c.ids[bad]] = epoch
                 freeze(c, np.flatnonzero(bad))
@@ -209,16 +244,20 @@ def train(mlp: MLP, params: Params, X, Y, *, loss: str = "half_sse",
         chunks[:] = [c for c in chunks if c is not None]
 
     rng = np.random.default_rng(data_seed)
+    if bs < n:
+        for _ in range(start.epoch):   # the orders of the epochs done: the same draws again
+            rng.permutation(n)
     user_err = np.geterr()                  # the callback runs under the caller's settings
     # sigmoid's exp overflows where its output is exactly 0, and an exploding variant
     # overflows until the divergence check below catches it in its loss
     with np.errstate(all="ignore"):
-        for epoch in range(epochs):
+        for epoch in range(start.epoch, epochs):
             if epoch % log_every == 0:
-                evaluate(epoch, epoch // log_every)
+                row = (epoch - first_log) // log_every
+                evaluate(epoch, row)
                 if callback is not None:
                     with np.errstate(**user_err):
-                        callback(epoch, hist["loss"][:, epoch // log_every].copy())
+                        callback(epoch, hist["train", "loss"][:, row].copy())
             if bs == n:
                 for c in chunks:
                     c.step(X, Y)
@@ -233,9 +272,18 @@ def train(mlp: MLP, params: Params, X, Y, *, loss: str = "half_sse",
     for c in chunks:
         freeze(c, np.arange(len(c.ids)))
     W, b = full.unpack(P_out)
-    classify = labels is not None
+    kind = "accuracy" if labels is not None else "mse"
+    state = TrainState(epoch=epochs, params=Params(W, b),
+                       optimizer={k: from_flat(full, S_out[k]) for k in names},
+                       first_loss=first, diverged_epoch=diverged_epoch)
+    val = "val" in sets
     return TrainResult(
-        params=Params(W, b), log_epochs=log_epochs, loss=hist["loss"],
-        mse=None if classify else hist["mse"], accuracy=hist["accuracy"] if classify else None,
-        final_loss=final["loss"], final_mse=None if classify else final["mse"],
-        final_accuracy=final["accuracy"] if classify else None, diverged_epoch=diverged_epoch)
+        params=state.params, log_epochs=log_epochs, loss=hist["train", "loss"],
+        mse=hist["train", "mse"] if kind == "mse" else None,
+        accuracy=hist["train", "accuracy"] if kind == "accuracy" else None,
+        final_loss=final["train", "loss"],
+        final_mse=final["train", "mse"] if kind == "mse" else None,
+        final_accuracy=final["train", "accuracy"] if kind == "accuracy" else None,
+        diverged_epoch=diverged_epoch, state=state,
+        validation={m: hist["val", m] for m in ("loss", kind)} if val else None,
+        final_validation={m: final["val", m] for m in ("loss", kind)} if val else None)

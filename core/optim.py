@@ -30,6 +30,12 @@ OPTIMIZERS: dict[str, tuple[str, ...]] = {
     "adam": ("beta1", "beta2", "eps"),
 }
 HYPERPARAMETERS = ("lr", "momentum", "beta1", "beta2", "eps", "weight_decay")
+# The arrays each optimizer carries from step to step (the keys of ``TrainState.optimizer``).
+OPTIMIZER_STATE: dict[str, tuple[str, ...]] = {
+    "sgd": (),
+    "momentum": ("v",),
+    "adam": ("m", "v", "b1t", "b2t"),   # moments, and beta1**t, beta2**t for the bias correction
+}
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,8 @@ class Optimizer:
     layout : Layout
     dtype : numpy dtype
     state : dict of flat ndarray, optional
-        Carried-over state (after the population shrank).
+        Carried-over state (``OPTIMIZER_STATE[kind]`` arrays in ``layout``): after the
+        population shrank, or from a ``TrainState``. Default: zeros (and ones for beta**t).
     """
 
     def __init__(self, spec: OptimizerSpec, hp, layout: Layout, dtype, state=None):
