@@ -58,12 +58,21 @@ class Pack:
 
     shared_paths : the settings every variant of the pack has equal (the data and pack roles
         of `sweeps.spec.config.SETTING_ROLES`); every other setting may differ per variant.
+    start : where the variants' training stands (a ``core.TrainState``, one row per variant,
+        in order), or None to start from their initializers. Successive halving sends a
+        rung's survivors on with it.
+    stops : the epochs to stop at and measure, ascending; training ends at the last one
+        (empty: the variants' ``train.epochs``). Successive halving ranks at these rungs.
+    keep_state : hand back each variant's state, so a later pack can continue it.
     """
 
     index: int
     variants: tuple[Variant, ...]
     data_key: str
     shared_paths: tuple[str, ...]
+    start: Any = None
+    stops: tuple[int, ...] = ()
+    keep_state: bool = False
 
     @property
     def shared(self) -> dict[str, Any]:

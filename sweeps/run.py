@@ -3,7 +3,8 @@
 Flow: resume or start the parent run -> pack the variants not yet finished -> train packs
 (Ray or serial) while the driver logs each finished pack as one batch (`open_tracker`: one
 transaction for a database store) -> tables, plots, artifacts (`sweeps.report.outputs`: the plots
-are drawn in a helper process started with the sweep).
+are drawn in a helper process started with the sweep). Successive halving trains in rounds
+instead (`sweeps.adaptive`), logging each variant when it stops.
 Ctrl-C or SIGTERM stops outstanding packs; everything logged so far stays FINISHED and the
 parent run is marked KILLED, so running the same file again continues where it stopped.
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, get_args
 
+from sweeps import adaptive
 from sweeps.report import results
 from sweeps.report.outputs import PlotWorker, write_outputs
 from sweeps.execution.plan import make_packs
@@ -176,11 +178,23 @@ def run_sweep(
             connection = execute.RayConnection(address) if executor == "ray" else None
         try:
             finished = tracker_started.result()
-            packs = make_packs(sweep, workers=execute.worker_count(executor), skip=finished)
+            workers = execute.worker_count(executor)
             timings["startup"] = time.perf_counter() - clock
             # Imports matplotlib while the packs train (started earlier, it slows start-up).
             plotter = PlotWorker()
-            failed, nodes = _train_and_log(sweep, tracker, packs, connection, progress, timings)
+            clock = time.perf_counter()
+            with _stopped_by_signals(sweep, tracker):
+                schedule = halving_schedule(sweep)
+                if schedule is None:
+                    packs = make_packs(sweep, workers=workers, skip=finished)
+                    failed, nodes = _train_and_log(sweep, tracker, packs, connection, progress,
+                                                   timings)
+                else:
+                    done = adaptive.run_rounds(sweep, tracker, schedule,
+                                               _pack_runner(sweep, connection), workers,
+                                               progress, finished)
+                    failed, nodes = done.failed, done.nodes
+            timings["train_and_log"] = time.perf_counter() - clock
         finally:
             if connection is not None:
                 connection.close()
@@ -194,11 +208,52 @@ def run_sweep(
     return SweepOutcome(
         sweep=sweep, parent_run_id=tracker.parent_run_id, tracking_uri=tracker.tracking_uri,
         frame=made.frame, summary=made.summary, curves=made.curves, out_dir=out_dir,
-        files=made.files,
-        trained=sum(len(pack.variants) for pack in packs) - len(failed),
+        files=made.files, trained=len(made.frame) - len(finished),
         skipped=len(finished), failed=failed, nodes=nodes, timings=timings,
         experiment_id=tracker.experiment_id,
     )
+
+
+def halving_schedule(sweep: Sweep):
+    """The halving search's `Schedule`, or None for grid and random search."""
+    search = sweep.config.search
+    if search is None or search.method != "halving":
+        return None
+    from sweeps.spec.search import SEARCH_METHODS
+    return SEARCH_METHODS["halving"].schedule(search, sweep.config.train.epochs)
+
+
+@contextmanager
+def _stopped_by_signals(sweep: Sweep, tracker: Tracker) -> Iterator[None]:
+    """Ctrl-C or SIGTERM while training: the parent run KILLED, then SweepInterrupted."""
+    with _signals_as_exceptions():
+        try:
+            yield
+        except (KeyboardInterrupt, _Signalled, SystemError) as error:
+            stop = _signal_behind(error)
+            if stop is None:
+                raise
+            signum = getattr(stop, "signum", signal.SIGINT)
+            tracker.finish("KILLED")
+            raise SweepInterrupted(
+                signum, len(tracker.records()), len(sweep.variants), tracker.parent_run_id
+            ) from None
+
+
+def _pack_runner(sweep: Sweep, connection: RayConnection | None):
+    """run(packs, on_done, on_failed, last) on Ray (shutting down after the last round's
+    packs are in) or serially: what `adaptive.run_rounds` trains each round with."""
+    from sweeps.execution import execute
+
+    def run(packs, on_done, on_failed, last: bool) -> dict[str, int]:
+        if connection is None:
+            execute.run_serial(packs, sweep.datasets, on_done, on_failed)
+            return {}
+        return execute.run_ray(packs, sweep.datasets, on_done, on_failed,
+                               on_all_trained=connection.close_soon if last else None,
+                               cancel_on_interrupt=not connection.owned)
+
+    return run
 
 
 def _train_and_log(sweep: Sweep, tracker: Tracker, packs: list[Pack],
@@ -229,26 +284,14 @@ def _train_and_log(sweep: Sweep, tracker: Tracker, packs: list[Pack],
             failed[variant.key] = error
         bar.advance([], failed=len(pack.variants))
 
-    clock = time.perf_counter()
     nodes: dict[str, int] = {}
-    with SweepProgress(total, sweep.name, enabled=progress) as bar, _signals_as_exceptions():
-        try:
-            if connection is not None:
-                # Ray shuts down while the driver logs the last packs.
-                nodes = execute.run_ray(packs, sweep.datasets, on_done, on_failed,
-                                        on_all_trained=connection.close_soon,
-                                        cancel_on_interrupt=not connection.owned)
-            else:
-                execute.run_serial(packs, sweep.datasets, on_done, on_failed)
-        except (KeyboardInterrupt, _Signalled, SystemError) as error:
-            stop = _signal_behind(error)
-            if stop is None:
-                raise
-            signum = getattr(stop, "signum", signal.SIGINT)
-            tracker.finish("KILLED")
-            raise SweepInterrupted(
-                signum, len(tracker.records()), len(sweep.variants), tracker.parent_run_id
-            ) from None
-    timings["train_and_log"] = time.perf_counter() - clock
+    with SweepProgress(total, sweep.name, enabled=progress) as bar:
+        if connection is not None:
+            # Ray shuts down while the driver logs the last packs.
+            nodes = execute.run_ray(packs, sweep.datasets, on_done, on_failed,
+                                    on_all_trained=connection.close_soon,
+                                    cancel_on_interrupt=not connection.owned)
+        else:
+            execute.run_serial(packs, sweep.datasets, on_done, on_failed)
     timings["logging"] = logging_seconds
     return failed, nodes

@@ -10,7 +10,7 @@ differ in the variant-role settings (learning rate, optimizer constants, initial
 from __future__ import annotations
 
 import math
-from typing import Collection
+from typing import Collection, Sequence
 
 import numpy as np
 
@@ -30,15 +30,19 @@ SECONDS_PER_ELEMENT = 6.6e-9
 
 
 def make_packs(sweep, workers: int = 2, skip: Collection[str] = ()) -> list[Pack]:
-    """Pack the sweep's variants (leaving out keys in `skip`) for `workers` workers.
+    """Pack the sweep's variants (leaving out keys in `skip`) for `workers` workers."""
+    skip = set(skip)
+    return pack_variants([v for v in sweep.variants if v.key not in skip], workers)
+
+
+def pack_variants(todo: Sequence[Variant], workers: int = 2) -> list[Pack]:
+    """Pack variants for `workers` workers.
 
     Variants are grouped by PACK_SHARED; each group is split into near-equal packs of at most
     `size` variants, size = ceil(variants / (PACKS_PER_WORKER * workers)) capped at MAX_PACK,
     so there are >= PACKS_PER_WORKER packs per worker when there are enough variants. Packs
-    keep the sweep's variant order.
+    keep the variants' order.
     """
-    skip = set(skip)
-    todo = [v for v in sweep.variants if v.key not in skip]
     if not todo:
         return []
     size = min(MAX_PACK, max(1, math.ceil(len(todo) / (PACKS_PER_WORKER * max(1, workers)))))

@@ -14,12 +14,15 @@ Tables
 frame (per variant): ``run_id, variant_key, group_key, status, name``, one column per swept
 setting under its dotted path (``train.lr`` float64, ``model.hidden`` int64 when every
 variant has one hidden layer, else text as in run names: ``8x8``; ``seed`` int64, ...), then the final metrics (``train_loss, train_mse | train_accuracy, test_loss,
-test_mse | test_accuracy, diverged_epoch, train_seconds``). ``frame.attrs["swept"]`` lists the
-setting columns.
+test_mse | test_accuracy, diverged_epoch, train_seconds``, and ``val_*`` with a validation
+split). Under successive halving also ``rung`` and ``stopped_epoch`` (Int64), after the
+settings. ``frame.attrs["swept"]`` lists the setting columns.
 
 summary (per group = every swept setting but `over`): the settings, ``group_key`` (when
 over="seed"), ``n``, ``diverged``, then ``<metric>_{mean,std,sem,min,max}`` over the variants
-that did not diverge, and ``rank`` by the chosen metric (1 = best). Best first.
+that did not diverge, and ``rank`` by the chosen metric (1 = best). Best first. Under
+successive halving also ``rung`` and ``stopped_epoch`` per group, and the groups that reached
+the last rung rank first (the others stopped earlier, on fewer epochs).
 
 curves (long): ``run_id, epoch`` and one column per curve metric (``train_loss``, ...).
 """
@@ -37,9 +40,11 @@ from sweeps.records import format_value
 from sweeps.tracking.records import Predictions, RunRecord
 
 ID_COLUMNS = ("run_id", "variant_key", "group_key", "status", "name")
+HALVING_COLUMNS = ("rung", "stopped_epoch")     # successive halving's, from the run's tags
 # Metric columns first in this order, any others after them (sorted).
-METRIC_ORDER = ("train_loss", "train_mse", "train_accuracy", "test_loss", "test_mse",
-                "test_accuracy", "diverged_epoch", "train_seconds")
+METRIC_ORDER = ("train_loss", "train_mse", "train_accuracy", "val_loss", "val_mse",
+                "val_accuracy", "test_loss", "test_mse", "test_accuracy", "diverged_epoch",
+                "train_seconds")
 STATS = ("mean", "std", "sem", "min", "max")
 HIGHER_IS_BETTER = ("accuracy",)
 
@@ -66,6 +71,9 @@ def frame_from_records(records: Sequence[RunRecord],
     }
     for path, kind in swept.items():
         columns[path] = _setting_column([r.settings.get(path) for r in records], kind)
+    if any(r.rung is not None for r in records):
+        for name in HALVING_COLUMNS:
+            columns[name] = pd.array([getattr(r, name) for r in records], dtype="Int64")
     keys = {k for r in records for k in r.metrics}
     if keys:
         keys.add("diverged_epoch")          # always present once there are metrics
@@ -209,7 +217,7 @@ def setting_columns(frame: pd.DataFrame) -> list[str]:
     swept = frame.attrs.get("swept")
     if swept is not None:
         return [c for c in swept if c in frame.columns]
-    known = set(ID_COLUMNS)
+    known = set(ID_COLUMNS) | set(HALVING_COLUMNS)
     return [c for c in frame.columns if c not in known and not _is_metric(c)]
 
 
@@ -218,8 +226,8 @@ def _is_metric(column: str) -> bool:
 
 
 def default_metric(frame: pd.DataFrame) -> str:
-    """test_loss, else train_loss (the first available)."""
-    for metric in ("test_loss", "train_loss"):
+    """val_loss (with a validation split), else test_loss, else train_loss: the first there."""
+    for metric in ("val_loss", "test_loss", "train_loss"):
         if metric in frame.columns:
             return metric
     raise ValueError("the frame has neither test_loss nor train_loss")
@@ -238,8 +246,9 @@ def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
 
     Statistics (n, mean, std, sem = std / sqrt(count), min, max) are over the group's variants
     that did not diverge; diverged ones are counted in ``diverged``, never averaged in. Ranked
-    by the mean of `metric` (default test_loss, else train_loss; accuracy: higher is better),
-    groups without a value last. Rows sorted best first.
+    by the mean of `metric` (default `default_metric`; accuracy: higher is better), groups
+    without a value last; under successive halving the groups of a later rung first. Rows
+    sorted best first.
     """
     over_cols = [over] if isinstance(over, str) else list(over or [])
     settings = setting_columns(frame)
@@ -273,6 +282,12 @@ def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
         out["group_key"] = frame["group_key"].iloc[first_row].reset_index(drop=True)
     out["n"] = np.bincount(gid, minlength=n_groups).astype(np.int64)
     out["diverged"] = np.bincount(gid, weights=diverged, minlength=n_groups).astype(np.int64)
+    halving = "rung" in frame.columns
+    for name in HALVING_COLUMNS if halving else ():        # a group's furthest (its seeds')
+        reached = frame[name].to_numpy(dtype=np.float64, na_value=-1.0)
+        furthest = np.full(n_groups, -1.0)
+        np.maximum.at(furthest, gid, reached)
+        out[name] = pd.array([pd.NA if v < 0 else int(v) for v in furthest], dtype="Int64")
 
     for m in metrics:
         values = frame[m].to_numpy(dtype=np.float64, na_value=np.nan).copy()
@@ -284,8 +299,12 @@ def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
     summary = pd.DataFrame(out)
     score = summary[f"{metric}_mean"]
     ascending = not any(word in metric for word in HIGHER_IS_BETTER)
-    summary["rank"] = score.rank(method="min", ascending=ascending,
-                                 na_option="bottom").astype(np.int64)
+    rank = score.rank(method="min", ascending=ascending, na_option="bottom")
+    if halving:     # a later rung first: rank within rung, offset by the groups of later rungs
+        rung = summary["rung"].fillna(-1).astype(np.int64)
+        rank = rank.groupby(rung).rank(method="min") + rung.map(
+            lambda r: int((rung > r).sum()))
+    summary["rank"] = rank.astype(np.int64)
     summary = summary.sort_values("rank", kind="stable").reset_index(drop=True)
     summary.attrs.update({"by": by, "over": over_cols, "metric": metric})
     return summary
@@ -365,8 +384,10 @@ def format_summary(summary: pd.DataFrame, top: int = 10) -> str:
         table[c] = [format_value(v) for v in shown[c].tolist()]
     table["n"] = shown["n"].tolist()
     table["diverged"] = shown["diverged"].tolist()
+    if "stopped_epoch" in shown:
+        table["epochs"] = [_num(v) for v in shown["stopped_epoch"]]
     table[metric] = [_pm(m, s) for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"])]
-    for other in ("train_loss", "test_loss", "test_mse", "test_accuracy"):
+    for other in ("train_loss", "val_loss", "test_loss", "test_mse", "test_accuracy"):
         if other != metric and f"{other}_mean" in shown:
             table[f"{other} (mean)"] = [_num(v) for v in shown[f"{other}_mean"]]
     text = pd.DataFrame(table).to_string(index=False)

@@ -13,9 +13,9 @@ from typing import Any, Collection, Mapping
 
 import numpy as np
 
-from sweeps.tracking.layout import (CURVES, GROUP_KEY, PARENT_ID, PREDICTIONS_FILE, ROLE, STATUS,
-                                    VARIANT_INDEX, VARIANT_KEY, encode_param, predictions_table,
-                                    write_csv)
+from sweeps.tracking.layout import (CURVES, GROUP_KEY, PARENT_ID, PREDICTIONS_FILE, ROLE, RUNG,
+                                    STATUS, STOPPED_EPOCH, VARIANT_INDEX, VARIANT_KEY,
+                                    encode_param, predictions_table, write_csv)
 from sweeps.tracking.records import Predictions, RunRecord, make_record
 
 
@@ -55,7 +55,7 @@ class ChildRun:
         latest = {key: float(v[-1]) for key, (s, v) in self.history.items() if len(v)}
         latest.update(self.final)
         return make_record(run_id=run_id, name=self.name, start_time=start_time,
-                           variant=self.variant, status=self.tags[STATUS],
+                           variant=self.variant, tags=self.tags,
                            curves=tuple(self.history), swept=self.kinds, metrics=latest,
                            history=self.history, predictions=self.predictions)
 
@@ -68,13 +68,17 @@ def child_run(sweep: Any, variant: Any, result: Any, parent_run_id: str,
         still get their final value.
     """
     settings = variant.settings
-    epochs = int(settings.get("train.epochs", 0) or 0)
+    reached = getattr(result, "epoch", None)
+    epochs = int(reached if reached is not None else settings.get("train.epochs", 0) or 0)
     steps = np.asarray(result.log_epochs, dtype=np.int64)
     final_step = max(epochs, int(steps[-1]) + 1 if len(steps) else 0)
     curves = [k for k in result.curves if histories is None or k in histories]
     tags = {PARENT_ID: parent_run_id, ROLE: "variant", VARIANT_KEY: variant.key,
             GROUP_KEY: variant.group, STATUS: result.status,
             VARIANT_INDEX: str(variant.index), CURVES: ",".join(curves)}
+    if getattr(result, "rung", None) is not None:       # successive halving
+        stopped = result.metrics.get("diverged_epoch", final_step)
+        tags.update({RUNG: str(result.rung), STOPPED_EPOCH: str(int(stopped))})
 
     # Histories: finite points at their epochs, then the final value at step final_step.
     history: dict[str, tuple[np.ndarray, np.ndarray]] = {}

@@ -6,15 +6,20 @@ The layout is a contract that users, the MLflow UI and `sweeps.report.results.lo
 - parent run (name = sweep name): tags ``sweep.name``, ``sweep.config_hash``,
   ``sweep.role=parent``, ``sweep.swept`` (JSON object: swept dotted path -> value kind, in file
   order); params: the settings every variant shares and the machine (``env.*``,
-  `sweeps.execution.machine`); artifact: the sweep file as given. `sweeps verify` adds the artifact
-  ``verify.json`` and the tag ``sweep.verified``.
+  `sweeps.execution.machine`); artifact: the sweep file as given. Under successive halving
+  also ``halving/rungs.csv`` (the rung table), ``halving/search.json`` (schedule, brackets'
+  picks, work) and ``halving/checkpoint.npz`` (where the search stands, for resuming).
+  `sweeps verify` adds the artifact ``verify.json`` and the tag ``sweep.verified``.
 - child run per variant (name = ``Variant.name``), nested with ``mlflow.parentRunId``; tags
   ``sweep.role=variant``, ``sweep.variant_key``, ``sweep.group_key``, ``sweep.status``
-  (ok | diverged), ``sweep.variant_index``, ``sweep.curves`` (the metric keys logged as
-  histories); params: every resolved setting under its dotted path; metrics: each curve as a
-  history with step = epoch, ending with the final value at step = ``train.epochs`` (so the
-  run's latest value is the final one), ``test_*``, ``train_seconds`` and ``diverged_epoch``
-  when it diverged; artifact ``predictions.csv``. A child is set FINISHED only after all of
+  (ok | diverged | pruned), ``sweep.variant_index``, ``sweep.curves`` (the metric keys logged
+  as histories), and under successive halving ``sweep.rung`` (the index of the last rung it
+  reached) and ``sweep.stopped_epoch`` (where its training ended: its last rung's epoch, or
+  the epoch it diverged at); params: every resolved setting under its dotted path; metrics:
+  each curve as a history with step = epoch, ending with the final value at step =
+  ``train.epochs`` (a pruned variant: its stopped epoch), so the run's latest value is the
+  final one, ``val_*`` with a validation split, ``test_*``, ``train_seconds`` and
+  ``diverged_epoch`` when it diverged; artifact ``predictions.csv``. A child is set FINISHED only after all of
   its data is in, so "FINISHED" means "complete". `sweeps best` adds a logged pyfunc model
   to the winner's child run and the tag ``sweep.model_uri``.
 
@@ -43,6 +48,10 @@ GROUP_KEY = "sweep.group_key"
 STATUS = "sweep.status"
 VARIANT_INDEX = "sweep.variant_index"
 CURVES = "sweep.curves"
+RUNG = "sweep.rung"
+STOPPED_EPOCH = "sweep.stopped_epoch"
+# The tags a child's record is decoded from (`records.decode_record`; the SQL reader reads these).
+RECORD_TAGS = (VARIANT_KEY, GROUP_KEY, STATUS, VARIANT_INDEX, CURVES, RUNG, STOPPED_EPOCH)
 PARENT_ID = "mlflow.parentRunId"
 PREDICTIONS_FILE = "predictions.csv"
 

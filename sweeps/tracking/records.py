@@ -16,8 +16,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sweeps.tracking.layout import (GROUP_KEY, STATUS, VARIANT_INDEX, VARIANT_KEY, curve_keys,
-                                    decode_metric, decode_param)
+from sweeps.tracking.layout import (GROUP_KEY, RUNG, STATUS, STOPPED_EPOCH, VARIANT_INDEX,
+                                    VARIANT_KEY, curve_keys, decode_metric, decode_param)
 
 History = Mapping[str, tuple[np.ndarray, np.ndarray]]   # key -> (steps int64, values float64)
 
@@ -51,6 +51,8 @@ class RunRecord:
         float64; None when it was not read.
     predictions : the test predictions, when the record was built while logging (read-back
         records: None; `sweeps.tracking.readback.fetch_predictions` reads them).
+    rung, stopped_epoch : successive halving's ``sweep.rung`` and ``sweep.stopped_epoch``
+        tags (None for grid and random search).
     """
 
     run_id: str
@@ -66,21 +68,31 @@ class RunRecord:
     metrics: Mapping[str, float]
     history: History | None = None
     predictions: Predictions | None = field(default=None)
+    rung: int | None = None
+    stopped_epoch: int | None = None
 
     def with_history(self, history: History) -> "RunRecord":
         return replace(self, history=history)
 
 
-def make_record(*, run_id: str, name: str, start_time: int, variant: Any, status: str,
-                curves: Sequence[str], swept: Mapping[str, str], metrics: Mapping[str, float],
-                history: History, predictions: Predictions | None) -> RunRecord:
+def make_record(*, run_id: str, name: str, start_time: int, variant: Any,
+                tags: Mapping[str, str], curves: Sequence[str], swept: Mapping[str, str],
+                metrics: Mapping[str, float], history: History,
+                predictions: Predictions | None) -> RunRecord:
     """The record of a child run the writer just logged, from the values it logged."""
     return RunRecord(
         run_id=run_id, name=name, start_time=int(start_time), variant_key=variant.key,
-        group_key=variant.group, status=status, index=int(variant.index), curves=tuple(curves),
-        swept=swept, settings={path: variant.settings.get(path) for path in swept},
+        group_key=variant.group, status=tags[STATUS], index=int(variant.index),
+        curves=tuple(curves), swept=swept,
+        settings={path: variant.settings.get(path) for path in swept},
         metrics={k: decode_metric(v) for k, v in metrics.items()}, history=history,
-        predictions=predictions)
+        predictions=predictions, **_halving_tags(tags))
+
+
+def _halving_tags(tags: Mapping[str, str]) -> dict[str, int | None]:
+    """The ``sweep.rung`` and ``sweep.stopped_epoch`` tags, typed (None when absent)."""
+    return {"rung": int(tags[RUNG]) if RUNG in tags else None,
+            "stopped_epoch": int(tags[STOPPED_EPOCH]) if STOPPED_EPOCH in tags else None}
 
 
 def decode_record(*, run_id: str, name: str, start_time: int | None, tags: Mapping[str, str],
@@ -94,7 +106,7 @@ def decode_record(*, run_id: str, name: str, start_time: int | None, tags: Mappi
         status=tags.get(STATUS, ""), index=int(tags.get(VARIANT_INDEX, 0) or 0),
         curves=tuple(curve_keys(tags)), swept=swept,
         settings={path: decode_param(params.get(path), kind) for path, kind in swept.items()},
-        metrics={k: decode_metric(v) for k, v in metrics.items()})
+        metrics={k: decode_metric(v) for k, v in metrics.items()}, **_halving_tags(tags))
 
 
 def newest_per_variant(records: Sequence[RunRecord]) -> list[RunRecord]:

@@ -21,11 +21,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from sweeps.tracking.layout import (CURVES, GROUP_KEY, PARENT_ID, STATUS, VARIANT_INDEX,
-                                    VARIANT_KEY, decode_metrics)
+from sweeps.tracking.layout import PARENT_ID, RECORD_TAGS, decode_metrics
 from sweeps.tracking.records import History, RunRecord, decode_record
 
-RECORD_TAGS = (VARIANT_KEY, GROUP_KEY, STATUS, VARIANT_INDEX, CURVES)
 
 
 def is_sql_store(store) -> bool:

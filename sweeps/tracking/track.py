@@ -183,6 +183,30 @@ class SweepTracker:
         self._retry("log_artifacts", lambda: artifact_repository(
             self._parent_artifacts, self.tracking_uri).log_artifacts(str(directory)))
 
+    def write_parent_file(self, path: str, data: bytes) -> None:
+        """Bytes as the parent run's artifact `path` ("dir/name"), replacing an older one."""
+        self._require_started()
+        folder, _, name = path.rpartition("/")
+        with tempfile.TemporaryDirectory(dir=self._tmpdir()) as directory:
+            local = Path(directory) / name
+            local.write_bytes(data)
+            self._retry("write_parent_file", lambda: artifact_repository(
+                self._parent_artifacts, self.tracking_uri).log_artifact(str(local), folder or None))
+
+    def read_parent_file(self, path: str) -> bytes | None:
+        """The parent run's artifact `path` ("dir/name"), or None when it has none."""
+        self._require_started()
+        folder, _, name = path.rpartition("/")
+        repo = artifact_repository(self._parent_artifacts, self.tracking_uri)
+        listed = {item.path for item in self._retry(
+            "read_parent_file", lambda: repo.list_artifacts(folder or None))}
+        if path not in listed:
+            return None
+        with tempfile.TemporaryDirectory(dir=self._tmpdir()) as directory:
+            local = self._retry("read_parent_file",
+                                lambda: repo.download_artifacts(path, directory))
+            return Path(local).read_bytes()
+
     def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
         """Metrics on the parent run (the best group's), so the runs table shows the winner."""
         from mlflow.entities import Metric

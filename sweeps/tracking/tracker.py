@@ -36,6 +36,12 @@ class Tracker(Protocol):
     def log_artifacts(self, directory: str | Path) -> None:
         """Every file under `directory` onto the parent run."""
 
+    def write_parent_file(self, path: str, data: bytes) -> None:
+        """Bytes as the parent run's artifact `path` (checkpoints of an adaptive search)."""
+
+    def read_parent_file(self, path: str) -> bytes | None:
+        """The parent run's artifact `path`, or None."""
+
     def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
         """The best group's metrics on the parent run."""
 

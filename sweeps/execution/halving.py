@@ -1,0 +1,200 @@
+"""Successive halving with Hyperband brackets, decided rung by rung: which variants train on.
+
+The rule. Rungs ``r_0 < r_1 < ... < r_L = train.epochs`` (`sweeps.spec.search.Halving`).
+Bracket b enters at rung ``starts[b]`` with every configuration (a *group*: the variants that
+differ only by seed) and, at each of its rungs but the last, keeps the best
+``max(1, n // eta)`` of its n groups. Groups are ranked by the mean of the metric over their
+seeds at that rung; a group with a diverged seed ranks after every group without one (by the
+count, then the mean), so a lucky seed never carries a configuration that fails on others,
+and a group whose seeds all diverged is dropped. The search's pick is the best group at the
+last rung over every bracket.
+
+Brackets share training. Training is deterministic and continues exactly (`core.state`), so
+a variant trained to epoch e is the same variant in every bracket: it trains once, up to the
+furthest rung any bracket takes it to. Every bracket takes every group to its first rung, so
+everything trains to the last bracket's first rung; the earlier brackets cost only the groups
+they promote beyond it that the last one does not. Hence the rounds: round 0 trains every
+variant to ``r[starts[-1]]`` (ranking at each rung on the way, in the same task), each later
+round trains the union of the brackets' survivors one rung on.
+
+Pure bookkeeping: no Ray, no MLflow. `sweeps.adaptive` runs the rounds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The rungs and brackets of one halving search.
+
+    rungs : epochs at the end of each rung, ascending; the last is train.epochs.
+    starts : the rung index each bracket enters at, ascending (bracket 0 the most aggressive).
+    eta : keep the best 1/eta of a bracket's groups at each rung.
+    metric, mode : what groups are ranked on ("val_loss", ...) and "min" or "max".
+    """
+
+    rungs: tuple[int, ...]
+    starts: tuple[int, ...]
+    eta: int
+    metric: str
+    mode: str
+
+    def __post_init__(self):
+        if list(self.rungs) != sorted(set(self.rungs)) or not self.rungs:
+            raise ValueError(f"rungs must ascend, got {self.rungs}")
+        if not self.starts or list(self.starts) != sorted(set(self.starts)) \
+                or self.starts[-1] >= len(self.rungs):
+            raise ValueError(f"bracket starts {self.starts} do not fit {len(self.rungs)} rungs")
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode must be min or max, not {self.mode!r}")
+
+    @property
+    def last(self) -> int:
+        return len(self.rungs) - 1
+
+    def rounds(self) -> list[tuple[int, ...]]:
+        """The rung indices each round trains through: (0, ..., starts[-1]), then one each."""
+        first = tuple(range(self.starts[-1] + 1))
+        return [first] + [(k,) for k in range(self.starts[-1] + 1, len(self.rungs))]
+
+    def kept(self, n: int) -> int:
+        """How many of n groups a bracket keeps at a rung that is not its last."""
+        return max(1, n // self.eta)
+
+    def work(self, groups: int) -> tuple[int, int]:
+        """(least, most) group-epochs the search can cost, against ``groups * rungs[-1]``
+        for the plain grid: least if every bracket keeps the same groups, most if none
+        shares a survivor with another beyond the last bracket's first rung."""
+        entry = self.rungs[self.starts[-1]]
+        per_bracket = []
+        for start in self.starts:
+            n, extra = groups, 0
+            for k in range(start, self.last):
+                n = self.kept(n)
+                if k + 1 > self.starts[-1]:
+                    extra += n * (self.rungs[k + 1] - max(self.rungs[k], entry))
+            per_bracket.append(extra)
+        base = groups * entry
+        return base + max(per_bracket), base + sum(per_bracket)
+
+
+def rank(values: Mapping[str, Sequence[float]], mode: str) -> list[str]:
+    """Group keys best first, from each group's metric values (one per seed; NaN = diverged).
+
+    Groups whose values are all NaN are left out. Ties keep the order of `values`.
+    """
+    sign = 1.0 if mode == "min" else -1.0
+    scored = []
+    for order, (group, seeds) in enumerate(values.items()):
+        finite = [v for v in seeds if not math.isnan(v)]
+        if finite:
+            scored.append((len(seeds) - len(finite), sign * sum(finite) / len(finite), order, group))
+    return [group for *_, group in sorted(scored)]
+
+
+@dataclass
+class Decision:
+    """What one round's end decides.
+
+    train : the variant keys to train on to the next round's rungs (sweep order).
+    stopped : {variant key: rung index} of variants that stop here: pruned, or diverged.
+    """
+
+    train: list[str]
+    stopped: dict[str, int]
+
+
+@dataclass
+class Search:
+    """The state of a halving search between rounds (all of it JSON: a checkpoint holds it).
+
+    groups : {group key: its variant keys}, in sweep order.
+    alive : {bracket: group keys alive in it at its current rung}, set when it enters.
+    values : {variant key: {rung index: metric value}} (NaN once diverged).
+    done : the rung indices already decided.
+    stopped : {variant key: rung index it stopped at}, pruned or diverged or finished.
+    table : one row per bracket and rung: bracket, rung, epoch, groups_in, groups_kept,
+        variants_in, variants_kept (the parent run's rung table).
+    picks : {bracket: its best group at the last rung}.
+    """
+
+    schedule: Schedule
+    groups: dict[str, list[str]]
+    alive: dict[int, list[str]] = field(default_factory=dict)
+    values: dict[str, dict[int, float]] = field(default_factory=dict)
+    done: list[int] = field(default_factory=list)
+    stopped: dict[str, int] = field(default_factory=dict)
+    table: list[dict] = field(default_factory=list)
+    picks: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def begin(cls, schedule: Schedule, variants: Iterable[tuple[str, str]]) -> "Search":
+        """A search over (variant key, group key) pairs, in sweep order."""
+        groups: dict[str, list[str]] = {}
+        for key, group in variants:
+            groups.setdefault(group, []).append(key)
+        return cls(schedule=schedule, groups=groups)
+
+    def record(self, key: str, rung: int, value: float) -> None:
+        """A variant's metric at a rung (NaN when it has diverged)."""
+        self.values.setdefault(key, {})[rung] = float(value)
+
+    def decide(self, rungs: Sequence[int]) -> Decision:
+        """Apply every bracket's choice at the rungs of the round just trained.
+
+        Every variant of the round (`training()`) must have its value recorded at each rung.
+        """
+        schedule = self.schedule
+        trained = self.training()
+        for k in rungs:
+            for bracket, start in enumerate(schedule.starts):
+                if start == k:
+                    self.alive[bracket] = list(self.groups)
+            for bracket in sorted(self.alive):
+                entered = self.alive[bracket]
+                ranked = rank({g: [self.values[v][k] if v in trained else math.nan
+                                   for v in self.groups[g]] for g in entered}, schedule.mode)
+                if k == schedule.last:
+                    kept = ranked
+                    if ranked:
+                        self.picks[bracket] = ranked[0]
+                else:
+                    kept = ranked[:schedule.kept(len(entered))]
+                self.table.append(self._row(bracket, k, entered, kept))
+                self.alive[bracket] = kept
+            self.done.append(k)
+        last = rungs[-1]
+        going_on = set() if last == schedule.last else set(self.training())
+        going_on = {v for v in going_on if not math.isnan(self.values[v][last])}
+        stopped = {v: last for v in trained if v not in going_on}
+        self.stopped.update(stopped)
+        return Decision(train=[v for v in self.training()], stopped=stopped)
+
+    def training(self) -> list[str]:
+        """The variants still training: of groups alive in any bracket (every group before
+        the first decision), not stopped; sweep order."""
+        return [v for g in self._training() for v in self.groups[g] if v not in self.stopped]
+
+    def _training(self) -> list[str]:
+        """Groups alive in any bracket (all of them before the first decision), sweep order."""
+        if not self.alive:
+            return list(self.groups)
+        alive = {g for groups in self.alive.values() for g in groups}
+        return [g for g in self.groups if g in alive]
+
+    def _row(self, bracket: int, k: int, entered: list[str], kept: list[str]) -> dict:
+        size = lambda groups: sum(len(self.groups[g]) for g in groups)  # noqa: E731
+        return {"bracket": bracket, "rung": k, "epoch": self.schedule.rungs[k],
+                "groups_in": len(entered), "groups_kept": len(kept),
+                "variants_in": size(entered), "variants_kept": size(kept)}
+
+    def pick(self) -> str | None:
+        """The search's choice: the best group at the last rung over every bracket."""
+        finalists = dict.fromkeys(self.picks.values())
+        ranked = rank({g: [self.values[v][self.schedule.last] for v in self.groups[g]]
+                       for g in finalists}, self.schedule.mode)
+        return ranked[0] if ranked else None
