@@ -9,6 +9,8 @@ to vary. This module is the one place where that file is checked:
   ranges; allowed names come from the core registries.
 - `check_search` validates `search.parameters`: every path must name a setting, and every value
   of a swept setting passes the same rules as the setting itself.
+- `ADDED_LATER` lists the settings that did not exist when sweeps were first logged: at their
+  defaults they are left out of the config hash and the variant keys, so old files keep theirs.
 - `check_variant` holds the rules that need a resolved variant and its data set (output layer
   against loss, a classification loss on a regression target, batch size against the training
   rows, ...). `sweeps.spec.sweep.load_sweep` runs them after the data is loaded.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Mapping, Optional, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -32,6 +34,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticUndefined
 
 import core
 from sweeps.spec.problems import Problem, loc_text, show, suggest
@@ -119,6 +122,7 @@ Hidden = Annotated[tuple[int, ...], BeforeValidator(_hidden)]
 Target = Annotated[Optional[tuple[str, ...]], BeforeValidator(_target)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
+OpenFraction = Annotated[float, Field(gt=0, lt=1)]
 PositiveInt = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
@@ -138,6 +142,8 @@ class DataConfig(_Strict):
     source: Annotated[str, Field(min_length=1), DATA] = "article"
     target: Annotated[Target, DATA] = None
     test_fraction: Annotated[Optional[Fraction], DATA] = None
+    # A fraction of the training rows held out for validation (val_* metrics); None: none.
+    validation: Annotated[Optional[OpenFraction], DATA] = None
     scale: Annotated[Optional[Literal["none", "standard", "minmax"]], DATA] = None
     target_scale: Annotated[Literal["none", "standard", "minmax"], DATA] = "none"
     task: Annotated[Optional[Literal["regression", "classification"]], DATA] = None
@@ -286,6 +292,60 @@ def coerce(path: str, value: Any) -> Any:
 def flatten(settings: Settings) -> dict[str, Any]:
     """Dotted path -> value for every setting (data defaults still None where unresolved)."""
     return {path: get_setting(settings, path) for path in SETTING_PATHS}
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings added later: hashed only when set
+#
+# A sweep's parent run is found by its config hash and its finished children by their variant
+# keys (sweeps.spec.sweep.config_hash, sweeps.spec.search.variant_key), both hashes of every
+# field. A field added to the schema would change both for every existing file, and resuming
+# its MLflow store would start over. So each field added after sweeps were first logged is
+# listed here, and at its schema default it is left out of both hashes; set to anything else,
+# it is hashed like any other. Rule for a new entry: its default must mean exactly what files
+# without it meant before it existed (e.g. no validation split), now and later.
+# tests/sweeps/test_search.py compares the hashes of shipped files with main's at 4974a0e.
+
+ADDED_LATER: tuple[str, ...] = (
+    "data.validation",
+)
+
+
+def _default_at(path: str) -> Any:
+    """The schema default of a dotted field path of SweepConfig ("search.eta" -> 3)."""
+    *sections, leaf = path.split(".")
+    model: Any = {**SECTIONS, "search": SearchConfig}[sections[0]] if sections else SweepConfig
+    default = model.model_fields[leaf].default
+    if default is PydanticUndefined:
+        raise TypeError(f"{path} in ADDED_LATER has no default to leave out")
+    return default
+
+
+# Dotted path -> the default at which it is left out of the hashes.
+LATER_DEFAULTS: dict[str, Any] = {path: _default_at(path) for path in ADDED_LATER}
+
+
+def _at_default(path: str, value: Any) -> bool:
+    return path in LATER_DEFAULTS and value == LATER_DEFAULTS[path] \
+        and type(value) is type(LATER_DEFAULTS[path])
+
+
+def hashed_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted path -> value, less the ADDED_LATER settings at their defaults (variant keys)."""
+    return {path: value for path, value in settings.items() if not _at_default(path, value)}
+
+
+def hashed_config(config: "SweepConfig") -> dict[str, Any]:
+    """`config.model_dump(mode="json")` less the ADDED_LATER fields at their defaults."""
+    dump = config.model_dump(mode="json")
+    for path in ADDED_LATER:
+        *sections, leaf = path.split(".")
+        node = dump
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and _at_default(path, node[leaf]):
+            del node[leaf]
+    return dump
 
 
 

@@ -8,7 +8,8 @@ high). Drawn floats are rounded to 6 significant digits, so names and keys stay 
 draw equal to an earlier one is drawn again. Same file -> same variants, order and keys.
 
 A variant's `key` hashes every resolved setting plus its data set's fingerprint; its `group`
-is the same hash without `seed`, so variants that differ only by seed share a group.
+is the same hash without `seed`, so variants that differ only by seed share a group. Settings added to the schema later are hashed only when set
+(`sweeps.spec.config.ADDED_LATER`), so the keys of older files never change.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from sweeps.spec.config import Distribution, SweepConfig, coerce, flatten
+from sweeps.spec.config import Distribution, SweepConfig, coerce, flatten, hashed_settings
 from sweeps.records import FrozenSettings, Variant, format_value
 
 RANDOM_DIGITS = 6
@@ -36,8 +37,9 @@ def _hash(payload: Any) -> str:
 
 
 def variant_key(settings: Mapping[str, Any], fingerprint: str) -> str:
-    """Hash of every resolved setting plus the data fingerprint."""
-    return _hash({"settings": dict(settings), "data": fingerprint})
+    """Hash of every resolved setting plus the data fingerprint (a setting added later is
+    hashed only when set: `sweeps.spec.config.ADDED_LATER`)."""
+    return _hash({"settings": hashed_settings(settings), "data": fingerprint})
 
 
 def variant_group(settings: Mapping[str, Any], fingerprint: str) -> str:

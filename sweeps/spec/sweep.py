@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from sweeps.spec.config import (DATA_SETTINGS, Settings, SweepConfig, check_variant, flatten,
-                           validate_mapping)
+                                hashed_config, validate_mapping)
 from sweeps.spec.data import DataProblem, Dataset, load_dataset
 from sweeps.spec.problems import ConfigError, Problem, format_problems, parse_yaml
 from sweeps.records import Variant
@@ -38,8 +38,9 @@ class Sweep:
 
 
 def config_hash(config: SweepConfig, fingerprints) -> str:
-    """Hash of the validated config (comments and key order of sections aside) and its data."""
-    payload = {"config": config.model_dump(mode="json"), "data": sorted(set(fingerprints))}
+    """Hash of the validated config (comments and key order of sections aside) and its data.
+    Settings added later are hashed only when set (`sweeps.spec.config.ADDED_LATER`)."""
+    payload = {"config": hashed_config(config), "data": sorted(set(fingerprints))}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -70,6 +71,8 @@ def load_data(settings: Mapping[str, Any], base_dir: Path) -> Dataset:
     return load_dataset(
         settings["data.source"], base_dir=base_dir, target=settings["data.target"],
         test_fraction=settings["data.test_fraction"], scale=settings["data.scale"],
+        # .get: params logged before data.validation existed do not have it (no split)
+        validation=settings.get("data.validation"),
         target_scale=settings["data.target_scale"], task=settings["data.task"],
         data_seed=settings["data_seed"],
     )

@@ -32,7 +32,7 @@ BASE = {
                "parameters": {"train.lr": [0.1, 0.5], "model.hidden": [2, 4], "seed": [0, 1]}},
 }
 
-FLOATS = ["data.test_fraction", "train.lr", "train.weight_decay"]
+FLOATS = ["data.test_fraction", "data.validation", "train.lr", "train.weight_decay"]
 INTS = ["train.epochs", "train.log_every", "train.batch_size", "seed", "data_seed"]
 STRINGS = ["name", "data.source", "data.scale", "data.task", "model.activation",
            "model.output_activation", "model.init", "train.loss", "train.optimizer", "train.dtype",
@@ -133,6 +133,7 @@ OUT_OF_RANGE = {
     "train.momentum": st.one_of(st.floats(min_value=1.0, allow_nan=False, allow_infinity=False), _below(-1e-12)),
     "train.beta2": st.floats(min_value=1.0, allow_nan=False, allow_infinity=False),
     "data.test_fraction": st.one_of(st.floats(min_value=1.0, allow_nan=False, allow_infinity=False), _below(-1e-12)),
+    "data.validation": st.one_of(st.floats(min_value=1.0, allow_nan=False, allow_infinity=False), _below(0.0)),
     "seed": st.one_of(st.integers(max_value=-1), st.integers(min_value=2**32)),
     "data_seed": st.integers(max_value=-1),
 }

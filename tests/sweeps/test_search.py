@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pickle
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sweeps.records import Variant
+from sweeps.spec.config import ADDED_LATER, LATER_DEFAULTS, SearchConfig, SweepConfig, hashed_config
 from sweeps.spec.sweep import load_sweep
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -214,3 +216,65 @@ def test_random_hidden_size_is_a_tuple_like_any_hidden_setting(write):
     sweep = load_sweep(write(text))
     assert all(isinstance(v.settings["model.hidden"], tuple) for v in sweep.variants)
     assert all(2 <= v.settings["model.hidden"][0] <= 9 for v in sweep.variants)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume compatibility: hashes of files written before the later settings existed
+
+# main's values at commit 4974a0e (computed there with `load_sweep`, before data.validation and
+# halving existed): (config_hash, data fingerprint, first three (key, group), sha256 prefix of
+# every key joined by spaces, in order). Resuming an MLflow store finds the parent run by the
+# config hash and the finished children by their keys: a change to any of these breaks resume.
+MAIN_4974A0E = {
+    "card.yaml": ("2b4d8c1f5c6ea0c2", "e5979d824a72cace",
+                  [("b4e1eb3a3461aaf1", "e9028dd70c3dca3d"), ("fdd27ac91414358f", "e9028dd70c3dca3d"),
+                   ("55563f00a19ec647", "e9028dd70c3dca3d")], "1b079362b7dc1d7e"),
+    "iris.yaml": ("235fd6179585a0c4", "10682ffbd98a573f",
+                  [("403a0976ffcdf93d", "0e19c7ec7fb56370"), ("f322be4840f6a36b", "0e19c7ec7fb56370"),
+                   ("01516528848b573d", "0e19c7ec7fb56370")], "f3502354fddfcbdb"),
+    "random_search.yaml": ("bcb3ecbb8c40a517", "cf65760bccb26822",
+                           [("b89aa81259d790ce", "b7585f13a0319996"),
+                            ("4aa5fe40668c6c6e", "0e3c6fe6e1ca636a"),
+                            ("05056c565eb6e40e", "1fbbb499ef1739d1")], "f7d70a8824ac4f3d"),
+    "article.yaml": ("6e1187a8b3837126", "e5979d824a72cace",
+                     [("3b4fff1df7c504d6", "a48addd09c24ebe4")], "fd98eb827306ba7a"),
+}
+
+
+def _all_keys_digest(sweep) -> str:
+    return hashlib.sha256(" ".join(v.key for v in sweep.variants).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", sorted(MAIN_4974A0E))
+def test_files_from_before_the_later_settings_keep_mains_hashes_and_keys(name):
+    config_hash, data_key, first, digest = MAIN_4974A0E[name]
+    sweep = load_sweep(CONFIGS / name)
+    assert sweep.config_hash == config_hash
+    assert list(sweep.datasets) == [data_key]
+    assert [(v.key, v.group) for v in sweep.variants[:len(first)]] == first
+    assert _all_keys_digest(sweep) == digest      # grid and random: same points, same order
+
+
+def test_later_settings_at_their_defaults_are_not_hashed_and_set_ones_are(write):
+    text = (CONFIGS / "iris.yaml").read_text()
+    plain = load_sweep(write(text, "a.yaml"))
+    spelled = load_sweep(write(text.replace("  scale: standard", "  scale: standard\n  validation: null"),
+                               "b.yaml"))
+    split = load_sweep(write(text.replace("  scale: standard", "  scale: standard\n  validation: 0.2"),
+                             "c.yaml"))
+    assert spelled.config_hash == plain.config_hash
+    assert [v.key for v in spelled.variants] == [v.key for v in plain.variants]
+    assert split.config_hash != plain.config_hash
+    assert not {v.key for v in split.variants} & {v.key for v in plain.variants}
+    assert split.variants[0].settings["data.validation"] == 0.2
+
+
+def test_every_later_setting_is_in_the_schema_with_a_default():
+    assert set(LATER_DEFAULTS) == set(ADDED_LATER)
+    search = SearchConfig()
+    for path, default in LATER_DEFAULTS.items():
+        section, field = path.split(".")
+        owner = search if section == "search" else getattr(SweepConfig(), section)
+        assert getattr(owner, field) == default, path
+    assert set(hashed_config(SweepConfig(search=SearchConfig()))["search"]) == {
+        "method", "parameters", "samples", "random_seed"}
