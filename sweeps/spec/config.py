@@ -1,21 +1,25 @@
 """The sweep file schema: YAML text -> a validated `SweepConfig`, or every problem at once.
 
 A sweep file names a data set, a network, how to train it, and (under `search`) which settings
-to vary. This module is the one place where that file is checked:
+to vary. This module holds the schema and the rules that belong to the settings themselves:
 
 - `sweeps.spec.problems.parse_yaml` reads the text safely and remembers the line of every key, so
   each problem can point at its line; duplicate keys are problems too.
 - the pydantic models below (`extra="forbid"`, strict types) hold the schema, its defaults and
-  ranges; allowed names come from the core registries.
-- `check_search` validates `search.parameters`: every path must name a setting, and every value
-  of a swept setting passes the same rules as the setting itself.
+  ranges; allowed names come from the core registries. Each setting carries its role (`Role`),
+  and every table the other modules need is derived from those roles.
 - `ADDED_LATER` lists the settings that did not exist when sweeps were first logged: at their
   defaults they are left out of the config hash and the variant keys, so old files keep theirs.
+- `check_value` validates one value with its setting's own rules (what `search.parameters` and
+  distributions are checked with); `unused_constants` finds optimizer constants no optimizer in
+  the sweep reads.
 - `check_variant` holds the rules that need a resolved variant and its data set (output layer
   against loss, a classification loss on a regression target, batch size against the training
   rows, ...). `sweeps.spec.sweep.load_sweep` runs them after the data is loaded.
 
-Problems are collected as `sweeps.spec.problems.Problem(loc, message)` and reported as lines
+What each search method accepts and means lives with the method (`sweeps.spec.search`); the
+search section here is only its fields. Problems are collected as
+`sweeps.spec.problems.Problem(loc, message)` and reported as lines
 "<file>: <key.path>: <message> (line N)" in a `ConfigError`.
 """
 
@@ -38,8 +42,6 @@ from pydantic_core import PydanticUndefined
 
 import core
 from sweeps.spec.problems import Problem, loc_text, show, suggest
-
-MAX_VARIANTS = 100_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,9 +208,12 @@ class Distribution(_Strict):
 
 
 class SearchConfig(_Strict):
-    method: Literal["grid", "random"] = "grid"
-    # dotted setting path -> list of values, or a Distribution (random search); checked by
-    # check_search, which replaces the raw values by validated ones.
+    """The search section's fields. What they mean, which method reads which, and the rules
+    across them are the methods' own: `sweeps.spec.search` (`SEARCH_METHODS`, `check_search`)."""
+
+    method: str = "grid"                    # a key of sweeps.spec.search.SEARCH_METHODS
+    # dotted setting path -> list of values, or a Distribution (random sampling); checked by
+    # sweeps.spec.parameters.check_parameters, which replaces the raw values by validated ones.
     parameters: dict[str, Any] = Field(default_factory=dict)
     samples: Optional[PositiveInt] = None
     random_seed: Optional[Seed] = None
@@ -348,7 +353,6 @@ def hashed_config(config: "SweepConfig") -> dict[str, Any]:
     return dump
 
 
-
 def _fields_at(model: type[BaseModel], loc: tuple) -> Optional[list[str]]:
     """The keys allowed in the mapping at `loc` (a path below `model`), if it is a model."""
     for part in loc:
@@ -390,7 +394,7 @@ def pydantic_problems(error: ValidationError, model: type[BaseModel],
 
 
 # ---------------------------------------------------------------------------------------------
-# search.parameters
+# Values of one setting (search.parameters), constants nothing reads
 
 
 def _nested(path: str, value: Any) -> dict:
@@ -419,119 +423,7 @@ def check_value(path: str, value: Any) -> tuple[Any, list[tuple[tuple, str]]]:
     return get_setting(settings, path), []
 
 
-def check_search(config: SweepConfig) -> tuple[SweepConfig, list[Problem]]:
-    """Validate search.parameters; return the config with normalized values, and the problems."""
-    search = config.search
-    if search is None:
-        return config, []
-    problems: list[Problem] = []
-    base = ("search", "parameters")
-    random = search.method == "random"
-    parameters: dict[str, Any] = {}
-    for path, values in search.parameters.items():
-        loc = base + (path,)
-        if path not in SETTING_PATHS:
-            if path == "name":
-                message = "the sweep name cannot be swept"
-            elif path in SECTIONS:
-                example = next(iter(SECTIONS[path].model_fields))
-                message = f"names a section, not a setting (e.g. {path}.{example})"
-            else:
-                message = f"names no setting{suggest(path, SETTING_PATHS)}"
-            problems.append(Problem(loc, message))
-            continue
-        if isinstance(values, list):
-            if not values:
-                problems.append(Problem(loc, "empty list of values"))
-                continue
-            good = []
-            for i, value in enumerate(values):
-                normal, found = check_value(path, value)
-                problems += [Problem(loc + (i,) + sub, message) for sub, message in found]
-                if not found:
-                    if normal in good:
-                        problems.append(Problem(loc + (i,), f"duplicate value {show(value)}"))
-                    good.append(normal)
-            parameters[path] = good
-        elif isinstance(values, dict):
-            if not random:
-                problems.append(Problem(loc, "a distribution needs search.method: random; "
-                                             "grid search takes a list of values"))
-                continue
-            try:
-                dist = Distribution.model_validate(values)
-            except ValidationError as error:
-                problems += pydantic_problems(error, Distribution, loc)
-                continue
-            if path not in NUMBER_KINDS:
-                problems.append(Problem(loc, f"a distribution needs a numeric setting; "
-                                             f"{path} takes a list of choices"))
-                continue
-            if NUMBER_KINDS[path] is int and dist.distribution != "int_uniform":
-                problems.append(Problem(loc + ("distribution",),
-                                        f"{path} takes whole numbers: use int_uniform"))
-                continue
-            if dist.distribution == "int_uniform":
-                dist = dist.model_copy(update={"low": int(dist.low), "high": int(dist.high)})
-            for end in ("low", "high"):
-                _, found = check_value(path, getattr(dist, end))
-                problems += [Problem(loc + (end,), message) for _, message in found]
-            parameters[path] = dist
-        else:
-            problems.append(Problem(
-                loc,
-                f"expected a list of values{' or a distribution mapping' if random else ''}, "
-                f"got {show(values)} (a single value belongs in the setting itself)",
-            ))
-    if random and search.samples is None:
-        problems.append(Problem(("search", "samples"),
-                                "required for method: random (how many variants to draw)"))
-    if not random:
-        for key in ("samples", "random_seed"):
-            if getattr(search, key) is not None:
-                problems.append(Problem(("search", key), "only used by method: random"))
-    if random and search.samples is not None and search.samples > MAX_VARIANTS:
-        problems.append(Problem(("search", "samples"),
-                                f"{search.samples} variants; at most {MAX_VARIANTS} are supported"))
-    if not random and not problems:
-        count = math.prod(len(v) for v in parameters.values())
-        if count > MAX_VARIANTS:
-            problems.append(Problem(
-                base, f"the grid has {count} variants; at most {MAX_VARIANTS} are supported"))
-    finite = all(isinstance(v, list) or v.distribution == "int_uniform" for v in parameters.values())
-    if random and not problems and finite:
-        distinct = math.prod(
-            len(v) if isinstance(v, list) else int(v.high) - int(v.low) + 1 for v in parameters.values()
-        )
-        if search.samples > distinct:
-            problems.append(Problem(("search", "samples"), f"{search.samples} samples but the "
-                                    f"choices give only {distinct} distinct variants"))
-    search = search.model_copy(update={"parameters": parameters})
-    return config.model_copy(update={"search": search}), problems
-
-
-def validate_mapping(data: Any) -> tuple[Optional[SweepConfig], list[Problem]]:
-    """Parsed YAML -> (SweepConfig or None, problems)."""
-    if data is None:
-        return None, [Problem((), "the file is empty; expected a mapping with data, model, train, ...")]
-    if not isinstance(data, dict):
-        return None, [Problem((), f"expected a mapping at the top of the file, got {show(data)}")]
-    try:
-        config = SweepConfig.model_validate(data)
-    except ValidationError as error:
-        problems = pydantic_problems(error, SweepConfig)
-        # Still check the search paths and values when only other parts failed.
-        search = data.get("search")
-        if isinstance(search, dict) and not any(p.loc[:1] == ("search",) for p in problems):
-            partial = SweepConfig(search=SearchConfig.model_validate(search))
-            problems += check_search(partial)[1]
-        return None, problems
-    config, problems = check_search(config)
-    problems += _unused_constants(config)
-    return (None if problems else config), problems
-
-
-def _unused_constants(config: SweepConfig) -> list[Problem]:
+def unused_constants(config: SweepConfig) -> list[Problem]:
     """An optimizer constant set or swept, while no optimizer in the sweep reads it."""
     parameters = config.search.parameters if config.search else {}
     optimizers = set(parameters.get("train.optimizer", [config.train.optimizer]))

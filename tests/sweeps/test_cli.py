@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from sweeps.cli import app
-from sweeps.spec.config import SETTING_PATHS, SweepConfig
+from sweeps.spec.config import SETTING_PATHS, SearchConfig, SweepConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 runner = CliRunner()
@@ -111,7 +111,8 @@ def test_wrong_types_are_refused_naming_the_key(sweep_file, data):
 @given(section=st.sampled_from([None, "data", "model", "train", "search"]),
        key=st.from_regex(r"[a-z]{2,8}_[a-z]{1,6}", fullmatch=True))
 def test_unknown_keys_are_refused_naming_the_key(sweep_file, section, key):
-    known = {p.split(".")[-1] for p in SETTING_PATHS} | set(SweepConfig.model_fields)
+    known = ({p.split(".")[-1] for p in SETTING_PATHS} | set(SweepConfig.model_fields)
+             | set(SearchConfig.model_fields))
     if key in known:
         return
     mutated = put(BASE, f"{section}.{key}" if section else key, 1)

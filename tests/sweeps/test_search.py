@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from sweeps.execution.plan import describe, make_packs
 from sweeps.records import Variant
 from sweeps.spec.config import ADDED_LATER, LATER_DEFAULTS, SearchConfig, SweepConfig, hashed_config
+from sweeps.spec.search import SEARCH_METHODS, describe_search, method_of
 from sweeps.spec.sweep import load_sweep
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -278,3 +280,47 @@ def test_every_later_setting_is_in_the_schema_with_a_default():
         assert getattr(owner, field) == default, path
     assert set(hashed_config(SweepConfig(search=SearchConfig()))["search"]) == {
         "method", "parameters", "samples", "random_seed"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The table of search methods
+
+# A valid file for every method in the table, and one setting of its own it refuses.
+METHOD_FILES = {
+    "grid": ("search:\n  method: grid\n  parameters:\n    train.lr: [0.1, 0.2]\n    seed: [0, 1]\n",
+             ("    seed: [0, 1]\n", "    seed: {distribution: int_uniform, low: 0, high: 1}\n"),
+             "search.parameters.seed"),
+    "random": ("search:\n  method: random\n  samples: 3\n  parameters:\n"
+               "    train.lr: {distribution: log_uniform, low: 0.01, high: 1.0}\n",
+               ("  samples: 3\n", ""), "search.samples"),
+}
+METHOD_BASE = ("data: {source: moons, validation: 0.2}\nmodel: {output_activation: sigmoid}\n"
+               "train: {loss: bce, epochs: 40}\n")
+
+
+def test_every_method_in_the_table_has_an_example_here():
+    assert set(METHOD_FILES) == set(SEARCH_METHODS)
+
+
+@pytest.mark.parametrize("name", sorted(SEARCH_METHODS))
+def test_every_method_validates_produces_points_and_describes_itself(write, problems, name):
+    good, (old, new), key = METHOD_FILES[name]
+    sweep = load_sweep(write(METHOD_BASE + good, "good.yaml"))
+    method = method_of(sweep.config)
+    assert type(method) is SEARCH_METHODS[name] and method.name == name
+    points = method.points()
+    assert points and all(set(p) == set(sweep.swept) for p in points)
+    assert [{p: v.settings[p] for p in sweep.swept} for v in sweep.variants] == points
+    line = describe_search(sweep.config, sweep.swept)
+    assert line == method.describe() and line
+    assert f"variants: {len(points)} ({line})" in describe(sweep, make_packs(sweep))
+    lines = problems(METHOD_BASE + good.replace(old, new))
+    assert len(lines) == 1 and f": {key}: " in lines[0], lines
+
+
+def test_descriptions_of_grid_and_random_are_as_before():
+    card, rand = load_sweep(CONFIGS / "card.yaml"), load_sweep(CONFIGS / "random_search.yaml")
+    assert describe_search(card.config, card.swept) == "grid over 4 parameters"
+    assert describe_search(rand.config, rand.swept) == "random search, 24 samples, random_seed 0"
+    article = load_sweep(CONFIGS / "article.yaml")
+    assert describe_search(article.config, article.swept) == "no search: one variant"
