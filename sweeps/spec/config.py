@@ -120,8 +120,16 @@ def _target(value: Any) -> Optional[tuple[str, ...]]:
     return tuple(columns)
 
 
+def _brackets(value: Any) -> Union[str, int]:
+    """brackets: auto, or a whole number >= 1 (one message for both, not one per union member)."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"expected auto or a number of brackets >= 1, got {show(value)}")
+
+
 Hidden = Annotated[tuple[int, ...], BeforeValidator(_hidden)]
 Target = Annotated[Optional[tuple[str, ...]], BeforeValidator(_target)]
+Brackets = Annotated[Union[Literal["auto"], int], BeforeValidator(_brackets)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 OpenFraction = Annotated[float, Field(gt=0, lt=1)]
@@ -217,6 +225,13 @@ class SearchConfig(_Strict):
     parameters: dict[str, Any] = Field(default_factory=dict)
     samples: Optional[PositiveInt] = None
     random_seed: Optional[Seed] = None
+    # method: halving (sweeps.spec.search.Halving); ADDED_LATER, so defaults stay out of hashes
+    sampler: str = "grid"
+    min_epochs: Optional[PositiveInt] = None
+    eta: Annotated[int, Field(ge=2)] = 3
+    metric: str = "val_loss"
+    mode: Optional[Literal["min", "max"]] = None    # None: the metric's own direction
+    brackets: Brackets = "auto"
 
 
 class SweepConfig(Settings):
@@ -308,11 +323,13 @@ def flatten(settings: Settings) -> dict[str, Any]:
 # its MLflow store would start over. So each field added after sweeps were first logged is
 # listed here, and at its schema default it is left out of both hashes; set to anything else,
 # it is hashed like any other. Rule for a new entry: its default must mean exactly what files
-# without it meant before it existed (e.g. no validation split), now and later.
+# without it meant before it existed (no validation split, no halving), now and later.
 # tests/sweeps/test_search.py compares the hashes of shipped files with main's at 4974a0e.
 
 ADDED_LATER: tuple[str, ...] = (
     "data.validation",
+    "search.sampler", "search.min_epochs", "search.eta", "search.metric", "search.mode",
+    "search.brackets",
 )
 
 

@@ -1,12 +1,12 @@
 """Search: a validated sweep file -> variants, deterministically.
 
 `SEARCH_METHODS` is the table of search methods, keyed by the name `search.method` takes:
-grid and random (`sweeps.spec.methods`). Each is one small
+grid and random (`sweeps.spec.methods`), halving (`sweeps.spec.halving`). Each is one small
 class that checks its own settings (`check`; `check_config` for rules across sections,
 `check_dataset` for rules that need the data set), produces its points (`points`: one
 {dotted path: value} per variant) and describes itself (`describe`: what `sweeps plan` prints
-after "variants: N"). An adaptive method additionally runs in rounds: its points are every
-variant that may train, and a scheduler outside `spec` decides how long each trains.
+after "variants: N"). An adaptive method (halving) additionally runs in rounds: its points are
+every variant that may train, and a scheduler outside `spec` decides how long each trains.
 A search key set in the file that the method does not read is a problem.
 
 Same file -> same variants, order and keys. A variant's `key` hashes every resolved setting
@@ -22,6 +22,7 @@ import json
 from typing import Any, Mapping
 
 from sweeps.spec.config import SearchConfig, SweepConfig, flatten, hashed_settings
+from sweeps.spec.halving import Halving
 from sweeps.spec.methods import SAMPLERS, Grid, Random, SearchMethod
 from sweeps.spec.parameters import check_parameters
 from sweeps.spec.problems import Problem, suggest
@@ -33,7 +34,7 @@ SHORT = {"train.optimizer": "opt", "train.weight_decay": "wd", "train.batch_size
 
 
 # The table: YAML name -> method.
-SEARCH_METHODS: dict[str, type[SearchMethod]] = {m.name: m for m in (Grid, Random)}
+SEARCH_METHODS: dict[str, type[SearchMethod]] = {m.name: m for m in (Grid, Random, Halving)}
 # The search keys besides method and parameters; each read by some method.
 OPTIONAL_KEYS = tuple(k for k in SearchConfig.model_fields if k not in ("method", "parameters"))
 

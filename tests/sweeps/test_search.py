@@ -16,7 +16,7 @@ import pytest
 from sweeps.execution.plan import describe, make_packs
 from sweeps.records import Variant
 from sweeps.spec.config import ADDED_LATER, LATER_DEFAULTS, SearchConfig, SweepConfig, hashed_config
-from sweeps.spec.search import SEARCH_METHODS, describe_search, method_of
+from sweeps.spec.search import SEARCH_METHODS, Halving, describe_search, method_of
 from sweeps.spec.sweep import load_sweep
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -293,6 +293,9 @@ METHOD_FILES = {
     "random": ("search:\n  method: random\n  samples: 3\n  parameters:\n"
                "    train.lr: {distribution: log_uniform, low: 0.01, high: 1.0}\n",
                ("  samples: 3\n", ""), "search.samples"),
+    "halving": ("search:\n  method: halving\n  min_epochs: 5\n  parameters:\n"
+                "    train.lr: [0.1, 0.2, 0.3]\n    seed: [0, 1]\n",
+                ("  min_epochs: 5\n", "  min_epochs: 5\n  eta: 1\n"), "search.eta"),
 }
 METHOD_BASE = ("data: {source: moons, validation: 0.2}\nmodel: {output_activation: sigmoid}\n"
                "train: {loss: bce, epochs: 40}\n")
@@ -324,3 +327,71 @@ def test_descriptions_of_grid_and_random_are_as_before():
     assert describe_search(rand.config, rand.swept) == "random search, 24 samples, random_seed 0"
     article = load_sweep(CONFIGS / "article.yaml")
     assert describe_search(article.config, article.swept) == "no search: one variant"
+
+
+def test_halving_draws_the_points_its_sampler_draws(write):
+    grid = load_sweep(write(METHOD_BASE + METHOD_FILES["grid"][0], "g.yaml"))
+    halving = load_sweep(write(METHOD_BASE + METHOD_FILES["grid"][0].replace(
+        "method: grid", "method: halving\n  min_epochs: 5"), "h.yaml"))
+    assert [dict(v.settings) for v in halving.variants] == [dict(v.settings) for v in grid.variants]
+    random = load_sweep(write(METHOD_BASE + METHOD_FILES["random"][0], "r.yaml"))
+    sampled = load_sweep(write(METHOD_BASE + METHOD_FILES["random"][0].replace(
+        "method: random", "method: halving\n  sampler: random\n  min_epochs: 5"), "s.yaml"))
+    assert [dict(v.settings) for v in sampled.variants] == [dict(v.settings) for v in random.variants]
+    assert "sampler: random search, 3 samples" in method_of(sampled.config).describe()
+
+
+# ---------------------------------------------------------------------------------------------
+# Halving: rungs and brackets
+
+
+def halving(min_epochs: int, eta: int = 3, brackets="auto", epochs: int = 300) -> Halving:
+    config = SweepConfig.model_validate({"train": {"epochs": epochs}, "search": {
+        "method": "halving", "min_epochs": min_epochs, "eta": eta, "brackets": brackets}})
+    return Halving(config)
+
+
+@pytest.mark.parametrize("epochs, min_epochs, eta, rungs", [
+    (300, 10, 3, (10, 30, 90, 270, 300)),
+    (270, 10, 3, (10, 30, 90, 270)),
+    (271, 10, 3, (10, 30, 90, 270, 271)),
+    (11, 10, 3, (10, 11)),
+    (10, 1, 2, (1, 2, 4, 8, 10)),
+    (8, 1, 2, (1, 2, 4, 8)),
+    (100, 1, 10, (1, 10, 100)),
+    (1000, 5, 4, (5, 20, 80, 320, 1000)),
+])
+def test_rungs_end_at_min_epochs_times_eta_powers_then_at_the_last_epoch(epochs, min_epochs, eta, rungs):
+    assert halving(min_epochs, eta).rungs(epochs) == rungs
+
+
+@pytest.mark.parametrize("min_epochs, epochs", [(10, 10), (20, 10)])
+def test_rungs_need_min_epochs_below_the_epochs(min_epochs, epochs):
+    with pytest.raises(ValueError, match="min_epochs"):
+        halving(min_epochs).rungs(epochs)
+
+
+@pytest.mark.parametrize("n_rungs, starts", [(2, (0,)), (3, (0,)), (4, (0, 1)), (5, (0, 1, 2)),
+                                             (7, (0, 1, 2, 3, 4))])
+def test_auto_brackets_start_at_every_rung_that_still_halves_twice(n_rungs, starts):
+    rungs = tuple(range(1, n_rungs + 1))
+    assert halving(1).bracket_starts(rungs) == starts
+    last = starts[-1]
+    assert last == 0 or len(rungs) - last >= 3      # the least aggressive bracket halves twice
+
+
+def test_a_number_of_brackets_means_the_most_aggressive_ones():
+    rungs = halving(10).rungs(300)
+    assert halving(10, brackets=1).bracket_starts(rungs) == (0,)
+    assert halving(10, brackets=5).bracket_starts(rungs) == (0, 1, 2, 3, 4)
+    with pytest.raises(ValueError, match="6 brackets"):
+        halving(10, brackets=6).bracket_starts(rungs)
+
+
+def test_halving_defaults_and_resolved_mode():
+    method = halving(10)
+    assert (method.eta, method.metric, method.mode, method.brackets) == (3, "val_loss", "min", "auto")
+    assert method.sampler.name == "grid" and method.adaptive
+    accuracy = SweepConfig.model_validate({"search": {"method": "halving", "min_epochs": 3,
+                                                      "metric": "val_accuracy"}})
+    assert Halving(accuracy).mode == "max"
