@@ -15,6 +15,7 @@ from typing import Collection, Sequence
 import numpy as np
 
 from sweeps.spec.config import PACK_SHARED
+from sweeps.spec.search import describe_search
 from sweeps.records import Pack, Variant, format_value
 from sweeps.execution.training import layer_sizes
 PACKS_PER_WORKER = 4      # aim for at least this many packs per worker where variants allow
@@ -127,15 +128,9 @@ def describe(sweep, packs: list[Pack], workers: int | None = None) -> str:
     workers: when given, also the rough wall time with packs handed out in order to whichever
     worker is free first.
     """
-    search = sweep.config.search
     n = len(sweep.variants)
     todo = sum(len(p.variants) for p in packs)
-    if search is None or not sweep.swept:
-        how = "no search: one variant"
-    elif search.method == "grid":
-        how = f"grid over {len(sweep.swept)} parameter{'s' if len(sweep.swept) != 1 else ''}"
-    else:
-        how = f"random search, {search.samples} samples, random_seed {search.random_seed or 0}"
+    how = describe_search(sweep.config, sweep.swept)
     lines = [f"sweep {sweep.name} ({sweep.path})", f"  config hash {sweep.config_hash}",
              f"variants: {n} ({how})"]
     if todo != n:

@@ -1,19 +1,25 @@
 """The sweep file schema: YAML text -> a validated `SweepConfig`, or every problem at once.
 
 A sweep file names a data set, a network, how to train it, and (under `search`) which settings
-to vary. This module is the one place where that file is checked:
+to vary. This module holds the schema and the rules that belong to the settings themselves:
 
 - `sweeps.spec.problems.parse_yaml` reads the text safely and remembers the line of every key, so
   each problem can point at its line; duplicate keys are problems too.
 - the pydantic models below (`extra="forbid"`, strict types) hold the schema, its defaults and
-  ranges; allowed names come from the core registries.
-- `check_search` validates `search.parameters`: every path must name a setting, and every value
-  of a swept setting passes the same rules as the setting itself.
+  ranges; allowed names come from the core registries. Each setting carries its role (`Role`),
+  and every table the other modules need is derived from those roles.
+- `ADDED_LATER` lists the settings that did not exist when sweeps were first logged: at their
+  defaults they are left out of the config hash and the variant keys, so old files keep theirs.
+- `check_value` validates one value with its setting's own rules (what `search.parameters` and
+  distributions are checked with); `unused_constants` finds optimizer constants no optimizer in
+  the sweep reads.
 - `check_variant` holds the rules that need a resolved variant and its data set (output layer
   against loss, a classification loss on a regression target, batch size against the training
   rows, ...). `sweeps.spec.sweep.load_sweep` runs them after the data is loaded.
 
-Problems are collected as `sweeps.spec.problems.Problem(loc, message)` and reported as lines
+What each search method accepts and means lives with the method (`sweeps.spec.search`); the
+search section here is only its fields. Problems are collected as
+`sweeps.spec.problems.Problem(loc, message)` and reported as lines
 "<file>: <key.path>: <message> (line N)" in a `ConfigError`.
 """
 
@@ -21,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Mapping, Optional, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -32,11 +38,10 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticUndefined
 
 import core
 from sweeps.spec.problems import Problem, loc_text, show, suggest
-
-MAX_VARIANTS = 100_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,10 +120,19 @@ def _target(value: Any) -> Optional[tuple[str, ...]]:
     return tuple(columns)
 
 
+def _brackets(value: Any) -> Union[str, int]:
+    """brackets: auto, or a whole number >= 1 (one message for both, not one per union member)."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"expected auto or a number of brackets >= 1, got {show(value)}")
+
+
 Hidden = Annotated[tuple[int, ...], BeforeValidator(_hidden)]
 Target = Annotated[Optional[tuple[str, ...]], BeforeValidator(_target)]
+Brackets = Annotated[Union[Literal["auto"], int], BeforeValidator(_brackets)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
+OpenFraction = Annotated[float, Field(gt=0, lt=1)]
 PositiveInt = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
@@ -138,6 +152,8 @@ class DataConfig(_Strict):
     source: Annotated[str, Field(min_length=1), DATA] = "article"
     target: Annotated[Target, DATA] = None
     test_fraction: Annotated[Optional[Fraction], DATA] = None
+    # A fraction of the training rows held out for validation (val_* metrics); None: none.
+    validation: Annotated[Optional[OpenFraction], DATA] = None
     scale: Annotated[Optional[Literal["none", "standard", "minmax"]], DATA] = None
     target_scale: Annotated[Literal["none", "standard", "minmax"], DATA] = "none"
     task: Annotated[Optional[Literal["regression", "classification"]], DATA] = None
@@ -200,12 +216,22 @@ class Distribution(_Strict):
 
 
 class SearchConfig(_Strict):
-    method: Literal["grid", "random"] = "grid"
-    # dotted setting path -> list of values, or a Distribution (random search); checked by
-    # check_search, which replaces the raw values by validated ones.
+    """The search section's fields. What they mean, which method reads which, and the rules
+    across them are the methods' own: `sweeps.spec.search` (`SEARCH_METHODS`, `check_search`)."""
+
+    method: str = "grid"                    # a key of sweeps.spec.search.SEARCH_METHODS
+    # dotted setting path -> list of values, or a Distribution (random sampling); checked by
+    # sweeps.spec.parameters.check_parameters, which replaces the raw values by validated ones.
     parameters: dict[str, Any] = Field(default_factory=dict)
     samples: Optional[PositiveInt] = None
     random_seed: Optional[Seed] = None
+    # method: halving (sweeps.spec.search.Halving); ADDED_LATER, so defaults stay out of hashes
+    sampler: str = "grid"
+    min_epochs: Optional[PositiveInt] = None
+    eta: Annotated[int, Field(ge=2)] = 3
+    metric: str = "val_loss"
+    mode: Optional[Literal["min", "max"]] = None    # None: the metric's own direction
+    brackets: Brackets = "auto"
 
 
 class SweepConfig(Settings):
@@ -288,6 +314,61 @@ def flatten(settings: Settings) -> dict[str, Any]:
     return {path: get_setting(settings, path) for path in SETTING_PATHS}
 
 
+# ---------------------------------------------------------------------------------------------
+# Settings added later: hashed only when set
+#
+# A sweep's parent run is found by its config hash and its finished children by their variant
+# keys (sweeps.spec.sweep.config_hash, sweeps.spec.search.variant_key), both hashes of every
+# field. A field added to the schema would change both for every existing file, and resuming
+# its MLflow store would start over. So each field added after sweeps were first logged is
+# listed here, and at its schema default it is left out of both hashes; set to anything else,
+# it is hashed like any other. Rule for a new entry: its default must mean exactly what files
+# without it meant before it existed (no validation split, no halving), now and later.
+# tests/sweeps/test_search.py compares the hashes of shipped files with main's at 4974a0e.
+
+ADDED_LATER: tuple[str, ...] = (
+    "data.validation",
+    "search.sampler", "search.min_epochs", "search.eta", "search.metric", "search.mode",
+    "search.brackets",
+)
+
+
+def _default_at(path: str) -> Any:
+    """The schema default of a dotted field path of SweepConfig ("search.eta" -> 3)."""
+    *sections, leaf = path.split(".")
+    model: Any = {**SECTIONS, "search": SearchConfig}[sections[0]] if sections else SweepConfig
+    default = model.model_fields[leaf].default
+    if default is PydanticUndefined:
+        raise TypeError(f"{path} in ADDED_LATER has no default to leave out")
+    return default
+
+
+# Dotted path -> the default at which it is left out of the hashes.
+LATER_DEFAULTS: dict[str, Any] = {path: _default_at(path) for path in ADDED_LATER}
+
+
+def _at_default(path: str, value: Any) -> bool:
+    return path in LATER_DEFAULTS and value == LATER_DEFAULTS[path] \
+        and type(value) is type(LATER_DEFAULTS[path])
+
+
+def hashed_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted path -> value, less the ADDED_LATER settings at their defaults (variant keys)."""
+    return {path: value for path, value in settings.items() if not _at_default(path, value)}
+
+
+def hashed_config(config: "SweepConfig") -> dict[str, Any]:
+    """`config.model_dump(mode="json")` less the ADDED_LATER fields at their defaults."""
+    dump = config.model_dump(mode="json")
+    for path in ADDED_LATER:
+        *sections, leaf = path.split(".")
+        node = dump
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and _at_default(path, node[leaf]):
+            del node[leaf]
+    return dump
+
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> Optional[list[str]]:
     """The keys allowed in the mapping at `loc` (a path below `model`), if it is a model."""
@@ -330,7 +411,7 @@ def pydantic_problems(error: ValidationError, model: type[BaseModel],
 
 
 # ---------------------------------------------------------------------------------------------
-# search.parameters
+# Values of one setting (search.parameters), constants nothing reads
 
 
 def _nested(path: str, value: Any) -> dict:
@@ -359,119 +440,7 @@ def check_value(path: str, value: Any) -> tuple[Any, list[tuple[tuple, str]]]:
     return get_setting(settings, path), []
 
 
-def check_search(config: SweepConfig) -> tuple[SweepConfig, list[Problem]]:
-    """Validate search.parameters; return the config with normalized values, and the problems."""
-    search = config.search
-    if search is None:
-        return config, []
-    problems: list[Problem] = []
-    base = ("search", "parameters")
-    random = search.method == "random"
-    parameters: dict[str, Any] = {}
-    for path, values in search.parameters.items():
-        loc = base + (path,)
-        if path not in SETTING_PATHS:
-            if path == "name":
-                message = "the sweep name cannot be swept"
-            elif path in SECTIONS:
-                example = next(iter(SECTIONS[path].model_fields))
-                message = f"names a section, not a setting (e.g. {path}.{example})"
-            else:
-                message = f"names no setting{suggest(path, SETTING_PATHS)}"
-            problems.append(Problem(loc, message))
-            continue
-        if isinstance(values, list):
-            if not values:
-                problems.append(Problem(loc, "empty list of values"))
-                continue
-            good = []
-            for i, value in enumerate(values):
-                normal, found = check_value(path, value)
-                problems += [Problem(loc + (i,) + sub, message) for sub, message in found]
-                if not found:
-                    if normal in good:
-                        problems.append(Problem(loc + (i,), f"duplicate value {show(value)}"))
-                    good.append(normal)
-            parameters[path] = good
-        elif isinstance(values, dict):
-            if not random:
-                problems.append(Problem(loc, "a distribution needs search.method: random; "
-                                             "grid search takes a list of values"))
-                continue
-            try:
-                dist = Distribution.model_validate(values)
-            except ValidationError as error:
-                problems += pydantic_problems(error, Distribution, loc)
-                continue
-            if path not in NUMBER_KINDS:
-                problems.append(Problem(loc, f"a distribution needs a numeric setting; "
-                                             f"{path} takes a list of choices"))
-                continue
-            if NUMBER_KINDS[path] is int and dist.distribution != "int_uniform":
-                problems.append(Problem(loc + ("distribution",),
-                                        f"{path} takes whole numbers: use int_uniform"))
-                continue
-            if dist.distribution == "int_uniform":
-                dist = dist.model_copy(update={"low": int(dist.low), "high": int(dist.high)})
-            for end in ("low", "high"):
-                _, found = check_value(path, getattr(dist, end))
-                problems += [Problem(loc + (end,), message) for _, message in found]
-            parameters[path] = dist
-        else:
-            problems.append(Problem(
-                loc,
-                f"expected a list of values{' or a distribution mapping' if random else ''}, "
-                f"got {show(values)} (a single value belongs in the setting itself)",
-            ))
-    if random and search.samples is None:
-        problems.append(Problem(("search", "samples"),
-                                "required for method: random (how many variants to draw)"))
-    if not random:
-        for key in ("samples", "random_seed"):
-            if getattr(search, key) is not None:
-                problems.append(Problem(("search", key), "only used by method: random"))
-    if random and search.samples is not None and search.samples > MAX_VARIANTS:
-        problems.append(Problem(("search", "samples"),
-                                f"{search.samples} variants; at most {MAX_VARIANTS} are supported"))
-    if not random and not problems:
-        count = math.prod(len(v) for v in parameters.values())
-        if count > MAX_VARIANTS:
-            problems.append(Problem(
-                base, f"the grid has {count} variants; at most {MAX_VARIANTS} are supported"))
-    finite = all(isinstance(v, list) or v.distribution == "int_uniform" for v in parameters.values())
-    if random and not problems and finite:
-        distinct = math.prod(
-            len(v) if isinstance(v, list) else int(v.high) - int(v.low) + 1 for v in parameters.values()
-        )
-        if search.samples > distinct:
-            problems.append(Problem(("search", "samples"), f"{search.samples} samples but the "
-                                    f"choices give only {distinct} distinct variants"))
-    search = search.model_copy(update={"parameters": parameters})
-    return config.model_copy(update={"search": search}), problems
-
-
-def validate_mapping(data: Any) -> tuple[Optional[SweepConfig], list[Problem]]:
-    """Parsed YAML -> (SweepConfig or None, problems)."""
-    if data is None:
-        return None, [Problem((), "the file is empty; expected a mapping with data, model, train, ...")]
-    if not isinstance(data, dict):
-        return None, [Problem((), f"expected a mapping at the top of the file, got {show(data)}")]
-    try:
-        config = SweepConfig.model_validate(data)
-    except ValidationError as error:
-        problems = pydantic_problems(error, SweepConfig)
-        # Still check the search paths and values when only other parts failed.
-        search = data.get("search")
-        if isinstance(search, dict) and not any(p.loc[:1] == ("search",) for p in problems):
-            partial = SweepConfig(search=SearchConfig.model_validate(search))
-            problems += check_search(partial)[1]
-        return None, problems
-    config, problems = check_search(config)
-    problems += _unused_constants(config)
-    return (None if problems else config), problems
-
-
-def _unused_constants(config: SweepConfig) -> list[Problem]:
+def unused_constants(config: SweepConfig) -> list[Problem]:
     """An optimizer constant set or swept, while no optimizer in the sweep reads it."""
     parameters = config.search.parameters if config.search else {}
     optimizers = set(parameters.get("train.optimizer", [config.train.optimizer]))

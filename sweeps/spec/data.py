@@ -1,9 +1,18 @@
 """Data sets: built-in, generated, scikit-learn's bundled ones and CSV files.
 
 `load_dataset` turns the `data:` settings of a sweep file (plus `data_seed`) into a `Dataset`:
-arrays split into train and test, features scaled with statistics of the training split only,
-classification targets one-hot encoded and kept as labels, and a fingerprint over it all.
-Everything is deterministic: the same settings give the same arrays, bit for bit.
+arrays split into train and test (and, with `validation`, a validation part of the training
+rows), features scaled with statistics of the training rows only, classification targets
+one-hot encoded and kept as labels, and a fingerprint over it all. Everything is deterministic:
+the same settings give the same arrays, bit for bit.
+
+The validation split (`data.validation: f`, 0 < f < 1) takes ceil(f * n_train) of the rows
+left for training after the test split, stratified by class like the test split, from a
+random stream of `data_seed` of its own: adding a validation split leaves the test rows as
+they were. The inputs (and regression targets) are then scaled with the statistics of the
+rows that remain for training, and validation and test rows with the same statistics. A data
+set without a validation split has exactly the arrays and fingerprint it had before the
+setting existed.
 
 Built-in sets and their defaults (any of them can be overridden in the file):
 
@@ -21,7 +30,8 @@ diabetes       regression      0.2            standard  scikit-learn's bundled c
 CSV file       inferred        0.2            standard  header row; target: last column default
 =============  ==============  =============  ========  ======================================
 
-With test_fraction 0 and no test set of its own, the test set is the training set.
+With test_fraction 0 and no test set of its own, the test set is the training set (every row,
+validation rows included).
 scikit-learn is imported only when one of its sets is loaded (no download: they ship with it).
 """
 
@@ -60,6 +70,8 @@ class Dataset:
     X_train : ndarray, shape (n_train, n_in), float64
     Y_train : ndarray, shape (n_train, n_targets) regression, (n_train, n_classes) one-hot
     labels_train : ndarray, shape (n_train,), int class ids (classification) or None
+    X_val, Y_val, labels_val : the same for the validation rows, shape (n_val, ...); all None
+        without a validation split (labels_val also None for regression)
     target_names : regression target columns, or the class names (one per one-hot column)
     resolved : the data settings as used ('data.test_fraction', 'data.scale', 'data.task', ...)
     input_shift, input_spread : ndarray, shape (n_in,), the input scaling fitted on the training
@@ -80,6 +92,9 @@ class Dataset:
     resolved: Mapping[str, Any] = field(default_factory=dict)
     input_shift: Optional[np.ndarray] = None
     input_spread: Optional[np.ndarray] = None
+    X_val: Optional[np.ndarray] = None
+    Y_val: Optional[np.ndarray] = None
+    labels_val: Optional[np.ndarray] = None
 
     @property
     def n_classes(self) -> int:
@@ -92,21 +107,31 @@ class Dataset:
         One-hot for softmax (and for sigmoid with more than two classes), a single 0/1 column
         for a two-class problem with any other output, as is for regression.
         """
+        return (self._shaped(self.Y_train, self.labels_train, output_activation),
+                self._shaped(self.Y_test, self.labels_test, output_activation))
+
+    def val_targets(self, output_activation: str) -> Optional[np.ndarray]:
+        """Y_val as the output layer needs it (see `targets`); None without a validation split."""
+        if self.X_val is None:
+            return None
+        return self._shaped(self.Y_val, self.labels_val, output_activation)
+
+    def _shaped(self, Y: np.ndarray, labels: Optional[np.ndarray], output_activation: str) -> np.ndarray:
         if self.task == "classification" and output_activation != "softmax" and self.n_classes == 2:
-            return (self.labels_train[:, None].astype(np.float64),
-                    self.labels_test[:, None].astype(np.float64))
-        return self.Y_train, self.Y_test
+            return labels[:, None].astype(np.float64)
+        return Y
 
     def n_outputs(self, output_activation: str) -> int:
         """Width of the output layer for this output activation."""
         return self.targets(output_activation)[0].shape[1]
 
     def describe(self) -> str:
-        """One line: name, rows, shapes, task."""
+        """One line: name, rows (train / val / test), shapes, task."""
         kind = (f"classification, {self.n_classes} classes" if self.task == "classification"
                 else "regression")
-        return (f"{self.name}: {self.X_train.shape[0]} train / {self.X_test.shape[0]} test rows, "
-                f"{self.X_train.shape[1]} inputs, {kind}")
+        val = f" / {self.X_val.shape[0]} val" if self.X_val is not None else ""
+        return (f"{self.name}: {self.X_train.shape[0]} train{val} / {self.X_test.shape[0]} test "
+                f"rows, {self.X_train.shape[1]} inputs, {kind}")
 
 
 @dataclass
@@ -126,7 +151,8 @@ class _Raw:
 
 
 def _rng(data_seed: int, stream: int) -> np.random.Generator:
-    """Independent streams from one data_seed: 0 generates, 1 splits."""
+    """Independent streams from one data_seed: 0 generates, 1 splits off the test rows, 2 the
+    validation rows."""
     return np.random.default_rng(np.random.SeedSequence([data_seed, stream]))
 
 
@@ -315,36 +341,59 @@ def _suggest(word: str, choices) -> str:
 # Split, scale, encode
 
 
-def _split(n: int, test_fraction: float, labels: Optional[np.ndarray], rng: np.random.Generator,
-           name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (train, test), each sorted. Stratified by class when every class can give a
-    test row and keep a training row."""
-    if test_fraction == 0:
+# What a held-out part is called in messages: (rows it is drawn from, what for, another way out).
+_HELD_OUT = {"data.test_fraction": ("row", "testing", ", or test_fraction: 0"),
+             "data.validation": ("training row", "validation", "")}
+
+
+def _split(n: int, fraction: float, labels: Optional[np.ndarray], rng: np.random.Generator,
+           name: str, setting: str = "data.test_fraction") -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (kept, held out), each sorted: `fraction` of n rows held out (rounded up)
+    for `setting`. Stratified by class when every class can give a held-out row and keep a
+    kept one."""
+    if fraction == 0:
         everything = np.arange(n)
         return everything, everything
-    n_test = math.ceil(round(test_fraction * n, 9))
-    if n - n_test < 1:
+    n_held = math.ceil(round(fraction * n, 9))
+    if n - n_held < 1:
+        rows, purpose, way_out = _HELD_OUT[setting]
         raise DataProblem(
-            "data.test_fraction",
-            f"{name} has {n} row{'s' if n != 1 else ''}: test_fraction {test_fraction:g} takes {n_test} "
-            f"for testing and leaves none for training "
-            f"(need at least {n_test + 1} rows, or test_fraction: 0)",
+            setting,
+            f"{name} has {n} {rows}{'s' if n != 1 else ''}: {setting.split('.')[1]} {fraction:g} "
+            f"takes {n_held} for {purpose} and leaves none for training "
+            f"(need at least {n_held + 1} {rows}s{way_out})",
         )
     perm = rng.permutation(n)
-    test = np.zeros(n, dtype=bool)
+    held = np.zeros(n, dtype=bool)
     classes, counts = (np.unique(labels, return_counts=True) if labels is not None else (None, None))
-    if classes is not None and n_test >= len(classes) and n - n_test >= len(classes) and counts.min() >= 2:
-        exact = counts * n_test / n
+    if classes is not None and n_held >= len(classes) and n - n_held >= len(classes) and counts.min() >= 2:
+        exact = counts * n_held / n
         take = np.floor(exact).astype(int)
         order = np.argsort(-(exact - take), kind="stable")
-        take[order[: n_test - take.sum()]] += 1
+        take[order[: n_held - take.sum()]] += 1
         take = np.clip(take, 1, counts - 1)
         for c, k in zip(classes, take):
             members = perm[labels[perm] == c]
-            test[members[:k]] = True
+            held[members[:k]] = True
     else:
-        test[perm[:n_test]] = True
-    return np.flatnonzero(~test), np.flatnonzero(test)
+        held[perm[:n_held]] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def _validation_split(X: np.ndarray, T: np.ndarray, fraction: float, labels: Optional[np.ndarray],
+                      data_seed: int, name: str, target_names: tuple[str, ...]):
+    """(X_train, T_train, X_val, T_val): `fraction` of the training rows held out for validation,
+    from a stream of its own (the test split is unchanged). A class the training rows had must
+    keep a training row."""
+    keep, held = _split(X.shape[0], fraction, labels, _rng(data_seed, 2), name, "data.validation")
+    if labels is not None:
+        lost = sorted(set(labels.tolist()) - set(labels[keep].tolist()))
+        if lost:
+            names = ", ".join(repr(target_names[c]) for c in lost)
+            raise DataProblem("data.validation", (
+                f"validation {fraction:g} takes {len(held)} of the {X.shape[0]} training rows of "
+                f"{name} and leaves class {names} without a training row; use a smaller fraction"))
+    return X[keep], T[keep], X[held], T[held]
 
 
 def _scaler(kind: str, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -387,11 +436,13 @@ def load_dataset(
     target_scale: str = "none",
     task: Optional[str] = None,
     data_seed: int = 0,
+    validation: Optional[float] = None,
 ) -> Dataset:
     """Build a Dataset from the `data:` settings; raises DataProblem naming the setting.
 
     source : a built-in name (BUILTINS) or a CSV path, relative to `base_dir` (the sweep file's
         directory). None for test_fraction, scale or task means the set's default.
+    validation : the fraction of the training rows held out for validation; None: no split.
     """
     if source in BUILTINS:
         if target is not None:
@@ -446,27 +497,34 @@ def load_dataset(
     else:
         train, test = _split(raw.X.shape[0], test_fraction, labels, _rng(data_seed, 1), repr(name))
         X_train, X_test, T_train, T_test = raw.X[train], raw.X[test], raw.T[train], raw.T[test]
-    labels_train, labels_test = (T_train, T_test) if task == "classification" else (None, None)
+    classification = task == "classification"
+    X_val = T_val = None
+    if validation is not None:
+        X_train, T_train, X_val, T_val = _validation_split(
+            X_train, T_train, validation, T_train if classification else None, data_seed,
+            repr(name), tuple(target_names))
 
-    # Scale, fitted on the training split only.
+    # Scale, fitted on the training rows only (validation rows left out).
     input_shift, input_spread = _scaler(scale, X_train)
-    X_train, X_test = (X_train - input_shift) / input_spread, (X_test - input_shift) / input_spread
-    if task == "classification":
-        eye = np.eye(len(target_names))
-        Y_train, Y_test = eye[labels_train], eye[labels_test]
-    else:
-        shift, spread = _scaler(target_scale, T_train)
-        Y_train, Y_test = (T_train - shift) / spread, (T_test - shift) / spread
-
-    arrays = {
-        "X_train": X_train, "Y_train": Y_train, "X_test": X_test, "Y_test": Y_test,
-        "labels_train": labels_train, "labels_test": labels_test,
-    }
+    shift, spread = (None, None) if classification else _scaler(target_scale, T_train)
+    eye = np.eye(len(target_names))
+    # The fingerprint hashes the arrays in this order: X and Y of train and test, then their
+    # labels, as before validation existed; the validation arrays only when there is a split.
+    parts = {"train": (X_train, T_train), "test": (X_test, T_test)}
+    if X_val is not None:
+        parts["val"] = (X_val, T_val)
+    arrays: dict[str, Optional[np.ndarray]] = {}
+    for part, (X, T) in parts.items():
+        arrays[f"X_{part}"] = (X - input_shift) / input_spread
+        arrays[f"Y_{part}"] = eye[T] if classification else (T - shift) / spread
+    arrays.update({f"labels_{part}": T if classification else None
+                   for part, (_, T) in parts.items()})
     arrays = {k: None if v is None else
               _readonly(np.asarray(v, dtype=np.float64 if k[0] in "XY" else np.int64))
               for k, v in arrays.items()}
     resolved = {
         "data.source": source, "data.target": target, "data.test_fraction": float(test_fraction),
+        "data.validation": None if validation is None else float(validation),
         "data.scale": scale, "data.target_scale": target_scale, "data.task": task,
     }
     return Dataset(

@@ -1,33 +1,113 @@
-"""Search spaces: a validated sweep file -> variants, deterministically.
+"""Search: a validated sweep file -> variants, deterministically.
 
-Grid search is the Cartesian product of the value lists, the first listed parameter varying
-slowest (file order). Random search draws `samples` variants from a NumPy generator seeded
-with `search.random_seed`; each parameter in file order: a list is a uniform choice,
-`{distribution: log_uniform | uniform | int_uniform, low, high}` a range (int_uniform includes
-high). Drawn floats are rounded to 6 significant digits, so names and keys stay readable, and a
-draw equal to an earlier one is drawn again. Same file -> same variants, order and keys.
+`SEARCH_METHODS` is the table of search methods, keyed by the name `search.method` takes:
+grid and random (`sweeps.spec.methods`), halving (`sweeps.spec.halving`). Each is one small
+class that checks its own settings (`check`; `check_config` for rules across sections,
+`check_dataset` for rules that need the data set), produces its points (`points`: one
+{dotted path: value} per variant) and describes itself (`describe`: what `sweeps plan` prints
+after "variants: N"). An adaptive method (halving) additionally runs in rounds: its points are
+every variant that may train, and a scheduler outside `spec` decides how long each trains.
+A search key set in the file that the method does not read is a problem.
 
-A variant's `key` hashes every resolved setting plus its data set's fingerprint; its `group`
-is the same hash without `seed`, so variants that differ only by seed share a group.
+Same file -> same variants, order and keys. A variant's `key` hashes every resolved setting
+plus its data set's fingerprint; its `group` is the same hash without `seed`, so variants that
+differ only by seed share a group. Settings added to the schema later are hashed only when set
+(`sweeps.spec.config.ADDED_LATER`), so the keys of older files never change.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import math
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
-import numpy as np
-
-from sweeps.spec.config import Distribution, SweepConfig, coerce, flatten
+from sweeps.spec.config import SearchConfig, SweepConfig, flatten, hashed_settings
+from sweeps.spec.halving import Halving
+from sweeps.spec.methods import SAMPLERS, Grid, Random, SearchMethod
+from sweeps.spec.parameters import check_parameters
+from sweeps.spec.problems import Problem, suggest
 from sweeps.records import FrozenSettings, Variant, format_value
 
-RANDOM_DIGITS = 6
 # Short names for the settings in a variant's name.
 SHORT = {"train.optimizer": "opt", "train.weight_decay": "wd", "train.batch_size": "batch",
          "model.output_activation": "out", "model.activation": "act", "data.source": "data"}
+
+
+# The table: YAML name -> method.
+SEARCH_METHODS: dict[str, type[SearchMethod]] = {m.name: m for m in (Grid, Random, Halving)}
+# The search keys besides method and parameters; each read by some method.
+OPTIONAL_KEYS = tuple(k for k in SearchConfig.model_fields if k not in ("method", "parameters"))
+
+
+def method_of(config: SweepConfig) -> SearchMethod:
+    """The search method of a validated config that has a search section."""
+    return SEARCH_METHODS[config.search.method](config)
+
+
+def check_search(config: SweepConfig, whole: bool = True) -> tuple[SweepConfig, list[Problem]]:
+    """Validate the search section: the method's name, search.parameters, the keys the method
+    does not read, and the method's own rules (with `whole`, also those across sections).
+    Returns the config with normalized parameter values, and the problems."""
+    search = config.search
+    if search is None:
+        return config, []
+    method = SEARCH_METHODS.get(search.method)
+    if method is None:
+        names = list(SEARCH_METHODS)
+        unknown = Problem(("search", "method"), (
+            f"unknown search method {search.method!r}{suggest(search.method, names)} "
+            f"(one of: {', '.join(names)})"))
+        return config, [unknown] + check_parameters(search.parameters, None)[1]
+    parameters, problems = check_parameters(search.parameters,
+                                            method(config).refuse_distribution)
+    config = config.model_copy(
+        update={"search": search.model_copy(update={"parameters": parameters})})
+    checked = method(config)
+    problems += _unread_keys(checked)
+    problems += checked.check(clean=not problems)
+    if whole:
+        problems += checked.check_config()
+    return config, problems
+
+
+def _unread_keys(method: SearchMethod) -> list[Problem]:
+    """A search key set in the file that the method, as configured, does not read."""
+    search = method.search
+    return [Problem(("search", key), f"only used by {_readers(key)}") for key in OPTIONAL_KEYS
+            if key not in method.reads and key in search.model_fields_set
+            and getattr(search, key) is not None]
+
+
+def _readers(key: str) -> str:
+    """"method: random (or sampler: random under method: halving)" for samples."""
+    owners = [name for name, m in SEARCH_METHODS.items() if key in m.keys]
+    text = " or ".join(f"method: {name}" for name in owners)
+    through = [name for name in owners if name in SAMPLERS]
+    adaptive = [name for name, m in SEARCH_METHODS.items() if "sampler" in m.keys]
+    if through and adaptive:
+        text += (f" (or sampler: {' or '.join(through)} under method: "
+                 f"{' or '.join(adaptive)})")
+    return text
+
+
+def expand(config: SweepConfig) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """The settings of every variant (data defaults still None), and the swept paths in file order."""
+    base = flatten(config)
+    search = config.search
+    if search is None or not search.parameters:
+        return [dict(base)], ()
+    return [{**base, **point} for point in method_of(config).points()], tuple(search.parameters)
+
+
+def describe_search(config: SweepConfig, swept: tuple[str, ...]) -> str:
+    """What `sweeps plan` says after "variants: N": the method's own line."""
+    if config.search is None or not swept:
+        return "no search: one variant"
+    return method_of(config).describe()
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys, groups and names
 
 
 def _hash(payload: Any) -> str:
@@ -36,8 +116,9 @@ def _hash(payload: Any) -> str:
 
 
 def variant_key(settings: Mapping[str, Any], fingerprint: str) -> str:
-    """Hash of every resolved setting plus the data fingerprint."""
-    return _hash({"settings": dict(settings), "data": fingerprint})
+    """Hash of every resolved setting plus the data fingerprint (a setting added later is
+    hashed only when set: `sweeps.spec.config.ADDED_LATER`)."""
+    return _hash({"settings": hashed_settings(settings), "data": fingerprint})
 
 
 def variant_group(settings: Mapping[str, Any], fingerprint: str) -> str:
@@ -58,55 +139,6 @@ def variant_name(settings: Mapping[str, Any], swept: tuple[str, ...], default: s
     `names`: short_names(swept), when the caller has it already."""
     names = names or short_names(swept)
     return " ".join(f"{names[p]}={format_value(settings[p])}" for p in swept) or default
-
-
-def grid(parameters: Mapping[str, list]) -> Iterator[dict[str, Any]]:
-    """Cartesian product in file order (the first parameter varies slowest)."""
-    paths = list(parameters)
-    for values in itertools.product(*(parameters[p] for p in paths)):
-        yield dict(zip(paths, values))
-
-
-def _draw(rng: np.random.Generator, spec: Any) -> Any:
-    if isinstance(spec, list):
-        return spec[int(rng.integers(len(spec)))]
-    if spec.distribution == "int_uniform":
-        return int(rng.integers(int(spec.low), int(spec.high), endpoint=True))
-    if spec.distribution == "log_uniform":
-        value = math.exp(rng.uniform(math.log(spec.low), math.log(spec.high)))
-    else:
-        value = rng.uniform(spec.low, spec.high)
-    return float(f"{value:.{RANDOM_DIGITS}g}")
-
-
-def random_points(parameters: Mapping[str, list | Distribution], samples: int, seed: int,
-                  max_tries: int = 100) -> list[dict[str, Any]]:
-    """`samples` distinct draws; fewer only if that many distinct ones cannot be found."""
-    rng = np.random.default_rng(seed)
-    points: list[dict[str, Any]] = []
-    seen: set = set()
-    for _ in range(samples * max_tries):
-        point = {path: coerce(path, _draw(rng, spec)) for path, spec in parameters.items()}
-        fingerprint = json.dumps(point, sort_keys=True)
-        if fingerprint not in seen:
-            seen.add(fingerprint)
-            points.append(point)
-            if len(points) == samples:
-                break
-    return points
-
-
-def expand(config: SweepConfig) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
-    """The settings of every variant (data defaults still None), and the swept paths in file order."""
-    base = flatten(config)
-    search = config.search
-    if search is None or not search.parameters:
-        return [dict(base)], ()
-    if search.method == "grid":
-        points = list(grid(search.parameters))
-    else:
-        points = random_points(search.parameters, search.samples, search.random_seed or 0)
-    return [{**base, **point} for point in points], tuple(search.parameters)
 
 
 def make_variants(settings: list[Mapping[str, Any]], data_keys: list[str],

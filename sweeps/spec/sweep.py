@@ -1,7 +1,10 @@
 """A sweep file, loaded: validated config, data sets and variants (`load_sweep`).
 
-Nothing is written anywhere: a file either loads completely or raises ConfigError with every
-problem found, one line each.
+The order of the checks: YAML (`problems.parse_yaml`), the schema (`config`), the search
+section (`search.check_search`: the method's own rules), the data sets (`data`), then the
+rules that need a resolved variant and its data (`config.check_variant`, and the method's
+`check_dataset`). Nothing is written anywhere: a file either loads completely or raises
+ConfigError with every problem found, one line each.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from sweeps.spec.config import (DATA_SETTINGS, Settings, SweepConfig, check_variant, flatten,
-                           validate_mapping)
+from pydantic import ValidationError
+
+from sweeps.spec.config import (DATA_SETTINGS, SearchConfig, Settings, SweepConfig, check_variant,
+                                flatten, hashed_config, pydantic_problems, unused_constants)
 from sweeps.spec.data import DataProblem, Dataset, load_dataset
-from sweeps.spec.problems import ConfigError, Problem, format_problems, parse_yaml
+from sweeps.spec.problems import ConfigError, Problem, format_problems, parse_yaml, show
 from sweeps.records import Variant
-from sweeps.spec.search import expand, make_variants
+from sweeps.spec.search import check_search, expand, make_variants, method_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,8 +43,9 @@ class Sweep:
 
 
 def config_hash(config: SweepConfig, fingerprints) -> str:
-    """Hash of the validated config (comments and key order of sections aside) and its data."""
-    payload = {"config": config.model_dump(mode="json"), "data": sorted(set(fingerprints))}
+    """Hash of the validated config (comments and key order of sections aside) and its data.
+    Settings added later are hashed only when set (`sweeps.spec.config.ADDED_LATER`)."""
+    payload = {"config": hashed_config(config), "data": sorted(set(fingerprints))}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -70,9 +76,32 @@ def load_data(settings: Mapping[str, Any], base_dir: Path) -> Dataset:
     return load_dataset(
         settings["data.source"], base_dir=base_dir, target=settings["data.target"],
         test_fraction=settings["data.test_fraction"], scale=settings["data.scale"],
+        # .get: params logged before data.validation existed do not have it (no split)
+        validation=settings.get("data.validation"),
         target_scale=settings["data.target_scale"], task=settings["data.task"],
         data_seed=settings["data_seed"],
     )
+
+
+def validate_mapping(data: Any) -> tuple[Optional[SweepConfig], list[Problem]]:
+    """Parsed YAML -> (SweepConfig or None, problems)."""
+    if data is None:
+        return None, [Problem((), "the file is empty; expected a mapping with data, model, train, ...")]
+    if not isinstance(data, dict):
+        return None, [Problem((), f"expected a mapping at the top of the file, got {show(data)}")]
+    try:
+        config = SweepConfig.model_validate(data)
+    except ValidationError as error:
+        problems = pydantic_problems(error, SweepConfig)
+        # Still check the search paths and values when only other parts failed.
+        search = data.get("search")
+        if isinstance(search, dict) and not any(p.loc[:1] == ("search",) for p in problems):
+            partial = SweepConfig(search=SearchConfig.model_validate(search))
+            problems += check_search(partial, whole=False)[1]
+        return None, problems
+    config, problems = check_search(config)
+    problems += unused_constants(config)
+    return (None if problems else config), problems
 
 
 def _data_problems_only(data: Any, base_dir: Path) -> list[Problem]:
@@ -128,6 +157,12 @@ def load_sweep(path: str | Path) -> Sweep:
             except DataProblem as problem:
                 datasets_by_spec[spec] = None
                 problems.append(Problem(where((problem.path,), point), problem.message))
+
+    # The search method's rules on each data set (halving's metric against the task).
+    if config.search is not None:
+        method = method_of(config)
+        for dataset in datasets_by_spec.values():
+            problems += method.check_dataset(dataset) if dataset is not None else []
 
     # Rules across settings and data, once per distinct combination that matters to them.
     resolved: list[dict[str, Any]] = []

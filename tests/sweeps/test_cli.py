@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from sweeps.cli import app
-from sweeps.spec.config import SETTING_PATHS, SweepConfig
+from sweeps.spec.config import SETTING_PATHS, SearchConfig, SweepConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 runner = CliRunner()
@@ -32,7 +32,7 @@ BASE = {
                "parameters": {"train.lr": [0.1, 0.5], "model.hidden": [2, 4], "seed": [0, 1]}},
 }
 
-FLOATS = ["data.test_fraction", "train.lr", "train.weight_decay"]
+FLOATS = ["data.test_fraction", "data.validation", "train.lr", "train.weight_decay"]
 INTS = ["train.epochs", "train.log_every", "train.batch_size", "seed", "data_seed"]
 STRINGS = ["name", "data.source", "data.scale", "data.task", "model.activation",
            "model.output_activation", "model.init", "train.loss", "train.optimizer", "train.dtype",
@@ -111,7 +111,8 @@ def test_wrong_types_are_refused_naming_the_key(sweep_file, data):
 @given(section=st.sampled_from([None, "data", "model", "train", "search"]),
        key=st.from_regex(r"[a-z]{2,8}_[a-z]{1,6}", fullmatch=True))
 def test_unknown_keys_are_refused_naming_the_key(sweep_file, section, key):
-    known = {p.split(".")[-1] for p in SETTING_PATHS} | set(SweepConfig.model_fields)
+    known = ({p.split(".")[-1] for p in SETTING_PATHS} | set(SweepConfig.model_fields)
+             | set(SearchConfig.model_fields))
     if key in known:
         return
     mutated = put(BASE, f"{section}.{key}" if section else key, 1)
@@ -133,6 +134,7 @@ OUT_OF_RANGE = {
     "train.momentum": st.one_of(st.floats(min_value=1.0, allow_nan=False, allow_infinity=False), _below(-1e-12)),
     "train.beta2": st.floats(min_value=1.0, allow_nan=False, allow_infinity=False),
     "data.test_fraction": st.one_of(st.floats(min_value=1.0, allow_nan=False, allow_infinity=False), _below(-1e-12)),
+    "data.validation": st.one_of(st.floats(min_value=1.0, allow_nan=False, allow_infinity=False), _below(0.0)),
     "seed": st.one_of(st.integers(max_value=-1), st.integers(min_value=2**32)),
     "data_seed": st.integers(max_value=-1),
 }
@@ -203,3 +205,145 @@ def test_every_problem_one_line_each(tmp_path):
 def test_missing_file(tmp_path):
     result = runner.invoke(app, ["validate", str(tmp_path / "nope.yaml")])
     assert_refused(result, "no such file")
+
+
+def test_light_commands_import_neither_ray_nor_mlflow(tmp_path):
+    """validate and plan stay fast: no Ray, MLflow or pandas behind them (halving included)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from sweeps.cli import app\n"
+            "for command in ('validate', 'plan'):\n"
+            f"    app([command, {str(CONFIGS / 'halving.yaml')!r}], standalone_mode=False)\n"
+            "print(sorted(m for m in ('ray', 'mlflow', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert "variants: 960 (halving on val_loss (min)" in out.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# search.method: halving, rule by rule: one line naming the key, exit 2
+
+HALVING = """\
+name: h
+data: {source: moons, validation: 0.2}
+model: {output_activation: sigmoid}
+train: {loss: bce, epochs: 300}
+search:
+  method: halving
+  min_epochs: 10
+  parameters:
+    train.lr: [0.1, 0.3]
+    seed: [0, 1]
+"""
+
+
+def halving_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "halving.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_halving_file_is_valid_and_planned(tmp_path):
+    path = halving_file(tmp_path, HALVING)
+    assert runner.invoke(app, ["validate", str(path)]).exit_code == 0
+    result = runner.invoke(app, ["plan", str(path)])
+    assert result.exit_code == 0, result.output
+    assert ("variants: 4 (halving on val_loss (min), eta 3: 5 rungs ending at epochs 10, 30, 90, "
+            "270, 300, 3 brackets; sampler: grid over 2 parameters)") in result.output
+    assert "128 train / 32 val / 40 test rows" in result.output
+
+
+def edit(text: str, old: str, new: str) -> str:
+    assert old in text, old
+    return text.replace(old, new)
+
+
+SEARCH_KEYS = "  min_epochs: 10\n"
+HALVING_RULES = [
+    # (what the file says, the key blamed, words of the message)
+    ((SEARCH_KEYS, ""), "search.min_epochs", ["required for method: halving"]),
+    ((SEARCH_KEYS, "  min_epochs: 0\n"), "search.min_epochs", ["greater than or equal to 1"]),
+    ((SEARCH_KEYS, "  min_epochs: 300\n"), "search.min_epochs", ["below train.epochs (300)"]),
+    ((SEARCH_KEYS, SEARCH_KEYS + "  eta: 1\n"), "search.eta", ["greater than or equal to 2"]),
+    ((SEARCH_KEYS, SEARCH_KEYS + "  eta: 2.5\n"), "search.eta", ["valid integer"]),
+    ((SEARCH_KEYS, SEARCH_KEYS + "  metric: val_los\n"), "search.metric", ["did you mean 'val_loss'?"]),
+    ((SEARCH_KEYS, SEARCH_KEYS + "  metric: val_mse\n"), "search.metric",
+     ["val_mse needs a regression data set", "'moons' is classification", "val_accuracy"]),
+    ((SEARCH_KEYS, SEARCH_KEYS + "  mode: max\n"), "search.mode", ["mode max", "metric val_loss"]),
+    ((SEARCH_KEYS, SEARCH_KEYS + "  metric: val_accuracy\n  mode: min\n"), "search.mode",
+     ["mode min", "metric val_accuracy"]),
+    ((SEARCH_KEYS, SEARCH_KEYS + "  mode: up\n"), "search.mode", ["'min' or 'max'"]),
+    ((SEARCH_KEYS, SEARCH_KEYS + "  brackets: 0\n"), "search.brackets", ["auto or a number"]),
+    ((SEARCH_KEYS, SEARCH_KEYS + "  brackets: some\n"), "search.brackets", ["auto or a number"]),
+    ((SEARCH_KEYS, SEARCH_KEYS + "  brackets: 6\n"), "search.brackets",
+     ["6 brackets", "5 rungs (10, 30, 90, 270, 300)"]),
+    ((SEARCH_KEYS, SEARCH_KEYS + "  sampler: randm\n"), "search.sampler", ["did you mean 'random'?"]),
+    ((SEARCH_KEYS, SEARCH_KEYS + "  sampler: random\n"), "search.samples", ["required for sampler: random"]),
+    ((SEARCH_KEYS, SEARCH_KEYS + "  samples: 3\n"), "search.samples",
+     ["only used by method: random", "sampler: random"]),
+    (("    seed: [0, 1]\n", "    seed: [0, 1]\n    train.epochs: [100, 300]\n"),
+     "search.parameters.train.epochs", ["cannot be swept", "rungs are derived from train.epochs"]),
+    (("    train.lr: [0.1, 0.3]\n", "    train.lr: {distribution: log_uniform, low: 0.01, high: 1.0}\n"),
+     "search.parameters.train.lr", ["sampler: random"]),
+    (("data: {source: moons, validation: 0.2}", "data: {source: moons}"), "data.validation",
+     ["validation metric, never on the test set", "data.validation: 0.2"]),
+    (("    seed: [0, 1]\n", "    seed: [0, 1]\n    data.validation: [0.2, null]\n"),
+     "search.parameters.data.validation[1]", ["never on the test set"]),
+    (("data: {source: moons, validation: 0.2}", "data: {source: moons, validation: 0.995}"),
+     "data.validation", ["leaves none for training"]),
+]
+
+
+@pytest.mark.parametrize("change, key, words", HALVING_RULES,
+                         ids=[f"{key}:{words[0][:24]}" for _, key, words in HALVING_RULES])
+def test_each_halving_rule_is_one_line_naming_its_key(tmp_path, change, key, words):
+    result = runner.invoke(app, ["validate", str(halving_file(tmp_path, edit(HALVING, *change)))])
+    assert_refused(result, *words)
+    (line,) = result.output.strip().splitlines()
+    assert f": {key}: " in line
+
+
+@pytest.mark.parametrize("method", ["grid", "random"])
+@pytest.mark.parametrize("key, value", [("sampler", "grid"), ("min_epochs", 10), ("eta", 3),
+                                        ("metric", "val_loss"), ("mode", "min"), ("brackets", "auto")])
+def test_halving_keys_under_another_method(tmp_path, method, key, value):
+    text = edit(HALVING, "  method: halving\n  min_epochs: 10\n",
+                f"  method: {method}\n  {key}: {value}\n" + ("  samples: 2\n" if method == "random" else ""))
+    result = runner.invoke(app, ["validate", str(halving_file(tmp_path, text))])
+    assert_refused(result, f": search.{key}: only used by method: halving")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_unknown_method_names_it_and_the_closest(tmp_path):
+    result = runner.invoke(app, ["validate", str(halving_file(tmp_path, edit(
+        HALVING, "method: halving", "method: halfing")))])
+    assert_refused(result, ": search.method: unknown search method 'halfing'",
+                   "did you mean 'halving'?", "grid, random, halving")
+
+
+def WORDS_NOT(*valid: str):
+    """Words, except the valid names among them."""
+    return words.filter(lambda w: w not in valid)
+
+
+# Values a halving key never takes.
+HALVING_WRONG = {
+    "min_epochs": st.one_of(st.integers(max_value=0), st.integers(min_value=300), WORDS_NOT(), fractional),
+    "eta": st.one_of(st.integers(max_value=1), WORDS_NOT(), fractional, st.booleans()),
+    "brackets": st.one_of(st.integers(max_value=0), st.integers(min_value=6), WORDS_NOT("auto"), fractional),
+    "metric": st.one_of(WORDS_NOT(), whole, lists),
+    "mode": st.one_of(WORDS_NOT("min", "max"), whole, st.just("max")),   # max contradicts val_loss
+    "sampler": st.one_of(WORDS_NOT("grid", "random"), whole, lists),
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_wrong_halving_values_are_refused_naming_the_key(sweep_file, data):
+    key = data.draw(st.sampled_from(sorted(HALVING_WRONG)))
+    mutated = yaml.safe_load(HALVING)
+    mutated["search"][key] = data.draw(HALVING_WRONG[key])
+    result = validate(sweep_file, yaml.safe_dump(mutated, sort_keys=False))
+    assert_refused(result, f": search.{key}: ")

@@ -200,3 +200,103 @@ def test_target_is_only_for_csv():
     with pytest.raises(DataProblem) as caught:
         load_dataset("iris", target=("y",))
     assert caught.value.path == "data.target"
+
+
+# ---------------------------------------------------------------------------------------------
+# The validation split (data.validation)
+
+
+def rows(*arrays: np.ndarray) -> list[set]:
+    """Each array's rows as a set of tuples (to compare which raw rows went where)."""
+    return [{tuple(r) for r in a} for a in arrays]
+
+
+def test_validation_rows_come_from_the_training_rows_stratified():
+    d = load_dataset("iris", validation=0.25)
+    assert (d.X_train.shape[0], d.X_val.shape[0], d.X_test.shape[0]) == (90, 30, 30)
+    assert np.bincount(d.labels_val).tolist() == [10, 10, 10]
+    assert np.bincount(d.labels_train).tolist() == [30, 30, 30]
+    np.testing.assert_array_equal(d.Y_val.argmax(axis=1), d.labels_val)
+    assert d.resolved["data.validation"] == 0.25
+    assert "iris: 90 train / 30 val / 30 test rows" in d.describe()
+
+
+def test_validation_size_is_rounded_up_like_the_test_split():
+    d = load_dataset("sine", validation=0.1)       # 256 rows: 52 test, 204 left, ceil(20.4) val
+    assert (d.X_train.shape[0], d.X_val.shape[0], d.X_test.shape[0]) == (183, 21, 52)
+    assert d.labels_val is None and d.Y_val.shape == (21, 1)
+
+
+def test_train_validation_and_test_rows_are_disjoint_and_cover_the_data():
+    whole = load_dataset("moons", scale="none", test_fraction=0.0)
+    d = load_dataset("moons", scale="none", validation=0.2)
+    train, val, test = rows(d.X_train, d.X_val, d.X_test)
+    assert len(train) == len(d.X_train) and len(val) == len(d.X_val)     # moons rows are distinct
+    assert not train & val and not train & test and not val & test
+    assert train | val | test == rows(whole.X_train)[0]
+
+
+def test_a_validation_split_leaves_the_test_rows_unchanged():
+    for source in ("moons", "iris", "diabetes"):
+        before = load_dataset(source, scale="none")
+        after = load_dataset(source, scale="none", validation=0.3)
+        np.testing.assert_array_equal(after.X_test, before.X_test)
+        np.testing.assert_array_equal(after.Y_test, before.Y_test)
+        assert rows(after.X_train)[0] | rows(after.X_val)[0] <= rows(before.X_train)[0]
+        assert after.fingerprint != before.fingerprint
+
+
+def test_without_validation_nothing_changes():
+    d = load_dataset("moons")
+    assert d.X_val is None and d.Y_val is None and d.labels_val is None
+    assert d.val_targets("sigmoid") is None
+    assert d.resolved["data.validation"] is None
+    assert "160 train / 40 test rows" in d.describe()
+
+
+def test_validation_split_is_deterministic_per_data_seed():
+    a, b, c = (load_dataset("moons", validation=0.2, data_seed=s) for s in (1, 1, 2))
+    for name in ("X_train", "X_val", "Y_val", "labels_val", "X_test"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+    assert load_dataset("moons", validation=0.3).fingerprint != load_dataset("moons", validation=0.2).fingerprint
+
+
+def test_scaling_is_fitted_on_the_rows_left_for_training():
+    raw = load_dataset("diabetes", scale="none", validation=0.2)
+    d = load_dataset("diabetes", scale="standard", target_scale="minmax", validation=0.2)
+    mean, std = raw.X_train.mean(axis=0), raw.X_train.std(axis=0)
+    np.testing.assert_allclose(d.X_train.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(d.X_val, (raw.X_val - mean) / std)
+    np.testing.assert_allclose(d.X_test, (raw.X_test - mean) / std)
+    np.testing.assert_allclose(d.input_shift, mean)
+    low, high = raw.Y_train.min(), raw.Y_train.max()
+    assert d.Y_train.min() == 0.0 and d.Y_train.max() == 1.0
+    np.testing.assert_allclose(d.Y_val, (raw.Y_val - low) / (high - low))
+    assert not np.allclose(d.X_val.mean(axis=0), 0.0)        # not refitted on validation rows
+
+
+def test_val_targets_follow_the_output_layer_like_targets():
+    d = load_dataset("moons", validation=0.2)
+    single = d.val_targets("sigmoid")
+    np.testing.assert_array_equal(single[:, 0], d.labels_val)
+    np.testing.assert_array_equal(d.val_targets("softmax"), d.Y_val)
+    assert single.shape == (32, 1) and d.targets("sigmoid")[0].shape == (128, 1)
+
+
+def test_validation_on_a_set_whose_test_set_is_its_own():
+    d = load_dataset("article", validation=0.2)
+    assert (d.X_train.shape[0], d.X_val.shape[0]) == (2, 1)
+    np.testing.assert_array_equal(d.X_test, [[0.2, 0.4, 0.6]])
+
+
+@pytest.mark.parametrize("fraction, words", [
+    (0.9, ["4 training rows", "leaves none for training"]),
+    (0.75, ["class '1'", "without a training row"]),
+])
+def test_validation_that_leaves_no_training_row_or_class(fraction, words):
+    with pytest.raises(DataProblem) as caught:
+        load_dataset("xor", validation=fraction)
+    assert caught.value.path == "data.validation"
+    for word in words:
+        assert word in caught.value.message

@@ -60,6 +60,14 @@ def test_every_setting_has_exactly_one_role():
     assert set(SETTING_ROLES.values()) == {"data", "pack", "variant"}
 
 
+def test_derived_tables_pick_up_a_new_data_setting():
+    """data.validation was added with its role only; every derived table follows from it."""
+    assert SETTING_ROLES["data.validation"] == "data"
+    assert "data.validation" in config.DATA_SETTINGS and "data.validation" in PACK_SHARED
+    assert config.NUMBER_KINDS["data.validation"] is float
+    assert "data.validation" not in config.TEXT_SETTINGS
+
+
 def test_a_setting_without_a_role_is_refused():
     class Unmarked(BaseModel):
         lr: float = 0.1
@@ -125,10 +133,11 @@ def test_settings_that_change_the_loop_never_share_a_pack(write):
     assert any(len({v.settings["train.lr"] for v in p.variants}) > 1 for p in packs)
 
 
-def test_data_seed_splits_packs(write):
+@pytest.mark.parametrize("swept", ["data_seed: [0, 1]", "data.validation: [null, 0.2]"])
+def test_data_settings_split_packs(write, swept):
     sweep = load_sweep(write("data: {source: moons}\nmodel: {output_activation: sigmoid}\n"
                              "train: {loss: bce, epochs: 5}\nsearch:\n  parameters:\n"
-                             "    data_seed: [0, 1]\n    seed: [0, 1, 2]\n"))
+                             f"    {swept}\n    seed: [0, 1, 2]\n"))
     packs = make_packs(sweep, workers=1)
     assert_valid_packing(sweep, packs)
     assert len(sweep.datasets) == 2 and len({p.data_key for p in packs}) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pickle
@@ -12,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from sweeps.execution.plan import describe, make_packs
 from sweeps.records import Variant
+from sweeps.spec.config import ADDED_LATER, LATER_DEFAULTS, SearchConfig, SweepConfig, hashed_config
+from sweeps.spec.search import SEARCH_METHODS, Halving, describe_search, method_of
 from sweeps.spec.sweep import load_sweep
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -214,3 +218,180 @@ def test_random_hidden_size_is_a_tuple_like_any_hidden_setting(write):
     sweep = load_sweep(write(text))
     assert all(isinstance(v.settings["model.hidden"], tuple) for v in sweep.variants)
     assert all(2 <= v.settings["model.hidden"][0] <= 9 for v in sweep.variants)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume compatibility: hashes of files written before the later settings existed
+
+# main's values at commit 4974a0e (computed there with `load_sweep`, before data.validation and
+# halving existed): (config_hash, data fingerprint, first three (key, group), sha256 prefix of
+# every key joined by spaces, in order). Resuming an MLflow store finds the parent run by the
+# config hash and the finished children by their keys: a change to any of these breaks resume.
+MAIN_4974A0E = {
+    "card.yaml": ("2b4d8c1f5c6ea0c2", "e5979d824a72cace",
+                  [("b4e1eb3a3461aaf1", "e9028dd70c3dca3d"), ("fdd27ac91414358f", "e9028dd70c3dca3d"),
+                   ("55563f00a19ec647", "e9028dd70c3dca3d")], "1b079362b7dc1d7e"),
+    "iris.yaml": ("235fd6179585a0c4", "10682ffbd98a573f",
+                  [("403a0976ffcdf93d", "0e19c7ec7fb56370"), ("f322be4840f6a36b", "0e19c7ec7fb56370"),
+                   ("01516528848b573d", "0e19c7ec7fb56370")], "f3502354fddfcbdb"),
+    "random_search.yaml": ("bcb3ecbb8c40a517", "cf65760bccb26822",
+                           [("b89aa81259d790ce", "b7585f13a0319996"),
+                            ("4aa5fe40668c6c6e", "0e3c6fe6e1ca636a"),
+                            ("05056c565eb6e40e", "1fbbb499ef1739d1")], "f7d70a8824ac4f3d"),
+    "article.yaml": ("6e1187a8b3837126", "e5979d824a72cace",
+                     [("3b4fff1df7c504d6", "a48addd09c24ebe4")], "fd98eb827306ba7a"),
+}
+
+
+def _all_keys_digest(sweep) -> str:
+    return hashlib.sha256(" ".join(v.key for v in sweep.variants).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", sorted(MAIN_4974A0E))
+def test_files_from_before_the_later_settings_keep_mains_hashes_and_keys(name):
+    config_hash, data_key, first, digest = MAIN_4974A0E[name]
+    sweep = load_sweep(CONFIGS / name)
+    assert sweep.config_hash == config_hash
+    assert list(sweep.datasets) == [data_key]
+    assert [(v.key, v.group) for v in sweep.variants[:len(first)]] == first
+    assert _all_keys_digest(sweep) == digest      # grid and random: same points, same order
+
+
+def test_later_settings_at_their_defaults_are_not_hashed_and_set_ones_are(write):
+    text = (CONFIGS / "iris.yaml").read_text()
+    plain = load_sweep(write(text, "a.yaml"))
+    spelled = load_sweep(write(text.replace("  scale: standard", "  scale: standard\n  validation: null"),
+                               "b.yaml"))
+    split = load_sweep(write(text.replace("  scale: standard", "  scale: standard\n  validation: 0.2"),
+                             "c.yaml"))
+    assert spelled.config_hash == plain.config_hash
+    assert [v.key for v in spelled.variants] == [v.key for v in plain.variants]
+    assert split.config_hash != plain.config_hash
+    assert not {v.key for v in split.variants} & {v.key for v in plain.variants}
+    assert split.variants[0].settings["data.validation"] == 0.2
+
+
+def test_every_later_setting_is_in_the_schema_with_a_default():
+    assert set(LATER_DEFAULTS) == set(ADDED_LATER)
+    search = SearchConfig()
+    for path, default in LATER_DEFAULTS.items():
+        section, field = path.split(".")
+        owner = search if section == "search" else getattr(SweepConfig(), section)
+        assert getattr(owner, field) == default, path
+    assert set(hashed_config(SweepConfig(search=SearchConfig()))["search"]) == {
+        "method", "parameters", "samples", "random_seed"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The table of search methods
+
+# A valid file for every method in the table, and one setting of its own it refuses.
+METHOD_FILES = {
+    "grid": ("search:\n  method: grid\n  parameters:\n    train.lr: [0.1, 0.2]\n    seed: [0, 1]\n",
+             ("    seed: [0, 1]\n", "    seed: {distribution: int_uniform, low: 0, high: 1}\n"),
+             "search.parameters.seed"),
+    "random": ("search:\n  method: random\n  samples: 3\n  parameters:\n"
+               "    train.lr: {distribution: log_uniform, low: 0.01, high: 1.0}\n",
+               ("  samples: 3\n", ""), "search.samples"),
+    "halving": ("search:\n  method: halving\n  min_epochs: 5\n  parameters:\n"
+                "    train.lr: [0.1, 0.2, 0.3]\n    seed: [0, 1]\n",
+                ("  min_epochs: 5\n", "  min_epochs: 5\n  eta: 1\n"), "search.eta"),
+}
+METHOD_BASE = ("data: {source: moons, validation: 0.2}\nmodel: {output_activation: sigmoid}\n"
+               "train: {loss: bce, epochs: 40}\n")
+
+
+def test_every_method_in_the_table_has_an_example_here():
+    assert set(METHOD_FILES) == set(SEARCH_METHODS)
+
+
+@pytest.mark.parametrize("name", sorted(SEARCH_METHODS))
+def test_every_method_validates_produces_points_and_describes_itself(write, problems, name):
+    good, (old, new), key = METHOD_FILES[name]
+    sweep = load_sweep(write(METHOD_BASE + good, "good.yaml"))
+    method = method_of(sweep.config)
+    assert type(method) is SEARCH_METHODS[name] and method.name == name
+    points = method.points()
+    assert points and all(set(p) == set(sweep.swept) for p in points)
+    assert [{p: v.settings[p] for p in sweep.swept} for v in sweep.variants] == points
+    line = describe_search(sweep.config, sweep.swept)
+    assert line == method.describe() and line
+    assert f"variants: {len(points)} ({line})" in describe(sweep, make_packs(sweep))
+    lines = problems(METHOD_BASE + good.replace(old, new))
+    assert len(lines) == 1 and f": {key}: " in lines[0], lines
+
+
+def test_descriptions_of_grid_and_random_are_as_before():
+    card, rand = load_sweep(CONFIGS / "card.yaml"), load_sweep(CONFIGS / "random_search.yaml")
+    assert describe_search(card.config, card.swept) == "grid over 4 parameters"
+    assert describe_search(rand.config, rand.swept) == "random search, 24 samples, random_seed 0"
+    article = load_sweep(CONFIGS / "article.yaml")
+    assert describe_search(article.config, article.swept) == "no search: one variant"
+
+
+def test_halving_draws_the_points_its_sampler_draws(write):
+    grid = load_sweep(write(METHOD_BASE + METHOD_FILES["grid"][0], "g.yaml"))
+    halving = load_sweep(write(METHOD_BASE + METHOD_FILES["grid"][0].replace(
+        "method: grid", "method: halving\n  min_epochs: 5"), "h.yaml"))
+    assert [dict(v.settings) for v in halving.variants] == [dict(v.settings) for v in grid.variants]
+    random = load_sweep(write(METHOD_BASE + METHOD_FILES["random"][0], "r.yaml"))
+    sampled = load_sweep(write(METHOD_BASE + METHOD_FILES["random"][0].replace(
+        "method: random", "method: halving\n  sampler: random\n  min_epochs: 5"), "s.yaml"))
+    assert [dict(v.settings) for v in sampled.variants] == [dict(v.settings) for v in random.variants]
+    assert "sampler: random search, 3 samples" in method_of(sampled.config).describe()
+
+
+# ---------------------------------------------------------------------------------------------
+# Halving: rungs and brackets
+
+
+def halving(min_epochs: int, eta: int = 3, brackets="auto", epochs: int = 300) -> Halving:
+    config = SweepConfig.model_validate({"train": {"epochs": epochs}, "search": {
+        "method": "halving", "min_epochs": min_epochs, "eta": eta, "brackets": brackets}})
+    return Halving(config)
+
+
+@pytest.mark.parametrize("epochs, min_epochs, eta, rungs", [
+    (300, 10, 3, (10, 30, 90, 270, 300)),
+    (270, 10, 3, (10, 30, 90, 270)),
+    (271, 10, 3, (10, 30, 90, 270, 271)),
+    (11, 10, 3, (10, 11)),
+    (10, 1, 2, (1, 2, 4, 8, 10)),
+    (8, 1, 2, (1, 2, 4, 8)),
+    (100, 1, 10, (1, 10, 100)),
+    (1000, 5, 4, (5, 20, 80, 320, 1000)),
+])
+def test_rungs_end_at_min_epochs_times_eta_powers_then_at_the_last_epoch(epochs, min_epochs, eta, rungs):
+    assert halving(min_epochs, eta).rungs(epochs) == rungs
+
+
+@pytest.mark.parametrize("min_epochs, epochs", [(10, 10), (20, 10)])
+def test_rungs_need_min_epochs_below_the_epochs(min_epochs, epochs):
+    with pytest.raises(ValueError, match="min_epochs"):
+        halving(min_epochs).rungs(epochs)
+
+
+@pytest.mark.parametrize("n_rungs, starts", [(2, (0,)), (3, (0,)), (4, (0, 1)), (5, (0, 1, 2)),
+                                             (7, (0, 1, 2, 3, 4))])
+def test_auto_brackets_start_at_every_rung_that_still_halves_twice(n_rungs, starts):
+    rungs = tuple(range(1, n_rungs + 1))
+    assert halving(1).bracket_starts(rungs) == starts
+    last = starts[-1]
+    assert last == 0 or len(rungs) - last >= 3      # the least aggressive bracket halves twice
+
+
+def test_a_number_of_brackets_means_the_most_aggressive_ones():
+    rungs = halving(10).rungs(300)
+    assert halving(10, brackets=1).bracket_starts(rungs) == (0,)
+    assert halving(10, brackets=5).bracket_starts(rungs) == (0, 1, 2, 3, 4)
+    with pytest.raises(ValueError, match="6 brackets"):
+        halving(10, brackets=6).bracket_starts(rungs)
+
+
+def test_halving_defaults_and_resolved_mode():
+    method = halving(10)
+    assert (method.eta, method.metric, method.mode, method.brackets) == (3, "val_loss", "min", "auto")
+    assert method.sampler.name == "grid" and method.adaptive
+    accuracy = SweepConfig.model_validate({"search": {"method": "halving", "min_epochs": 3,
+                                                      "metric": "val_accuracy"}})
+    assert Halving(accuracy).mode == "max"

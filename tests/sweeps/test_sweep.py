@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,16 @@ def test_random_search_file_draws_log_uniform_learning_rates_on_a_builtin_set():
     assert search.parameters["train.lr"].distribution == "log_uniform"
     assert sweep.config.data.source in BUILTINS
     assert len(sweep.variants) == search.samples
+
+
+def test_halving_file_is_a_real_search_with_a_validation_split():
+    sweep = load_sweep(CONFIGS / "halving.yaml")
+    search = sweep.config.search
+    assert search.method == "halving" and sweep.config.data.source in ("moons", "breast_cancer")
+    assert {"train.lr", "model.hidden", "model.init", "train.optimizer", "seed"} <= set(search.parameters)
+    assert len(search.parameters["seed"]) == 10
+    assert all(len(values) >= 2 for values in search.parameters.values())
+    assert sweep.config.data.validation == 0.2
+    (dataset,) = sweep.datasets.values()
+    assert dataset.X_val is not None and dataset.labels_val is not None
+    assert len(sweep.variants) == math.prod(len(v) for v in search.parameters.values())

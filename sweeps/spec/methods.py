@@ -1,0 +1,181 @@
+"""What a search method is (`SearchMethod`), and the two that draw every point at once: `Grid`
+and `Random`. They are also the samplers an adaptive method draws its points with.
+
+- grid: the Cartesian product of the value lists, the first listed parameter varying slowest
+  (file order).
+- random: `samples` draws from a NumPy generator seeded with `search.random_seed`; each
+  parameter in file order: a list is a uniform choice, `{distribution: log_uniform | uniform |
+  int_uniform, low, high}` a range (int_uniform includes high). Drawn floats are rounded to 6
+  significant digits, so names and keys stay readable, and a draw equal to an earlier one is
+  drawn again.
+
+The rule every method keeps: the same config gives the same points in the same order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from typing import Any, ClassVar, Iterator, Mapping, Optional
+
+import numpy as np
+
+from sweeps.spec.config import Distribution, SearchConfig, SweepConfig, coerce
+from sweeps.spec.parameters import BASE
+from sweeps.spec.problems import Problem
+
+MAX_VARIANTS = 100_000
+RANDOM_DIGITS = 6
+
+
+class SearchMethod:
+    """One search method, built from a sweep's config (`config.search` is set).
+
+    Subclasses set `name` (the YAML name, its key in SEARCH_METHODS), `keys` (the optional
+    search keys it reads besides method and parameters) and `adaptive` (it additionally runs
+    in rounds). `role` says how messages name it: "method: random", or "sampler: random" when
+    an adaptive method draws its points through it.
+    """
+
+    name: ClassVar[str]
+    keys: ClassVar[tuple[str, ...]] = ()
+    adaptive: ClassVar[bool] = False
+
+    def __init__(self, config: SweepConfig, role: str = "method"):
+        self.config = config
+        self.search: SearchConfig = config.search
+        self.label = f"{role}: {self.name}"
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The optional search keys this method, as configured, reads."""
+        return self.keys
+
+    @property
+    def refuse_distribution(self) -> Optional[str]:
+        """None when parameters may be ranges to draw from, else the message a range gets."""
+        return (f"a distribution needs a random draw (method: random, or sampler: random under "
+                f"method: halving); {self.label} takes a list of values")
+
+    def check(self, clean: bool) -> list[Problem]:
+        """Problems of the method's own settings. clean: search.parameters had none."""
+        return []
+
+    def check_config(self) -> list[Problem]:
+        """Problems across sections (run once the whole file validates as a schema)."""
+        return []
+
+    def check_dataset(self, dataset) -> list[Problem]:
+        """Problems of the method against one loaded data set."""
+        return []
+
+    def points(self) -> list[dict[str, Any]]:
+        """{dotted path: value} of every swept setting, one per variant, in a fixed order."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for `sweeps plan` ("grid over 4 parameters")."""
+        raise NotImplementedError
+
+
+class Grid(SearchMethod):
+    """Every combination of the value lists; the first listed parameter varies slowest."""
+
+    name = "grid"
+
+    def check(self, clean: bool) -> list[Problem]:
+        count = math.prod(len(v) for v in self.search.parameters.values())
+        if clean and count > MAX_VARIANTS:
+            return [Problem(BASE, f"the grid has {count} variants; at most {MAX_VARIANTS} are "
+                                  "supported")]
+        return []
+
+    def points(self) -> list[dict[str, Any]]:
+        return list(grid(self.search.parameters))
+
+    def describe(self) -> str:
+        n = len(self.search.parameters)
+        return f"grid over {n} parameter{'s' if n != 1 else ''}"
+
+
+class Random(SearchMethod):
+    """`samples` distinct draws seeded by `random_seed` (default 0); lists are uniform choices,
+    mappings ranges (`config.Distribution`)."""
+
+    name = "random"
+    keys = ("samples", "random_seed")
+
+    @property
+    def refuse_distribution(self) -> Optional[str]:
+        return None
+
+    def check(self, clean: bool) -> list[Problem]:
+        samples, parameters = self.search.samples, self.search.parameters
+        if samples is None:
+            return [Problem(("search", "samples"),
+                            f"required for {self.label} (how many variants to draw)")]
+        if samples > MAX_VARIANTS:
+            return [Problem(("search", "samples"),
+                            f"{samples} variants; at most {MAX_VARIANTS} are supported")]
+        finite = all(isinstance(v, list) or v.distribution == "int_uniform"
+                     for v in parameters.values())
+        if clean and finite:
+            distinct = math.prod(len(v) if isinstance(v, list) else int(v.high) - int(v.low) + 1
+                                 for v in parameters.values())
+            if samples > distinct:
+                return [Problem(("search", "samples"), f"{samples} samples but the choices give "
+                                                       f"only {distinct} distinct variants")]
+        return []
+
+    def points(self) -> list[dict[str, Any]]:
+        return random_points(self.search.parameters, self.search.samples,
+                             self.search.random_seed or 0)
+
+    def describe(self) -> str:
+        return (f"random search, {self.search.samples} samples, "
+                f"random_seed {self.search.random_seed or 0}")
+
+
+# The methods an adaptive method may draw its points with (`search.sampler`).
+SAMPLERS: dict[str, type[SearchMethod]] = {m.name: m for m in (Grid, Random)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Points
+
+
+def grid(parameters: Mapping[str, list]) -> Iterator[dict[str, Any]]:
+    """Cartesian product in file order (the first parameter varies slowest)."""
+    paths = list(parameters)
+    for values in itertools.product(*(parameters[p] for p in paths)):
+        yield dict(zip(paths, values))
+
+
+def _draw(rng: np.random.Generator, spec: Any) -> Any:
+    if isinstance(spec, list):
+        return spec[int(rng.integers(len(spec)))]
+    if spec.distribution == "int_uniform":
+        return int(rng.integers(int(spec.low), int(spec.high), endpoint=True))
+    if spec.distribution == "log_uniform":
+        value = math.exp(rng.uniform(math.log(spec.low), math.log(spec.high)))
+    else:
+        value = rng.uniform(spec.low, spec.high)
+    return float(f"{value:.{RANDOM_DIGITS}g}")
+
+
+def random_points(parameters: Mapping[str, list | Distribution], samples: int, seed: int,
+                  max_tries: int = 100) -> list[dict[str, Any]]:
+    """`samples` distinct draws; fewer only if that many distinct ones cannot be found."""
+    rng = np.random.default_rng(seed)
+    points: list[dict[str, Any]] = []
+    seen: set = set()
+    for _ in range(samples * max_tries):
+        point = {path: coerce(path, _draw(rng, spec)) for path, spec in parameters.items()}
+        fingerprint = json.dumps(point, sort_keys=True)
+        if fingerprint not in seen:
+            seen.add(fingerprint)
+            points.append(point)
+            if len(points) == samples:
+                break
+    return points
