@@ -51,6 +51,18 @@ class Outcome:
     search: Search | None = None
 
 
+def schedule_of(sweep: Any) -> Schedule | None:
+    """The sweep's halving `Schedule`, or None when its search is not adaptive."""
+    from sweeps.spec.search import method_of
+
+    method = method_of(sweep.config) if sweep.config.search is not None else None
+    if method is None or not method.adaptive:
+        return None
+    rungs = method.rungs(sweep.config.train.epochs)
+    return Schedule(rungs=rungs, starts=method.bracket_starts(rungs), eta=method.eta,
+                    metric=method.metric, mode=method.mode)
+
+
 def run_rounds(sweep: Any, tracker: Any, schedule: Schedule, run_packs: RunPacks,
                workers: int, progress: bool, finished: set[str]) -> Outcome:
     """Every round still to do of the sweep's halving search; see the module docstring.

@@ -184,7 +184,7 @@ def run_sweep(
             plotter = PlotWorker()
             clock = time.perf_counter()
             with _stopped_by_signals(sweep, tracker):
-                schedule = halving_schedule(sweep)
+                schedule = adaptive.schedule_of(sweep)
                 if schedule is None:
                     packs = make_packs(sweep, workers=workers, skip=finished)
                     failed, nodes = _train_and_log(sweep, tracker, packs, connection, progress,
@@ -212,15 +212,6 @@ def run_sweep(
         skipped=len(finished), failed=failed, nodes=nodes, timings=timings,
         experiment_id=tracker.experiment_id,
     )
-
-
-def halving_schedule(sweep: Sweep):
-    """The halving search's `Schedule`, or None for grid and random search."""
-    search = sweep.config.search
-    if search is None or search.method != "halving":
-        return None
-    from sweeps.spec.search import SEARCH_METHODS
-    return SEARCH_METHODS["halving"].schedule(search, sweep.config.train.epochs)
 
 
 @contextmanager

@@ -26,6 +26,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from sweeps.spec.halving import bracket_work, kept as keep
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -61,25 +63,14 @@ class Schedule:
         first = tuple(range(self.starts[-1] + 1))
         return [first] + [(k,) for k in range(self.starts[-1] + 1, len(self.rungs))]
 
-    def kept(self, n: int) -> int:
-        """How many of n groups a bracket keeps at a rung that is not its last."""
-        return max(1, n // self.eta)
-
     def work(self, groups: int) -> tuple[int, int]:
         """(least, most) group-epochs the search can cost, against ``groups * rungs[-1]``
         for the plain grid: least if every bracket keeps the same groups, most if none
         shares a survivor with another beyond the last bracket's first rung."""
         entry = self.rungs[self.starts[-1]]
-        per_bracket = []
-        for start in self.starts:
-            n, extra = groups, 0
-            for k in range(start, self.last):
-                n = self.kept(n)
-                if k + 1 > self.starts[-1]:
-                    extra += n * (self.rungs[k + 1] - max(self.rungs[k], entry))
-            per_bracket.append(extra)
-        base = groups * entry
-        return base + max(per_bracket), base + sum(per_bracket)
+        beyond = [bracket_work(self.rungs, self.eta, start, groups, beyond=entry)
+                  for start in self.starts]
+        return groups * entry + max(beyond), groups * entry + sum(beyond)
 
 
 def rank(values: Mapping[str, Sequence[float]], mode: str) -> list[str]:
@@ -163,7 +154,7 @@ class Search:
                     if ranked:
                         self.picks[bracket] = ranked[0]
                 else:
-                    kept = ranked[:schedule.kept(len(entered))]
+                    kept = ranked[:keep(len(entered), schedule.eta)]
                 self.table.append(self._row(bracket, k, entered, kept))
                 self.alive[bracket] = kept
             self.done.append(k)

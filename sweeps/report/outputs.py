@@ -41,10 +41,11 @@ def _warm_up() -> None:
     plt.close(fig)
 
 
-def _draw(out_dir, frame, summary, curves, predictions) -> list[Path]:
+def _draw(out_dir, frame, summary, curves, predictions, rungs=None) -> list[Path]:
     from sweeps.report import plots
 
-    return plots.write_all(out_dir, frame, summary, curves, predictions=predictions)
+    return plots.write_all(out_dir, frame, summary, curves, predictions=predictions,
+                           rungs=rungs)
 
 
 def _serve() -> None:
@@ -84,13 +85,14 @@ class PlotWorker:
             log.warning("plots will be drawn in the driver: %s", error)
 
     def draw(self, out_dir: Path, frame: pd.DataFrame, summary: pd.DataFrame,
-             curves: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> bool:
+             curves: pd.DataFrame, predictions: dict[str, pd.DataFrame],
+             rungs: pd.DataFrame | None = None) -> bool:
         """Hand the helper every plot to draw into out_dir; False when there is no helper."""
         if self._proc is None or self._proc.poll() is not None:
             return False
         job = Path(self._tmp.name) / "job.pickle"
         job.write_bytes(pickle.dumps((Path(out_dir).resolve(), frame, summary, curves,
-                                      predictions)))
+                                      predictions, rungs)))
         try:
             self._proc.stdin.write(f"{job}\n".encode())
             self._proc.stdin.close()
@@ -135,35 +137,38 @@ def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None
     plotter : the helper process started with the sweep (None: draw here).
     status : the parent run's final status.
     """
-    from sweeps.report import plots, results
+    from sweeps.report import plots, results, rung_plot
 
     records = tracker.records()      # every finished variant, this run's and earlier ones'
     frame = results.frame_from_records(records)
     summary = results.summarize(frame)
     curves = results.curves_from_records(records)
     drawn = curves[curves["run_id"].isin(plots.curves_wanted(frame, summary))]
+    rungs = rung_plot.group_curves(frame, summary, curves)
     predictions = results.predictions_from_records(records)
     wanted = plots.predictions_wanted(frame, summary)
     predictions = {r: predictions[r] for r in wanted if r in predictions}
     predictions.update(results.load_predictions([r for r in wanted if r not in predictions],
                                                 tracker.tracking_uri))
-    drawing = plotter is not None and plotter.draw(out_dir, frame, summary, drawn, predictions)
+    drawing = plotter is not None and plotter.draw(out_dir, frame, summary, drawn, predictions,
+                                                   rungs)
     files = results.save(out_dir, frame, summary, curves)
     tracker.log_parent_metrics(results.best_metrics(summary))
-    files += _plots(plotter if drawing else None, out_dir, frame, summary, drawn, predictions)
+    files += _plots(plotter if drawing else None, out_dir, frame, summary, drawn, predictions,
+                    rungs)
     tracker.log_artifacts(out_dir)
     tracker.finish(status)
     return Outputs(frame=frame, summary=summary, curves=curves, files=files)
 
 
-def _plots(plotter: PlotWorker | None, out_dir, frame, summary, curves,
-           predictions) -> list[Path]:
+def _plots(plotter: PlotWorker | None, out_dir, frame, summary, curves, predictions,
+           rungs) -> list[Path]:
     if plotter is not None:
         try:
             return [Path(out_dir) / path.name for path in plotter.result()]
         except RuntimeError as error:   # the helper died or failed: draw here instead
             log.warning("plots will be drawn in the driver: %s", error)
-    return _draw(out_dir, frame, summary, curves, predictions)
+    return _draw(out_dir, frame, summary, curves, predictions, rungs)
 
 
 if __name__ == "__main__":

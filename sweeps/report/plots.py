@@ -8,6 +8,8 @@
   ± std; other swept settings at their best value for each point.
 - ``predictions.png``: the best group's variants (at most `MAX_PREDICTION_VARIANTS`), test
   predictions against targets.
+- ``rungs.png`` (successive halving): every group's curve rung by rung, the pruned ones
+  faded (`sweeps.report.rung_plot`).
 
 Drawing needs matplotlib, imported on the first plot; choosing what to draw
 (`curves_wanted`, `predictions_wanted`) needs only pandas.
@@ -41,13 +43,17 @@ def _pyplot():
 
 def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
               curves: pd.DataFrame, *,
-              predictions: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
+              predictions: Mapping[str, pd.DataFrame] | None = None,
+              rungs: pd.DataFrame | None = None) -> list[Path]:
     """Every plot that the tables support; returns the files written.
 
     predictions : {run_id: predictions table} of (at least) the best group's variants,
         `predictions_wanted` (`results.predictions_from_records` or
         `results.load_predictions`). Without them, no predictions plot.
+    rungs : `rung_plot.group_curves` of a successive-halving sweep (None: no rung plot).
     """
+    from sweeps.report import rung_plot
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     predictions = dict(predictions or {})
@@ -55,7 +61,8 @@ def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
     for name, draw in (("loss_curves.png", lambda p: loss_curves(p, frame, summary, curves)),
                        ("loss_vs_lr.png", lambda p: loss_vs_setting(p, frame, summary)),
                        ("predictions.png",
-                        lambda p: predictions_plot(p, frame, summary, predictions))):
+                        lambda p: predictions_plot(p, frame, summary, predictions)),
+                       ("rungs.png", lambda p: rung_plot.draw(p, rungs))):
         if draw(out / name):
             paths.append(out / name)
     return paths

@@ -31,10 +31,36 @@ VAL_METRICS = {
 }
 
 
-def auto_brackets(n_rungs: int) -> int:
-    """How many brackets `brackets: auto` means for `n_rungs` rungs: every first rung from 0
-    through n_rungs - 3, so the least aggressive bracket still halves twice; at least one."""
-    return max(1, n_rungs - 2)
+# `brackets: auto` spends at most this share of the plain grid's work (groups x epochs) on
+# the least aggressive bracket, which every group trains through the first rung of.
+AUTO_BUDGET = 0.5
+
+
+def kept(groups: int, eta: int) -> int:
+    """How many of `groups` a bracket keeps at a rung that is not its last."""
+    return max(1, groups // eta)
+
+
+def bracket_work(rungs: Sequence[int], eta: int, start: int, groups: int,
+                 beyond: int = 0) -> int:
+    """Group-epochs past epoch `beyond` that one bracket entering at rung `start` with
+    `groups` groups trains: all of them to ``rungs[start]``, then `kept` of them on to each
+    next rung."""
+    work = groups * max(0, rungs[start] - beyond)
+    for k in range(start, len(rungs) - 1):
+        groups = kept(groups, eta)
+        work += groups * max(0, rungs[k + 1] - max(rungs[k], beyond))
+    return work
+
+
+def auto_brackets(rungs: Sequence[int], eta: int, groups: int) -> int:
+    """How many brackets `brackets: auto` means: the most whose least aggressive one alone
+    costs at most AUTO_BUDGET of the plain grid (`groups * rungs[-1]` group-epochs), and at
+    least one. The brackets share training (every group trains to the last one's first
+    rung), so the others add only what they promote beyond it."""
+    budget = AUTO_BUDGET * groups * rungs[-1]
+    fits = [b for b in range(len(rungs)) if bracket_work(rungs, eta, b, groups) <= budget]
+    return max(fits, default=0) + 1
 
 
 class Halving(SearchMethod):
@@ -60,9 +86,11 @@ class Halving(SearchMethod):
     Brackets (`bracket_starts`): bracket b ranks first at the end of rung b and continues
     through the last rung; bracket 0 is the most aggressive (first cut at min_epochs), a
     later one trains longer before its first cut, which hedges against late bloomers.
-    `auto` means every start from 0 through len(rungs) - 3, so the least aggressive bracket
-    still halves twice, and at least one bracket (`auto_brackets`, the one place of the rule);
-    an int n means the n most aggressive, 0 .. n-1.
+    `auto` means every start from 0 up to the latest whose bracket alone costs at most half the
+    plain grid's work (`auto_brackets`, the one place of the rule; at least one bracket): the
+    brackets share training, so the least aggressive one sets the cost (300 epochs,
+    min_epochs 3, eta 3: rungs 3, 9, 27, 81, 243, 300 and brackets entering at 3, 9, 27 and
+    81, the last costing 47% of the grid). An int n means the n most aggressive, 0 .. n-1.
     """
 
     name = "halving"
@@ -180,13 +208,19 @@ class Halving(SearchMethod):
     def bracket_starts(self, rungs: Sequence[int]) -> tuple[int, ...]:
         """The rung index at which each bracket ranks first, most aggressive first.
 
-        brackets auto: 0 .. len(rungs) - 3 (at least bracket 0; `auto_brackets`); an int n:
-        0 .. n-1. Raises ValueError when n exceeds the number of rungs.
+        brackets auto: `auto_brackets` over this search's groups; an int n: 0 .. n-1. Raises
+        ValueError when n exceeds the number of rungs.
         """
-        n = auto_brackets(len(rungs)) if self.brackets == "auto" else self.brackets
+        n = (auto_brackets(rungs, self.eta, self.groups()) if self.brackets == "auto"
+             else self.brackets)
         if not 1 <= n <= len(rungs):
             raise ValueError(f"{n} brackets need at least {n} rungs, got {len(rungs)}")
         return tuple(range(n))
+
+    def groups(self) -> int:
+        """How many configurations (points that differ in more than the seed) enter."""
+        return max(1, len({tuple(sorted((k, repr(v)) for k, v in point.items() if k != "seed"))
+                           for point in self.points()}))
 
     def describe(self) -> str:
         rungs = self.rungs(self.config.train.epochs)

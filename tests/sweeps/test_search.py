@@ -16,6 +16,7 @@ import pytest
 from sweeps.execution.plan import describe, make_packs
 from sweeps.records import Variant
 from sweeps.spec.config import ADDED_LATER, LATER_DEFAULTS, SearchConfig, SweepConfig, hashed_config
+from sweeps.spec.halving import bracket_work
 from sweeps.spec.search import SEARCH_METHODS, Halving, describe_search, method_of
 from sweeps.spec.sweep import load_sweep
 
@@ -345,9 +346,13 @@ def test_halving_draws_the_points_its_sampler_draws(write):
 # Halving: rungs and brackets
 
 
-def halving(min_epochs: int, eta: int = 3, brackets="auto", epochs: int = 300) -> Halving:
+def halving(min_epochs: int, eta: int = 3, brackets="auto", epochs: int = 300,
+            groups: int = 1) -> Halving:
+    """A halving search over `groups` learning rates (one group without parameters)."""
+    parameters = {"train.lr": [0.001 * (i + 1) for i in range(groups)]} if groups > 1 else {}
     config = SweepConfig.model_validate({"train": {"epochs": epochs}, "search": {
-        "method": "halving", "min_epochs": min_epochs, "eta": eta, "brackets": brackets}})
+        "method": "halving", "min_epochs": min_epochs, "eta": eta, "brackets": brackets,
+        "parameters": parameters}})
     return Halving(config)
 
 
@@ -371,13 +376,28 @@ def test_rungs_need_min_epochs_below_the_epochs(min_epochs, epochs):
         halving(min_epochs).rungs(epochs)
 
 
-@pytest.mark.parametrize("n_rungs, starts", [(2, (0,)), (3, (0,)), (4, (0, 1)), (5, (0, 1, 2)),
-                                             (7, (0, 1, 2, 3, 4))])
-def test_auto_brackets_start_at_every_rung_that_still_halves_twice(n_rungs, starts):
-    rungs = tuple(range(1, n_rungs + 1))
-    assert halving(1).bracket_starts(rungs) == starts
-    last = starts[-1]
-    assert last == 0 or len(rungs) - last >= 3      # the least aggressive bracket halves twice
+@pytest.mark.parametrize("epochs, min_epochs, starts", [
+    (300, 3, (0, 1, 2, 3)),     # rungs 3 9 27 81 243 300: entering at 81 costs 47% of the grid
+    (300, 10, (0, 1)),          # rungs 10 30 90 270 300: at 90 it would cost 51%
+    (270, 10, (0, 1)),          # rungs 10 30 90 270: at 90 it would cost 56%
+    (11, 10, (0,)),             # rungs 10 11: one bracket, even over the budget
+])
+def test_auto_brackets_enter_as_late_as_half_the_grids_work_allows(epochs, min_epochs, starts):
+    method = halving(min_epochs, epochs=epochs, groups=81)
+    rungs = method.rungs(epochs)
+    assert method.bracket_starts(rungs) == starts
+    groups = method.groups()
+    grid = groups * epochs
+    assert starts == (0,) or bracket_work(rungs, 3, starts[-1], groups) <= grid / 2
+    if starts[-1] + 1 < len(rungs):
+        assert bracket_work(rungs, 3, starts[-1] + 1, groups) > grid / 2
+
+
+def test_a_bracket_trains_every_group_to_its_entry_then_the_kept_on():
+    # 27 groups entering at 10: 27 x 10, then 9 x 20, 3 x 60, 1 x 30
+    assert bracket_work((10, 30, 90, 120), 3, 0, 27) == 270 + 180 + 180 + 30
+    assert bracket_work((10, 30, 90, 120), 3, 1, 27) == 27 * 30 + 9 * 60 + 3 * 30
+    assert bracket_work((10, 30, 90, 120), 3, 0, 27, beyond=30) == 3 * 60 + 1 * 30
 
 
 def test_a_number_of_brackets_means_the_most_aggressive_ones():
