@@ -95,7 +95,8 @@ def best_model(experiment: str | None = None, tracking_uri: str | None = None,
     """Pick the best variant of a sweep run, re-train it and log it as a pyfunc model.
 
     experiment, sweep, parent_run_id : which sweep run, as for `sweeps.load_runs`.
-    metric : the ranking metric (default test_loss, else train_loss; accuracy: higher wins).
+    metric : the ranking metric (default val_loss, else test_loss, else train_loss; accuracy:
+        higher wins; under successive halving the groups of the last rung first).
     register : also register the model under this name in the model registry.
     variant : a variant key, run id or run name to log instead of the winner.
     base_dir : where a CSV data source is relative to (default: the sweep file's directory).

@@ -183,7 +183,7 @@ def check_record(tracking_uri: str, record: RunRecord, base_dir: Path
         record.run_id)
     try:
         retrained = retrain(params, base_dir=base_dir, name=record.name or "variant",
-                            logged_key=record.variant_key)
+                            logged_key=record.variant_key, epochs=record.stopped_epoch)
     except RetrainError as error:
         return Check(run_id=record.run_id, name=record.name or record.run_id,
                      variant_key=record.variant_key, key_matches=False,

@@ -52,3 +52,51 @@ def write_sweep(directory: Path, name: str = "small", epochs: int = 2000,
     """`GRID` with other learning rates or seeds: len(lrs) x 2 hidden sizes x len(seeds)."""
     parameters = {**GRID, "train.lr": list(lrs), "seed": list(seeds)}
     return write_sweep_file(directory, name, parameters, epochs=epochs, **options)
+
+
+HALVING_TEMPLATE = """\
+name: {name}
+data:
+  source: {source}
+  validation: 0.25
+model:
+  hidden: [4]
+  activation: tanh
+  output_activation: {output_activation}
+  bias: true
+  init: xavier_normal
+train:
+  loss: {loss}
+  optimizer: sgd
+  lr: 0.1
+  epochs: {epochs}
+  log_every: {log_every}
+seed: 0
+search:
+  method: halving
+  min_epochs: {min_epochs}
+  eta: {eta}
+  brackets: {brackets}
+  metric: {metric}
+  parameters:
+    train.lr: {lrs}
+    model.hidden: [2, 8]
+    seed: {seeds}
+"""
+
+
+def write_halving_sweep(directory: Path, name: str = "halving", *, epochs: int = 40,
+                        min_epochs: int = 5, eta: int = 2, brackets: str | int = "auto",
+                        log_every: int = 5, lrs: Sequence[float] = (0.03, 0.3, 1.0, 3.0),
+                        seeds: Iterable[int] = (0, 1), source: str = "moons",
+                        output_activation: str = "sigmoid", loss: str = "bce",
+                        metric: str = "val_loss") -> Path:
+    """`<directory>/<name>.yaml`: successive halving on moons (or `source`) over len(lrs) x 2
+    hidden sizes (groups) x seeds, ranked on val_loss; epochs 40, min_epochs 5, eta 2: rungs
+    5 10 20 40."""
+    path = Path(directory) / f"{name}.yaml"
+    path.write_text(HALVING_TEMPLATE.format(
+        name=name, epochs=epochs, log_every=log_every, min_epochs=min_epochs, eta=eta,
+        brackets=brackets, lrs=json.dumps(list(lrs)), seeds=json.dumps(list(seeds)),
+        source=source, output_activation=output_activation, loss=loss, metric=metric))
+    return path

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import core
-from sweeps.spec.config import PACK_SHARED, SETTING_PATHS, TEXT_SETTINGS, Settings, flatten
+from sweeps.spec.config import (LATER_DEFAULTS, PACK_SHARED, SETTING_PATHS, TEXT_SETTINGS,
+                                Settings, flatten)
 from sweeps.spec.data import DataProblem, Dataset
 from sweeps.records import Pack, Variant
 from sweeps.spec.search import make_variants
@@ -63,14 +64,17 @@ def settings_from_params(params: Mapping[str, str]) -> dict[str, Any]:
     """Every resolved setting (dotted path -> value) from a child run's params.
 
     Values are checked by the sweep file's schema (`sweeps.spec.config.Settings`); raises
-    RetrainError naming the setting that is missing or invalid.
+    RetrainError naming the setting that is missing or invalid. A setting added after the run
+    was logged (`config.LATER_DEFAULTS`) takes its default, which is what the run trained with.
     """
-    missing = [p for p in SETTING_PATHS if p not in params]
+    missing = [p for p in SETTING_PATHS if p not in params and p not in LATER_DEFAULTS]
     if missing:
         raise RetrainError(f"the run has no param for {', '.join(missing)}; it was not logged "
                            "by `sweeps run` (or by an older version)")
     nested: dict[str, Any] = {}
     for path in SETTING_PATHS:
+        if path not in params:          # added later: the schema's default
+            continue
         section, _, name = path.partition(".")
         value = decode_param(params[path], "str" if path in TEXT_SETTINGS else "json")
         if name:
@@ -103,16 +107,19 @@ def rebuild_variant(params: Mapping[str, str], base_dir: Path = Path("."),
 
 
 def retrain(params: Mapping[str, str], *, base_dir: Path = Path("."), name: str = "variant",
-            logged_key: str | None = None) -> Retrained:
+            logged_key: str | None = None, epochs: int | None = None) -> Retrained:
     """Train a variant again from its logged params, exactly as `sweeps run` trains a pack.
 
     params : the child run's params (dotted path -> logged string).
     base_dir : where a CSV ``data.source`` is relative to (the sweep file's directory).
     logged_key : the run's ``sweep.variant_key``, to check the params against.
+    epochs : train to this epoch instead of ``train.epochs`` (a variant successive halving
+        stopped: its ``sweep.stopped_epoch``; continuing across rungs is exact, so one
+        straight run to it gives the same numbers).
     """
     variant, dataset = rebuild_variant(params, base_dir, name)
     pack = Pack(index=0, variants=(variant,), data_key=dataset.fingerprint,
-                shared_paths=PACK_SHARED)
+                shared_paths=PACK_SHARED, stops=(int(epochs),) if epochs else ())
     mlp = build_network(pack, dataset)
     trained, (result,) = fit_pack(pack, dataset)
     return Retrained(variant=variant, dataset=dataset, mlp=mlp, params=trained, result=result,

@@ -77,8 +77,7 @@ def child_run(sweep: Any, variant: Any, result: Any, parent_run_id: str,
             GROUP_KEY: variant.group, STATUS: result.status,
             VARIANT_INDEX: str(variant.index), CURVES: ",".join(curves)}
     if getattr(result, "rung", None) is not None:       # successive halving
-        stopped = result.metrics.get("diverged_epoch", final_step)
-        tags.update({RUNG: str(result.rung), STOPPED_EPOCH: str(int(stopped))})
+        tags.update({RUNG: str(result.rung), STOPPED_EPOCH: str(final_step)})
 
     # Histories: finite points at their epochs, then the final value at step final_step.
     history: dict[str, tuple[np.ndarray, np.ndarray]] = {}

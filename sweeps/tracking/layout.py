@@ -14,8 +14,8 @@ The layout is a contract that users, the MLflow UI and `sweeps.report.results.lo
   ``sweep.role=variant``, ``sweep.variant_key``, ``sweep.group_key``, ``sweep.status``
   (ok | diverged | pruned), ``sweep.variant_index``, ``sweep.curves`` (the metric keys logged
   as histories), and under successive halving ``sweep.rung`` (the index of the last rung it
-  reached) and ``sweep.stopped_epoch`` (where its training ended: its last rung's epoch, or
-  the epoch it diverged at); params: every resolved setting under its dotted path; metrics:
+  reached) and ``sweep.stopped_epoch`` (the epoch its training ran to: its last rung's; a
+  diverged one froze at ``diverged_epoch`` before); params: every resolved setting under its dotted path; metrics:
   each curve as a history with step = epoch, ending with the final value at step =
   ``train.epochs`` (a pruned variant: its stopped epoch), so the run's latest value is the
   final one, ``val_*`` with a validation split, ``test_*``, ``train_seconds`` and
