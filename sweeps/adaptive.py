@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import core
-from sweeps.execution.halving import Schedule, Search
+from sweeps.execution.halving import Schedule, Search, schedule_of  # noqa: F401 - run.py uses it
 from sweeps.execution.plan import pack_variants
 from sweeps.execution.rounds import Trail, dump, load
 from sweeps.execution.training import VariantResult
@@ -49,18 +49,6 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)
     nodes: dict[str, int] = field(default_factory=dict)
     search: Search | None = None
-
-
-def schedule_of(sweep: Any) -> Schedule | None:
-    """The sweep's halving `Schedule`, or None when its search is not adaptive."""
-    from sweeps.spec.search import method_of
-
-    method = method_of(sweep.config) if sweep.config.search is not None else None
-    if method is None or not method.adaptive:
-        return None
-    rungs = method.rungs(sweep.config.train.epochs)
-    return Schedule(rungs=rungs, starts=method.bracket_starts(rungs), eta=method.eta,
-                    metric=method.metric, mode=method.mode)
 
 
 def run_rounds(sweep: Any, tracker: Any, schedule: Schedule, run_packs: RunPacks,
@@ -168,8 +156,8 @@ def _round_text(sweep: Any, number: int, schedule: Schedule, stops: tuple[int, .
 def _write_tables(tracker: Any, search: Search, sweep: Any) -> None:
     """The rung table and the search's summary (schedule, brackets' picks) on the parent."""
     out = io.StringIO()
-    columns = ["bracket", "rung", "epoch", "groups_in", "groups_kept", "variants_in",
-               "variants_kept"]
+    columns = ["bracket", "ranking", "rung", "epoch", "groups_in", "groups_kept",
+               "variants_in", "variants_kept"]
     writer = csv.DictWriter(out, fieldnames=columns)
     writer.writeheader()
     writer.writerows(search.table)
@@ -177,7 +165,9 @@ def _write_tables(tracker: Any, search: Search, sweep: Any) -> None:
     names = {v.group: v.name for v in sweep.variants}
     schedule = search.schedule
     summary = {
-        "rungs": list(schedule.rungs), "bracket_starts": list(schedule.starts),
+        "rungs": list(schedule.rungs),
+        "brackets": [{"enters": schedule.rungs[start], "ranking": ranking}
+                     for start, ranking in schedule.brackets],
         "eta": schedule.eta, "metric": schedule.metric, "mode": schedule.mode,
         "pick": search.pick(), "picks": {str(b): g for b, g in search.picks.items()},
         "pick_names": {str(b): _group_name(names.get(g, g)) for b, g in search.picks.items()},

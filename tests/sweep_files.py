@@ -77,6 +77,7 @@ search:
   min_epochs: {min_epochs}
   eta: {eta}
   brackets: {brackets}
+  ranking: {ranking}
   metric: {metric}
   parameters:
     train.lr: {lrs}
@@ -86,17 +87,19 @@ search:
 
 
 def write_halving_sweep(directory: Path, name: str = "halving", *, epochs: int = 40,
-                        min_epochs: int = 5, eta: int = 2, brackets: str | int = "auto",
+                        min_epochs: int = 5, eta: int = 2, brackets: str | int = 2,
+                        ranking: str = "both",
                         log_every: int = 5, lrs: Sequence[float] = (0.03, 0.3, 1.0, 3.0),
                         seeds: Iterable[int] = (0, 1), source: str = "moons",
                         output_activation: str = "sigmoid", loss: str = "bce",
                         metric: str = "val_loss") -> Path:
     """`<directory>/<name>.yaml`: successive halving on moons (or `source`) over len(lrs) x 2
     hidden sizes (groups) x seeds, ranked on val_loss; epochs 40, min_epochs 5, eta 2: rungs
-    5 10 20 40."""
+    5 10 20 40, brackets entering at 5 and 10, each ranked by value and by trend."""
     path = Path(directory) / f"{name}.yaml"
     path.write_text(HALVING_TEMPLATE.format(
         name=name, epochs=epochs, log_every=log_every, min_epochs=min_epochs, eta=eta,
         brackets=brackets, lrs=json.dumps(list(lrs)), seeds=json.dumps(list(seeds)),
-        source=source, output_activation=output_activation, loss=loss, metric=metric))
+        source=source, output_activation=output_activation, loss=loss, metric=metric,
+        ranking=ranking))
     return path

@@ -156,7 +156,8 @@ def _get_params(arrays: Mapping, prefix: str, layers: int, bias: bool) -> core.P
 
 def _schedule_json(schedule: Schedule) -> dict:
     return {"rungs": list(schedule.rungs), "starts": list(schedule.starts), "eta": schedule.eta,
-            "metric": schedule.metric, "mode": schedule.mode}
+            "metric": schedule.metric, "mode": schedule.mode,
+            "rankings": list(schedule.rankings)}
 
 
 def _search_json(search: Search) -> dict:

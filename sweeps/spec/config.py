@@ -232,6 +232,7 @@ class SearchConfig(_Strict):
     metric: str = "val_loss"
     mode: Optional[Literal["min", "max"]] = None    # None: the metric's own direction
     brackets: Brackets = "auto"
+    ranking: Literal["both", "value", "trend"] = "both"   # what each bracket ranks on
 
 
 class SweepConfig(Settings):
@@ -329,7 +330,7 @@ def flatten(settings: Settings) -> dict[str, Any]:
 ADDED_LATER: tuple[str, ...] = (
     "data.validation",
     "search.sampler", "search.min_epochs", "search.eta", "search.metric", "search.mode",
-    "search.brackets",
+    "search.brackets", "search.ranking",
 )
 
 

@@ -31,9 +31,11 @@ VAL_METRICS = {
 }
 
 
-# `brackets: auto` spends at most this share of the plain grid's work (groups x epochs) on
-# the least aggressive bracket, which every group trains through the first rung of.
+# `brackets: auto` spends at most this share of the plain grid's work (groups x epochs), even
+# if no two brackets shared a survivor.
 AUTO_BUDGET = 0.5
+# `ranking`: the rankings each bracket is run with (`both`: one bracket of each per entry).
+RANKINGS = {"both": ("value", "trend"), "value": ("value",), "trend": ("trend",)}
 
 
 def kept(groups: int, eta: int) -> int:
@@ -53,14 +55,27 @@ def bracket_work(rungs: Sequence[int], eta: int, start: int, groups: int,
     return work
 
 
-def auto_brackets(rungs: Sequence[int], eta: int, groups: int) -> int:
-    """How many brackets `brackets: auto` means: the most whose least aggressive one alone
-    costs at most AUTO_BUDGET of the plain grid (`groups * rungs[-1]` group-epochs), and at
-    least one. The brackets share training (every group trains to the last one's first
-    rung), so the others add only what they promote beyond it."""
+def search_work(rungs: Sequence[int], eta: int, starts: Sequence[int], groups: int,
+                rankings: int = 1) -> tuple[int, int]:
+    """(least, most) group-epochs a search of brackets entering at `starts` (each run with
+    `rankings` rankings) trains. The brackets share training: every group trains to the last
+    entry; beyond it, least if every bracket keeps the same groups as the costliest one,
+    most if no two share a survivor."""
+    entry = rungs[starts[-1]]
+    beyond = [bracket_work(rungs, eta, start, groups, beyond=entry) for start in starts]
+    top = groups * (rungs[-1] - entry)
+    return (groups * entry + max(beyond),
+            groups * entry + min(top, rankings * sum(beyond)))
+
+
+def auto_brackets(rungs: Sequence[int], eta: int, groups: int, rankings: int = 1) -> int:
+    """How many brackets `brackets: auto` means: the most (entering at rungs 0, 1, ...) whose
+    search costs at most AUTO_BUDGET of the plain grid (`groups * rungs[-1]` group-epochs)
+    even if no two brackets shared a survivor; at least one."""
     budget = AUTO_BUDGET * groups * rungs[-1]
-    fits = [b for b in range(len(rungs)) if bracket_work(rungs, eta, b, groups) <= budget]
-    return max(fits, default=0) + 1
+    fits = [n for n in range(1, len(rungs) + 1)
+            if search_work(rungs, eta, range(n), groups, rankings)[1] <= budget]
+    return max(fits, default=1)
 
 
 class Halving(SearchMethod):
@@ -77,6 +92,8 @@ class Halving(SearchMethod):
     mode        min or max: the better direction; default the metric's own (max for
                 accuracy, else min), and never against it
     brackets    auto (default) or n >= 1, at most the number of rungs
+    ranking     both (default), value or trend: what a bracket ranks groups on at a rung,
+                their metric there, or its trend (see below); both runs every bracket twice
 
     Rungs (`rungs`): rung r ends at min_epochs * eta**r epochs while that is below
     train.epochs; the last rung ends at train.epochs. Epochs 300, min_epochs 10, eta 3:
@@ -86,15 +103,24 @@ class Halving(SearchMethod):
     Brackets (`bracket_starts`): bracket b ranks first at the end of rung b and continues
     through the last rung; bracket 0 is the most aggressive (first cut at min_epochs), a
     later one trains longer before its first cut, which hedges against late bloomers.
-    `auto` means every start from 0 up to the latest whose bracket alone costs at most half the
-    plain grid's work (`auto_brackets`, the one place of the rule; at least one bracket): the
-    brackets share training, so the least aggressive one sets the cost (300 epochs,
-    min_epochs 3, eta 3: rungs 3, 9, 27, 81, 243, 300 and brackets entering at 3, 9, 27 and
-    81, the last costing 47% of the grid). An int n means the n most aggressive, 0 .. n-1.
+    `auto` means every start from 0 up to the latest at which the whole search costs at most
+    half the plain grid's work even if no two brackets shared a survivor (`auto_brackets`,
+    the one place of the rule; at least one bracket). The brackets share training, so they
+    cost less than the sum of their parts (300 epochs, min_epochs 3, eta 3, both rankings:
+    rungs 3, 9, 27, 81, 243, 300, brackets entering at 3, 9 and 27; at most 45% of the grid).
+    An int n means the n most aggressive, 0 .. n-1.
+
+    Rankings (`ranking`): ``value`` ranks a group by its metric at the rung (mean over
+    seeds), which favours fast starters; ``trend`` by where its last eta-fold of epochs
+    points, ``v + w * log_eta(epochs / rung) * (v - v_previous_rung)`` (w =
+    `sweeps.execution.halving.TREND_WEIGHT`; the first rung ranks on v), which
+    keeps late bloomers (a curve still falling fast) and drops a curve that turned up (over-
+    fitting). ``both`` (default) runs each bracket with each ranking; the pick is the best
+    group at the last rung over all of them.
     """
 
     name = "halving"
-    keys = ("sampler", "min_epochs", "eta", "metric", "mode", "brackets")
+    keys = ("sampler", "min_epochs", "eta", "metric", "mode", "brackets", "ranking")
     adaptive = True
 
     def __init__(self, config: SweepConfig, role: str = "method"):
@@ -108,6 +134,7 @@ class Halving(SearchMethod):
         own = VAL_METRICS.get(search.metric)
         self.mode: str = search.mode or (own.mode if own else "min")
         self.brackets = search.brackets
+        self.rankings: tuple[str, ...] = RANKINGS[search.ranking]
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -211,8 +238,8 @@ class Halving(SearchMethod):
         brackets auto: `auto_brackets` over this search's groups; an int n: 0 .. n-1. Raises
         ValueError when n exceeds the number of rungs.
         """
-        n = (auto_brackets(rungs, self.eta, self.groups()) if self.brackets == "auto"
-             else self.brackets)
+        n = (auto_brackets(rungs, self.eta, self.groups(), len(self.rankings))
+             if self.brackets == "auto" else self.brackets)
         if not 1 <= n <= len(rungs):
             raise ValueError(f"{n} brackets need at least {n} rungs, got {len(rungs)}")
         return tuple(range(n))
@@ -226,5 +253,6 @@ class Halving(SearchMethod):
         rungs = self.rungs(self.config.train.epochs)
         n = len(self.bracket_starts(rungs))
         return (f"halving on {self.metric} ({self.mode}), eta {self.eta}: {len(rungs)} rungs "
-                f"ending at epochs {', '.join(map(str, rungs))}, {n} bracket{'s' if n != 1 else ''}; "
+                f"ending at epochs {', '.join(map(str, rungs))}, {n} bracket{'s' if n != 1 else ''}"
+                f" ranked by {' and by '.join(self.rankings)}; "
                 f"sampler: {self.sampler.describe()}")

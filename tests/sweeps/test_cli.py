@@ -250,8 +250,11 @@ def test_halving_file_is_valid_and_planned(tmp_path):
     assert runner.invoke(app, ["validate", str(path)]).exit_code == 0
     result = runner.invoke(app, ["plan", str(path)])
     assert result.exit_code == 0, result.output
+    # two groups: a bracket keeps 1 of them at each rung, and one bracket already costs 52% of
+    # the grid, over the half that brackets: auto spends
     assert ("variants: 4 (halving on val_loss (min), eta 3: 5 rungs ending at epochs 10, 30, 90, "
-            "270, 300, 3 brackets; sampler: grid over 2 parameters)") in result.output
+            "270, 300, 1 bracket ranked by value and by trend; sampler: grid over 2 parameters)"
+            ) in result.output
     assert "128 train / 32 val / 40 test rows" in result.output
 
 

@@ -83,8 +83,8 @@ def test_shared_brackets_train_the_union_of_what_each_bracket_alone_would_train(
     # the rung table: one row per bracket and rung it holds
     assert len(search.table) == sum(len(per_rung) for per_rung in by_book.values())
     row = next(r for r in search.table if r["bracket"] == 0 and r["rung"] == 0)
-    assert row == {"bracket": 0, "rung": 0, "epoch": 2, "groups_in": 30, "groups_kept": 10,
-                   "variants_in": 60, "variants_kept": 20}
+    assert row == {"bracket": 0, "ranking": "value", "rung": 0, "epoch": 2, "groups_in": 30,
+                   "groups_kept": 10, "variants_in": 60, "variants_kept": 20}
 
 
 def test_a_diverging_variant_is_dropped_not_ranked_and_its_group_ranks_last():
@@ -115,3 +115,20 @@ def test_work_bounds_hold_for_any_ranking(eta, groups):
     _, reached = _simulate(schedule, curves)
     least, most = schedule.work(groups)
     assert least <= sum(reached.values()) <= most
+
+
+@pytest.mark.parametrize("rankings, pick", [(("value",), "early"), (("value", "trend"), "late")])
+def test_a_trend_bracket_keeps_a_late_bloomer_that_a_value_bracket_prunes(rankings, pick):
+    # at epoch 30 "early" leads (0.30, flat since 10), "late" is second but falling fast
+    # (0.9 -> 0.45); trend: 0.30 + 0.5 * 1 * (0.30 - 0.31) = 0.295 vs 0.45 + 0.5 * (-0.45) = 0.225
+    curves = {"early": (0.31, 0.30, 0.29), "late": (0.9, 0.45, 0.1), "bad": (0.9, 0.8, 0.7)}
+    schedule = Schedule(rungs=(10, 30, 90), starts=(1,), eta=3, metric="m", mode="min",
+                        rankings=rankings)
+    search = Search.begin(schedule, [(g, g) for g in curves])
+    for rungs in schedule.rounds():
+        for key in search.training():
+            for k in rungs:
+                search.record(key, k, curves[key][k])
+        search.decide(rungs)
+    assert search.pick() == pick
+    assert [row["ranking"] for row in search.table if row["rung"] == 1] == list(rankings)

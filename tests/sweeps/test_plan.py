@@ -197,3 +197,23 @@ def test_describe_random_search():
     sweep = load_sweep(CONFIGS / "random_search.yaml")
     text = describe(sweep, make_packs(sweep))
     assert "random search, 24 samples" in text and "log_uniform from 0.001 to 1" in text
+
+
+def test_describe_halving_shows_its_brackets_rounds_and_work_against_the_grid(tmp_path):
+    from tests.sweep_files import write_halving_sweep
+
+    # 8 groups x 2 seeds, rungs 5 10 20 40, brackets entering at 5 and 10
+    sweep = load_sweep(write_halving_sweep(tmp_path, ranking="value"))
+    text = describe(sweep, make_packs(sweep), workers=2)
+    assert "rungs: epochs 5, 10, 20, 40 (keep the best 1/2 of each bracket's groups by " \
+           "val_loss, min)" in text
+    assert "bracket 0 enters at epoch 5, ranks by value: 8 -> 4 -> 2 -> 1 groups" in text
+    assert "bracket 1 enters at epoch 10, ranks by value: 8 -> 4 -> 2 groups" in text
+    assert "bracket 2" not in text
+    assert "rounds: 3, ending at epochs 10, 20, 40" in text
+    # everything to 10, then 4 (+ up to 2 more) groups to 20, 2 (+1) to 40: of 8 x 40
+    least, most = (8 * 10 + 4 * 10 + 2 * 20) / 320, (8 * 10 + 6 * 10 + 3 * 20) / 320
+    assert f"work: {least:.0%} to {most:.0%} of the plain grid's 640 variant-epochs" in text
+
+    both = describe(load_sweep(write_halving_sweep(tmp_path, name="both")), [])
+    assert "bracket 3 enters at epoch 10, ranks by trend: 8 -> 4 -> 2 groups" in both

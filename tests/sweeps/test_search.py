@@ -16,7 +16,7 @@ import pytest
 from sweeps.execution.plan import describe, make_packs
 from sweeps.records import Variant
 from sweeps.spec.config import ADDED_LATER, LATER_DEFAULTS, SearchConfig, SweepConfig, hashed_config
-from sweeps.spec.halving import bracket_work
+from sweeps.spec.halving import bracket_work, search_work
 from sweeps.spec.search import SEARCH_METHODS, Halving, describe_search, method_of
 from sweeps.spec.sweep import load_sweep
 
@@ -347,12 +347,12 @@ def test_halving_draws_the_points_its_sampler_draws(write):
 
 
 def halving(min_epochs: int, eta: int = 3, brackets="auto", epochs: int = 300,
-            groups: int = 1) -> Halving:
+            groups: int = 1, ranking: str = "both") -> Halving:
     """A halving search over `groups` learning rates (one group without parameters)."""
     parameters = {"train.lr": [0.001 * (i + 1) for i in range(groups)]} if groups > 1 else {}
     config = SweepConfig.model_validate({"train": {"epochs": epochs}, "search": {
         "method": "halving", "min_epochs": min_epochs, "eta": eta, "brackets": brackets,
-        "parameters": parameters}})
+        "ranking": ranking, "parameters": parameters}})
     return Halving(config)
 
 
@@ -376,21 +376,32 @@ def test_rungs_need_min_epochs_below_the_epochs(min_epochs, epochs):
         halving(min_epochs).rungs(epochs)
 
 
-@pytest.mark.parametrize("epochs, min_epochs, starts", [
-    (300, 3, (0, 1, 2, 3)),     # rungs 3 9 27 81 243 300: entering at 81 costs 47% of the grid
-    (300, 10, (0, 1)),          # rungs 10 30 90 270 300: at 90 it would cost 51%
-    (270, 10, (0, 1)),          # rungs 10 30 90 270: at 90 it would cost 56%
-    (11, 10, (0,)),             # rungs 10 11: one bracket, even over the budget
+@pytest.mark.parametrize("epochs, min_epochs, ranking, starts", [
+    (300, 3, "both", (0, 1, 2)),    # rungs 3 9 27 81 243 300: at most 46% of the grid
+    (300, 3, "value", (0, 1, 2)),   # one ranking: 28%; entering at 81 too could cost 57%
+    (300, 10, "both", (0, 1)),      # rungs 10 30 90 270 300
+    (270, 10, "both", (0,)),        # rungs 10 30 90 270: two entries could cost 51%
+    (11, 10, "both", (0,)),         # rungs 10 11: one entry, even over the budget
 ])
-def test_auto_brackets_enter_as_late_as_half_the_grids_work_allows(epochs, min_epochs, starts):
-    method = halving(min_epochs, epochs=epochs, groups=81)
+def test_auto_brackets_enter_as_late_as_half_the_grids_work_allows(epochs, min_epochs, ranking,
+                                                                   starts):
+    method = halving(min_epochs, epochs=epochs, groups=81, ranking=ranking)
     rungs = method.rungs(epochs)
     assert method.bracket_starts(rungs) == starts
-    groups = method.groups()
-    grid = groups * epochs
-    assert starts == (0,) or bracket_work(rungs, 3, starts[-1], groups) <= grid / 2
-    if starts[-1] + 1 < len(rungs):
-        assert bracket_work(rungs, 3, starts[-1] + 1, groups) > grid / 2
+    grid, rankings = 81 * epochs, len(method.rankings)
+    assert starts == (0,) or search_work(rungs, 3, starts, 81, rankings)[1] <= grid / 2
+    if len(starts) < len(rungs):
+        assert search_work(rungs, 3, range(len(starts) + 1), 81, rankings)[1] > grid / 2
+
+
+def test_search_work_is_the_last_entry_for_all_then_the_brackets_survivors():
+    # rungs 10 30 90 120, 27 groups, brackets entering at 10 and 30: all 27 to 30, then
+    # beyond 30 the first keeps 3 (to 90) and 1 (to 120), the second 9 and 3
+    least, most = search_work((10, 30, 90, 120), 3, (0, 1), 27)
+    assert least == 27 * 30 + 9 * 60 + 3 * 30
+    assert most == 27 * 30 + (3 * 60 + 1 * 30) + (9 * 60 + 3 * 30)
+    assert search_work((10, 30, 90, 120), 3, (0, 1), 27, rankings=2)[1] == \
+        27 * 30 + 2 * (3 * 60 + 1 * 30 + 9 * 60 + 3 * 30)
 
 
 def test_a_bracket_trains_every_group_to_its_entry_then_the_kept_on():
