@@ -10,6 +10,10 @@ the search is checkpointed on the parent run (``halving/checkpoint.npz``), so a 
 stopped by Ctrl-C or SIGKILL continues after its last finished round; a round in progress
 is trained again, and variants it had logged are not logged twice.
 
+What a round decided is logged and checkpointed while the next round's packs train (the
+driver waits on them anyway); a round that is interrupted before its checkpoint is trained
+again, so the order costs nothing on resume.
+
 A pack that fails (after Ray's retries) ends the search after that round's other packs: a
 ranking without its variants would be a different search. Running the file again retries
 from the last finished round.
@@ -38,8 +42,9 @@ CHECKPOINT = "halving/checkpoint.npz"
 RUNG_TABLE = "halving/rungs.csv"
 SEARCH_FILE = "halving/search.json"
 
-# run(packs, on_done, on_failed, last_round) trains packs on Ray or serially
-RunPacks = Callable[[list[Pack], Callable, Callable, bool], dict[str, int]]
+# run(packs, on_done, on_failed, last_round, on_submitted) trains packs on Ray or serially,
+# calling on_submitted() once the packs are on their way
+RunPacks = Callable[[list[Pack], Callable, Callable, bool, Callable], dict[str, int]]
 
 
 @dataclass
@@ -63,6 +68,7 @@ def run_rounds(sweep: Any, tracker: Any, schedule: Schedule, run_packs: RunPacks
         return outcome                      # a finished search: nothing to train again
     search, trails = _resume(tracker, schedule, sweep)
     outcome.search = search
+    decided: Callable[[], None] = lambda: None  # noqa: E731 - the last round's logging
     for number, rungs in enumerate(schedule.rounds()):
         if set(rungs) <= set(search.done):
             continue
@@ -90,7 +96,7 @@ def run_rounds(sweep: Any, tracker: Any, schedule: Schedule, run_packs: RunPacks
                     outcome.failed[variant.key] = error
                 bar.advance([], failed=len(pack.variants))
 
-            nodes = run_packs(packs, on_done, on_failed, last_round)
+            nodes = run_packs(packs, on_done, on_failed, last_round, decided)
         for node, count in nodes.items():
             outcome.nodes[node] = outcome.nodes.get(node, 0) + count
         if outcome.failed:
@@ -100,12 +106,28 @@ def run_rounds(sweep: Any, tracker: Any, schedule: Schedule, run_packs: RunPacks
                 search.record(key, k, result.at_stops[stop][schedule.metric])
         decision = search.decide(rungs)
         if not last_round:
-            _log(tracker, by_key, trails, decision.stopped, schedule)
-            tracker.write_parent_file(CHECKPOINT, dump(search, trails))
-        for key in decision.stopped:
-            trails.pop(key, None)
+            decided = _logger(tracker, by_key, trails, decision.stopped, schedule, search)
+    decided()
     _write_tables(tracker, search, sweep)
     return outcome
+
+
+def _logger(tracker: Any, by_key: dict, trails: dict[str, Trail], stopped: dict[str, int],
+            schedule: Schedule, search: Search) -> Callable[[], None]:
+    """What to do once the next round is under way: log the variants that stopped, then
+    checkpoint the search (taken now: the next round's results change both)."""
+    batch = {key: trails.pop(key) for key in stopped}
+    checkpoint = dump(search, trails)
+    done = False
+
+    def log_and_checkpoint() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            _log(tracker, by_key, batch, stopped, schedule)
+            tracker.write_parent_file(CHECKPOINT, checkpoint)
+
+    return log_and_checkpoint
 
 
 def _with_state(pack: Pack, trails: dict[str, Trail], stops: tuple[int, ...]) -> Pack:

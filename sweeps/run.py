@@ -232,17 +232,19 @@ def _stopped_by_signals(sweep: Sweep, tracker: Tracker) -> Iterator[None]:
 
 
 def _pack_runner(sweep: Sweep, connection: RayConnection | None):
-    """run(packs, on_done, on_failed, last) on Ray (shutting down after the last round's
-    packs are in) or serially: what `adaptive.run_rounds` trains each round with."""
+    """run(packs, on_done, on_failed, last, on_submitted) on Ray (shutting down after the
+    last round's packs are in) or serially: what `adaptive.run_rounds` trains each round
+    with."""
     from sweeps.execution import execute
 
-    def run(packs, on_done, on_failed, last: bool) -> dict[str, int]:
+    def run(packs, on_done, on_failed, last: bool, on_submitted=None) -> dict[str, int]:
         if connection is None:
-            execute.run_serial(packs, sweep.datasets, on_done, on_failed)
+            execute.run_serial(packs, sweep.datasets, on_done, on_failed, on_submitted)
             return {}
         return execute.run_ray(packs, sweep.datasets, on_done, on_failed,
                                on_all_trained=connection.close_soon if last else None,
-                               cancel_on_interrupt=not connection.owned)
+                               cancel_on_interrupt=not connection.owned,
+                               on_submitted=on_submitted)
 
     return run
 

@@ -141,8 +141,14 @@ def _fetch(ref: "ray.ObjectRef", pack: Pack,
 
 
 def run_serial(packs: Iterable[Pack], datasets: Mapping[str, Dataset],
-               on_done: OnDone, on_failed: OnFailed) -> None:
-    """Train the packs one after another in this process (debugging, equivalence tests)."""
+               on_done: OnDone, on_failed: OnFailed,
+               on_submitted: Callable[[], None] | None = None) -> None:
+    """Train the packs one after another in this process (debugging, equivalence tests).
+
+    on_submitted : called before the first pack trains (as `run_ray` calls it).
+    """
+    if on_submitted is not None:
+        on_submitted()
     for pack in packs:
         try:
             results = train_pack(pack, datasets[pack.data_key])
@@ -155,8 +161,12 @@ def run_serial(packs: Iterable[Pack], datasets: Mapping[str, Dataset],
 def run_ray(packs: Iterable[Pack], datasets: Mapping[str, Dataset],
             on_done: OnDone, on_failed: OnFailed,
             on_all_trained: Callable[[], None] | None = None,
-            cancel_on_interrupt: bool = True) -> dict[str, int]:
+            cancel_on_interrupt: bool = True,
+            on_submitted: Callable[[], None] | None = None) -> dict[str, int]:
     """Train the packs as Ray tasks; returns how many packs ran on each node id.
+
+    `on_submitted` is called once every task is submitted, before the first wait: the
+    driver's own work (logging what an earlier round decided) then overlaps the training.
 
     Finished packs are fetched as soon as they are ready and handed to `on_done` one at a
     time, so a slow `on_done` (logging) never holds results in the cluster. Once every pack
@@ -174,6 +184,8 @@ def run_ray(packs: Iterable[Pack], datasets: Mapping[str, Dataset],
     fetched: deque[tuple[Pack, list[VariantResult] | None, str]] = deque()
     nodes: dict[str, int] = {}
     try:
+        if on_submitted is not None:
+            on_submitted()
         while pending or fetched:
             if pending:
                 # Block only when there is nothing fetched to hand over.
