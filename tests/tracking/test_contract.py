@@ -31,17 +31,23 @@ TIME_FIELDS = {"start_time", "end_time", "timestamp", "startTime", "endTime"}
 
 
 def contract_batch(sweep) -> list[tuple[Any, Any]]:
-    """(variant, result) pairs: ok, diverged, +-inf metrics, a 7,000-character param."""
+    """(variant, result) pairs: ok, diverged, +-inf metrics, a 7,000-character param, and
+    one that successive halving pruned at rung 1 (epoch 500: its tags, a shorter history)."""
     v = sweep.variants
     inf = synthetic_result(sweep, v[2])
     inf = dataclasses.replace(inf, metrics={**inf.metrics, "test_loss": math.inf,
                                             "test_mse": -math.inf})
     long = dataclasses.replace(v[3], settings={**v[3].settings, "note": "x" * 7000})
+    full = synthetic_result(sweep, v[4])
+    early = full.log_epochs < 500
+    pruned = dataclasses.replace(full, status="pruned", epoch=500, rung=1,
+                                 log_epochs=full.log_epochs[early],
+                                 curves={k: c[early] for k, c in full.curves.items()})
     return [(v[0], synthetic_result(sweep, v[0])),
             (v[1], synthetic_result(sweep, v[1], diverged_at=300)),
             (v[2], inf),
             (long, synthetic_result(sweep, v[3])),
-            (v[4], synthetic_result(sweep, v[4]))]
+            (v[4], pruned)]
 
 
 def write_both(sweep, uri: str):
