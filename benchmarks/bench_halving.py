@@ -164,14 +164,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-asha", action="store_true")
-    parser.add_argument("--spaces", nargs="+", choices=list(SPACES), default=list(SPACES))
+    parser.add_argument("--spaces", nargs="+", default=list(SPACES),
+                        help=f"{', '.join(SPACES)} or paths of halving sweep files")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-halving-"))
     rows = {}
     for name in args.spaces:
-        row = rows[name] = bench_space(name, SPACES[name], workdir)
-        print(f"\n{name} ({SPACES[name].relative_to(REPO)}): {row['groups']} configurations, "
-              f"{row['variants']} variants")
+        path = SPACES.get(name) or Path(name).resolve()
+        name = name if name in SPACES else path.stem
+        row = rows[name] = bench_space(name, path, workdir)
+        print(f"\n{name} ({path}): {row['groups']} configurations, {row['variants']} variants")
         print(f"  grid      {row['grid_s']:7.1f} s")
         print(f"  halving   {row['halving_s']:7.1f} s = {row['halving_s'] / row['grid_s']:.2f}x "
               f"the grid's wall time, {row['work']:.1%} of its variant-epochs")

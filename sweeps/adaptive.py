@@ -75,7 +75,8 @@ def run_rounds(sweep: Any, tracker: Any, schedule: Schedule, run_packs: RunPacks
         last_round = rungs[-1] == schedule.last
         stops = tuple(schedule.rungs[k] for k in rungs)
         todo = [by_key[key] for key in search.training()]
-        packs = [_with_state(pack, trails, stops) for pack in pack_variants(todo, workers)]
+        packs = [_with_state(pack, trails, stops)
+                 for pack in pack_variants(todo, sweep.datasets, workers)]
         results: dict[str, VariantResult] = {}
 
         with SweepProgress(len(todo), _round_text(sweep, number, schedule, stops),

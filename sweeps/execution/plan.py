@@ -1,6 +1,11 @@
 """The plan: variants that can train as one population are packed together (one Ray task per
 pack), and packs are split so every worker stays busy and results come back early.
 
+Packs are sized by their estimated cost (`pack_work`), not by their variant count: a pack of
+64-wide networks costs many times one of 4-wide ones, and a worker left with the one long
+pack at the end holds the whole sweep up. They are handed out longest first (the LPT rule),
+so the short ones fill the gaps at the end.
+
 Variants in a pack share every setting of the data and pack roles (`sweeps.spec.config.Role`: layer
 sizes, activations, loss, optimizer kind, epochs, batch size, data set and data order); they may
 differ in the variant-role settings (learning rate, optimizer constants, initializer, seed).
@@ -10,7 +15,8 @@ differ in the variant-role settings (learning rate, optimizer constants, initial
 from __future__ import annotations
 
 import math
-from typing import Collection, Sequence
+from dataclasses import replace
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -35,35 +41,42 @@ SECONDS_PER_ELEMENT = 6.6e-9
 def make_packs(sweep, workers: int = 2, skip: Collection[str] = ()) -> list[Pack]:
     """Pack the sweep's variants (leaving out keys in `skip`) for `workers` workers."""
     skip = set(skip)
-    return pack_variants([v for v in sweep.variants if v.key not in skip], workers)
+    return pack_variants([v for v in sweep.variants if v.key not in skip], sweep.datasets,
+                         workers)
 
 
-def pack_variants(todo: Sequence[Variant], workers: int = 2) -> list[Pack]:
-    """Pack variants for `workers` workers.
+def pack_variants(todo: Sequence[Variant], datasets: Mapping[str, Any],
+                  workers: int = 2) -> list[Pack]:
+    """Pack variants for `workers` workers, longest pack first.
 
     Variants are grouped by PACK_SHARED; each group is split into near-equal packs of at most
-    `size` variants, size = ceil(variants / (PACKS_PER_WORKER * workers)) capped at MAX_PACK,
-    so there are >= PACKS_PER_WORKER packs per worker when there are enough variants. Packs
-    keep the variants' order.
+    MAX_PACK variants and of at most about 1 / (PACKS_PER_WORKER * workers) of the whole
+    estimated work, so there are >= PACKS_PER_WORKER packs per worker when there are enough
+    variants. Within a pack the variants keep their order.
     """
     if not todo:
         return []
-    size = min(MAX_PACK, max(1, math.ceil(len(todo) / (PACKS_PER_WORKER * max(1, workers)))))
     groups: dict[tuple, list[Variant]] = {}
     for variant in todo:
         key = (variant.data_key,) + tuple(repr(variant.settings[p]) for p in PACK_SHARED)
         groups.setdefault(key, []).append(variant)
-    packs: list[Pack] = []
-    for members in groups.values():
-        n_packs = math.ceil(len(members) / size)
+    cost = {key: pack_work(_pack(0, members), datasets[members[0].data_key])["seconds"]
+            for key, members in groups.items()}
+    share = sum(cost.values()) / (PACKS_PER_WORKER * max(1, workers))
+    packs: list[tuple[float, Pack]] = []
+    for key, members in groups.items():
+        n_packs = min(len(members), max(math.ceil(len(members) / MAX_PACK),
+                                        math.ceil(cost[key] / share - 1e-9)))
         for chunk in np.array_split(np.arange(len(members)), n_packs):
-            packs.append(Pack(
-                index=len(packs),
-                variants=tuple(members[i] for i in chunk),
-                data_key=members[0].data_key,
-                shared_paths=PACK_SHARED,
-            ))
-    return packs
+            pack = _pack(0, [members[i] for i in chunk])
+            packs.append((pack_work(pack, datasets[pack.data_key])["seconds"], pack))
+    packs.sort(key=lambda item: -item[0])          # stable: equal costs keep their order
+    return [replace(pack, index=i) for i, (_, pack) in enumerate(packs)]
+
+
+def _pack(index: int, variants: Sequence[Variant]) -> Pack:
+    return Pack(index=index, variants=tuple(variants), data_key=variants[0].data_key,
+                shared_paths=PACK_SHARED)
 
 
 # ---------------------------------------------------------------------------------------------

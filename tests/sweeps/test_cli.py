@@ -187,7 +187,8 @@ def test_validate_ok_on_the_shipped_files():
 def test_plan_prints_variants_packs_and_work():
     result = runner.invoke(app, ["plan", str(CONFIGS / "card.yaml"), "--workers", "2"])
     assert result.exit_code == 0, result.output
-    assert "variants: 480" in result.output and "packs: 8" in result.output
+    assert "variants: 480" in result.output and "packs: 10 (4 of 60, 6 of 40 variants)" \
+        in result.output
     assert "variant-epochs" in result.output
 
 

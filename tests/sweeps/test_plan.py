@@ -117,9 +117,18 @@ def test_enough_packs_to_keep_every_worker_busy(card):
         assert len(make_packs(card, workers=workers)) >= 4 * workers
 
 
-def test_packs_are_near_equal_in_size(card):
-    sizes = [len(p.variants) for p in make_packs(card, workers=2)]
-    assert max(sizes) - min(sizes) <= 1
+def test_packs_are_near_equal_in_cost_and_the_longest_come_first(card):
+    packs = make_packs(card, workers=2)
+    costs = [pack_work(p, card.datasets[p.data_key])["seconds"] for p in packs]
+    assert costs == sorted(costs, reverse=True)
+    assert max(costs) <= 1.3 * min(costs)
+    # within a group of equal shapes, counts differ by at most one
+    by_shape: dict = {}
+    for pack in packs:
+        by_shape.setdefault(pack.shared["model.hidden"], []).append(len(pack.variants))
+    assert all(max(sizes) - min(sizes) <= 1 for sizes in by_shape.values())
+    # the card's 16-wide networks cost about twice its 2-wide ones: smaller packs of them
+    assert max(by_shape[(16,)]) < min(by_shape[(2,)])
 
 
 def test_settings_that_change_the_loop_never_share_a_pack(write):
@@ -181,7 +190,7 @@ def test_mini_batches_count_steps():
 def test_describe_lists_variants_packs_swept_and_work(card):
     text = describe(card, make_packs(card, workers=2))
     assert "variants: 480 (grid over 4 parameters)" in text
-    assert "packs: 8 (8 of 60 variants)" in text
+    assert "packs: 10 (4 of 60, 6 of 40 variants)" in text   # hidden 8 and 16 cost more
     for path in card.swept:
         assert path in text
     assert "4,800,000 variant-epochs" in text and "multiply-adds" in text
