@@ -220,7 +220,7 @@ def test_light_commands_import_neither_ray_nor_mlflow(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=tmp_path)
     assert out.stdout.strip().splitlines()[-1] == "[]"
-    assert "variants: 960 (halving on val_loss (min)" in out.stdout
+    assert "variants: 1080 (halving on val_loss (min)" in out.stdout
 
 
 # ---------------------------------------------------------------------------------------------
