@@ -99,19 +99,17 @@ def bench_space(name: str, path: Path, workdir: Path) -> dict:
 # --------------------------------------------------------------------------------------------
 # Ray Tune's ASHA, one trial per variant
 
-def _asha_trial(config, sweep_path=None):
-    """Tune's function trainable: one variant, one epoch per report of its val_loss."""
+def _asha_trial(config, variants=None, dataset=None):
+    """Tune's function trainable: one variant, one epoch per report of its val_loss. The data
+    set comes through Ray's object store (`tune.with_parameters`), built once by the driver."""
     from ray import tune
 
+    import core
     from sweeps.execution.training import _validation_set, build_network, optimizer_spec
     from sweeps.records import Pack
     from sweeps.spec.config import PACK_SHARED
-    from sweeps.spec.sweep import load_sweep
-    import core
 
-    sweep = load_sweep(sweep_path)
-    variant = sweep.variants[config["index"]]
-    dataset = sweep.datasets[variant.data_key]
+    variant = variants[config["index"]]
     pack = Pack(0, (variant,), variant.data_key, PACK_SHARED)
     settings = variant.settings
     mlp = build_network(pack, dataset)
@@ -128,7 +126,7 @@ def _asha_trial(config, sweep_path=None):
         tune.report({"val_loss": float(trained.final_validation["loss"][0])})
 
 
-def bench_asha(path: Path, workdir: Path, ranks: dict[str, int]) -> dict:
+def bench_asha(path: Path, workdir: Path, ranks: dict[str, int], trials: int | None) -> dict:
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -136,6 +134,7 @@ def bench_asha(path: Path, workdir: Path, ranks: dict[str, int]) -> dict:
     from sweeps.spec.sweep import load_sweep
 
     sweep = load_sweep(path)
+    indices = list(range(len(sweep.variants)))[:trials]
     config = yaml.safe_load(path.read_text())
     epochs, search = config["train"]["epochs"], config["search"]
     clock = time.perf_counter()
@@ -144,9 +143,11 @@ def bench_asha(path: Path, workdir: Path, ranks: dict[str, int]) -> dict:
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,
                               grace_period=search["min_epochs"],
                               reduction_factor=search.get("eta", 3))
+    (dataset,) = sweep.datasets.values()
+    trainable = tune.with_parameters(_asha_trial, variants=list(sweep.variants), dataset=dataset)
     results = tune.Tuner(
-        tune.with_resources(tune.with_parameters(_asha_trial, sweep_path=str(path)), {"cpu": 1}),
-        param_space={"index": tune.grid_search(list(range(len(sweep.variants))))},
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space={"index": tune.grid_search(indices)},
         tune_config=tune.TuneConfig(scheduler=scheduler, metric="val_loss", mode="min"),
         run_config=tune.RunConfig(storage_path=str(workdir / "tune"), verbose=0),
     ).fit()
@@ -157,13 +158,16 @@ def bench_asha(path: Path, workdir: Path, ranks: dict[str, int]) -> dict:
     used = sum(int(r.metrics.get("training_iteration", 0)) for r in results)
     return {"asha_s": wall, "pick_rank": ranks[variant.group],
             "pick": " ".join(p for p in variant.name.split() if not p.startswith("seed=")),
-            "work": used / (len(sweep.variants) * epochs), "trials": len(sweep.variants)}
+            "work": used / (len(indices) * epochs), "trials": len(indices)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-asha", action="store_true")
+    parser.add_argument("--asha-trials", type=int, default=None,
+                        help="only the first N variants under ASHA (a quick check; the figures "
+                             "then do not compare)")
     parser.add_argument("--spaces", nargs="+", default=list(SPACES),
                         help=f"{', '.join(SPACES)} or paths of halving sweep files")
     args = parser.parse_args()
@@ -181,7 +185,7 @@ def main() -> None:
               f"ranking by val_loss (top 5%: #{row['top5']} or better)")
         print(f"  brackets' picks: {', '.join(row['brackets'])}")
     if not args.skip_asha and "late" in rows:
-        asha = bench_asha(SPACES["late"], workdir, rows["late"]["ranks"])
+        asha = bench_asha(SPACES["late"], workdir, rows["late"]["ranks"], args.asha_trials)
         late = rows["late"]
         print(f"\nASHA (Ray Tune ASHAScheduler, {asha['trials']} trials, one per variant) on "
               f"the late-bloomer space")
