@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sweeps.tracking.child import ChildRun, child_run
-from sweeps.tracking.layout import PARENT_ID, VARIANT_KEY
-from sweeps.tracking.readback import attach_histories, run_record, split_children
 from sweeps.tracking.store import artifact_repository
 from sweeps.tracking.track import SweepTracker
 
@@ -109,12 +107,9 @@ class BulkTracker(SweepTracker):
 
     def _drop_written(self, todo: dict[str, ChildRun]) -> bool | None:
         """Before a retry: keep what a lost commit wrote, delete anything else found."""
-        runs = [run for run in self._search(f"tags.`{PARENT_ID}` = '{self.parent_run_id}'")
-                if run.data.tags.get(VARIANT_KEY) in todo]     # (tags take no IN filter)
-        keep, drop = split_children(runs)
-        for run in drop:
-            self.client.delete_run(run.info.run_id)
-        records = attach_histories(self.client, [run_record(run, self.kinds) for run in keep])
+        records, drop = self._finished_children(set(todo))
+        for run_id in drop:
+            self.client.delete_run(run_id)
         for record in records:
             self._records[record.variant_key] = record
             del todo[record.variant_key]

@@ -22,7 +22,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -73,7 +73,7 @@ def locate_parent(client, experiment: str, config_hash: str | None = None,
 
 
 # --------------------------------------------------------------------------------------------
-# Children, through the client (also what the writer uses when it resumes)
+# Children: what a writer keeps when it resumes (SQL or client), and the client reader's parts
 
 def split_children(runs: Sequence[Any]) -> tuple[list, list]:
     """(newest FINISHED child per variant key, every other child): the others are deleted."""
@@ -86,6 +86,35 @@ def split_children(runs: Sequence[Any]) -> tuple[list, list]:
         else:
             drop.append(run)
     return list(keep.values()), drop
+
+
+def finished_children(client, experiment_id: str, parent_run_id: str, swept: Mapping[str, str],
+                      keys: Collection[str] | None = None) -> tuple[list[RunRecord], list[str]]:
+    """What a writer keeps of the parent's children (of the variants `keys` only, when given):
+    (records, histories attached, of the newest FINISHED child per variant; the run ids of
+    every other child, which the writer deletes).
+
+    Database stores are read in a few set-based queries (`sweeps.tracking.sqlread`), others
+    through the client (paged searches of whole runs): resuming 4,800 variants took minutes.
+    """
+    from sweeps.tracking.sqlread import child_run_ids, is_sql_store, read_children, read_histories
+
+    store = client._tracking_client.store
+    if is_sql_store(store):
+        keep = newest_per_variant(read_children(store, experiment_id, parent_run_id, swept, keys))
+        kept = {record.run_id for record in keep}
+        drop = [run_id for run_id in child_run_ids(store, experiment_id, parent_run_id, keys)
+                if run_id not in kept]
+        return read_histories(store, experiment_id, parent_run_id, keep, keys), drop
+    filter_string = f"tags.`{PARENT_ID}` = '{parent_run_id}'"
+    if keys is not None and len(keys) == 1:
+        filter_string += f" and tags.`{VARIANT_KEY}` = '{next(iter(keys))}'"
+    runs = search_all(client, [experiment_id], filter_string)
+    if keys is not None:                                     # (tags take no IN filter)
+        runs = [run for run in runs if run.data.tags.get(VARIANT_KEY) in keys]
+    keep, drop = split_children(runs)
+    return (attach_histories(client, [run_record(run, swept) for run in keep]),
+            [run.info.run_id for run in drop])
 
 
 def run_record(run: Any, swept: Mapping[str, str]) -> RunRecord:
