@@ -69,6 +69,16 @@ def child_run_ids(store, experiment_id: str, parent_run_id: str,
             session.connection(), _children(experiment_id, parent_run_id, keys, finished=False))]
 
 
+def existing_run_ids(store, run_ids: Sequence[str]) -> set[str]:
+    """Those of `run_ids` the store holds (in any state)."""
+    from sqlalchemy import select
+
+    run, *_ = _tables()
+    with store.ManagedSessionMaker() as session:
+        return {run_id for run_id, in _fetch(session.connection(), select(run.run_uuid)
+                                              .where(run.run_uuid.in_(list(run_ids))))}
+
+
 def read_children(store, experiment_id: str, parent_run_id: str, swept: Mapping[str, str],
                   keys: Collection[str] | None = None) -> list[RunRecord]:
     """Records of every active FINISHED child of the parent (duplicates per variant kept),
