@@ -30,7 +30,8 @@ from sweeps.tracking.layout import (CONFIG_HASH, PARENT_ID, PREDICTIONS_FILE, RO
                                     VARIANT_KEY, decode_metric, sweep_kinds)
 from sweeps.tracking.records import (Predictions, RunRecord, by_index, decode_record,
                                      newest_per_variant)
-from sweeps.tracking.store import chunks, default_tracking_uri, make_client, search_all
+from sweeps.tracking.store import (artifact_repository, chunks, default_tracking_uri, make_client,
+                                   search_all)
 
 READERS = ("auto", "sql", "client")
 
@@ -260,15 +261,27 @@ def fetch_params(tracking_uri: str | None, run_ids: Sequence[str]) -> dict[str, 
 
 def fetch_predictions(tracking_uri: str | None, run_ids: Sequence[str]
                       ) -> dict[str, Predictions]:
-    """{run_id: predictions.csv as arrays} for the given child runs (missing ones left out)."""
+    """{run_id: predictions.csv as arrays} for the given child runs (missing ones left out).
+
+    Each file comes from its run's artifact repository as the writers reach it
+    (`store.artifact_repository`): artifacts behind a server's proxy (``mlflow-artifacts:``)
+    of runs in its database are read through $SWEEPS_ARTIFACTS_SERVER (a RuntimeError says
+    so when it is not set), not through the database URI.
+    """
     if not run_ids:
         return {}
-    client = make_client(tracking_uri or default_tracking_uri(), create=False)
+    tracking_uri = tracking_uri or default_tracking_uri()
+    client = make_client(tracking_uri, create=False)
     out = {}
     with tempfile.TemporaryDirectory(prefix="sweeps-pred-") as tmp:
         for run_id in run_ids:
             try:
-                path = client.download_artifacts(run_id, PREDICTIONS_FILE, tmp)
+                artifact_uri = client.get_run(run_id).info.artifact_uri
+            except Exception:  # noqa: BLE001 - no such run
+                continue
+            repository = artifact_repository(artifact_uri, tracking_uri)
+            try:
+                path = repository.download_artifacts(PREDICTIONS_FILE, tmp)
             except Exception:  # noqa: BLE001 - a run without predictions
                 continue
             out[run_id] = parse_predictions(Path(path).read_text(encoding="utf-8"))

@@ -164,3 +164,30 @@ def test_bulk_writes_to_sqlite_leave_statistics_for_the_query_planner(tracking_u
         tables = {row[0] for row in connection.execute("SELECT tbl FROM sqlite_stat1")}
     assert before == 0
     assert {"metrics", "runs", "tags", "params"} <= tables
+
+
+def test_predictions_behind_a_server_are_read_through_it_for_runs_in_its_database(
+        postgresql_uri, tmp_path, serve, monkeypatch):
+    """docker-compose.yml's set-up: the driver writes runs into the server's database and
+    artifacts through the server's proxy; reading predictions back (the plots of a resumed
+    sweep, `sweeps verify`) goes the same way, not through the database URI."""
+    import pandas as pd
+
+    from sweeps.report import results
+
+    monkeypatch.setenv("SWEEPS_ARTIFACTS_SERVER", serve(postgresql_uri))
+    sweep = small_sweep(tmp_path)
+    tracker = BulkTracker(sweep, postgresql_uri)
+    tracker.start()
+    run_ids = tracker.log_variants(batch_of(sweep, 2))
+    tracker.finish()
+    location = MlflowClient(postgresql_uri).get_experiment_by_name("small").artifact_location
+    assert location.startswith("mlflow-artifacts:")
+    loaded = results.load_predictions(run_ids, postgresql_uri)
+    assert sorted(loaded) == sorted(run_ids)
+    for record in tracker.records():
+        pd.testing.assert_frame_equal(loaded[record.run_id],
+                                      results.predictions_table(record.predictions))
+    monkeypatch.delenv("SWEEPS_ARTIFACTS_SERVER")
+    with pytest.raises(RuntimeError, match="set SWEEPS_ARTIFACTS_SERVER"):
+        results.load_predictions(run_ids, postgresql_uri)
