@@ -181,13 +181,13 @@ def run_sweep(
             # Imports matplotlib while the packs train (started earlier, it slows start-up).
             plotter = PlotWorker()
             failed, nodes = _train_and_log(sweep, tracker, packs, connection, progress, timings)
+            # Ray shuts down (begun once every pack was in) while the outputs are written.
+            clock = time.perf_counter()
+            made = write_outputs(tracker, out_dir, plotter, "FAILED" if failed else "FINISHED")
+            timings["results"] = time.perf_counter() - clock
         finally:
             if connection is not None:
                 connection.close()
-
-        clock = time.perf_counter()
-        made = write_outputs(tracker, out_dir, plotter, "FAILED" if failed else "FINISHED")
-        timings["results"] = time.perf_counter() - clock
     finally:
         if plotter is not None:
             plotter.close()
