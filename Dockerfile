@@ -21,6 +21,10 @@ RUN groupadd --gid 1000 sweeps \
 WORKDIR /app
 
 # Dependencies first, in their own layer: it is rebuilt only when the pins change.
+# pip compiles every module it installs to bytecode (its default: keep it, and do not switch
+# to an installer that does not). With PYTHONDONTWRITEBYTECODE set, and site-packages not
+# writable by the services' user, no process writes a .pyc later: each one would compile
+# MLflow, Ray and pandas from source on every start (a sweep ~1.7x slower here).
 COPY pyproject.toml constraints.txt README.md ./
 RUN mkdir core sweeps \
     && touch core/__init__.py sweeps/__init__.py \

@@ -1,7 +1,8 @@
 """Wall time of `sweeps run configs/card.yaml` beside two baselines on the same 480-variant grid.
 
   ours  the `sweeps run` command on a fresh SQLite store (a subprocess, imports included),
-        then the same in-process to split it into start-up, training and MLflow logging.
+        then another run split into its parts (imports, start-up, training and logging,
+        outputs, the rest, interpreter start and exit) that add up to its wall time.
   (a)   plain: one Ray task per variant running the article's algorithm, the driver logging
         each variant as its own MLflow child run (create, one log_batch, terminate).
   writes the same 480 child runs (results computed beforehand) written into fresh stores in
@@ -71,8 +72,20 @@ def article_train(lr: float, hidden: int, init: str, seed: int, report=None) -> 
     return losses
 
 
+SPLIT = """
+import json, sys, time
+clock = time.perf_counter()
+from sweeps.run import run_sweep
+imports = time.perf_counter() - clock
+clock = time.perf_counter()
+o = run_sweep(sys.argv[1], tracking_uri=sys.argv[2], out=sys.argv[3], progress=False)
+print(json.dumps({**o.timings, "imports": imports, "run": time.perf_counter() - clock}))
+"""
+
+
 def bench_ours(workdir: Path) -> dict[str, float]:
-    """The real command in a subprocess, then the in-process split on a second fresh store."""
+    """The real command in a subprocess, then the in-process split of a second run (a
+    subprocess too, on a second fresh store): every part of that run's wall time."""
     store = f"sqlite:///{workdir / 'ours.db'}"
     clock = time.perf_counter()
     subprocess.run(
@@ -81,19 +94,41 @@ def bench_ours(workdir: Path) -> dict[str, float]:
         check=True, cwd=workdir, stdout=subprocess.DEVNULL,
     )
     wall = time.perf_counter() - clock
+    clock = time.perf_counter()
     split = subprocess.run(
-        [sys.executable, "-c", (
-            "import json, sys; from sweeps.run import run_sweep; "
-            "o = run_sweep(sys.argv[1], tracking_uri=sys.argv[2], out=sys.argv[3], progress=False); "
-            "print(json.dumps(o.timings))"
-        ), str(CARD), f"sqlite:///{workdir / 'split.db'}", str(workdir / "split")],
-        check=True, cwd=workdir, capture_output=True, text=True,
+        [sys.executable, "-c", SPLIT, str(CARD), f"sqlite:///{workdir / 'split.db'}",
+         str(workdir / "split")], check=True, cwd=workdir, capture_output=True, text=True,
     )
-    return {"wall": wall, **json.loads(split.stdout.strip().splitlines()[-1])}
+    split_wall = time.perf_counter() - clock
+    parts = json.loads(split.stdout.strip().splitlines()[-1])
+    # run_sweep beyond its timed phases: loading the file, the tracker and plot helper
+    # objects, and what is left of Ray's shutdown after the outputs.
+    parts["rest"] = parts["run"] - parts["startup"] - parts["train_and_log"] - parts["results"]
+    parts["process"] = split_wall - parts["imports"] - parts["run"]  # interpreter start + exit
+    return {"wall": wall, "split_wall": split_wall, **parts}
+
+
+def bytecode_note() -> str:
+    """Whether the installed packages are compiled: where PYTHONDONTWRITEBYTECODE is set and
+    they are not, every process compiles MLflow, Ray and pandas at each start (~1.7x slower)."""
+    import importlib.util
+
+    import mlflow
+    import ray
+
+    missing = [m.__name__ for m in (mlflow, ray)
+               if not Path(importlib.util.cache_from_source(m.__file__)).exists()]
+    if not missing:
+        return "installed packages compiled to bytecode"
+    return (f"NOT compiled to bytecode: {', '.join(missing)} (figures inflated; "
+            f"`make venv` compiles them)")
 
 
 WRITES = """
 import json, sys, time
+clock = time.perf_counter()
+import mlflow, sqlalchemy                       # paid once, by the first tracker's start
+imports = time.perf_counter() - clock
 from sweeps.execution.plan import make_packs
 from sweeps.spec.sweep import load_sweep
 from sweeps.tracking.bulk import BulkTracker
@@ -109,7 +144,7 @@ for name, uri in zip(sys.argv[2::2], sys.argv[3::2]):
     writer = BulkTracker if name.startswith("bulk") else SweepTracker
     clock = time.perf_counter()
     tracker = writer(sweep, tracking_uri=uri)
-    tracker.start()                  # imports MLflow and creates the store, as `sweeps run` does
+    tracker.start()                  # creates the store, as `sweeps run` does
     store = time.perf_counter() - clock
     assert getattr(tracker, "bulk", True), "the bulk writer fell back to the client path"
     clock = time.perf_counter()
@@ -117,7 +152,8 @@ for name, uri in zip(sys.argv[2::2], sys.argv[3::2]):
         tracker.log_variants(batch)
     writes = time.perf_counter() - clock
     tracker.finish()
-    out[name] = {"store": store, "writes": writes, "children": sum(map(len, packs))}
+    out[name] = {"store": store, "writes": writes, "children": sum(map(len, packs)),
+                 "imports": imports}
 print(json.dumps(out))
 """
 
@@ -151,6 +187,7 @@ def bench_writers(workdir: Path, postgres_uri: str | None) -> dict[str, dict]:
 def bench_floor(workdir: Path, writes: dict) -> dict[str, float]:
     """The two costs no writer can hide: starting Ray, and writing the runs (bulk, SQLite)."""
     floor = dict(writes["bulk-sqlite"])
+    floor["store"] += floor["imports"]         # `sweeps run` imports MLflow in its start too
     floor.update(_run(workdir, FLOOR_RAY))
     # In `sweeps run` the store is created while Ray starts; the writes follow.
     floor["best"] = max(floor["store"], floor["ray"]) + floor["writes"]
@@ -261,11 +298,15 @@ def main() -> None:
     n = len(grid())
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
+        print(f"venv   {bytecode_note()}")
         ours = bench_ours(workdir)
-        print(f"ours   `sweeps run configs/card.yaml`: {ours['wall']:.1f} s for {n} variants "
-              f"(in-process split: start-up {ours['startup']:.1f} s, training+logging "
-              f"{ours['train_and_log']:.1f} s of which driver logging {ours['logging']:.1f} s, "
-              f"tables+plots {ours['results']:.1f} s)")
+        print(f"ours   `sweeps run configs/card.yaml`: {ours['wall']:.1f} s for {n} variants")
+        print(f"       split of another run ({ours['split_wall']:.1f} s): imports "
+              f"{ours['imports']:.1f} s, start-up (Ray beside the tracker) {ours['startup']:.1f} s, "
+              f"training+logging {ours['train_and_log']:.1f} s of which driver logging "
+              f"{ours['logging']:.1f} s, tables+plots+artifacts {ours['results']:.1f} s, "
+              f"the rest of run_sweep {ours['rest']:.1f} s, interpreter start+exit "
+              f"{ours['process']:.1f} s")
         with _Postgres() as postgres_uri:
             writes = bench_writers(workdir, postgres_uri)
         per_child = {name: 1000 * w["writes"] / w["children"] for name, w in writes.items()}
@@ -277,8 +318,8 @@ def main() -> None:
                       f"lower (target {'8' if backend == 'sqlite' else '5'}x)")
         floor = bench_floor(workdir, writes)
         print(f"floor  Ray start-up {floor['ray']:.1f} s; MLflow import + new store "
-              f"{floor['store']:.1f} s; writing the {floor['children']} child runs alone "
-              f"(bulk) {floor['writes']:.1f} s")
+              f"{floor['imports']:.1f} + {floor['store'] - floor['imports']:.1f} s; writing "
+              f"the {floor['children']} child runs alone (bulk) {floor['writes']:.1f} s")
         print(f"       no design finishes before max(start-up, store) + writes = "
               f"{floor['best']:.1f} s; ours spends {ours['wall'] - floor['best']:.1f} s more "
               f"(imports, first pack, tables, plots, exit)")

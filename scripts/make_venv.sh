@@ -8,6 +8,16 @@
 #
 # uv does not read pip's configuration (pip.conf, PIP_* variables): it uses PyPI, or the
 # indexes given by its own UV_* variables (UV_INDEX_URL, UV_CACHE_DIR, ...).
+#
+# Both installers compile every module they install to bytecode (.pyc): pip by default, uv
+# only when asked (--compile-bytecode). Where PYTHONDONTWRITEBYTECODE is set (as on the
+# development machines and in the Docker image) Python never writes a .pyc itself, so without
+# them every process (the driver, each Ray worker, the plot helper) compiles MLflow, Ray and
+# pandas from source on every start: measured here, `import mlflow` 2.9 s instead of 1.1 s and
+# `sweeps run configs/card.yaml` 15.2 s instead of 8.7 s. It costs a new venv ~14 s once (20 s
+# instead of 6 with uv's cache warm).
+# uv compiles only what it installs, so a venv made before (nothing left to install) is
+# compiled by compileall, which skips every module whose .pyc is current (~2 s when all are).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,16 +26,18 @@ VENV=${1:-.venv}
 INSTALLER=${INSTALLER:-uv}
 BIN=$VENV/bin
 
-[ -x "$BIN/python" ] || "$PYTHON" -m venv "$VENV"
+existing=yes
+[ -x "$BIN/python" ] || { "$PYTHON" -m venv "$VENV"; existing=; }
 
 with_pip() {
     "$BIN/python" -m pip install --quiet --upgrade "pip>=24"
-    "$BIN/python" -m pip install --quiet -c constraints.txt -e '.[dev]'
+    "$BIN/python" -m pip install --quiet --compile -c constraints.txt -e '.[dev]'
 }
 
 with_uv() {
     "$BIN/python" -m pip install --quiet -c constraints.txt uv &&
-        "$BIN/uv" pip install --quiet --python "$BIN/python" -c constraints.txt -e '.[dev]'
+        "$BIN/uv" pip install --quiet --compile-bytecode --python "$BIN/python" \
+            -c constraints.txt -e '.[dev]'
 }
 
 case "$INSTALLER" in
@@ -33,3 +45,11 @@ case "$INSTALLER" in
     uv) with_uv || { echo "make_venv: installing with uv failed; using pip" >&2; with_pip; } ;;
     *) echo "make_venv: INSTALLER must be uv or pip, not '$INSTALLER'" >&2; exit 2 ;;
 esac
+
+if [ -n "$existing" ]; then
+    # Modules that fail to compile (test data, other Pythons' syntax) are skipped, as pip and
+    # uv skip them.
+    "$BIN/python" -m compileall -q -j 0 \
+        "$("$BIN/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+        >/dev/null || true
+fi

@@ -195,13 +195,13 @@ def run_sweep(
                                                progress, finished)
                     failed, nodes = done.failed, done.nodes
             timings["train_and_log"] = time.perf_counter() - clock
+            # Ray shuts down (begun once every pack was in) while the outputs are written.
+            clock = time.perf_counter()
+            made = write_outputs(tracker, out_dir, plotter, "FAILED" if failed else "FINISHED")
+            timings["results"] = time.perf_counter() - clock
         finally:
             if connection is not None:
                 connection.close()
-
-        clock = time.perf_counter()
-        made = write_outputs(tracker, out_dir, plotter, "FAILED" if failed else "FINISHED")
-        timings["results"] = time.perf_counter() - clock
     finally:
         if plotter is not None:
             plotter.close()

@@ -5,7 +5,8 @@ Rule: the rows are exactly those `MlflowClient.create_run`, ``log_batch`` and
 session (``SqlAlchemyStore.ManagedSessionMaker``) and ORM models; `tests/tracking` reads both
 back through every MLflow read path and compares them field by field. A batch commits whole
 or not at all, and each run's artifacts are written before the commit, so a FINISHED child
-is always complete. That equivalence is only tested for one MLflow version and one schema
+is always complete; a batch that fails deletes the artifacts of its runs the store does not
+hold (a killed driver can still leave the files of its last batch behind). That equivalence is only tested for one MLflow version and one schema
 revision (`TESTED_MLFLOW`, `TESTED_SCHEMA`): on any other the client path writes instead,
 after one warning. The parent run is written through the client as before.
 
@@ -22,9 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sweeps.tracking.child import ChildRun, child_run
-from sweeps.tracking.layout import PARENT_ID, VARIANT_KEY
-from sweeps.tracking.readback import attach_histories, run_record, split_children
-from sweeps.tracking.store import artifact_repository
+from sweeps.tracking.store import artifact_repository, remove_run_artifacts
 from sweeps.tracking.track import SweepTracker
 
 log = logging.getLogger(__name__)
@@ -109,12 +108,9 @@ class BulkTracker(SweepTracker):
 
     def _drop_written(self, todo: dict[str, ChildRun]) -> bool | None:
         """Before a retry: keep what a lost commit wrote, delete anything else found."""
-        runs = [run for run in self._search(f"tags.`{PARENT_ID}` = '{self.parent_run_id}'")
-                if run.data.tags.get(VARIANT_KEY) in todo]     # (tags take no IN filter)
-        keep, drop = split_children(runs)
-        for run in drop:
-            self.client.delete_run(run.info.run_id)
-        records = attach_histories(self.client, [run_record(run, self.kinds) for run in keep])
+        records, drop = self._finished_children(set(todo))
+        for run_id in drop:
+            self.client.delete_run(run_id)
         for record in records:
             self._records[record.variant_key] = record
             del todo[record.variant_key]
@@ -129,18 +125,41 @@ class BulkTracker(SweepTracker):
         artifact_uris = [append_to_uri_path(self._artifact_location, run_id,
                                             SqlAlchemyStore.ARTIFACTS_FOLDER_NAME)
                          for run_id in run_ids]
+        store = self.client._tracking_client.store
         staging = Path(self._tmpdir()) / "bulk"     # one file, rewritten for each child
         staging.mkdir(exist_ok=True)
-        for child, artifact_uri in zip(children, artifact_uris):
-            path = child.write_predictions(staging)
-            if path is not None:
-                artifact_repository(artifact_uri, self.tracking_uri).log_artifact(str(path))
-        rows = batch_rows(self.client._tracking_client.store, self.experiment_id, children,
-                          run_ids, artifact_uris, start, metric_time=start, end_time=_now())
-        _insert(self.client._tracking_client.store, rows)
+        touched: list[tuple[str, str]] = []         # (run id, artifact URI) written to
+        try:
+            for child, run_id, artifact_uri in zip(children, run_ids, artifact_uris):
+                path = child.write_predictions(staging)
+                if path is not None:
+                    touched.append((run_id, artifact_uri))
+                    artifact_repository(artifact_uri, self.tracking_uri).log_artifact(str(path))
+            rows = batch_rows(store, self.experiment_id, children, run_ids, artifact_uris,
+                              start, metric_time=start, end_time=_now())
+            _insert(store, rows)
+        except BaseException:
+            self._remove_orphans(store, touched)
+            raise
         self._wrote = True
         for child, run_id in zip(children, run_ids):
             self._records[child.variant_key] = child.record(run_id, start)
+
+    def _remove_orphans(self, store: Any, touched: list[tuple[str, str]]) -> None:
+        """After a failed batch: delete the artifacts of its runs that are not in the store
+        (all of them, unless the commit went through and only its answer was lost)."""
+        from sweeps.tracking.sqlread import existing_run_ids
+
+        if not touched:
+            return
+        try:
+            written = existing_run_ids(store, [run_id for run_id, _ in touched])
+            for run_id, artifact_uri in touched:
+                if run_id not in written:
+                    remove_run_artifacts(artifact_uri, self.tracking_uri)
+        except Exception as error:  # noqa: BLE001 - the batch's own error matters more
+            log.warning("a failed batch may have left predictions files that no run points "
+                        "to: %s", error)
 
     def finish(self, status: str = "FINISHED") -> None:
         super().finish(status)

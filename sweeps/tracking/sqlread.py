@@ -17,7 +17,7 @@ the two paths record by record.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -40,25 +40,51 @@ def _tables():
             models.SqlLatestMetric.__table__.c, models.SqlMetric.__table__.c)
 
 
-def _children(experiment_id: str, parent_run_id: str):
-    """SELECT run_uuid of the parent's active FINISHED children (a subquery)."""
+def _children(experiment_id: str, parent_run_id: str, keys: Collection[str] | None = None,
+              finished: bool = True):
+    """SELECT run_uuid of the parent's active (FINISHED) children, of the variants `keys`
+    only when given (a subquery)."""
     from sqlalchemy import select
 
     run, tag, *_ = _tables()
-    return (select(run.run_uuid)
-            .join_from(run.run_uuid.table, tag.run_uuid.table, tag.run_uuid == run.run_uuid)
-            .where(tag.key == PARENT_ID, tag.value == parent_run_id,
-                   run.experiment_id == int(experiment_id),
-                   run.status == "FINISHED", run.lifecycle_stage == "active"))
+    query = (select(run.run_uuid)
+             .join_from(run.run_uuid.table, tag.run_uuid.table, tag.run_uuid == run.run_uuid)
+             .where(tag.key == PARENT_ID, tag.value == parent_run_id,
+                    run.experiment_id == int(experiment_id), run.lifecycle_stage == "active"))
+    if finished:
+        query = query.where(run.status == "FINISHED")
+    if keys is not None:
+        query = query.where(run.run_uuid.in_(
+            select(tag.run_uuid).where(tag.key == VARIANT_KEY, tag.value.in_(list(keys)))))
+    return query
 
 
-def read_children(store, experiment_id: str, parent_run_id: str,
-                  swept: Mapping[str, str]) -> list[RunRecord]:
-    """Records of every active FINISHED child of the parent (duplicates per variant kept)."""
+def child_run_ids(store, experiment_id: str, parent_run_id: str,
+                  keys: Collection[str] | None = None) -> list[str]:
+    """The run ids of every active child of the parent, in any status (of `keys` only)."""
+    with store.ManagedSessionMaker() as session:
+        return [run_id for run_id, in _fetch(
+            session.connection(), _children(experiment_id, parent_run_id, keys, finished=False))]
+
+
+def existing_run_ids(store, run_ids: Sequence[str]) -> set[str]:
+    """Those of `run_ids` the store holds (in any state)."""
+    from sqlalchemy import select
+
+    run, *_ = _tables()
+    with store.ManagedSessionMaker() as session:
+        return {run_id for run_id, in _fetch(session.connection(), select(run.run_uuid)
+                                              .where(run.run_uuid.in_(list(run_ids))))}
+
+
+def read_children(store, experiment_id: str, parent_run_id: str, swept: Mapping[str, str],
+                  keys: Collection[str] | None = None) -> list[RunRecord]:
+    """Records of every active FINISHED child of the parent (duplicates per variant kept),
+    of the variants `keys` only when given."""
     from sqlalchemy import select
 
     run, tag, param, latest, _ = _tables()
-    children = _children(experiment_id, parent_run_id)
+    children = _children(experiment_id, parent_run_id, keys)
     with store.ManagedSessionMaker() as session:
         db = session.connection()
         runs = _fetch(db, select(run.run_uuid, run.name, run.start_time)
@@ -100,8 +126,10 @@ def _by_run(rows) -> dict[str, dict]:
 
 
 def read_histories(store, experiment_id: str, parent_run_id: str,
-                   records: Sequence[RunRecord]) -> list[RunRecord]:
-    """The records with every curve's history attached, read in one ordered query.
+                   records: Sequence[RunRecord],
+                   keys: Collection[str] | None = None) -> list[RunRecord]:
+    """The records with every curve's history attached, read in one ordered query (of the
+    parent's FINISHED children, of the variants `keys` only when given).
 
     A curve key a record lists but without points gets empty arrays, as on the client path.
     Every metric row of the children is read and the keys are picked here: a condition on
@@ -118,7 +146,7 @@ def read_histories(store, experiment_id: str, parent_run_id: str,
         with store.ManagedSessionMaker() as session:
             rows = _fetch(session.connection(), select(
                 metric.run_uuid, metric.key, metric.step, metric.value, metric.is_nan)
-                .where(metric.run_uuid.in_(_children(experiment_id, parent_run_id)))
+                .where(metric.run_uuid.in_(_children(experiment_id, parent_run_id, keys)))
                 .order_by(metric.run_uuid, metric.key, metric.step, metric.timestamp,
                           metric.value))
         for run_id, key, steps, values in _curves(rows):

@@ -162,6 +162,18 @@ def artifact_repository(artifact_uri: str, tracking_uri: str):
     return get_artifact_repository(artifact_uri, tracking_uri)
 
 
+def remove_run_artifacts(artifact_uri: str, tracking_uri: str) -> None:
+    """Delete everything under a run's `artifact_uri` (and, on a local disk, the run's
+    then empty directory)."""
+    artifact_repository(artifact_uri, tracking_uri).delete_artifacts()
+    if artifact_uri.startswith("file:"):
+        from mlflow.utils.file_utils import local_file_uri_to_path
+
+        run_dir = Path(local_file_uri_to_path(artifact_uri)).parent
+        if run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+
+
 def ensure_experiment(client, name: str, tracking_uri: str) -> str:
     """The experiment's id, created if needed (SQLite: artifacts beside the database file;
     with $SWEEPS_ARTIFACTS_SERVER: behind that server's artifact proxy, as it would place them)."""

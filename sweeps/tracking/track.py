@@ -21,9 +21,8 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 
 from sweeps.tracking.child import child_run
 from sweeps.tracking.layout import (CONFIG_HASH, MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, NAME,
-                                    PARENT_ID, ROLE, SWEPT, VARIANT_KEY, shared_settings,
-                                    sweep_kinds)
-from sweeps.tracking.readback import attach_histories, find_parent, run_record, split_children
+                                    PARENT_ID, ROLE, SWEPT, shared_settings, sweep_kinds)
+from sweeps.tracking.readback import find_parent, finished_children
 from sweeps.tracking.records import RunRecord, by_index
 from sweeps.tracking.store import (artifact_repository, check_reachable, chunks,
                                    default_tracking_uri, ensure_experiment, is_transient,
@@ -143,19 +142,21 @@ class SweepTracker:
         self._parent_artifacts = parent.info.artifact_uri
         if parent.info.status != "RUNNING":
             self.client.update_run(self.parent_run_id, status="RUNNING")
-        runs = self._search(f"tags.`{PARENT_ID}` = '{self.parent_run_id}'",
-                            order_by=["attributes.start_time DESC"])
-        keep, drop = split_children(runs)
-        for run in drop:
-            self.client.delete_run(run.info.run_id)
+        records, drop = self._finished_children()
+        for run_id in drop:
+            self.client.delete_run(run_id)
         wanted = {v.key for v in self.sweep.variants}
-        records = [run_record(run, self.kinds) for run in keep
-                   if run.data.tags.get(VARIANT_KEY) in wanted]
-        records = attach_histories(self.client, records)
-        self._records = {r.variant_key: r for r in records}
+        self._records = {r.variant_key: r for r in records if r.variant_key in wanted}
         if drop:
             log.info("resume: deleted %d unfinished or duplicate child runs", len(drop))
         return set(self._records)
+
+    def _finished_children(self, keys: Collection[str] | None = None
+                           ) -> tuple[list[RunRecord], list[str]]:
+        """(records of the parent's newest FINISHED child per variant, run ids of the other
+        children), of the variants `keys` only when given (`readback.finished_children`)."""
+        return finished_children(self.client, self.experiment_id, self.parent_run_id,
+                                 self.kinds, keys)
 
     def _fill_parent(self, run_id: str) -> None:
         """Shared settings and the machine (``env.*``) as params, the sweep file as given
@@ -256,16 +257,12 @@ class SweepTracker:
 
         def _existing() -> str | None:
             """Before re-trying: a FINISHED child counts, anything else is deleted."""
-            runs = self._search(f"tags.`{PARENT_ID}` = '{self.parent_run_id}' "
-                                f"and tags.`{VARIANT_KEY}` = '{variant.key}'",
-                                order_by=["attributes.start_time DESC"])
-            keep, drop = split_children(runs)
-            for run in drop:
-                self.client.delete_run(run.info.run_id)
-            if keep:
-                record = attach_histories(self.client, [run_record(keep[0], self.kinds)])[0]
-                self._records[variant.key] = record
-                return record.run_id
+            records, drop = self._finished_children({variant.key})
+            for run_id in drop:
+                self.client.delete_run(run_id)
+            if records:
+                self._records[variant.key] = records[0]
+                return records[0].run_id
             return None
 
         record = self._retry("log_variant", lambda: self._write_child(variant, result),

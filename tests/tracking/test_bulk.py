@@ -37,6 +37,11 @@ def test_open_tracker_picks_bulk_for_databases_and_threads_for_servers(tmp_path)
     assert type(open_tracker("file:///tmp/mlruns", sweep)) is SweepTracker
 
 
+def run_dirs(tmp_path) -> set[str]:
+    """The run directories under the experiment's artifact location (beside the store)."""
+    return {path.name for path in (tmp_path / "mlruns" / "small").iterdir()}
+
+
 def test_a_failing_batch_leaves_no_child_at_all(tracking_uri, tmp_path, monkeypatch):
     sweep = small_sweep(tmp_path)
     tracker = BulkTracker(sweep, tracking_uri)
@@ -54,6 +59,8 @@ def test_a_failing_batch_leaves_no_child_at_all(tracking_uri, tmp_path, monkeypa
         tracker.log_variants(batch_of(sweep))
     assert children(tracking_uri, tracker.parent_run_id) == []
     assert tracker.records() == []
+    # Its predictions files, written before the commit, are gone with it.
+    assert run_dirs(tmp_path) == {tracker.parent_run_id}
 
     monkeypatch.setattr(bulk, "batch_rows", rows_of)
     tracker.log_variants(batch_of(sweep))           # the same batch, whole this time
@@ -62,6 +69,31 @@ def test_a_failing_batch_leaves_no_child_at_all(tracking_uri, tmp_path, monkeypa
     assert sorted(r.data.tags["sweep.variant_key"] for r in runs) == \
         sorted(v.key for v in sweep.variants[:4])
     assert all(r.info.status == "FINISHED" for r in runs)
+    assert run_dirs(tmp_path) == {tracker.parent_run_id} | {r.info.run_id for r in runs}
+
+
+def test_a_batch_whose_artifacts_fail_midway_leaves_no_file(tracking_uri, tmp_path,
+                                                             monkeypatch):
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    sweep = small_sweep(tmp_path)
+    tracker = BulkTracker(sweep, tracking_uri)
+    tracker.start()
+    log_artifact = LocalArtifactRepository.log_artifact
+    written = []
+
+    def fail_the_third(self, local_file, artifact_path=None):
+        written.append(self.artifact_dir)
+        log_artifact(self, local_file, artifact_path)   # (written in full, then it fails)
+        if len(written) == 3:
+            raise OSError("No space left on device")
+
+    monkeypatch.setattr(LocalArtifactRepository, "log_artifact", fail_the_third)
+    with pytest.raises(OSError, match="No space left"):
+        tracker.log_variants(batch_of(sweep))
+    assert len(written) == 3
+    assert children(tracking_uri, tracker.parent_run_id) == []
+    assert run_dirs(tmp_path) == {tracker.parent_run_id}
 
 
 def test_a_commit_whose_answer_is_lost_is_not_written_twice(tracking_uri, tmp_path, monkeypatch):
@@ -83,6 +115,9 @@ def test_a_commit_whose_answer_is_lost_is_not_written_twice(tracking_uri, tmp_pa
     assert calls == [4]                              # the retry found all four written
     runs = children(tracking_uri, tracker.parent_run_id)
     assert sorted(r.info.run_id for r in runs) == sorted(run_ids)
+    client = MlflowClient(tracking_uri)              # ... and their predictions are kept
+    for run_id in run_ids:
+        assert [f.path for f in client.list_artifacts(run_id)] == ["predictions.csv"]
     assert tracker.log_variants(batch_of(sweep)) == run_ids      # logged already: no write
     assert calls == [4]
 
@@ -129,3 +164,30 @@ def test_bulk_writes_to_sqlite_leave_statistics_for_the_query_planner(tracking_u
         tables = {row[0] for row in connection.execute("SELECT tbl FROM sqlite_stat1")}
     assert before == 0
     assert {"metrics", "runs", "tags", "params"} <= tables
+
+
+def test_predictions_behind_a_server_are_read_through_it_for_runs_in_its_database(
+        postgresql_uri, tmp_path, serve, monkeypatch):
+    """docker-compose.yml's set-up: the driver writes runs into the server's database and
+    artifacts through the server's proxy; reading predictions back (the plots of a resumed
+    sweep, `sweeps verify`) goes the same way, not through the database URI."""
+    import pandas as pd
+
+    from sweeps.report import results
+
+    monkeypatch.setenv("SWEEPS_ARTIFACTS_SERVER", serve(postgresql_uri))
+    sweep = small_sweep(tmp_path)
+    tracker = BulkTracker(sweep, postgresql_uri)
+    tracker.start()
+    run_ids = tracker.log_variants(batch_of(sweep, 2))
+    tracker.finish()
+    location = MlflowClient(postgresql_uri).get_experiment_by_name("small").artifact_location
+    assert location.startswith("mlflow-artifacts:")
+    loaded = results.load_predictions(run_ids, postgresql_uri)
+    assert sorted(loaded) == sorted(run_ids)
+    for record in tracker.records():
+        pd.testing.assert_frame_equal(loaded[record.run_id],
+                                      results.predictions_table(record.predictions))
+    monkeypatch.delenv("SWEEPS_ARTIFACTS_SERVER")
+    with pytest.raises(RuntimeError, match="set SWEEPS_ARTIFACTS_SERVER"):
+        results.load_predictions(run_ids, postgresql_uri)

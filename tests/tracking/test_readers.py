@@ -120,3 +120,69 @@ def test_the_sql_reader_is_refused_for_a_tracking_server_and_unknown_readers_nam
 
 def test_sql_and_client_readers_agree_on_postgresql(tmp_path, postgresql_uri):
     check_readers_agree(tmp_path, postgresql_uri)
+
+
+@pytest.mark.parametrize("path", ["sql", "client"])
+def test_resume_keeps_the_newest_finished_child_of_each_variant_and_deletes_the_rest(
+        tmp_path, store_uri, path, monkeypatch):
+    """A database store is resumed through the SQL reader (a tracking server through the
+    client): the same records either way, and the same children deleted."""
+    from mlflow import MlflowClient
+
+    from sweeps.tracking import sqlread
+
+    sweep, tracker = awkward_store(tmp_path, store_uri)
+    expected = read_sweep("small", store_uri, histories=True, reader="client").records
+    if path == "client":
+        monkeypatch.setattr(sqlread, "is_sql_store", lambda store: False)
+    filters = []
+    search_runs = MlflowClient.search_runs
+
+    def spy(self, experiment_ids, filter_string="", *args, **kwargs):
+        filters.append(filter_string)
+        return search_runs(self, experiment_ids, filter_string, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "search_runs", spy)
+    resumed = SweepTracker(sweep, store_uri)
+    assert resumed.start() == {v.key for v in sweep.variants}
+    monkeypatch.undo()
+    assert resumed.parent_run_id == tracker.parent_run_id
+    assert_same_records(resumed.records(), expected)
+    searched_children = [f for f in filters if "mlflow.parentRunId" in f]
+    assert bool(searched_children) == (path == "client"), filters
+
+    client = MlflowClient(store_uri)
+    runs = client.search_runs([tracker.experiment_id], "tags.`sweep.role` = 'variant'",
+                              max_results=1000)
+    ours = sorted(r.info.run_id for r in runs
+                  if r.data.tags["mlflow.parentRunId"] == tracker.parent_run_id)
+    assert ours == sorted(r.run_id for r in expected)  # the older and the unfinished: deleted
+    assert len(runs) - len(ours) == 2                  # the other sweep run's: untouched
+
+
+@pytest.mark.parametrize("path", ["sql", "client"])
+def test_a_retry_looks_only_at_the_children_of_its_own_variants(tmp_path, tracking_uri, path,
+                                                                 monkeypatch):
+    from mlflow import MlflowClient
+
+    from sweeps.tracking import sqlread
+    from sweeps.tracking.readback import finished_children
+
+    sweep, tracker = awkward_store(tmp_path, tracking_uri)
+    if path == "client":
+        monkeypatch.setattr(sqlread, "is_sql_store", lambda store: False)
+    first, second = tracker.records()[:2]
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([tracker.experiment_id],
+                              f"tags.`sweep.variant_key` = '{second.variant_key}'")
+    others = sorted(r.info.run_id for r in runs if r.info.run_name in ("older", "half"))
+    assert len(others) == 2
+    records, drop = finished_children(client, tracker.experiment_id, tracker.parent_run_id,
+                                      tracker.kinds, {second.variant_key})
+    assert [r.run_id for r in records] == [second.run_id]
+    assert sorted(drop) == others
+    np.testing.assert_array_equal(records[0].history["train_loss"][1],    # NaN: diverged
+                                  second.history["train_loss"][1])
+    records, drop = finished_children(client, tracker.experiment_id, tracker.parent_run_id,
+                                      tracker.kinds, {first.variant_key, "no-such-key"})
+    assert [r.run_id for r in records] == [first.run_id] and drop == []
