@@ -21,7 +21,7 @@ from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
-from sweeps.tracking.layout import PARENT_ID, RECORD_TAGS, decode_metrics
+from sweeps.tracking.layout import PARENT_ID, RECORD_TAGS, VARIANT_KEY, decode_metrics
 from sweeps.tracking.records import History, RunRecord, decode_record
 
 
