@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import core
-from sweeps.execution.halving import Schedule, Search, schedule_of  # noqa: F401 - run.py uses it
+from sweeps.execution.halving import Schedule, Search
 from sweeps.execution.plan import pack_variants
 from sweeps.execution.rounds import Trail, dump, load
 from sweeps.execution.training import VariantResult
@@ -53,7 +53,6 @@ class Outcome:
 
     failed: dict[str, str] = field(default_factory=dict)
     nodes: dict[str, int] = field(default_factory=dict)
-    search: Search | None = None
 
 
 def run_rounds(sweep: Any, tracker: Any, schedule: Schedule, run_packs: RunPacks,
@@ -67,7 +66,6 @@ def run_rounds(sweep: Any, tracker: Any, schedule: Schedule, run_packs: RunPacks
     if by_key.keys() <= finished:
         return outcome                      # a finished search: nothing to train again
     search, trails = _resume(tracker, schedule, sweep)
-    outcome.search = search
     decided: Callable[[], None] = lambda: None  # noqa: E731 - the last round's logging
     for number, rungs in enumerate(schedule.rounds()):
         if set(rungs) <= set(search.done):

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Iterator, get_args
 from sweeps import adaptive
 from sweeps.report import results
 from sweeps.report.outputs import PlotWorker, write_outputs
+from sweeps.execution.halving import schedule_of
 from sweeps.execution.plan import make_packs
 from sweeps.records import Executor, Pack
 from sweeps.report.progress import SweepProgress
@@ -184,7 +185,7 @@ def run_sweep(
             plotter = PlotWorker()
             clock = time.perf_counter()
             with _stopped_by_signals(sweep, tracker):
-                schedule = adaptive.schedule_of(sweep)
+                schedule = schedule_of(sweep)
                 if schedule is None:
                     packs = make_packs(sweep, workers=workers, skip=finished)
                     failed, nodes = _train_and_log(sweep, tracker, packs, connection, progress,
