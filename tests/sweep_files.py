@@ -1,36 +1,25 @@
-"""Small sweep files for the tests: a grid on the article's network, written to a temp dir."""
+"""Small sweep files for the tests, written to a temp dir: a grid on the article's network,
+and successive halving on two moons."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
 
 # The small grid most tests use: 2 learning rates x 2 hidden sizes x 3 seeds.
 GRID = {"train.lr": [0.1, 0.5], "model.hidden": [2, 4], "seed": [0, 1, 2]}
 
-TEMPLATE = """\
-name: {name}
-data:
-  source: {source}
-model:
-  hidden: [4]
-  activation: {activation}
-  output_activation: {output_activation}
-  bias: false
-  init: uniform01
-train:
-  loss: {loss}
-  optimizer: sgd
-  lr: 0.1
-  epochs: {epochs}
-  log_every: {log_every}
-seed: 42
-search:
-  method: grid
-  parameters:
-{parameters}
-"""
+
+def _write(directory: Path, name: str, *, data: Mapping, model: Mapping, train: Mapping,
+           seed: int, search: Mapping) -> Path:
+    """`<directory>/<name>.yaml` with these sections."""
+    path = Path(directory) / f"{name}.yaml"
+    config = {"name": name, "data": dict(data), "model": dict(model), "train": dict(train),
+              "seed": seed, "search": dict(search)}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def write_sweep_file(directory: Path, name: str, parameters: Mapping[str, list], *,
@@ -38,12 +27,13 @@ def write_sweep_file(directory: Path, name: str, parameters: Mapping[str, list],
                      activation: str = "sigmoid", output_activation: str = "sigmoid",
                      loss: str = "half_sse") -> Path:
     """`<directory>/<name>.yaml`: a grid over `parameters` (dotted path -> values)."""
-    lines = "\n".join(f"    {key}: {json.dumps(values)}" for key, values in parameters.items())
-    path = Path(directory) / f"{name}.yaml"
-    path.write_text(TEMPLATE.format(
-        name=name, parameters=lines, epochs=epochs, log_every=log_every, source=source,
-        activation=activation, output_activation=output_activation, loss=loss))
-    return path
+    return _write(
+        directory, name, data={"source": source},
+        model={"hidden": [4], "activation": activation, "output_activation": output_activation,
+               "bias": False, "init": "uniform01"},
+        train={"loss": loss, "optimizer": "sgd", "lr": 0.1, "epochs": epochs,
+               "log_every": log_every},
+        seed=42, search={"method": "grid", "parameters": _lists(parameters)})
 
 
 def write_sweep(directory: Path, name: str = "small", epochs: int = 2000,
@@ -54,52 +44,29 @@ def write_sweep(directory: Path, name: str = "small", epochs: int = 2000,
     return write_sweep_file(directory, name, parameters, epochs=epochs, **options)
 
 
-HALVING_TEMPLATE = """\
-name: {name}
-data:
-  source: {source}
-  validation: 0.25
-model:
-  hidden: [4]
-  activation: tanh
-  output_activation: {output_activation}
-  bias: true
-  init: xavier_normal
-train:
-  loss: {loss}
-  optimizer: sgd
-  lr: 0.1
-  epochs: {epochs}
-  log_every: {log_every}
-seed: 0
-search:
-  method: halving
-  min_epochs: {min_epochs}
-  eta: {eta}
-  brackets: {brackets}
-  ranking: {ranking}
-  metric: {metric}
-  parameters:
-    train.lr: {lrs}
-    model.hidden: [2, 8]
-    seed: {seeds}
-"""
-
-
 def write_halving_sweep(directory: Path, name: str = "halving", *, epochs: int = 40,
                         min_epochs: int = 5, eta: int = 2, brackets: str | int = 2,
-                        ranking: str = "both",
-                        log_every: int = 5, lrs: Sequence[float] = (0.03, 0.3, 1.0, 3.0),
+                        ranking: str = "both", log_every: int = 5,
+                        lrs: Sequence[float] = (0.03, 0.3, 1.0, 3.0),
                         seeds: Iterable[int] = (0, 1), source: str = "moons",
                         output_activation: str = "sigmoid", loss: str = "bce",
                         metric: str = "val_loss") -> Path:
     """`<directory>/<name>.yaml`: successive halving on moons (or `source`) over len(lrs) x 2
     hidden sizes (groups) x seeds, ranked on val_loss; epochs 40, min_epochs 5, eta 2: rungs
     5 10 20 40, brackets entering at 5 and 10, each ranked by value and by trend."""
-    path = Path(directory) / f"{name}.yaml"
-    path.write_text(HALVING_TEMPLATE.format(
-        name=name, epochs=epochs, log_every=log_every, min_epochs=min_epochs, eta=eta,
-        brackets=brackets, lrs=json.dumps(list(lrs)), seeds=json.dumps(list(seeds)),
-        source=source, output_activation=output_activation, loss=loss, metric=metric,
-        ranking=ranking))
-    return path
+    return _write(
+        directory, name, data={"source": source, "validation": 0.25},
+        model={"hidden": [4], "activation": "tanh", "output_activation": output_activation,
+               "bias": True, "init": "xavier_normal"},
+        train={"loss": loss, "optimizer": "sgd", "lr": 0.1, "epochs": epochs,
+               "log_every": log_every},
+        seed=0, search={"method": "halving", "min_epochs": min_epochs, "eta": eta,
+                        "brackets": brackets, "ranking": ranking, "metric": metric,
+                        "parameters": _lists({"train.lr": lrs, "model.hidden": [2, 8],
+                                              "seed": seeds})})
+
+
+def _lists(parameters: Mapping[str, Iterable[Any]]) -> dict[str, list]:
+    """YAML-ready values: lists of plain numbers (no tuples or ranges)."""
+    return {path: [list(v) if isinstance(v, tuple) else v for v in values]
+            for path, values in parameters.items()}
