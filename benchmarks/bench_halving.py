@@ -2,12 +2,13 @@
 
 For each space (configs/halving.yaml, benchmarks/spaces/late_bloomers.yaml):
 
-  grid     the same file as a plain grid (`search.method: grid`), `sweeps run` on a fresh
-           SQLite store: the reference ranking of every configuration by validation loss
-           (mean over seeds at the last epoch) and the wall time;
-  halving  the file itself, `sweeps run` on a fresh store: where its pick and each bracket's
-           pick rank in the reference, the work (variant-epochs trained against the grid's),
-           the wall time.
+  grid     the same file as a plain grid (`search.method: grid`), run as `sweeps run` runs
+           it (`run_sweep` in a process of its own) on a fresh SQLite store: the reference
+           ranking of every configuration by validation loss (mean over seeds at the last
+           epoch), the wall time and, of it, the training and logging;
+  halving  the file itself, the same way: where its pick and each bracket's pick rank in
+           the reference, the work (variant-epochs trained against the grid's), the times.
+           Both pay the same start-up (Ray, the store) and end (tables, plots) besides.
 
   ASHA     (late bloomers; --skip-asha leaves it out) Ray Tune's ASHAScheduler over the same
            420 variants, one trial per variant as Tune does it, each trial training its
@@ -16,7 +17,8 @@ For each space (configs/halving.yaml, benchmarks/spaces/late_bloomers.yaml):
            the configuration of its best trial, the epochs it used, the wall time.
 
 Prints figures and ratios measured in this run; asserts nothing (the machine is shared).
-Usage: python benchmarks/bench_halving.py [--skip-asha] [--spaces halving late]
+Usage: python benchmarks/bench_halving.py [--skip-asha] [--asha-trials N] [--spaces halving late
+       other.yaml ...]
 """
 
 from __future__ import annotations
@@ -50,14 +52,21 @@ def as_grid(path: Path, workdir: Path) -> Path:
     return out
 
 
-def sweeps_run(path: Path, workdir: Path, label: str) -> tuple[float, Path]:
-    """`sweeps run` in a subprocess on a fresh store: (wall seconds, results directory)."""
+# What `sweeps run FILE` does, in a process of its own, printing run_sweep's timings.
+RUN = ("import json, sys\nfrom sweeps import run_sweep\n"
+       "o = run_sweep(sys.argv[1], tracking_uri=sys.argv[2], out=sys.argv[3], progress=False)\n"
+       "print(json.dumps(o.timings))")
+
+
+def sweeps_run(path: Path, workdir: Path, label: str) -> tuple[float, float, Path]:
+    """The sweep in a subprocess on a fresh store: (wall seconds, seconds of training and
+    logging, results directory)."""
     store, out = workdir / f"{label}.db", workdir / label
     clock = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "sweeps", "run", str(path), "--tracking-uri",
-                    f"sqlite:///{store}", "--out", str(out), "--no-progress"],
-                   check=True, cwd=workdir, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - clock, out
+    done = subprocess.run([sys.executable, "-c", RUN, str(path), f"sqlite:///{store}", str(out)],
+                          check=True, cwd=workdir, capture_output=True, text=True)
+    wall = time.perf_counter() - clock
+    return wall, json.loads(done.stdout.strip().splitlines()[-1])["train_and_log"], out
 
 
 def reference(out: Path) -> dict[str, int]:
@@ -80,16 +89,17 @@ def halving_search(store: Path) -> dict:
 
 
 def bench_space(name: str, path: Path, workdir: Path) -> dict:
-    grid_wall, grid_out = sweeps_run(as_grid(path, workdir), workdir, f"{name}-grid")
+    grid_wall, grid_train, grid_out = sweeps_run(as_grid(path, workdir), workdir, f"{name}-grid")
     ranks = reference(grid_out)
-    halving_wall, halving_out = sweeps_run(path, workdir, f"{name}-halving")
+    halving_wall, halving_train, halving_out = sweeps_run(path, workdir, f"{name}-halving")
     frame = pd.read_parquet(halving_out / "results.parquet")
     epochs = yaml.safe_load(path.read_text())["train"]["epochs"]
     search = halving_search(workdir / f"{name}-halving.db")
     brackets = [f"{b['ranking']}@{b['enters']}: #{ranks[search['picks'][str(i)]]}"
                 for i, b in enumerate(search["brackets"]) if str(i) in search["picks"]]
     return {"space": name, "groups": len(ranks), "variants": len(frame),
-            "grid_s": grid_wall, "halving_s": halving_wall,
+            "grid_s": grid_wall, "halving_s": halving_wall, "grid_train_s": grid_train,
+            "halving_train_s": halving_train,
             "work": float(frame["stopped_epoch"].sum()) / (len(frame) * epochs),
             "pick_rank": ranks[search["pick"]], "pick": search["pick_names"].get(
                 next(k for k, g in search["picks"].items() if g == search["pick"])),
@@ -178,9 +188,12 @@ def main() -> None:
         name = name if name in SPACES else path.stem
         row = rows[name] = bench_space(name, path, workdir)
         print(f"\n{name} ({path}): {row['groups']} configurations, {row['variants']} variants")
-        print(f"  grid      {row['grid_s']:7.1f} s")
+        print(f"  grid      {row['grid_s']:7.1f} s, of which training and logging "
+              f"{row['grid_train_s']:.1f} s")
         print(f"  halving   {row['halving_s']:7.1f} s = {row['halving_s'] / row['grid_s']:.2f}x "
-              f"the grid's wall time, {row['work']:.1%} of its variant-epochs")
+              f"the grid's wall time; training and logging {row['halving_train_s']:.1f} s = "
+              f"{row['halving_train_s'] / row['grid_train_s']:.2f}x; "
+              f"{row['work']:.1%} of its variant-epochs")
         print(f"  pick      {row['pick']}: #{row['pick_rank']} of {row['groups']} in the grid's "
               f"ranking by val_loss (top 5%: #{row['top5']} or better)")
         print(f"  brackets' picks: {', '.join(row['brackets'])}")

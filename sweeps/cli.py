@@ -108,7 +108,8 @@ def summary(
     experiment: Optional[str] = typer.Option(None, help="MLflow experiment name (instead of FILE)."),
     tracking_uri: Optional[str] = TrackingUriOpt,
     over: str = typer.Option("seed", help="Setting aggregated over."),
-    metric: Optional[str] = typer.Option(None, help="Metric to rank by (default: test_loss)."),
+    metric: Optional[str] = typer.Option(
+        None, help="Metric to rank by (default: val_loss with a validation split, else test_loss)."),
     top: int = typer.Option(10, min=1, help="Rows to show."),
     csv: Optional[Path] = typer.Option(None, help="Also write the whole summary as CSV."),
 ) -> None:
@@ -144,7 +145,8 @@ TargetArg = typer.Argument(..., metavar="FILE_OR_EXPERIMENT",
 def best(
     target: str = TargetArg,
     tracking_uri: Optional[str] = TrackingUriOpt,
-    metric: Optional[str] = typer.Option(None, help="Metric to rank by (default: test_loss)."),
+    metric: Optional[str] = typer.Option(
+        None, help="Metric to rank by (default: val_loss with a validation split, else test_loss)."),
     register: Optional[str] = typer.Option(
         None, "--register", help="Also register the model under this name in the registry."),
     variant: Optional[str] = typer.Option(

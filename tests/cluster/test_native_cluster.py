@@ -119,3 +119,32 @@ def test_sweeps_run_command_joins_the_cluster(cluster, workdir, via):
     loaded = _loaded(cluster, name)
     assert set(loaded["variant_key"]) == keys and len(loaded) == VARIANTS
     assert_each_variant_logged_once(cluster, name, keys)
+
+
+def test_successive_halving_through_the_server_checkpoints_and_logs_every_variant_once(
+        cluster, workdir):
+    """`sweeps run` on a halving file over HTTP: survivors' states travel with their packs
+    between rounds, the search's checkpoint and tables go through the server's artifact
+    proxy, and every variant ends as one complete child run."""
+    from sweeps.spec.sweep import load_sweep
+    from tests.sweep_files import write_halving_sweep
+
+    name = "cluster-halving"
+    sweep = write_halving_sweep(workdir, name, epochs=4000, min_epochs=250, log_every=250)
+    keys = {variant.key for variant in load_sweep(sweep).variants}
+    code, output = run_sweeps(cluster, ["run", str(sweep), "--address", cluster.ray.address,
+                                        "--tracking-uri", cluster.tracking_uri, "--no-progress"],
+                              workdir, "sweeps-run-halving")
+    assert code == 0, output
+    assert_each_variant_logged_once(cluster, name, keys)
+    loaded = _loaded(cluster, name)
+    assert set(loaded["status"]) == {"ok", "pruned"}
+    assert set(loaded.loc[loaded["status"] == "ok", "stopped_epoch"]) == {4000}
+    client = mlflow_client(cluster)
+    experiment = client.get_experiment_by_name(name)
+    [parent] = client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'parent'")
+    files = {item.path for item in client.list_artifacts(parent.info.run_id, "halving")}
+    assert files == {"halving/checkpoint.npz", "halving/rungs.csv", "halving/search.json"}
+    search = json.loads(open(client.download_artifacts(
+        parent.info.run_id, "halving/search.json", str(workdir))).read())
+    assert search["pick"] in set(loaded["group_key"])

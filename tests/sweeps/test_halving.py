@@ -120,7 +120,8 @@ def test_work_bounds_hold_for_any_ranking(eta, groups):
 @pytest.mark.parametrize("rankings, pick", [(("value",), "early"), (("value", "trend"), "late")])
 def test_a_trend_bracket_keeps_a_late_bloomer_that_a_value_bracket_prunes(rankings, pick):
     # at epoch 30 "early" leads (0.30, flat since 10), "late" is second but falling fast
-    # (0.9 -> 0.45); trend: 0.30 + 0.5 * 1 * (0.30 - 0.31) = 0.295 vs 0.45 + 0.5 * (-0.45) = 0.225
+    # (0.9 -> 0.45); trend (one eta-fold left): 0.30 + w * (0.30 - 0.31) against
+    # 0.45 + w * (0.45 - 0.9), lower for late whenever w > 0.34 (TREND_WEIGHT is 0.75)
     curves = {"early": (0.31, 0.30, 0.29), "late": (0.9, 0.45, 0.1), "bad": (0.9, 0.8, 0.7)}
     schedule = Schedule(rungs=(10, 30, 90), starts=(1,), eta=3, metric="m", mode="min",
                         rankings=rankings)
