@@ -1,8 +1,9 @@
 """``rungs.png``: a successive-halving sweep's curves, rung by rung, the pruned ones faded.
 
 One line per group (the mean over its seeds) of the metric the search ranks on, drawn up to
-the epoch the group stopped at; the groups that reached the last rung in colour, the
-pruned ones in faded grey, and a dashed line at each rung a group stopped at. The table
+the epoch the group stopped at: the best groups that reached the last rung in colour, the
+others that did in thin blue, the pruned ones in faded grey, and a dashed line at each rung
+a group stopped at. The table
 is computed with pandas in the driver (`group_curves`), so the plot helper process gets
 one small frame, not every variant's curve.
 """
@@ -56,28 +57,35 @@ def draw(path: Path, table: pd.DataFrame | None) -> bool:
         return False
     from sweeps.report.plots import _pyplot
 
+    from matplotlib.collections import LineCollection
+
     plt = _pyplot()
     metric = table.attrs.get("metric", "value")
     fig, ax = plt.subplots(figsize=(8, 5))
     survivors = sorted(table.loc[table["survived"], "group"].unique())
+    faded = []
     for group, part in table.groupby("group", sort=True):
         part = part.sort_values("epoch")
         values = np.where(part["value"] > 0, part["value"], np.nan)
-        if group in survivors:
-            coloured = survivors.index(group) < MAX_COLOURED
-            ax.plot(part["epoch"], values, linewidth=1.6, zorder=3,
-                    label=f"#{int(group)}" if coloured else None,
-                    color=None if coloured else "tab:blue")
+        if group in survivors[:MAX_COLOURED]:
+            ax.plot(part["epoch"], values, linewidth=1.6, zorder=4, label=f"#{int(group)}")
+        elif group in survivors:
+            ax.plot(part["epoch"], values, linewidth=0.9, alpha=0.6, color="tab:blue", zorder=3)
         else:
-            ax.plot(part["epoch"], values, color="0.55", alpha=0.25, linewidth=0.8, zorder=1)
+            faded.append(np.column_stack([part["epoch"].to_numpy(float), values]))
+    if faded:   # one artist for every pruned group: hundreds of lines draw in one call
+        ax.add_collection(LineCollection(faded, colors="0.55", alpha=0.25, linewidths=0.8,
+                                         zorder=1))
+        ax.autoscale_view()
     for epoch in table.attrs.get("rung_epochs", []):
         ax.axvline(epoch, color="0.3", linestyle="--", linewidth=0.7, zorder=2)
     ax.set_yscale("log" if metric.endswith("loss") or metric.endswith("mse") else "linear")
     ax.set_xlabel("epoch (dashed: rungs)")
     ax.set_ylabel(f"{metric} (mean across seeds)")
     pruned = table.loc[~table["survived"], "group"].nunique()
-    ax.set_title(f"Successive halving: {len(survivors)} groups reached the last rung, "
-                 f"{pruned} pruned (faded)")
+    best = f", the best {MAX_COLOURED} in colour" if len(survivors) > MAX_COLOURED else ""
+    ax.set_title(f"Successive halving: {len(survivors)} groups reached the last rung{best}; "
+                 f"{pruned} pruned (faded)", fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)
     if survivors:
         ax.legend(title="rank", fontsize="small")
