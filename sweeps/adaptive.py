@@ -114,9 +114,9 @@ def run_rounds(sweep: Any, tracker: Any, schedule: Schedule, run_packs: RunPacks
 def _logger(tracker: Any, by_key: dict, trails: dict[str, Trail], stopped: dict[str, int],
             schedule: Schedule, search: Search) -> Callable[[], None]:
     """What to do once the next round is under way: log the variants that stopped, then
-    checkpoint the search (taken now: the next round's results change both)."""
+    checkpoint the search. It runs before the next round's first result comes in (see
+    `RunPacks`), while `search` and `trails` still hold this round's outcome."""
     batch = {key: trails.pop(key) for key in stopped}
-    checkpoint = dump(search, trails)
     done = False
 
     def log_and_checkpoint() -> None:
@@ -124,7 +124,7 @@ def _logger(tracker: Any, by_key: dict, trails: dict[str, Trail], stopped: dict[
         if not done:
             done = True
             _log(tracker, by_key, batch, stopped, schedule)
-            tracker.write_parent_file(CHECKPOINT, checkpoint)
+            tracker.write_parent_file(CHECKPOINT, dump(search, trails))
 
     return log_and_checkpoint
 
