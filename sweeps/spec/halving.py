@@ -110,7 +110,8 @@ class Halving(SearchMethod):
     at least one bracket). The brackets share training, so they cost less than the sum of
     their parts (300 epochs, min_epochs 3, eta 3, both rankings: rungs 3, 9, 27, 81, 243,
     300, brackets entering at 3, 9 and 27; between 22% and 46% of the grid, 35% measured).
-    An int n means the n most aggressive, 0 .. n-1.
+    An int n means the n most aggressive entries, 0 .. n-1; each entry gets one bracket per
+    ranking.
 
     Rankings (`ranking`): ``value`` ranks a group by its metric at the rung (mean over
     seeds), which favours fast starters; ``trend`` by where its last eta-fold of epochs
