@@ -188,7 +188,8 @@ def run_sweep(
                 schedule = schedule_of(sweep)
                 if schedule is None:
                     packs = make_packs(sweep, workers=workers, skip=finished)
-                    failed, nodes = _train_and_log(sweep, tracker, packs, connection, progress,
+                    failed, nodes = _train_and_log(sweep, tracker, packs,
+                                                   _pack_runner(sweep, connection), progress,
                                                    timings)
                 else:
                     done = adaptive.run_rounds(sweep, tracker, schedule,
@@ -233,9 +234,9 @@ def _stopped_by_signals(sweep: Sweep, tracker: Tracker) -> Iterator[None]:
 
 
 def _pack_runner(sweep: Sweep, connection: RayConnection | None):
-    """run(packs, on_done, on_failed, last, on_submitted) on Ray (shutting down after the
-    last round's packs are in) or serially: what `adaptive.run_rounds` trains each round
-    with."""
+    """run(packs, on_done, on_failed, last, on_submitted) on Ray or serially: how the grid's
+    packs and each round of `adaptive.run_rounds` train. With `last`, Ray shuts down in the
+    background once every pack is in, while the driver logs the rest."""
     from sweeps.execution import execute
 
     def run(packs, on_done, on_failed, last: bool, on_submitted=None) -> dict[str, int]:
@@ -250,14 +251,12 @@ def _pack_runner(sweep: Sweep, connection: RayConnection | None):
     return run
 
 
-def _train_and_log(sweep: Sweep, tracker: Tracker, packs: list[Pack],
-                   connection: RayConnection | None, progress: bool,
-                   timings: dict[str, float]):
-    """Train the packs (serially without a Ray connection), logging each as it finishes.
+def _train_and_log(sweep: Sweep, tracker: Tracker, packs: list[Pack], run_packs,
+                   progress: bool, timings: dict[str, float]):
+    """Train the packs with `run_packs` (`_pack_runner`), logging each as it finishes.
 
     Returns (failed, nodes).
     """
-    from sweeps.execution import execute  # imported by run_sweep already (Ray env set)
     by_key = {variant.key: variant for variant in sweep.variants}
     failed: dict[str, str] = {}
     total = sum(len(pack.variants) for pack in packs)
@@ -278,14 +277,7 @@ def _train_and_log(sweep: Sweep, tracker: Tracker, packs: list[Pack],
             failed[variant.key] = error
         bar.advance([], failed=len(pack.variants))
 
-    nodes: dict[str, int] = {}
     with SweepProgress(total, sweep.name, enabled=progress) as bar:
-        if connection is not None:
-            # Ray shuts down while the driver logs the last packs.
-            nodes = execute.run_ray(packs, sweep.datasets, on_done, on_failed,
-                                    on_all_trained=connection.close_soon,
-                                    cancel_on_interrupt=not connection.owned)
-        else:
-            execute.run_serial(packs, sweep.datasets, on_done, on_failed)
+        nodes = run_packs(packs, on_done, on_failed, True)
     timings["logging"] = logging_seconds
     return failed, nodes

@@ -175,6 +175,7 @@ class Search:
         """
         schedule = self.schedule
         trained = self.training()
+        training = set(trained)             # membership: one lookup per variant and bracket
         for k in rungs:
             for bracket, (start, _) in enumerate(schedule.brackets):
                 if start == k:
@@ -183,7 +184,7 @@ class Search:
                 entered, ranking = self.alive[bracket], schedule.brackets[bracket][1]
                 if k == schedule.last:
                     ranking = "value"            # the last rung: what the search picks on
-                ranked = rank({g: [self._score(v, k, ranking) if v in trained else math.nan
+                ranked = rank({g: [self._score(v, k, ranking) if v in training else math.nan
                                    for v in self.groups[g]] for g in entered}, schedule.mode)
                 if k == schedule.last:
                     kept = ranked
@@ -199,7 +200,7 @@ class Search:
         going_on = {v for v in going_on if not math.isnan(self.values[v][last])}
         stopped = {v: last for v in trained if v not in going_on}
         self.stopped.update(stopped)
-        return Decision(train=[v for v in self.training()], stopped=stopped)
+        return Decision(train=self.training(), stopped=stopped)
 
     def _score(self, key: str, k: int, ranking: str) -> float:
         """What a bracket ranks variant `key` on at rung k (see the module docstring)."""

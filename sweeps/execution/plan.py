@@ -60,7 +60,7 @@ def pack_variants(todo: Sequence[Variant], datasets: Mapping[str, Any],
     for variant in todo:
         key = (variant.data_key,) + tuple(repr(variant.settings[p]) for p in PACK_SHARED)
         groups.setdefault(key, []).append(variant)
-    cost = {key: pack_work(_pack(0, members), datasets[members[0].data_key])["seconds"]
+    cost = {key: pack_work(_pack(members), datasets[members[0].data_key])["seconds"]
             for key, members in groups.items()}
     share = sum(cost.values()) / (PACKS_PER_WORKER * max(1, workers))
     packs: list[tuple[float, Pack]] = []
@@ -68,14 +68,15 @@ def pack_variants(todo: Sequence[Variant], datasets: Mapping[str, Any],
         n_packs = min(len(members), max(math.ceil(len(members) / MAX_PACK),
                                         math.ceil(cost[key] / share - 1e-9)))
         for chunk in np.array_split(np.arange(len(members)), n_packs):
-            pack = _pack(0, [members[i] for i in chunk])
+            pack = _pack([members[i] for i in chunk])
             packs.append((pack_work(pack, datasets[pack.data_key])["seconds"], pack))
     packs.sort(key=lambda item: -item[0])          # stable: equal costs keep their order
     return [replace(pack, index=i) for i, (_, pack) in enumerate(packs)]
 
 
-def _pack(index: int, variants: Sequence[Variant]) -> Pack:
-    return Pack(index=index, variants=tuple(variants), data_key=variants[0].data_key,
+def _pack(variants: Sequence[Variant]) -> Pack:
+    """A pack of `variants` (its index is set once the packs are ordered)."""
+    return Pack(index=0, variants=tuple(variants), data_key=variants[0].data_key,
                 shared_paths=PACK_SHARED)
 
 

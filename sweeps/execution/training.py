@@ -124,6 +124,8 @@ def fit_pack(pack: Pack, dataset: Dataset) -> tuple[core.Params, list[VariantRes
     classification = dataset.task == "classification"
     kind = "accuracy" if classification else "mse"
     validation = _validation_set(dataset, output, dtype)
+    X_train, Y_train = dataset.X_train.astype(dtype, copy=False), Y_train.astype(dtype, copy=False)
+    optimizer = optimizer_spec(pack)
 
     started = time.perf_counter()
     state = pack.start if pack.start is not None else core.init_params(
@@ -136,10 +138,9 @@ def fit_pack(pack: Pack, dataset: Dataset) -> tuple[core.Params, list[VariantRes
     segments = []
     for stop in stops:        # one call per stop, each continuing the last (core.TrainState)
         segments.append(core.train(
-            mlp, state, dataset.X_train.astype(dtype, copy=False),
-            Y_train.astype(dtype, copy=False),
+            mlp, state, X_train, Y_train,
             loss=shared["train.loss"],
-            optimizer=optimizer_spec(pack),
+            optimizer=optimizer,
             epochs=int(stop),
             batch_size=shared["train.batch_size"],
             log_every=int(shared["train.log_every"]),
@@ -208,7 +209,7 @@ def _curves(segments: list[core.TrainResult], kind: str, validation: bool) -> di
 
 def _validation_set(dataset: Dataset, output: str, dtype) -> tuple | None:
     """(X_val, Y_val, labels_val) as `core.train` measures it, or None without a split."""
-    if getattr(dataset, "X_val", None) is None:
+    if dataset.X_val is None:
         return None
     Y_val = dataset.val_targets(output)
     labels = dataset.labels_val if dataset.task == "classification" else None

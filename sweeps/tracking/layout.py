@@ -15,12 +15,12 @@ The layout is a contract that users, the MLflow UI and `sweeps.report.results.lo
   (ok | diverged | pruned), ``sweep.variant_index``, ``sweep.curves`` (the metric keys logged
   as histories), and under successive halving ``sweep.rung`` (the index of the last rung it
   reached) and ``sweep.stopped_epoch`` (the epoch its training ran to: its last rung's; a
-  diverged one froze at ``diverged_epoch`` before); params: every resolved setting under its dotted path; metrics:
-  each curve as a history with step = epoch, ending with the final value at step =
-  ``train.epochs`` (a pruned variant: its stopped epoch), so the run's latest value is the
-  final one, ``val_*`` with a validation split, ``test_*``, ``train_seconds`` and
-  ``diverged_epoch`` when it diverged; artifact ``predictions.csv``. A child is set FINISHED only after all of
-  its data is in, so "FINISHED" means "complete". `sweeps best` adds a logged pyfunc model
+  diverged one froze at ``diverged_epoch`` before); params: every resolved setting under its
+  dotted path; metrics: each curve as a history with step = epoch, ending with the final
+  value at step = ``train.epochs`` (a pruned variant: its stopped epoch), so the run's latest
+  value is the final one, ``val_*`` with a validation split, ``test_*``, ``train_seconds``
+  and ``diverged_epoch`` when it diverged; artifact ``predictions.csv``. A child is set
+  FINISHED only after all of its data is in, so "FINISHED" means "complete". `sweeps best` adds a logged pyfunc model
   to the winner's child run and the tag ``sweep.model_uri``.
 
 Needs no MLflow: `sweeps.tracking.track` and `sweeps.tracking.bulk` write this layout,
