@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, get_args
 
-from sweeps import adaptive
+from sweeps import adaptive, stopping
 from sweeps.report import results
 from sweeps.report.outputs import PlotWorker, write_outputs
 from sweeps.execution.halving import schedule_of
@@ -51,48 +50,6 @@ class SweepInterrupted(Exception):
             f"{name}: sweep stopped, {logged}/{total} variants logged to parent run "
             f"{parent_run_id} (marked KILLED). Run the same command again to continue."
         )
-
-
-class _Signalled(BaseException):
-    """Raised inside the driver by the SIGTERM handler (SIGINT raises KeyboardInterrupt)."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-
-
-def _signal_behind(error: BaseException) -> BaseException | None:
-    """The KeyboardInterrupt or _Signalled that stopped the driver, or None.
-
-    A signal that arrives while Ray waits in compiled code (``ray.wait``) surfaces as a
-    SystemError ("returned a result with an exception set") around the handler's exception;
-    with a fast writer the driver spends most of its time there.
-    """
-    while error is not None:
-        if isinstance(error, (KeyboardInterrupt, _Signalled)):
-            return error
-        error = error.__cause__ or error.__context__
-    return None
-
-
-@contextmanager
-def _signals_as_exceptions() -> Iterator[None]:
-    """Turn SIGTERM into an exception so the driver can stop its tasks and close runs.
-
-    SIGINT is left to Python: KeyboardInterrupt, unless the process started with SIGINT
-    ignored (`nohup`, a background job of a script), which Python and this driver respect.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, _frame):
-        raise _Signalled(signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -219,15 +176,16 @@ def run_sweep(
 @contextmanager
 def _stopped_by_signals(sweep: Sweep, tracker: Tracker) -> Iterator[None]:
     """Ctrl-C or SIGTERM while training: the parent run KILLED, then SweepInterrupted."""
-    with _signals_as_exceptions():
+    with stopping.signals_as_exceptions():
         try:
             yield
-        except (KeyboardInterrupt, _Signalled, SystemError) as error:
-            stop = _signal_behind(error)
+        except (KeyboardInterrupt, stopping.Signalled, SystemError) as error:
+            stop = stopping.signal_behind(error)
             if stop is None:
                 raise
             signum = getattr(stop, "signum", signal.SIGINT)
-            tracker.finish("KILLED")
+            with stopping.ignored():         # a second Ctrl-C must not cut this write short
+                tracker.finish("KILLED")
             raise SweepInterrupted(
                 signum, len(tracker.records()), len(sweep.variants), tracker.parent_run_id
             ) from None

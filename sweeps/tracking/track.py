@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
+from sweeps import stopping
 from sweeps.tracking.child import child_run
 from sweeps.tracking.layout import (CONFIG_HASH, MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, NAME,
                                     PARENT_ID, ROLE, SWEPT, shared_settings, sweep_kinds)
@@ -86,14 +87,19 @@ class SweepTracker:
         return self._client
 
     def _retry(self, what: str, fn: Callable[[], Any], on_retry: Callable[[], Any] | None = None):
-        """fn(), retried after transient errors; on_retry() runs before each new attempt."""
+        """fn(), retried after transient errors; on_retry() runs before each new attempt.
+
+        Each attempt runs with stop signals held (`sweeps.stopping`): Ctrl-C never cuts a
+        write in two, and a signal that arrived during it is raised right after.
+        """
         for attempt in range(self.retries + 1):
             try:
-                if attempt and on_retry is not None:
-                    result = on_retry()
-                    if result is not None:
-                        return result
-                return fn()
+                with stopping.held():
+                    if attempt and on_retry is not None:
+                        result = on_retry()
+                        if result is not None:
+                            return result
+                    return fn()
             except Exception as error:  # noqa: BLE001 - classified below
                 if attempt == self.retries or not is_transient(error):
                     raise
@@ -265,12 +271,11 @@ class SweepTracker:
                 return records[0].run_id
             return None
 
-        record = self._retry("log_variant", lambda: self._write_child(variant, result),
-                             on_retry=_existing)
-        if isinstance(record, str):
-            return record
-        self._records[variant.key] = record
-        return record.run_id
+        def _write() -> str:
+            record = self._records[variant.key] = self._write_child(variant, result)
+            return record.run_id
+
+        return self._retry("log_variant", _write, on_retry=_existing)
 
     def log_variants(self, batch: Sequence[tuple[Any, Any]]) -> list[str]:
         """Write the child runs of a batch of (variant, result) pairs; return their run ids.

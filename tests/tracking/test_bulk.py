@@ -122,6 +122,41 @@ def test_a_commit_whose_answer_is_lost_is_not_written_twice(tracking_uri, tmp_pa
     assert calls == [4]
 
 
+def test_sigterm_inside_the_transaction_waits_for_its_commit(tracking_uri, tmp_path):
+    """CI once saw SIGTERM land inside the batch's INSERTs: the cut transaction kept SQLite's
+    write lock, and marking the parent KILLED failed with "database is locked" for 95 s."""
+    import os
+    import signal
+
+    from sqlalchemy import event
+
+    from sweeps import stopping
+
+    sweep = small_sweep(tmp_path)
+    tracker = BulkTracker(sweep, tracking_uri)
+    tracker.start()
+    engine = tracker.client._tracking_client.store.engine
+    sent = []
+
+    def signal_on_the_metrics_insert(conn, cursor, statement, *args):
+        if statement.startswith("INSERT INTO metrics") and not sent:
+            sent.append(statement)
+            os.kill(os.getpid(), signal.SIGTERM)       # the handler runs here, mid-transaction
+
+    event.listen(engine, "before_cursor_execute", signal_on_the_metrics_insert)
+    try:
+        with stopping.signals_as_exceptions(), pytest.raises(stopping.Signalled):
+            tracker.log_variants(batch_of(sweep))
+    finally:
+        event.remove(engine, "before_cursor_execute", signal_on_the_metrics_insert)
+    assert sent
+    assert len(tracker.records()) == 4                 # the batch went in whole ...
+    tracker.finish("KILLED")                           # ... and the store is not locked
+    runs = children(tracking_uri, tracker.parent_run_id)
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert MlflowClient(tracking_uri).get_run(tracker.parent_run_id).info.status == "KILLED"
+
+
 def test_another_mlflow_or_schema_falls_back_to_the_client_and_says_so_once(
         tracking_uri, tmp_path, monkeypatch, caplog):
     import mlflow
