@@ -32,7 +32,8 @@ CSV file       inferred        0.2            standard  header row; target: last
 
 With test_fraction 0 and no test set of its own, the test set is the training set (every row,
 validation rows included).
-scikit-learn is imported only when one of its sets is loaded (no download: they ship with it).
+scikit-learn's sets are read from the files it ships (no download), without importing it
+(sklearn_sets.py: the import costs about 1 s).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-SKLEARN_SETS = ("iris", "wine", "breast_cancer", "digits", "diabetes")
+from sweeps.spec.sklearn_sets import SETS as SKLEARN_SETS, sklearn_set
+
 BUILTINS = ("article", "xor", "sine", "moons") + SKLEARN_SETS
 # Inferred classification for a numeric CSV target: whole numbers with at most this many values.
 MAX_INFERRED_CLASSES = 10
@@ -199,18 +201,8 @@ def _moons(data_seed: int, n: int = 200, noise: float = 0.2) -> _Raw:
                 class_names=("0", "1"))
 
 
-@functools.lru_cache(maxsize=None)
-def _sklearn_arrays(name: str):
-    import sklearn.datasets  # lazy: only a scikit-learn set pays for the import
-
-    bunch = getattr(sklearn.datasets, f"load_{name}")()
-    X = np.asarray(bunch.data, dtype=np.float64)
-    names = getattr(bunch, "feature_names", None)
-    features = tuple(str(f) for f in names) if names is not None and len(names) else tuple(
-        f"x{i + 1}" for i in range(X.shape[1]))
-    classes = getattr(bunch, "target_names", None)
-    return X, np.asarray(bunch.target), features, (
-        tuple(str(c) for c in classes) if classes is not None else None)
+# Read once per process; the arrays are shared, so _sklearn copies what it changes.
+_sklearn_arrays = functools.lru_cache(maxsize=None)(sklearn_set)
 
 
 def _sklearn(name: str, data_seed: int) -> _Raw:
