@@ -2,8 +2,8 @@
 
 For each space (configs/halving.yaml, benchmarks/spaces/late_bloomers.yaml):
 
-  grid     the same file as a plain grid (`search.method: grid`), run as `sweeps run` runs
-           it (`run_sweep` in a process of its own) on a fresh SQLite store: the reference
+  grid     the same file as a plain grid (`search.method: grid`), run with `sweeps run`
+           (the whole command is timed) on a fresh SQLite store: the reference
            ranking of every configuration by validation loss (mean over seeds at the last
            epoch), the wall time and, of it, the training and logging;
   halving  the file itself, the same way: where its pick and each bracket's pick rank in
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -52,21 +53,17 @@ def as_grid(path: Path, workdir: Path) -> Path:
     return out
 
 
-# What `sweeps run FILE` does, in a process of its own, printing run_sweep's timings.
-RUN = ("import json, sys\nfrom sweeps import run_sweep\n"
-       "o = run_sweep(sys.argv[1], tracking_uri=sys.argv[2], out=sys.argv[3], progress=False)\n"
-       "print(json.dumps(o.timings))")
-
-
 def sweeps_run(path: Path, workdir: Path, label: str) -> tuple[float, float, Path]:
-    """The sweep in a subprocess on a fresh store: (wall seconds, seconds of training and
-    logging, results directory)."""
+    """`sweeps run FILE` on a fresh store: (wall seconds of the whole command, seconds of
+    training and logging from the report's Time line, results directory)."""
     store, out = workdir / f"{label}.db", workdir / label
+    command = [str(Path(sys.executable).with_name("sweeps")), "run", str(path), "--tracking-uri",
+               f"sqlite:///{store}", "--out", str(out), "--no-progress"]
     clock = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", RUN, str(path), f"sqlite:///{store}", str(out)],
-                          check=True, cwd=workdir, capture_output=True, text=True)
+    done = subprocess.run(command, check=True, cwd=workdir, capture_output=True, text=True)
     wall = time.perf_counter() - clock
-    return wall, json.loads(done.stdout.strip().splitlines()[-1])["train_and_log"], out
+    training = re.search(r"^Time: .*training and logging ([\d.]+) s", done.stdout, re.M)
+    return wall, float(training.group(1)), out
 
 
 def reference(out: Path) -> dict[str, int]:

@@ -1,5 +1,5 @@
 """`python -m sweeps` is the `sweeps` command."""
 
-from sweeps.cli import app
+from sweeps.cli import main
 
-app()
+main()

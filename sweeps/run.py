@@ -87,6 +87,10 @@ class SweepOutcome:
             f"Runs:    {open_hint(self.tracking_uri, self.experiment_id, self.sweep.path)}",
             f"Tables:  {self.out_dir}/",
         ]
+        if {"startup", "train_and_log", "results"} <= self.timings.keys():
+            t = self.timings
+            lines.append(f"Time:    start-up {t['startup']:.1f} s, training and logging "
+                         f"{t['train_and_log']:.1f} s, results {t['results']:.1f} s")
         for key, error in list(self.failed.items())[:5]:
             lines.append(f"failed {key}: {error}")
         return "\n".join(lines)

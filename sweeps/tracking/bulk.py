@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from sweeps import stopping
 from sweeps.tracking.child import ChildRun, child_run
-from sweeps.tracking.store import artifact_repository, remove_run_artifacts
+from sweeps.tracking.store import artifact_repository, local_artifact_dir, remove_run_artifacts
 from sweeps.tracking.track import SweepTracker
 
 log = logging.getLogger(__name__)
@@ -132,10 +132,9 @@ class BulkTracker(SweepTracker):
         touched: list[tuple[str, str]] = []         # (run id, artifact URI) written to
         try:
             for child, run_id, artifact_uri in zip(children, run_ids, artifact_uris):
-                path = child.write_predictions(staging)
-                if path is not None:
+                if child.predictions is not None:
                     touched.append((run_id, artifact_uri))
-                    artifact_repository(artifact_uri, self.tracking_uri).log_artifact(str(path))
+                    self._put_predictions(child, artifact_uri, staging)
             rows = batch_rows(store, self.experiment_id, children, run_ids, artifact_uris,
                               start, metric_time=start, end_time=_now())
             _insert(store, rows)
@@ -145,6 +144,18 @@ class BulkTracker(SweepTracker):
         self._wrote = True
         for child, run_id in zip(children, run_ids):
             self._records[child.variant_key] = child.record(run_id, start)
+
+    def _put_predictions(self, child: ChildRun, artifact_uri: str, staging: Path) -> None:
+        """predictions.csv into the run's artifacts: on this machine's disk written in place
+        (MLflow's local repository resolves, stages and copies each file, as long again as
+        writing it), elsewhere staged here and uploaded."""
+        local = local_artifact_dir(artifact_uri)
+        if local is not None:
+            local.mkdir(parents=True, exist_ok=True)
+            child.write_predictions(local)
+            return
+        path = child.write_predictions(staging)
+        artifact_repository(artifact_uri, self.tracking_uri).log_artifact(str(path))
 
     def _remove_orphans(self, store: Any, touched: list[tuple[str, str]]) -> None:
         """After a failed batch: delete the artifacts of its runs that are not in the store

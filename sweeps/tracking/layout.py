@@ -29,6 +29,7 @@ Needs no MLflow: `sweeps.tracking.track` and `sweeps.tracking.bulk` write this l
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -215,9 +216,38 @@ def predictions_table(dataset: Any, output_activation: str,
 
 
 def write_csv(path: Path, columns: Sequence[str], values: np.ndarray) -> None:
-    """A plain CSV with full float precision (round-trips exactly)."""
-    header = ",".join(_csv_field(c) for c in columns)
-    np.savetxt(path, values, delimiter=",", fmt="%.17g", header=header, comments="")
+    """A plain CSV with full float precision (round-trips exactly), as ``np.savetxt`` with
+    ``fmt="%.17g"`` writes it.
+
+    values : (n_rows, n_columns). Columns are formatted one by one and remembered: the test
+    inputs and targets are the same in every variant's predictions.csv, and formatting them
+    was a third of the time spent logging a child run.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    values = values[:, None] if values.ndim == 1 else values
+    cells = [_formatted(column) for column in values.T]
+    lines = [",".join(_csv_field(c) for c in columns)] + list(map(",".join, zip(*cells)))
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# Columns up to this many rows are remembered (at most 128 of them: ~1 MB at 114 rows).
+_REMEMBERED_ROWS = 4096
+
+
+def _formatted(column: np.ndarray) -> tuple[str, ...]:
+    """'%.17g' of each value of a float64 column (n_rows,)."""
+    if len(column) > _REMEMBERED_ROWS:
+        return _format(column)
+    return _formatted_bytes(np.ascontiguousarray(column).tobytes())
+
+
+@functools.lru_cache(maxsize=128)
+def _formatted_bytes(column: bytes) -> tuple[str, ...]:
+    return _format(np.frombuffer(column, dtype=np.float64))
+
+
+def _format(column: np.ndarray) -> tuple[str, ...]:
+    return tuple("%.17g" % value for value in column.tolist())
 
 
 def _csv_field(text: str) -> str:

@@ -162,6 +162,18 @@ def artifact_repository(artifact_uri: str, tracking_uri: str):
     return get_artifact_repository(artifact_uri, tracking_uri)
 
 
+def local_artifact_dir(artifact_uri: str) -> Path | None:
+    """The directory of `artifact_uri` when it is on this machine's disk (``file:`` or a
+    plain path), else None."""
+    from urllib.parse import urlparse
+
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    if urlparse(artifact_uri).scheme not in ("", "file"):
+        return None
+    return Path(local_file_uri_to_path(artifact_uri))
+
+
 def remove_run_artifacts(artifact_uri: str, tracking_uri: str) -> None:
     """Delete everything under a run's `artifact_uri` (and, on a local disk, the run's
     then empty directory)."""

@@ -315,7 +315,7 @@ def test_console_scripts_used_by_the_stack_are_installed_by_the_project():
     scripts = {ep.name: ep for ep in entry_points(group="console_scripts")}
     for program in {command_of(services()[name])[0] for name in PROJECT_SERVICES}:
         assert program in scripts, f"{program}: no console script installed"
-    assert scripts["sweeps"].value == "sweeps.cli:app"
+    assert scripts["sweeps"].value == "sweeps.cli:main"    # (`app`, then a quick exit)
     requires = " ".join(distribution("backprop-sweeps").requires or [])
     assert "ray[default]" in requires.replace(" ", "") and "mlflow" in requires
     assert "psycopg2" in requires                                    # the PostgreSQL driver

@@ -74,21 +74,21 @@ def test_a_failing_batch_leaves_no_child_at_all(tracking_uri, tmp_path, monkeypa
 
 def test_a_batch_whose_artifacts_fail_midway_leaves_no_file(tracking_uri, tmp_path,
                                                              monkeypatch):
-    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+    from sweeps.tracking import child
 
     sweep = small_sweep(tmp_path)
     tracker = BulkTracker(sweep, tracking_uri)
     tracker.start()
-    log_artifact = LocalArtifactRepository.log_artifact
+    write_csv = child.write_csv
     written = []
 
-    def fail_the_third(self, local_file, artifact_path=None):
-        written.append(self.artifact_dir)
-        log_artifact(self, local_file, artifact_path)   # (written in full, then it fails)
+    def fail_the_third(path, columns, values):
+        written.append(path)
+        write_csv(path, columns, values)                # (written in full, then it fails)
         if len(written) == 3:
             raise OSError("No space left on device")
 
-    monkeypatch.setattr(LocalArtifactRepository, "log_artifact", fail_the_third)
+    monkeypatch.setattr(child, "write_csv", fail_the_third)
     with pytest.raises(OSError, match="No space left"):
         tracker.log_variants(batch_of(sweep))
     assert len(written) == 3
