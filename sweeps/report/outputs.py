@@ -145,9 +145,9 @@ def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None
     curves = results.curves_from_records(records)
     drawn = curves[curves["run_id"].isin(plots.curves_wanted(frame, summary))]
     rungs = rung_plot.group_curves(frame, summary, curves)
-    predictions = results.predictions_from_records(records)
     wanted = plots.predictions_wanted(frame, summary)
-    predictions = {r: predictions[r] for r in wanted if r in predictions}
+    by_id = {record.run_id: record for record in records}
+    predictions = results.predictions_from_records([by_id[r] for r in wanted if r in by_id])
     predictions.update(results.load_predictions([r for r in wanted if r not in predictions],
                                                 tracker.tracking_uri))
     drawing = plotter is not None and plotter.draw(out_dir, frame, summary, drawn, predictions,

@@ -96,7 +96,8 @@ def _group_rows(frame: pd.DataFrame, summary: pd.DataFrame, row: pd.Series) -> p
     by = summary.attrs.get("by") or [c for c in setting_columns(frame) if c in summary.columns]
     mask = np.ones(len(frame), dtype=bool)
     for c in by:
-        mask &= np.array([_same(v, row[c]) for v in frame[c].tolist()])
+        value = row[c]
+        mask &= np.array([_same(v, value) for v in frame[c].tolist()], dtype=bool)
     return frame[mask]
 
 
