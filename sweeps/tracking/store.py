@@ -178,12 +178,9 @@ def remove_run_artifacts(artifact_uri: str, tracking_uri: str) -> None:
     """Delete everything under a run's `artifact_uri` (and, on a local disk, the run's
     then empty directory)."""
     artifact_repository(artifact_uri, tracking_uri).delete_artifacts()
-    if artifact_uri.startswith("file:"):
-        from mlflow.utils.file_utils import local_file_uri_to_path
-
-        run_dir = Path(local_file_uri_to_path(artifact_uri)).parent
-        if run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
+    local = local_artifact_dir(artifact_uri)
+    if local is not None and local.parent.is_dir() and not any(local.parent.iterdir()):
+        local.parent.rmdir()
 
 
 def ensure_experiment(client, name: str, tracking_uri: str) -> str:
