@@ -3,7 +3,8 @@
 Plots cost more than everything else at the end of a sweep (importing matplotlib ~1 s, ~0.5 s
 a figure), so they are drawn in a helper process (`PlotWorker`) started when training starts (not
 before: it would slow Ray's start-up): it imports matplotlib while the packs train, and draws
-while the driver writes the tables and logs the best metrics. The driver never imports matplotlib. The helper gets only
+while the driver writes the tables and logs the best metrics, sharing the figures with a
+child it forks (`_draw_in_two`). The driver never imports matplotlib. The helper gets only
 what the plots show (the best groups' curves and predictions), not the whole sweep.
 
 If the helper cannot be started, dies or fails, the plots are drawn in the driver (where a
@@ -13,6 +14,7 @@ real plotting error then surfaces); the tables are written either way.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import subprocess
 import sys
@@ -41,11 +43,56 @@ def _warm_up() -> None:
     plt.close(fig)
 
 
-def _draw(out_dir, frame, summary, curves, predictions, rungs=None) -> list[Path]:
+def _draw(out_dir, frame, summary, curves, predictions, rungs=None,
+          only: tuple[str, ...] | None = None) -> list[Path]:
     from sweeps.report import plots
 
     return plots.write_all(out_dir, frame, summary, curves, predictions=predictions,
-                           rungs=rungs)
+                           rungs=rungs, only=plots.PLOT_FILES if only is None else only)
+
+
+# How the helper shares the figures with the child it forks: about equal drawing times
+# (loss_vs_lr ~0.6 s and the predictions ~0.1 s; the curves ~0.4 s and the rungs ~0.2 s).
+FORKED_SHARE = ("loss_vs_lr.png", "predictions.png")
+
+
+def _draw_in_two(job: tuple) -> list[Path]:
+    """Draw the job's plots in this process and in a forked child (matplotlib is imported
+    already, so the fork costs milliseconds): the cores are free once training is over.
+
+    The child draws `FORKED_SHARE` and reports its files through a pipe; if it cannot be
+    forked or fails, this process draws its share too (a real plotting error then surfaces
+    here). Returns the files in `plots.PLOT_FILES` order.
+    """
+    from sweeps.report import plots
+
+    ours = tuple(name for name in plots.PLOT_FILES if name not in FORKED_SHARE)
+    try:
+        read_end, write_end = os.pipe()
+        child = os.fork()
+    except OSError:
+        return _draw(*job)
+    if child == 0:                                   # the child: draw, report, leave at once
+        os.close(read_end)
+        try:
+            reply = pickle.dumps(("ok", _draw(*job, only=FORKED_SHARE)))
+        except BaseException:  # noqa: BLE001 - the parent draws this share itself
+            reply = pickle.dumps(("error", ""))
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(reply)
+        os._exit(0)
+    os.close(write_end)
+    try:
+        drawn = _draw(*job, only=ours)
+    finally:
+        with os.fdopen(read_end, "rb") as pipe:
+            data = pipe.read()
+        os.waitpid(child, 0)
+    status, theirs = pickle.loads(data) if data else ("error", None)
+    if status != "ok":
+        theirs = _draw(*job, only=FORKED_SHARE)
+    files = set(drawn) | set(theirs)
+    return [path for path in (Path(job[0]) / name for name in plots.PLOT_FILES) if path in files]
 
 
 def _serve() -> None:
@@ -59,7 +106,7 @@ def _serve() -> None:
     if not line:
         return
     try:
-        reply = ("ok", _draw(*pickle.loads(Path(line).read_bytes())))
+        reply = ("ok", _draw_in_two(pickle.loads(Path(line).read_bytes())))
     except Exception as error:  # noqa: BLE001 - reported to the driver, which draws itself
         reply = ("error", f"{type(error).__name__}: {error}")
     sys.stdout.buffer.write(pickle.dumps(reply))

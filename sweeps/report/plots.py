@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import numpy as np
 import pandas as pd
@@ -41,11 +41,17 @@ def _pyplot():
     return plt
 
 
+# Every file `write_all` can draw, in the order it draws them.
+PLOT_FILES = ("loss_curves.png", "loss_vs_lr.png", "predictions.png", "rungs.png")
+
+
 def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
               curves: pd.DataFrame, *,
               predictions: Mapping[str, pd.DataFrame] | None = None,
-              rungs: pd.DataFrame | None = None) -> list[Path]:
-    """Every plot that the tables support; returns the files written.
+              rungs: pd.DataFrame | None = None,
+              only: Collection[str] = PLOT_FILES) -> list[Path]:
+    """Every plot that the tables support (of the files named in `only`); returns the files
+    written, in `PLOT_FILES` order.
 
     predictions : {run_id: predictions table} of (at least) the best group's variants,
         `predictions_wanted` (`results.predictions_from_records` or
@@ -54,18 +60,17 @@ def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
     """
     from sweeps.report import rung_plot
 
+    unknown = set(only) - set(PLOT_FILES)
+    if unknown:
+        raise ValueError(f"no such plots: {sorted(unknown)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     predictions = dict(predictions or {})
-    paths = []
-    for name, draw in (("loss_curves.png", lambda p: loss_curves(p, frame, summary, curves)),
-                       ("loss_vs_lr.png", lambda p: loss_vs_setting(p, frame, summary)),
-                       ("predictions.png",
-                        lambda p: predictions_plot(p, frame, summary, predictions)),
-                       ("rungs.png", lambda p: rung_plot.draw(p, rungs))):
-        if draw(out / name):
-            paths.append(out / name)
-    return paths
+    drawers = {"loss_curves.png": lambda p: loss_curves(p, frame, summary, curves),
+               "loss_vs_lr.png": lambda p: loss_vs_setting(p, frame, summary),
+               "predictions.png": lambda p: predictions_plot(p, frame, summary, predictions),
+               "rungs.png": lambda p: rung_plot.draw(p, rungs)}
+    return [out / name for name in PLOT_FILES if name in only and drawers[name](out / name)]
 
 
 def predictions_wanted(frame: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
