@@ -127,4 +127,4 @@ def best_model(experiment: str | None = None, tracking_uri: str | None = None,
         variant_key=check.variant_key, metric=metric,
         value=float(record.metrics.get(metric, math.nan)), group_mean=group_mean,
         check=check, model_uri=logged.model_uri, registry_uri=logged.registry_uri,
-        serve_command=serve_command(logged.model_uri, tracking_uri))
+        serve_command=serve_command(logged.model_uri, logged.tracking_uri))

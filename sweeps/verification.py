@@ -20,8 +20,10 @@ CPU, so a difference can be put down to that rather than to the logged params.
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -230,7 +232,18 @@ def verify(experiment: str | None = None, tracking_uri: str | None = None, sweep
         machine=machine_differences(dict(parent.data.params)),
         seconds=time.perf_counter() - started)
     if log:
-        client.log_dict(parent.info.run_id, outcome.to_json(), VERIFY_FILE)
+        _write_verification(parent.info.artifact_uri, tracking_uri, outcome.to_json())
         client.set_tag(parent.info.run_id, VERIFIED_TAG, verdict)
     return outcome
 
+
+def _write_verification(artifact_uri: str, tracking_uri: str, report: dict) -> None:
+    """verify.json onto the parent run's artifacts, wherever they live: through
+    `artifact_repository`, which also reaches artifacts behind an MLflow server while the runs
+    are read from its database (the compose set-up; `MlflowClient.log_dict` cannot)."""
+    from sweeps.tracking.store import artifact_repository
+
+    with tempfile.TemporaryDirectory(prefix="sweeps-verify-") as directory:
+        path = Path(directory) / VERIFY_FILE
+        path.write_text(json.dumps(report, indent=2))
+        artifact_repository(artifact_uri, tracking_uri).log_artifact(str(path))

@@ -27,9 +27,12 @@ CODE_FILE = Path(__file__).with_name("pyfunc_network.py")
 
 @dataclass(frozen=True)
 class LoggedNetwork:
-    """Where the model went: ``models:/<model id>``, and the registry version if registered."""
+    """Where the model went: ``models:/<model id>``, the tracking URI that reaches it (a
+    server's, when the runs' database keeps its artifacts behind it), and the registry version
+    if registered."""
 
     model_uri: str
+    tracking_uri: str
     registered_name: str | None = None
     registered_version: int | None = None
 
@@ -88,9 +91,12 @@ def log_network(tracking_uri: str, run_id: str, retrained,
     import mlflow
 
     import core
-    from sweeps.tracking.store import make_client
+    from sweeps.tracking.store import artifacts_tracking_uri, make_client
 
     client = make_client(tracking_uri, create=False)      # SQLite: WAL, as the sweep wrote
+    # Runs in a server's database with artifacts behind the server (the compose set-up): the
+    # model goes through the server, which writes to that same database.
+    tracking_uri = artifacts_tracking_uri(client.get_run(run_id).info.artifact_uri, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="sweeps-model-") as tmp, _fluent_uri(tracking_uri):
         weights = Path(tmp) / "network.npz"
         write_network(weights, retrained)
@@ -106,7 +112,8 @@ def log_network(tracking_uri: str, run_id: str, retrained,
                 signature=signature(retrained.dataset, retrained.mlp.n_out),
                 registered_model_name=register)
     client.set_tag(run_id, MODEL_TAG, info.model_uri)
-    return LoggedNetwork(model_uri=info.model_uri, registered_name=register,
+    return LoggedNetwork(model_uri=info.model_uri, tracking_uri=tracking_uri,
+                         registered_name=register,
                          registered_version=info.registered_model_version if register else None)
 
 

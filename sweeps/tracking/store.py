@@ -143,13 +143,17 @@ def _prepare_sqlite(tracking_uri: str) -> None:
 
 
 def artifact_repository(artifact_uri: str, tracking_uri: str):
-    """MLflow's artifact repository for a run's `artifact_uri`.
-
-    ``mlflow-artifacts:`` locations are served by a tracking server's proxy: with a database
-    tracking URI they are reached through $SWEEPS_ARTIFACTS_SERVER.
-    """
+    """MLflow's artifact repository for a run's `artifact_uri` (see `artifacts_tracking_uri`)."""
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+    return get_artifact_repository(artifact_uri, artifacts_tracking_uri(artifact_uri,
+                                                                        tracking_uri))
+
+
+def artifacts_tracking_uri(artifact_uri: str, tracking_uri: str) -> str:
+    """The tracking URI through which a run's `artifact_uri` is reached: `tracking_uri`
+    itself, except that ``mlflow-artifacts:`` locations are served by a tracking server's
+    proxy, which a database tracking URI reaches through $SWEEPS_ARTIFACTS_SERVER."""
     if artifact_uri.startswith("mlflow-artifacts:") \
             and not tracking_uri.startswith(("http://", "https://")):
         server = os.environ.get(ARTIFACTS_SERVER_ENV)
@@ -158,8 +162,8 @@ def artifact_repository(artifact_uri: str, tracking_uri: str):
                 f"the artifacts of this experiment live behind an MLflow server "
                 f"({artifact_uri}); set {ARTIFACTS_SERVER_ENV} to its URL (e.g. "
                 f"http://mlflow:5000) to write them while writing runs to {tracking_uri}")
-        tracking_uri = server
-    return get_artifact_repository(artifact_uri, tracking_uri)
+        return server
+    return tracking_uri
 
 
 def local_artifact_dir(artifact_uri: str) -> Path | None:

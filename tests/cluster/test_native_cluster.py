@@ -8,6 +8,7 @@ Each test uses its own experiment (the sweep's name), so tests do not see each o
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -95,7 +96,7 @@ def test_the_tracking_server_keeps_runs_in_postgres_and_artifacts_in_its_store(s
 
 
 @pytest.mark.parametrize("via", ["gcs", "ray-client"])
-def test_sweeps_run_command_joins_the_cluster(cluster, workdir, via):
+def test_sweeps_run_command_joins_the_cluster(cluster, workdir, via, monkeypatch):
     """`sweeps run FILE --address ADDR --tracking-uri URI`: by the head's GCS address logging
     through the server, or through Ray Client (ray://head:10001) writing to its database as the
     compose file's `sweep` service does."""
@@ -119,6 +120,28 @@ def test_sweeps_run_command_joins_the_cluster(cluster, workdir, via):
     loaded = _loaded(cluster, name)
     assert set(loaded["variant_key"]) == keys and len(loaded) == VARIANTS
     assert_each_variant_logged_once(cluster, name, keys)
+
+    # `sweeps verify` on the same store: it re-trains from the database's params and writes
+    # verify.json to artifacts that live behind the server
+    code, output = run_sweeps(cluster, ["verify", str(sweep), "--tracking-uri", uri,
+                                        "--sample", "2"], workdir, f"sweeps-verify-{via}")
+    assert code == 0, output
+    client = mlflow_client(cluster)
+    [parent] = [run for run in client.search_runs(
+        [client.get_experiment_by_name(name).experiment_id], "tags.`sweep.role` = 'parent'")]
+    assert "verify.json" in {item.path for item in client.list_artifacts(parent.info.run_id)}
+    # and `sweeps best`: the winner's model is logged through the server, and found there
+    code, output = run_sweeps(cluster, ["best", str(sweep), "--tracking-uri", uri], workdir,
+                              f"sweeps-best-{via}")
+    assert code == 0, output
+    model_uri = next(line.split()[-1] for line in output.splitlines()
+                     if line.startswith("model: models:/"))
+    from mlflow.artifacts import download_artifacts
+    # (MLflow resolves models:/ through the default tracking URI, whatever it is given)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", cluster.tracking_uri)
+    model_dir = Path(download_artifacts(artifact_uri=model_uri, dst_path=str(workdir / via)))
+    assert (model_dir / "MLmodel").is_file()
+    assert cluster.tracking_uri in output          # the serve hint names the server
 
 
 def test_successive_halving_through_the_server_checkpoints_and_logs_every_variant_once(
