@@ -217,7 +217,6 @@ def main() -> None:
                              "then do not compare)")
     parser.add_argument("--spaces", nargs="+", default=list(SPACES),
                         help=f"{', '.join(SPACES)} or paths of halving sweep files")
-    args = parser.parse_args()
     parser.add_argument("--stores", nargs="+", choices=["new", "existing"],
                         default=["new", "existing"],
                         help="run every command on a store of its own that is new (MLflow "

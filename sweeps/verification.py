@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -211,7 +210,7 @@ def verify(experiment: str | None = None, tracking_uri: str | None = None, sweep
     from sweeps.execution.machine import machine_differences
     from sweeps.report.results import _experiment_name
     from sweeps.tracking import readback
-    from sweeps.tracking.store import default_tracking_uri, make_client
+    from sweeps.tracking.store import default_tracking_uri, make_client, write_artifact
 
     started = time.perf_counter()
     tracking_uri = tracking_uri or default_tracking_uri()
@@ -232,18 +231,9 @@ def verify(experiment: str | None = None, tracking_uri: str | None = None, sweep
         machine=machine_differences(dict(parent.data.params)),
         seconds=time.perf_counter() - started)
     if log:
-        _write_verification(parent.info.artifact_uri, tracking_uri, outcome.to_json())
+        # through the artifact repository, which also reaches artifacts behind an MLflow
+        # server while the runs are read from its database (`MlflowClient.log_dict` cannot)
+        write_artifact(parent.info.artifact_uri, tracking_uri, VERIFY_FILE,
+                       json.dumps(outcome.to_json(), indent=2).encode())
         client.set_tag(parent.info.run_id, VERIFIED_TAG, verdict)
     return outcome
-
-
-def _write_verification(artifact_uri: str, tracking_uri: str, report: dict) -> None:
-    """verify.json onto the parent run's artifacts, wherever they live: through
-    `artifact_repository`, which also reaches artifacts behind an MLflow server while the runs
-    are read from its database (the compose set-up; `MlflowClient.log_dict` cannot)."""
-    from sweeps.tracking.store import artifact_repository
-
-    with tempfile.TemporaryDirectory(prefix="sweeps-verify-") as directory:
-        path = Path(directory) / VERIFY_FILE
-        path.write_text(json.dumps(report, indent=2))
-        artifact_repository(artifact_uri, tracking_uri).log_artifact(str(path))

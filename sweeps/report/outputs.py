@@ -67,10 +67,12 @@ def _draw_in_two(job: tuple) -> list[Path]:
     from sweeps.report import plots
 
     ours = tuple(name for name in plots.PLOT_FILES if name not in FORKED_SHARE)
+    read_end, write_end = os.pipe()
     try:
-        read_end, write_end = os.pipe()
         child = os.fork()
     except OSError:
+        os.close(read_end)
+        os.close(write_end)
         return _draw(*job)
     if child == 0:                                   # the child: draw, report, leave at once
         os.close(read_end)

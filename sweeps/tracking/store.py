@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -148,6 +149,17 @@ def artifact_repository(artifact_uri: str, tracking_uri: str):
 
     return get_artifact_repository(artifact_uri, artifacts_tracking_uri(artifact_uri,
                                                                         tracking_uri))
+
+
+def write_artifact(artifact_uri: str, tracking_uri: str, path: str, data: bytes,
+                   tmpdir: str | None = None) -> None:
+    """Bytes as the artifact `path` ("dir/name") under a run's `artifact_uri`, replacing an
+    older one (staged in a temporary directory under `tmpdir`: MLflow uploads files)."""
+    folder, _, name = path.rpartition("/")
+    with tempfile.TemporaryDirectory(dir=tmpdir) as directory:
+        local = Path(directory) / name
+        local.write_bytes(data)
+        artifact_repository(artifact_uri, tracking_uri).log_artifact(str(local), folder or None)
 
 
 def artifacts_tracking_uri(artifact_uri: str, tracking_uri: str) -> str:

@@ -27,7 +27,7 @@ from sweeps.tracking.readback import find_parent, finished_children
 from sweeps.tracking.records import RunRecord, by_index
 from sweeps.tracking.store import (artifact_repository, check_reachable, chunks,
                                    default_tracking_uri, ensure_experiment, is_transient,
-                                   make_client, search_all)
+                                   make_client, search_all, write_artifact)
 
 log = logging.getLogger(__name__)
 
@@ -193,12 +193,8 @@ class SweepTracker:
     def write_parent_file(self, path: str, data: bytes) -> None:
         """Bytes as the parent run's artifact `path` ("dir/name"), replacing an older one."""
         self._require_started()
-        folder, _, name = path.rpartition("/")
-        with tempfile.TemporaryDirectory(dir=self._tmpdir()) as directory:
-            local = Path(directory) / name
-            local.write_bytes(data)
-            self._retry("write_parent_file", lambda: artifact_repository(
-                self._parent_artifacts, self.tracking_uri).log_artifact(str(local), folder or None))
+        self._retry("write_parent_file", lambda: write_artifact(
+            self._parent_artifacts, self.tracking_uri, path, data, self._tmpdir()))
 
     def read_parent_file(self, path: str) -> bytes | None:
         """The parent run's artifact `path` ("dir/name"), or None when it has none."""
