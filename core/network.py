@@ -2,9 +2,9 @@
 
 Every array carries the population axis K. Parameters live in one flat buffer laid
 out by :class:`core.layout.Layout`; activations of layer l are stored ``(n, K, f)``
-and used through ``(K, n, f)`` views, so the shared-input first layer can be a single
-matrix product ``X (n, n_in) @ W0 (n_in, K*h) -> (n, K*h)`` and every later layer a
-batched product over K. A single network is simply K = 1.
+and used through ``(K, n, f)`` views, so every layer is a batched product over K
+(the first one ``X (n, n_in) @ W0 (K, n_in, h)``, its inputs shared) writing straight
+into that storage. A single network is simply K = 1.
 
 For small batches, products whose inner or outer width is 1 (a one-output layer,
 for example) are a broadcast multiply plus an in-order sum: a few NumPy calls instead
@@ -13,19 +13,19 @@ of K tiny BLAS calls. Larger batches use ``np.matmul`` over K.
 The rule: a variant's numbers are bit-identical whatever K and its place in the
 population (tests/core/test_bit_identical.py). Every number of variant k is computed
 by an elementwise ufunc, by a sum added in a fixed order (``_sum_leading``), or by a
-BLAS call of the same shape for every variant (``np.matmul`` over K, with no vector
-operand: BLAS gemv results were measured to depend on the strides, float32 above all).
-The one call over the whole population, the shared-input gemm of the first layer
-(forward ``X @ W0``, and ``X.T @ dZ`` for its gradient), is used only where it was
-measured to give each column the bits of the variant's own gemm (OpenBLAS 0.3.31,
-Haswell/SkylakeX kernels: each element one in-order dot): inner size (n_in, resp. the
-batch size) at most ``SHARED_GEMM_MAX_INNER``, layer width >= 2 and outer size (the
-batch size, resp. n_in) >= 2 (else NumPy calls gemv, whose order depends on K). Inner
-16 with width 2 already differed, so wider inputs and larger batches take K gemms, which
-cost about the same there. A BLAS that sums even 8-term dots in
-another order would break the rule; the test says so. Not covered (per-variant gemvs,
-measured to move the last bits in float32): batch size 1 through two hidden layers both
-at least 2 wide, and layers of width 1 on batches above ``BROADCAST_MAX_N``.
+BLAS gemm whose shape is the same for every variant and every K (``np.matmul`` over K,
+with no vector operand: BLAS gemv results were measured to depend on the strides, float32
+above all). No BLAS call spans several variants: OpenBLAS picks its kernel and its order
+of summation from the whole call's shape, so one gemm over the population (``X @ W0`` for
+all K at once) gave a variant other bits at another K: with inner sizes of 8 and more on
+the Haswell and Zen kernels, and for large calls (2048 x 17 x 13 variants, inner 3) on
+SkylakeX. What holds, tested on OpenBLAS 0.3.31's Haswell, Zen, SkylakeX and Sandybridge
+kernels and NumPy's X86_V2, X86_V3 and X86_V4 loops (tests/core/test_kernels.py), is the
+weaker assumption that one gemm shape gives one result: a variant's bits depend on the BLAS
+kernel and the SIMD level (both recorded as ``env.*`` params of a sweep), never on its pack.
+Not covered (per-variant gemvs, measured to move the last bits in float32): batch size 1
+through two hidden layers both at least 2 wide, and layers of width 1 on batches above
+``BROADCAST_MAX_N``.
 """
 from __future__ import annotations
 
@@ -41,10 +41,6 @@ from .layout import Layout
 #: products use broadcast + an in-order sum; above it, ``np.matmul`` over K (per-variant BLAS
 #: calls then amortize their overhead).
 BROADCAST_MAX_N = 2048
-
-#: Largest inner size of a shared-input product done as one gemm over the population
-#: (see :func:`_shared_gemm`).
-SHARED_GEMM_MAX_INNER = 8
 
 
 @dataclass(frozen=True)
@@ -188,10 +184,7 @@ class _Plan:
             p, q, W = sizes[l], sizes[l + 1], lay.w_store(P, l)            # W (n_in, K*q) or (K, p, q)
             Z, prev = A[l], A[l - 1] if l else None                         # (n, K, q), (n, K, p)
             sigmoid = act.fn_of_neg is not None         # computes -Z where that is free
-            if l == 0 and _shared_gemm(n, p, q):           # shared inputs: one gemm for all variants
-                fwd.append((np.dot, (self.negX if sigmoid else self.X, W, Z.reshape(n, -1))))
-                neg = sigmoid                                              # (n, n_in) @ (n_in, K*q)
-            elif l == 0 and min(n, p, q) >= 2:          # K gemms of one shape
+            if l == 0 and min(n, p, q) >= 2:          # K gemms of one shape
                 fwd.append((np.matmul, (self.negX if sigmoid else self.X, lay.w_logical(P, 0),
                                         Z.transpose(1, 0, 2))))            # (n,n_in) @ (K,n_in,q)
                 neg = sigmoid
@@ -227,9 +220,7 @@ class _Plan:
             p, q, dW, dZ = sizes[l], sizes[l + 1], lay.w_store(G, l), D[l]  # dZ (n, K, q)
             prev = A[l - 1] if l else None
             # weight gradient dW[k] = A[l-1][:, k].T @ dZ[:, k]
-            if l == 0 and _shared_gemm(p, n, q):
-                bwd.append((np.dot, (self.X.T, dZ.reshape(n, -1), dW)))   # (n_in, n) @ (n, K*q)
-            elif l == 0 and min(p, n, q) >= 2:          # K gemms of one shape
+            if l == 0 and min(p, n, q) >= 2:          # K gemms of one shape
                 bwd.append((np.matmul, (self.X.T, dZ.transpose(1, 0, 2),
                                         lay.w_logical(G, 0))))              # (n_in,n) @ (K,n,q)
             elif l == 0:                                # a size 1 (a gemv): broadcast + in-order sum
@@ -273,17 +264,6 @@ class _Plan:
             if not net.acts[l - 1].identity_deriv:
                 bwd += deriv_ops(below, A[l - 1], S[l - 1]) + [(np.multiply, (dA, S[l - 1], dA))]
         return bwd
-
-
-def _shared_gemm(m: int, inner: int, q: int) -> bool:
-    """Whether a shared-input product over the whole population, ``(m, inner) @ (inner, K*q)``,
-    gives every variant the bits of its own ``(m, inner) @ (inner, q)``.
-
-    True when ``inner <= SHARED_GEMM_MAX_INNER`` and ``m, q >= 2`` (measured, see the module
-    docstring; with m or q = 1 NumPy calls gemv, whose order depends on the other size);
-    else the product is done as K gemms of one shape.
-    """
-    return inner <= SHARED_GEMM_MAX_INNER and m >= 2 and q >= 2
 
 
 def _sum_leading(src, out, wide: bool) -> list:

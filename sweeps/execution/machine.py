@@ -1,7 +1,9 @@
 """The numerical environment a sweep trained in, as ``env.*`` params of its parent run.
 
-Training is deterministic on one machine, but NumPy's BLAS build and the CPU's SIMD
-extensions decide the last bits of a floating-point result. `sweeps verify` compares these
+Training is deterministic on one machine, but NumPy's BLAS build, the BLAS kernel it runs
+(OpenBLAS picks one per CPU; ``OPENBLAS_CORETYPE`` overrides it) and the SIMD level NumPy's
+loops dispatch to decide the last bits of a floating-point result (never the pack a variant
+trained in: see ``core/network.py``). `sweeps verify` compares these
 params with the machine it runs on, so a difference in the numbers can be told apart:
 "another BLAS or CPU" versus "the logged params do not reproduce the run".
 """
@@ -17,7 +19,8 @@ PREFIX = "env."
 
 
 def machine_params() -> dict[str, str]:
-    """``env.numpy``, ``env.blas``, ``env.simd``, ``env.cpu``, ``env.python`` of this process."""
+    """``env.numpy``, ``env.blas``, ``env.blas_kernel``, ``env.simd``, ``env.cpu``,
+    ``env.python`` of this process."""
     config = _numpy_config()
     blas = config.get("Build Dependencies", {}).get("blas", {}) or {}
     blas_text = " ".join(str(blas.get(k, "")) for k in ("name", "version")).strip() or "unknown"
@@ -28,6 +31,7 @@ def machine_params() -> dict[str, str]:
     return {
         f"{PREFIX}numpy": np.__version__,
         f"{PREFIX}blas": blas_text,
+        f"{PREFIX}blas_kernel": _blas_kernel(),
         f"{PREFIX}simd": " ".join(simd.get("found", []) or []) or "none",
         f"{PREFIX}cpu": f"{platform.machine()} {_cpu_model()}".strip(),
         f"{PREFIX}python": platform.python_version(),
@@ -53,6 +57,16 @@ def _numpy_config() -> dict:
         return np.show_config(mode="dicts") or {}
     except Exception:  # noqa: BLE001 - NumPy < 1.26 has no dicts mode
         return {}
+
+
+def _blas_kernel() -> str:
+    """The kernel NumPy's BLAS runs here (OpenBLAS: ``Haswell``, ``SkylakeX``, ...)."""
+    try:
+        from threadpoolctl import threadpool_info
+        return " ".join(sorted({str(lib.get("architecture")) for lib in threadpool_info()
+                                if lib.get("user_api") == "blas"})) or "unknown"
+    except Exception:  # noqa: BLE001 - threadpoolctl absent or unable to read the library
+        return "unknown"
 
 
 def _cpu_model() -> str:
