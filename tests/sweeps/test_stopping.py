@@ -15,6 +15,15 @@ def send(signum: int) -> None:
     os.kill(os.getpid(), signum)
 
 
+@pytest.fixture(autouse=True)
+def sigint_as_a_terminal_leaves_it():
+    """Python's Ctrl-C handler for each test, however the suite was started: a suite started
+    with SIGINT ignored (`nohup`, a background job) would otherwise drop the SIGINT sent here."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("signum, raised", [(signal.SIGTERM, stopping.Signalled),
                                             (signal.SIGINT, KeyboardInterrupt)])
 def test_a_signal_inside_a_held_block_is_raised_when_the_block_is_over(signum, raised):
