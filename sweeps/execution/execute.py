@@ -9,6 +9,7 @@ Training is deterministic, so a task whose worker died is simply run again (`max
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import socket
 import threading
@@ -27,6 +28,9 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 MAX_RETRIES = 3
 RAYLET_START_WAIT_S = "120"
 POLL_SECONDS = 0.5  # how often the driver wakes to notice Ctrl-C / SIGTERM while waiting
+# Ray warns at every local start that it enabled token authentication; for an instance this
+# process starts and owns on loopback that is noise. The setting itself is kept as Ray makes it.
+TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 OnDone = Callable[[Pack, list[VariantResult]], None]
 OnFailed = Callable[[Pack, str], None]
@@ -62,16 +66,26 @@ def start_local_ray(num_cpus: int | None = None) -> None:
                  os.environ.get("RAY_raylet_start_wait_time_s", RAYLET_START_WAIT_S)}
     saved = {name: os.environ.get(name) for name in start_env}
     os.environ.update(start_env)
+    auth_logger, quiet = logging.getLogger(TOKEN_AUTH_LOGGER), _DropTokenAuthNotice()
+    auth_logger.addFilter(quiet)
     try:
         # "local" always starts a fresh instance instead of joining one found in /tmp/ray.
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
                  include_dashboard=False, log_to_driver=False)
     finally:
+        auth_logger.removeFilter(quiet)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+class _DropTokenAuthNotice(logging.Filter):
+    """Drops Ray's "Token authentication is enabled for this Ray cluster" notice, only that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
