@@ -234,8 +234,17 @@ def _number(cell: str) -> float:
     return value
 
 
+def _non_finite(cell: str) -> bool:
+    """Whether a cell is a number that is not finite (``inf``, ``-Infinity``, ``1e999``)."""
+    try:
+        return not math.isfinite(float(cell))
+    except ValueError:
+        return False
+
+
 def _read_csv(path: Path, shown: str, target: Optional[tuple[str, ...]], task: Optional[str]) -> _Raw:
-    """A CSV file with a header row: every feature cell a finite number."""
+    """A CSV file with a header row: every feature cell a finite number, no target cell a
+    non-finite one."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             rows = [(n, row) for n, row in enumerate(csv.reader(handle), start=1) if row]
@@ -287,6 +296,8 @@ def _read_csv(path: Path, shown: str, target: Optional[tuple[str, ...]], task: O
             cell = row[c].strip()
             if cell.lower() in ("", "nan", "na", "null", "none"):
                 bad(r, line, header[c], "missing value (NaN)")
+            elif _non_finite(cell):          # else "inf" would pass as a class label
+                bad(r, line, header[c], f"{cell!r} is not a finite number")
             T_text[r - 1, j] = cell
     if problems:
         more = len(problems) - MAX_CELL_PROBLEMS

@@ -228,10 +228,11 @@ def test_misspelled_builtin_suggests_it(problems):
 
 
 def test_csv_with_nan_and_text_names_row_and_column(write, problems):
-    write("a,b,y\n1,2,0.5\n3,,0.1\n4,x,0.2\n5,6,0.3\n", name="cells.csv")
+    write("a,b,y\n1,2,0.5\n3,,0.1\n4,x,0.2\n5,6,0.3\n6,7,inf\n", name="cells.csv")
     line = one(problems(VALID.replace("source: article", "source: cells.csv")), "data.source")
     assert "row 2 (line 3), column 'b': missing value (NaN)" in line
     assert "row 3 (line 4), column 'b': 'x' is not a finite number" in line
+    assert "row 5 (line 6), column 'y': 'inf' is not a finite number" in line
 
 
 def test_csv_too_small_for_its_test_split(write, problems):

@@ -175,6 +175,19 @@ def test_csv_nan_names_row_and_column(tmp_path):
     assert "row 2 (line 3), column 'b': missing value (NaN)" in caught.value.message
 
 
+@pytest.mark.parametrize("cell", ["inf", "-inf", "Infinity", "1e999"])
+@pytest.mark.parametrize("column, task", [("a", None), ("y", None), ("y", "classification"),
+                                          ("y", "regression")])
+def test_csv_non_finite_number_in_any_column_names_row_and_column(tmp_path, cell, column, task):
+    rows = [{"a": str(i), "y": str(i % 2)} for i in range(8)]
+    rows[4][column] = cell
+    name = write_csv(tmp_path, "a,y\n" + "".join(f"{r['a']},{r['y']}\n" for r in rows))
+    with pytest.raises(DataProblem) as caught:
+        load_dataset(name, base_dir=tmp_path, task=task)
+    assert caught.value.path == "data.source"
+    assert f"row 5 (line 6), column {column!r}: {cell!r} is not a finite number" in caught.value.message
+
+
 def test_csv_text_in_a_regression_target_names_row_and_column(tmp_path):
     name = write_csv(tmp_path, "a,y\n" + "".join(f"{i},{i / 7}\n" for i in range(5)) + "5,oops\n")
     with pytest.raises(DataProblem) as caught:
