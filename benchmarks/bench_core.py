@@ -1,6 +1,13 @@
-"""Speed of core's population training against a Python loop and scikit-learn.
+"""Speed of core's population training: against XLA and PyTorch, a Python loop and scikit-learn.
 
-The sweep: lr {0.01, 0.1, 0.5, 1.0} x hidden {2, 4, 8, 16} x init {uniform01,
+Part "engines" (engine_table.py): core before and after a change (``--before REV``, default
+main) against JAX's XLA and PyTorch on the workloads of population_workloads.py, each ratio
+printed, float64 and float32 (JAX and PyTorch from the optional ``bench`` extra; without JAX
+the stored figures of xla_figures.json). Run it pinned to one core, as the stored figures were:
+``XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+OPENBLAS_NUM_THREADS=1 taskset -c 0 .venv/bin/python benchmarks/bench_core.py --part engines``.
+
+Part "loop", the card's sweep: lr {0.01, 0.1, 0.5, 1.0} x hidden {2, 4, 8, 16} x init {uniform01,
 xavier_normal, he_normal} x seeds 0-9 = 480 variants of the article's 3-h-1 sigmoid
 network (no bias, half-SSE gradient, full batch), loss logged every 100 epochs.
 
@@ -17,8 +24,8 @@ core and the loop alternate, one hidden size at a time, so that changes in machi
 hit both; wall and CPU (process) times are printed. BLAS is limited to one thread for all
 methods (threadpoolctl), so the figures are single-core. Prints only; asserts nothing.
 
-Run: ``.venv/bin/python benchmarks/bench_core.py`` (about 10 minutes; ``--quick`` for a
-10x shorter run).
+Run: ``.venv/bin/python benchmarks/bench_core.py`` (both parts, about 15 minutes; ``--quick``
+for a 10x shorter loop part).
 """
 from __future__ import annotations
 
@@ -189,12 +196,28 @@ def ratio(label, a, b, target):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--part", choices=("engines", "loop", "all"), default="all")
+    ap.add_argument("--before", default="main", help="git revision of the 'before' core ('' for none)")
+    ap.add_argument("--repeats", type=int, default=3, help="engines: alternating repeats")
+    ap.add_argument("--workloads", help="engines: comma-separated names (default all)")
+    ap.add_argument("--record", action="store_true",
+                    help="engines: store the JAX and PyTorch figures in xla_figures.json")
     ap.add_argument("--quick", action="store_true", help="10x fewer epochs, sklearn on 4 variants")
     ap.add_argument("--sklearn-variants", type=int, default=16)
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
     from threadpoolctl import threadpool_limits
     threadpool_limits(1)
+    if args.part in ("engines", "all"):
+        import engine_table
+        engine_table.run(args.before or None, args.repeats,
+                         args.workloads.split(",") if args.workloads else None, args.record)
+    if args.part in ("loop", "all"):
+        article_comparison(args)
+
+
+def article_comparison(args):
+    """The card's sweep: core against the article's loop and scikit-learn."""
     div = 10 if args.quick else 1
     n_var = len(HIDDEN) * len(LRS) * len(INITS) * len(SEEDS)
     print(f"numpy {np.__version__}, BLAS limited to 1 thread; load average {os.getloadavg()[0]:.1f} on "
