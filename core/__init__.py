@@ -8,7 +8,14 @@ Every array carries a leading population axis K (a single network is K = 1). Pub
 ``check_output_loss``, and the central-difference ``check_gradients``.
 
 ``core.train`` is the function; the training loop lives in ``core/loop.py``.
+
+``NUMERICS_VERSION`` names core's arithmetic: it is bumped whenever a change gives any
+variant other bits (an order of summation, a fused step), so a result computed by an older
+core is never taken for one this core would give. 2: one-output layers on batches with
+n * width >= ``network.ONE_OUTPUT_GEMM_MIN`` are a gemm (its own order of summation) instead
+of a broadcast and an in-order sum.
 """
+
 from .activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, Activation
 from .gradcheck import analytic_gradients, check_gradients, numerical_gradients
 from .init import INITIALIZERS, init_params
@@ -19,7 +26,10 @@ from .optim import OPTIMIZER_STATE, OPTIMIZERS, OptimizerSpec
 from .state import TrainState
 from .loop import DIVERGENCE_FACTOR, TrainResult, measure, predicted_labels, train
 
+NUMERICS_VERSION = 2
+
 __all__ = [
+    "NUMERICS_VERSION",
     "ACTIVATIONS", "HIDDEN_ACTIVATIONS", "Activation", "INITIALIZERS", "LOSSES", "Loss",
     "OPTIMIZERS", "SUPPORTED_PAIRS", "CLASSIFICATION_LOSSES", "DIVERGENCE_FACTOR",
     "MLP", "Params", "OptimizerSpec", "OPTIMIZER_STATE", "TrainResult", "TrainState",

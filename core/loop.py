@@ -27,10 +27,11 @@ from typing import Callable
 
 import numpy as np
 
+from .chunks import make_chunks
 from .layout import Layout
-from .losses import check_output_loss, delta_ops, loss_value, mse as _mse
-from .network import MLP, Net, Params, _check
-from .optim import OPTIMIZER_STATE, Optimizer, OptimizerSpec
+from .losses import check_output_loss, loss_value, mse as _mse
+from .network import MLP, Params, _check
+from .optim import OPTIMIZER_STATE, OptimizerSpec
 from .state import TrainState, from_flat, to_flat
 
 DIVERGENCE_FACTOR = 1e6
@@ -62,48 +63,6 @@ class TrainResult:
     def diverged(self) -> np.ndarray:
         """(K,) bool."""
         return self.diverged_epoch >= 0
-
-
-class _Chunk:
-    """A contiguous group of variants trained together: network kernel and optimizer."""
-
-    def __init__(self, mlp, ids, P, hp, spec, loss, state=None):
-        self.mlp, self.ids, self.hp, self.spec, self.loss = mlp, ids, hp, spec, loss
-        self.net = Net(mlp, len(ids), P)
-        self.opt = Optimizer(spec, hp, self.net.layout, P.dtype, state)
-        self._tapes = {}
-
-    def step(self, X, Y):
-        """One gradient step on the batch X (n, n_in), Y (n, n_out): one tape run."""
-        n = X.shape[0]
-        tape = self._tapes.get(n)
-        if tape is None:
-            tape = self._tapes[n] = self._tape(n)
-        pl = self.net.load(X)
-        if Y is not pl.loaded_y:
-            np.copyto(pl.Y, Y)
-            pl.loaded_y = Y
-        for f, a in tape:
-            f(*a)
-
-    def _tape(self, n):
-        """forward + output delta + backward + optimizer update, as one list of calls."""
-        net, pl = self.net, self.net.plan(n)
-        pl.Y, pl.loaded_y = np.empty((n, self.mlp.n_out), net.dtype), None
-        out, dZ, tmp = pl.stored                                            # (n, K, n_out)
-        delta = delta_ops(self.loss, self.mlp.output_activation, out, pl.Y[:, None, :], dZ, tmp, n=n)
-        return pl.fwd + delta + pl.bwd + self.opt.ops(net.P, net.G)
-
-    def shrink(self, keep):
-        """The same chunk restricted to local indices ``keep``, or None if empty."""
-        if len(keep) == 0:
-            return None
-        lay = self.net.layout
-        new = Layout(lay.sizes, lay.bias, len(keep))
-        state = {k: lay.select(v, keep, new) for k, v in self.opt.state.items()}
-        hp = {k: v[keep] for k, v in self.hp.items()}
-        return _Chunk(self.mlp, self.ids[keep], lay.select(self.net.P, keep, new), hp,
-                      self.spec, self.loss, state)
 
 
 def predicted_labels(out):
@@ -166,13 +125,26 @@ def train(mlp: MLP, params: Params | TrainState, X, Y, *, loss: str = "half_sse"
     check_output_loss(mlp.output_activation, loss)
     start = params if isinstance(params, TrainState) else TrainState.start(params)
     K, dtype = _check(mlp, start.params)
+    sets = _data_sets(mlp, X, Y, labels, validation, dtype)
+    if epochs < start.epoch or log_every < 1:
+        raise ValueError(f"epochs must be >= the state's epoch ({start.epoch}) and log_every >= 1")
+    n = sets["train"][0].shape[0]
+    bs = n if batch_size is None or batch_size >= n else int(batch_size)
+    if bs < 1:
+        raise ValueError("batch_size must be positive")
+    run = _Run(mlp, start, optimizer, loss, sets, bs, log_every, epochs)
+    run.train(data_seed, callback)
+    return run.result()
+
+
+def _data_sets(mlp, X, Y, labels, validation, dtype) -> dict:
+    """{"train": (X, Y, labels)[, "val": (X_val, Y_val, labels_val)]} as contiguous ``dtype``
+    arrays, checked against the network (labels (n,) or None)."""
     X = np.ascontiguousarray(X, dtype)
     Y = np.ascontiguousarray(Y, dtype)
     n = X.shape[0]
     if X.shape != (n, mlp.n_in) or Y.shape != (n, mlp.n_out):
         raise ValueError(f"X {X.shape} / Y {Y.shape} do not fit n_in={mlp.n_in}, n_out={mlp.n_out}")
-    if epochs < start.epoch or log_every < 1:
-        raise ValueError(f"epochs must be >= the state's epoch ({start.epoch}) and log_every >= 1")
     if labels is not None:
         labels = np.asarray(labels).reshape(n)
     sets = {"train": (X, Y, labels)}
@@ -182,108 +154,128 @@ def train(mlp: MLP, params: Params | TrainState, X, Y, *, loss: str = "half_sse"
         if Xv.shape[1:] != (mlp.n_in,) or Yv.shape != (Xv.shape[0], mlp.n_out):
             raise ValueError(f"validation X {Xv.shape} / Y {Yv.shape} do not fit the network")
         sets["val"] = (Xv, Yv, None if lv is None else np.asarray(lv).reshape(len(Xv)))
-    bs = n if batch_size is None or batch_size >= n else int(batch_size)
-    if bs < 1:
-        raise ValueError("batch_size must be positive")
+    return sets
 
-    hp = optimizer.per_variant(K)
-    full = Layout(mlp.sizes, mlp.bias, K)
-    P0 = to_flat(full, start.params, dtype)
-    names = OPTIMIZER_STATE[optimizer.kind]
-    S0 = ({k: to_flat(full, start.optimizer[k], dtype) for k in names}
-          if start.optimizer else None)
-    live = np.flatnonzero(start.diverged_epoch < 0)   # frozen variants stay frozen
-    per = max(1, CHUNK_ELEMENTS // (bs * max(mlp.sizes[1:])))
-    chunks = []
-    for s in range(0, len(live), per):
-        ids = live[s:s + per]
-        lay = Layout(mlp.sizes, mlp.bias, len(ids))
-        state = None if S0 is None else {k: full.select(v, ids, lay) for k, v in S0.items()}
-        chunks.append(_Chunk(mlp, ids, full.select(P0, ids, lay),
-                             {k: v[ids] for k, v in hp.items()}, optimizer, loss, state))
 
-    first_log = -(-start.epoch // log_every) * log_every
-    log_epochs = np.arange(first_log, epochs, log_every)
-    metrics = ("loss", "mse", "accuracy")
-    hist = {(s, m): np.full((K, len(log_epochs)), np.nan) for s in sets for m in metrics}
-    final = {(s, m): np.full(K, np.nan) for s in sets for m in metrics}
-    first = start.first_loss.astype(np.float64, copy=True)
-    diverged_epoch = start.diverged_epoch.copy()
-    P_out = P0.copy()  # final parameters, global layout (frozen variants' already in place)
-    S_out = {k: (S0[k].copy() if S0 is not None else np.zeros_like(P0)) for k in names}
+METRICS = ("loss", "mse", "accuracy")
 
-    def freeze(chunk, ids):
+
+class _Run:
+    """One ``train`` call: the population in chunks, the epochs, and what is measured.
+
+    The variants still training live in ``chunks`` (each its own kernel and optimizer);
+    a variant that diverges, and every variant at the end, is copied out into ``P_out`` /
+    ``S_out`` (global layout) by :meth:`freeze`. Histories are (K, n_logs) per (set, metric).
+    """
+
+    def __init__(self, mlp, start: TrainState, optimizer: OptimizerSpec, loss: str, sets: dict,
+                 bs: int, log_every: int, epochs: int):
+        K, dtype = _check(mlp, start.params)
+        self.mlp, self.start, self.loss, self.sets, self.bs = mlp, start, loss, sets, bs
+        self.log_every, self.epochs, self.dtype = log_every, epochs, dtype
+        self.full = full = Layout(mlp.sizes, mlp.bias, K)
+        self.names = OPTIMIZER_STATE[optimizer.kind]
+        P0 = to_flat(full, start.params, dtype)
+        S0 = ({k: to_flat(full, start.optimizer[k], dtype) for k in self.names}
+              if start.optimizer else None)
+        per = max(1, CHUNK_ELEMENTS // (bs * max(mlp.sizes[1:])))
+        live = np.flatnonzero(start.diverged_epoch < 0)   # frozen variants stay frozen
+        self.chunks = make_chunks(mlp, full, P0, S0, optimizer.per_variant(K), optimizer, loss,
+                                  live, per)
+        self.first_log = -(-start.epoch // log_every) * log_every
+        self.log_epochs = np.arange(self.first_log, epochs, log_every)
+        self.hist = {(s, m): np.full((K, len(self.log_epochs)), np.nan)
+                     for s in sets for m in METRICS}
+        self.final = {(s, m): np.full(K, np.nan) for s in sets for m in METRICS}
+        self.first = start.first_loss.astype(np.float64, copy=True)
+        self.diverged_epoch = start.diverged_epoch.copy()
+        self.P_out = P0.copy()  # final parameters, global layout (frozen variants' already in place)
+        self.S_out = {k: (S0[k].copy() if S0 is not None else np.zeros_like(P0))
+                      for k in self.names}
+
+    def freeze(self, chunk, ids):
         """Record the parameters and optimizer state of the chunk's variants ``ids`` (local)."""
         lay = chunk.net.layout
-        pairs = [(P_out, chunk.net.P)] + [(S_out[k], chunk.opt.state[k]) for k in names]
+        pairs = [(self.P_out, chunk.net.P)] + [(self.S_out[k], chunk.opt.state[k])
+                                               for k in self.names]
         for out, flat in pairs:
-            for dst, src in zip(full.logical(out), lay.logical(flat)):
+            for dst, src in zip(self.full.logical(out), lay.logical(flat)):
                 dst[chunk.ids[ids]] = src[ids]
 
-    def evaluate(epoch, row):
-        """Measure every chunk on each data set; freeze the diverged (training loss only)."""
+    def evaluate(self, epoch, row):
+        """Measure every chunk on each data set (into history ``row``, or the final metrics
+        when None); freeze the diverged (training loss only)."""
+        chunks = self.chunks
         for i, c in enumerate(chunks):
-            vals = {s: measure(c.net.forward(Xs), Ys, loss, ls) for s, (Xs, Ys, ls) in sets.items()}
+            vals = {s: measure(c.net.forward(Xs), Ys, self.loss, ls)
+                    for s, (Xs, Ys, ls) in self.sets.items()}
             if epoch == 0:
-                first[c.ids] = vals["train"][0]
-            limit = DIVERGENCE_FACTOR * np.maximum(first[c.ids], np.finfo(dtype).eps)
+                self.first[c.ids] = vals["train"][0]
+            limit = DIVERGENCE_FACTOR * np.maximum(self.first[c.ids], np.finfo(self.dtype).eps)
             bad = ~(vals["train"][0] <= limit)          # NaN and inf compare False
             ok = c.ids[~bad]
             for s, values in vals.items():
-                for name, v in zip(metrics, values):
+                for name, v in zip(METRICS, values):
                     if v is None:
                         continue
                     if row is None:
-                        final[s, name][ok] = v[~bad]
+                        self.final[s, name][ok] = v[~bad]
                     else:
-                        hist[s, name][ok, row] = v[~bad]
+                        self.hist[s, name][ok, row] = v[~bad]
             if bad.any():
-                diverged_epoch[c.ids[bad]] = epoch
-                freeze(c, np.flatnonzero(bad))
+                self.diverged_epoch[c.ids[bad]] = epoch
+                self.freeze(c, np.flatnonzero(bad))
                 chunks[i] = c.shrink(np.flatnonzero(~bad))
         chunks[:] = [c for c in chunks if c is not None]
 
-    rng = np.random.default_rng(data_seed)
-    if bs < n:
-        for _ in range(start.epoch):   # the orders of the epochs done: the same draws again
-            rng.permutation(n)
-    user_err = np.geterr()                  # the callback runs under the caller's settings
-    # sigmoid's exp overflows where its output is exactly 0, and an exploding variant
-    # overflows until the divergence check below catches it in its loss
-    with np.errstate(all="ignore"):
-        for epoch in range(start.epoch, epochs):
-            if epoch % log_every == 0:
-                row = (epoch - first_log) // log_every
-                evaluate(epoch, row)
-                if callback is not None:
-                    with np.errstate(**user_err):
-                        callback(epoch, hist["train", "loss"][:, row].copy())
-            if bs == n:
-                for c in chunks:
-                    c.step(X, Y)
-            else:
+    def train(self, data_seed, callback):
+        """The epochs from the state's to ``epochs``, measuring at each log epoch and at the end."""
+        X, Y, _ = self.sets["train"]
+        n, bs = X.shape[0], self.bs
+        rng = np.random.default_rng(data_seed)
+        if bs < n:
+            for _ in range(self.start.epoch):   # the orders of the epochs done: the same draws again
+                rng.permutation(n)
+        user_err = np.geterr()                  # the callback runs under the caller's settings
+        # sigmoid's exp overflows where its output is exactly 0, and an exploding variant
+        # overflows until the divergence check catches it in its loss
+        with np.errstate(all="ignore"):
+            for epoch in range(self.start.epoch, self.epochs):
+                if epoch % self.log_every == 0:
+                    row = (epoch - self.first_log) // self.log_every
+                    self.evaluate(epoch, row)
+                    if callback is not None:
+                        with np.errstate(**user_err):
+                            callback(epoch, self.hist["train", "loss"][:, row].copy())
+                if bs == n:
+                    for c in self.chunks:
+                        c.step(X, Y)
+                    continue
                 order = rng.permutation(n)
                 for s in range(0, n, bs):
                     idx = order[s:s + bs]
                     Xb, Yb = X[idx], Y[idx]
-                    for c in chunks:
+                    for c in self.chunks:
                         c.step(Xb, Yb)
-        evaluate(epochs, None)
-    for c in chunks:
-        freeze(c, np.arange(len(c.ids)))
-    W, b = full.unpack(P_out)
-    kind = "accuracy" if labels is not None else "mse"
-    state = TrainState(epoch=epochs, params=Params(W, b),
-                       optimizer={k: from_flat(full, S_out[k]) for k in names},
-                       first_loss=first, diverged_epoch=diverged_epoch)
-    val = "val" in sets
-    return TrainResult(
-        params=state.params, log_epochs=log_epochs, loss=hist["train", "loss"],
-        mse=hist["train", "mse"] if kind == "mse" else None,
-        accuracy=hist["train", "accuracy"] if kind == "accuracy" else None,
-        final_loss=final["train", "loss"],
-        final_mse=final["train", "mse"] if kind == "mse" else None,
-        final_accuracy=final["train", "accuracy"] if kind == "accuracy" else None,
-        diverged_epoch=diverged_epoch, state=state,
-        validation={m: hist["val", m] for m in ("loss", kind)} if val else None,
-        final_validation={m: final["val", m] for m in ("loss", kind)} if val else None)
+            self.evaluate(self.epochs, None)
+        for c in self.chunks:
+            self.freeze(c, np.arange(len(c.ids)))
+
+    def result(self) -> TrainResult:
+        full, hist, final = self.full, self.hist, self.final
+        W, b = full.unpack(self.P_out)
+        kind = "accuracy" if self.sets["train"][2] is not None else "mse"
+        state = TrainState(epoch=self.epochs, params=Params(W, b),
+                           optimizer={k: from_flat(full, self.S_out[k]) for k in self.names},
+                           first_loss=self.first, diverged_epoch=self.diverged_epoch)
+        val = "val" in self.sets
+        return TrainResult(
+            params=state.params, log_epochs=self.log_epochs, loss=hist["train", "loss"],
+            mse=hist["train", "mse"] if kind == "mse" else None,
+            accuracy=hist["train", "accuracy"] if kind == "accuracy" else None,
+            final_loss=final["train", "loss"],
+            final_mse=final["train", "mse"] if kind == "mse" else None,
+            final_accuracy=final["train", "accuracy"] if kind == "accuracy" else None,
+            diverged_epoch=self.diverged_epoch, state=state,
+            validation={m: hist["val", m] for m in ("loss", kind)} if val else None,
+            final_validation={m: final["val", m] for m in ("loss", kind)} if val else None)

@@ -8,7 +8,12 @@ into that storage. A single network is simply K = 1.
 
 For small batches, products whose inner or outer width is 1 (a one-output layer,
 for example) are a broadcast multiply plus an in-order sum: a few NumPy calls instead
-of K tiny BLAS calls. Larger batches use ``np.matmul`` over K.
+of K tiny BLAS calls. Larger batches use ``np.matmul`` over K. A one-output layer on
+``n * p >= ONE_OUTPUT_GEMM_MIN`` numbers per variant (and on any batch above
+``BROADCAST_MAX_N``; n >= 2) is K gemms two wide, its weight column padded with a zero column
+(``(n, p) @ (p, 2)``; gradient ``(p, n) @ (n, 2)``; the delta below ``(n, 2) @ (2, p)``,
+exactly the products ``dZ W``): BLAS's one pass instead of passes over the ``(n, K, p)``
+products, and never a gemv.
 
 The rule: a variant's numbers are bit-identical whatever K and its place in the
 population (tests/core/test_bit_identical.py). Every number of variant k is computed
@@ -24,8 +29,7 @@ kernels and NumPy's X86_V2, X86_V3 and X86_V4 loops (tests/core/test_kernels.py)
 weaker assumption that one gemm shape gives one result: a variant's bits depend on the BLAS
 kernel and the SIMD level (both recorded as ``env.*`` params of a sweep), never on its pack.
 Not covered (per-variant gemvs, measured to move the last bits in float32): batch size 1
-through two hidden layers both at least 2 wide, and layers of width 1 on batches above
-``BROADCAST_MAX_N``.
+through two hidden layers both at least 2 wide.
 """
 from __future__ import annotations
 
@@ -41,6 +45,12 @@ from .layout import Layout
 #: products use broadcast + an in-order sum; above it, ``np.matmul`` over K (per-variant BLAS
 #: calls then amortize their overhead).
 BROADCAST_MAX_N = 2048
+
+#: From this many numbers per sample and variant in the layer below (batch size x its width),
+#: a one-output layer is a gemm two wide (its weight column beside a zero column) instead of the
+#: broadcast + in-order sum: one gemm per variant costs less than the passes over the
+#: (n, K, p) products there. Measured on bc_h4 .. bc_h64 and the card (benchmarks/engine_table).
+ONE_OUTPUT_GEMM_MIN = 256
 
 
 @dataclass(frozen=True)
@@ -169,8 +179,13 @@ class _Plan:
         self.AW = {}                          # l -> A[l-1] * W[l], kept from forward to backward
         # small batches: sigmoid layers feeding a one-output layer get their delta from AW
         # (see _backward), two calls instead of four
-        self.sigmoid_into_one = {l for l in range(len(sizes) - 2)
-                                 if self.small and net.names[l] == "sigmoid" and sizes[l + 2] == 1}
+        # one-output layers done as a gemm two wide (see ONE_OUTPUT_GEMM_MIN): every layer
+        # width 1 above the first on batches past BROADCAST_MAX_N (a gemv's bits depend on
+        # its strides) and on large enough small ones
+        self.padded = {l for l in range(1, len(sizes) - 1) if sizes[l + 1] == 1 and sizes[l] >= 2
+                       and n >= 2 and (not self.small or n * sizes[l] >= ONE_OUTPUT_GEMM_MIN)}
+        self.sigmoid_into_one = {l for l in range(len(sizes) - 2) if self.small and (l + 1) not in
+                                 self.padded and net.names[l] == "sigmoid" and sizes[l + 2] == 1}
         self.fwd = self._forward()
         self.bwd = self._backward()
         self.out = self.A[-1].transpose(1, 0, 2)                            # (K, n, n_out)
@@ -194,6 +209,12 @@ class _Plan:
                 fwd += [(np.multiply, (Xt, W[:, None, :], T))]             # * (n_in, 1, K*q)
                 fwd += _sum_leading(T, Z.reshape(n, -1), n * q > 1)         # -> (n, K*q)
                 neg = sigmoid
+            elif l in self.padded:                      # one output: K gemms (n, p) @ (p, 2)
+                W2, Z2 = np.zeros((K, p, 2), net.dtype), new(n, K, 2)     # column 1 stays 0
+                fwd += [(np.copyto, (W2[:, :, :1], W)),
+                        (np.matmul, (prev.transpose(1, 0, 2), W2, Z2.transpose(1, 0, 2))),
+                        (np.copyto, (Z, Z2[:, :, :1]))]                    # (K,n,p) @ (K,p,2)
+                neg = False
             elif q == 1 and self.small:                 # one output: broadcast + in-order sum over p
                 T = new(p, n, K)
                 self.AW[l] = T.transpose(1, 2, 0)                          # (n, K, p) view
@@ -227,6 +248,13 @@ class _Plan:
                 T = new(n, p, K * q)
                 bwd += [(np.multiply, (self.X[:, :, None], dZ.reshape(n, 1, -1), T))]
                 bwd += _sum_leading(T, dW, p * q > 1)                       # -> (n_in, K*q)
+            elif l in self.padded:                      # K gemms (p, n) @ (n, 2), column 1 zero
+                D2, G2 = np.zeros((n, K, 2), net.dtype), new(K, p, 2)
+                WT2 = np.zeros((K, 2, p), net.dtype)                        # row 1 stays 0
+                bwd += [(np.copyto, (D2[:, :, :1], dZ)),
+                        (np.matmul, (np.swapaxes(prev.transpose(1, 0, 2), -1, -2),
+                                     D2.transpose(1, 0, 2), G2)),          # (K,p,n) @ (K,n,2)
+                        (np.copyto, (dW, G2[:, :, :1]))]
             elif q == 1 and small:                      # dZ spread over the p inputs: R
                 R = new(n, K, p)
                 U = R if (l - 1) in self.sigmoid_into_one else new(n, K, p)  # R not needed again then
@@ -252,7 +280,10 @@ class _Plan:
                 # near A = 1 (about eps |W R|, absolute) is that of the article's A (1 - A).
                 bwd += [(np.subtract, (W[:, :, 0], self.AW[l], dA)), (np.multiply, (dA, U, dA))]
                 continue
-            if q == 1 and small:
+            if l in self.padded:    # dZ W^T + 0 0: exactly the products dZ[n, k] W[k, j]
+                bwd += [(np.copyto, (WT2[:, 0, :], W[:, :, 0])),
+                        (np.matmul, (D2.transpose(1, 0, 2), WT2, dA.transpose(1, 0, 2)))]
+            elif q == 1 and small:
                 bwd.append((np.multiply, (R, W[:, :, 0], dA)))              # (n,K,p) * (K,p)
             elif p == 1:                                # dZ (n,K,q) * W (K,q), summed over q in order
                 T = new(q, n, K)

@@ -114,3 +114,16 @@ def test_large_batch_code_path_is_bit_identical():
     mlp = core.MLP(3, (6, 1, 4), 1, activation="sigmoid", output_activation="sigmoid", bias=True)
     _assert_bit_identical(mlp, ("uniform01", 1), (2, 7), X, Y, lr=1e-4, loss="half_sse",
                           epochs=6, log_every=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+def test_one_output_layer_done_as_a_gemm_is_bit_identical(activation, dtype):
+    from core.network import ONE_OUTPUT_GEMM_MIN
+    h = 16
+    n = -(-ONE_OUTPUT_GEMM_MIN // h) + 3          # just past the threshold, within a small batch
+    X, _, labels = _blobs(n, 6, 2, seed=3)
+    mlp = core.MLP(6, (h,), 1, activation=activation, output_activation="sigmoid", bias=True)
+    _assert_bit_identical(mlp, ("xavier_normal", 4), (2, 3, 7, 40), X, labels[:, None] * 1.0,
+                          kind="momentum", lr=0.3, dtype=dtype, loss="bce", labels=labels,
+                          epochs=30, log_every=7)
