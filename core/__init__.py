@@ -13,7 +13,8 @@ Every array carries a leading population axis K (a single network is K = 1). Pub
 variant other bits (an order of summation, a fused step), so a result computed by an older
 core is never taken for one this core would give. 2: one-output layers on batches with
 n * width >= ``network.ONE_OUTPUT_GEMM_MIN`` are a gemm (its own order of summation) instead
-of a broadcast and an in-order sum.
+of a broadcast and an in-order sum; softmax sums 8 to 16 classes in column order (NumPy's
+pairwise order before; below 8 classes both are the same).
 """
 
 from .activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, Activation

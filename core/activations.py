@@ -9,6 +9,7 @@ activation paired with ``cross_entropy`` (see ``core.losses.SUPPORTED_PAIRS``).
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -130,13 +131,37 @@ def identity_deriv(A, out=None):
     return out
 
 
+#: Up to this many classes, softmax takes its row max and row sum one column at a time.
+SOFTMAX_COLUMNS_MAX = 16
+
+
 def softmax(Z, out=None):
     """Softmax over the last axis, shape ``(..., n_classes)``; subtracts the row max."""
     out = _out(Z, out)
-    np.subtract(Z, Z.max(axis=-1, keepdims=True), out=out)
-    np.exp(out, out=out)
-    out /= out.sum(axis=-1, keepdims=True)
+    if out is not Z:
+        np.copyto(out, Z)
+    for f, a in softmax_ops(out):
+        f(*a)
     return out
+
+
+def softmax_ops(Z) -> list:
+    """Tape entries applying softmax over the last axis of Z (..., c) in place.
+
+    Up to ``SOFTMAX_COLUMNS_MAX`` classes the row max and the row sum go column by column
+    (c - 1 calls on (...) views, the sum in column order): NumPy reduces a short last axis
+    one row at a time, several times slower (measured: 1078 x 12 rows of 10 classes).
+    """
+    c = Z.shape[-1]
+    m, s = np.empty(Z.shape[:-1] + (1,), Z.dtype), np.empty(Z.shape[:-1] + (1,), Z.dtype)
+    if c > SOFTMAX_COLUMNS_MAX:
+        return [(np.maximum.reduce, (Z, -1, None, m[..., 0])), (np.subtract, (Z, m, Z)),
+                (np.exp, (Z, Z)), (np.add.reduce, (Z, -1, None, s[..., 0])), (np.divide, (Z, s, Z))]
+    larger = functools.partial(np.maximum, out=m)      # (np.maximum takes no positional out)
+    ops = [(np.copyto, (m, Z[..., :1]))] + [(larger, (m, Z[..., j:j + 1])) for j in range(1, c)]
+    ops += [(np.subtract, (Z, m, Z)), (np.exp, (Z, Z)), (np.copyto, (s, Z[..., :1]))]
+    ops += [(np.add, (s, Z[..., j:j + 1], s)) for j in range(1, c)]
+    return ops + [(np.divide, (Z, s, Z))]
 
 
 ACTIVATIONS: dict[str, Activation] = {
@@ -160,6 +185,8 @@ def forward_ops(name: str, Z, negated: bool = False) -> list:
         return ops + [(np.exp, (Z, Z)), (np.add, (Z, one, Z)), (np.reciprocal, (Z, Z))]
     if negated:
         raise ValueError(f"{name} has no negated form")
+    if name == "softmax":
+        return softmax_ops(Z)
     return [] if name == "identity" else [(ACTIVATIONS[name].fn, (Z, Z))]
 
 
