@@ -22,8 +22,13 @@ class Chunk:
         self.opt = Optimizer(spec, hp, self.net.layout, P.dtype, state)
         self._tapes = {}
 
-    def step(self, X, Y):
-        """One gradient step on the batch X (n, n_in), Y (n, n_out): one tape run."""
+    def step(self, X, Y, forwarded: bool = False):
+        """One gradient step on the batch X (n, n_in), Y (n, n_out): one tape run.
+
+        ``forwarded``: ``self.net.forward(X)`` has just run on these parameters (a log
+        epoch's measurement of the full batch), so its buffers already hold this step's
+        forward pass: the tape starts after it, with the same numbers.
+        """
         n = X.shape[0]
         tape = self._tapes.get(n)
         if tape is None:
@@ -32,7 +37,7 @@ class Chunk:
         if Y is not pl.loaded_y:
             np.copyto(pl.Y, Y)
             pl.loaded_y = Y
-        for f, a in tape:
+        for f, a in (tape[len(pl.fwd):] if forwarded else tape):
             f(*a)
 
     def _tape(self, n):

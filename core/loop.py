@@ -202,13 +202,17 @@ class _Run:
             for dst, src in zip(self.full.logical(out), lay.logical(flat)):
                 dst[chunk.ids[ids]] = src[ids]
 
-    def evaluate(self, epoch, row):
+    def evaluate(self, epoch, row) -> set:
         """Measure every chunk on each data set (into history ``row``, or the final metrics
-        when None); freeze the diverged (training loss only)."""
-        chunks = self.chunks
+        when None); freeze the diverged (training loss only).
+
+        Returns the ids of the chunks kept as they were: their last forward pass was on the
+        training set (measured last), with the parameters they train on from here.
+        """
+        chunks, kept = self.chunks, set()
         for i, c in enumerate(chunks):
             vals = {s: measure(c.net.forward(Xs), Ys, self.loss, ls)
-                    for s, (Xs, Ys, ls) in self.sets.items()}
+                    for s, (Xs, Ys, ls) in reversed(self.sets.items())}
             if epoch == 0:
                 self.first[c.ids] = vals["train"][0]
             limit = DIVERGENCE_FACTOR * np.maximum(self.first[c.ids], np.finfo(self.dtype).eps)
@@ -226,7 +230,10 @@ class _Run:
                 self.diverged_epoch[c.ids[bad]] = epoch
                 self.freeze(c, np.flatnonzero(bad))
                 chunks[i] = c.shrink(np.flatnonzero(~bad))
+            else:
+                kept.add(id(c))
         chunks[:] = [c for c in chunks if c is not None]
+        return kept
 
     def train(self, data_seed, callback):
         """The epochs from the state's to ``epochs``, measuring at each log epoch and at the end."""
@@ -241,15 +248,16 @@ class _Run:
         # overflows until the divergence check catches it in its loss
         with np.errstate(all="ignore"):
             for epoch in range(self.start.epoch, self.epochs):
+                measured = set()
                 if epoch % self.log_every == 0:
                     row = (epoch - self.first_log) // self.log_every
-                    self.evaluate(epoch, row)
+                    measured = self.evaluate(epoch, row)   # their forward pass on X is done
                     if callback is not None:
                         with np.errstate(**user_err):
                             callback(epoch, self.hist["train", "loss"][:, row].copy())
                 if bs == n:
                     for c in self.chunks:
-                        c.step(X, Y)
+                        c.step(X, Y, forwarded=id(c) in measured)
                     continue
                 order = rng.permutation(n)
                 for s in range(0, n, bs):

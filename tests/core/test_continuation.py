@@ -166,3 +166,23 @@ def test_a_state_cannot_go_back_and_shapes_are_checked():
         core.TrainState.concat([first.state, core.TrainState.start(params)])
     with pytest.raises(ValueError, match="validation"):
         core.train(mlp, params, X, Y, epochs=2, validation=(XV[:, :2], YV, None))
+
+
+@pytest.mark.parametrize("hidden", [(4,), (5, 3)])
+def test_logging_never_changes_training_even_with_a_validation_set_of_the_training_size(hidden):
+    # a log epoch's measurement of the full batch is the forward pass its step then uses; a
+    # validation set of as many rows shares those buffers, and a diverging variant reshapes
+    # the population there: the parameters must come out as when nothing is logged
+    mlp = core.MLP(3, hidden, 1, activation="tanh", output_activation="identity", bias=True)
+    lrs = [0.01, 0.05, 30.0, 0.1]                      # the third diverges
+    params = core.init_params(mlp, "xavier_uniform", [0, 1, 2, 3])
+    Xv = RNG.normal(size=X.shape)
+    kw = dict(loss="half_sse", optimizer=core.OptimizerSpec("sgd", lr=lrs), epochs=30)
+    logged = core.train(mlp, params, X, Y, log_every=1, validation=(Xv, Xv[:, :1], None), **kw)
+    quiet = core.train(mlp, params, X, Y, log_every=1000, **kw)
+    assert logged.diverged.any()
+    ok = ~logged.diverged & ~quiet.diverged
+    assert ok.sum() >= 2
+    for a, b in zip(logged.params.W + logged.params.b, quiet.params.W + quiet.params.b):
+        np.testing.assert_array_equal(a[ok], b[ok])
+    np.testing.assert_array_equal(logged.final_loss[ok], quiet.final_loss[ok])
