@@ -92,7 +92,7 @@ def machine() -> str:
 
 
 def stored_figures() -> dict:
-    """{(workload, dtype): {engine: seconds}} and the record's description, from FIGURES."""
+    """({(workload, dtype): {engine: seconds}}, the record's description), from FIGURES."""
     data = json.loads(FIGURES.read_text())
     figures = {(r["workload"], r["dtype"]): r["seconds"] for r in data["figures"]}
     return figures, f"stored {data['date']} on {data['machine']} ({data['versions']})"
@@ -111,15 +111,15 @@ def record(table: dict, engines=("jax", "torch")):
 
 def print_table(table: dict, stored: dict | None):
     """One row per workload and dtype: seconds and ratios; then the medians."""
-    def xla(key, s):
-        return s.get("jax", (stored or {}).get(key, {}).get("jax", np.nan))
+    def measured_or_stored(key, s, engine):
+        return s.get(engine, (stored or {}).get(key, {}).get(engine, np.nan))
 
     head = (f"  {'workload':<13}{'dtype':<8}{'before':>8}{'after':>8}{'XLA':>8}{'torch':>8}"
             f"{'before/XLA':>11}{'after/XLA':>10}{'after/torch':>12}{'speed-up':>9}")
     print(head)
     ratios = {"before": [], "after": []}
     for key, s in table.items():
-        x, t = xla(key, s), s.get("torch", np.nan)
+        x, t = measured_or_stored(key, s, "jax"), measured_or_stored(key, s, "torch")
         b = s.get("before", np.nan)
         ratios["before"].append(b / x)
         ratios["after"].append(s["after"] / x)
@@ -144,10 +144,11 @@ def run(before: str | None, repeats: int, names=None, write=False):
     if ref.available("torch"):
         engines["torch"] = lambda wl, dt: _time_reference(ref.time_torch, wl, dt)
     stored, note = None, "JAX measured in this run"
-    if "jax" not in engines:
-        stored, note = stored_figures()
+    if not ("jax" in engines and "torch" in engines):      # what is missing, from the record
+        stored, where = stored_figures()
+        note = note if "jax" in engines else where
     print(f"== core vs XLA and PyTorch: {len(workloads)} workloads x float64/float32, "
-          f"least CPU time of {repeats} alternating repeats; before = core at {before}; "
+          f"least CPU time of {repeats} alternating repeats; before = core at {before or '-'}; "
           f"XLA: {note}; load average {os.getloadavg()[0]:.1f}")
     table = measure(engines, workloads, repeats)
     print_table(table, stored)
