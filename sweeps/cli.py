@@ -121,11 +121,11 @@ def summary(
     if (file is None) == (experiment is None):
         _fail("give either a sweep FILE or --experiment NAME")
     sweep = None if file is None else _load(file)
-    from sweeps.report import results
+    from sweeps.report import results, ties
 
     try:
         frame = results.load_runs(experiment, tracking_uri=tracking_uri, sweep=sweep)
-        table = results.summarize(frame, over=over, metric=metric)
+        table = ties.mark_ties(frame, results.summarize(frame, over=over, metric=metric), over)
     except (LookupError, ValueError) as error:
         _fail(str(error))
     if csv is not None:

@@ -77,6 +77,8 @@ class SweepOutcome:
 
     def report(self, top: int = 5) -> str:
         """The text `sweeps run` prints at the end: best groups and where results are."""
+        written = not self.summary.empty and "group_key" in self.summary   # configuration runs
+        configurations = self.parent_run_id if written else None
         lines = [
             f"{self.sweep.name}: {self.trained} variants trained, {self.skipped} already done"
             + (f", {len(self.failed)} FAILED" if self.failed else ""),
@@ -84,7 +86,8 @@ class SweepOutcome:
             results.format_summary(self.summary, top=top),
             "",
             f"MLflow:  {self.tracking_uri}  (parent run {self.parent_run_id})",
-            f"Runs:    {open_hint(self.tracking_uri, self.experiment_id, self.sweep.path)}",
+            "Runs:    " + open_hint(self.tracking_uri, self.experiment_id, self.sweep.path,
+                                    configurations),
             f"Tables:  {self.out_dir}/",
         ]
         if {"startup", "train_and_log", "results"} <= self.timings.keys():

@@ -186,11 +186,11 @@ def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None
     plotter : the helper process started with the sweep (None: draw here).
     status : the parent run's final status.
     """
-    from sweeps.report import plots, results, rung_plot
+    from sweeps.report import plots, results, rung_plot, ties
 
     records = tracker.records()      # every finished variant, this run's and earlier ones'
     frame = results.frame_from_records(records)
-    summary = results.summarize(frame)
+    summary = ties.mark_ties(frame, results.summarize(frame))
     curves = results.curves_from_records(records)
     drawn = curves[curves["run_id"].isin(plots.curves_wanted(frame, summary))]
     rungs = rung_plot.group_curves(frame, summary, curves)
@@ -203,11 +203,30 @@ def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None
                                                    rungs)
     files = results.save(out_dir, frame, summary, curves)
     tracker.log_parent_metrics(results.best_metrics(summary))
+    write_configurations(tracker, summary, records)
     files += _plots(plotter if drawing else None, out_dir, frame, summary, drawn, predictions,
                     rungs)
     tracker.log_artifacts(out_dir)
     tracker.finish(status)
     return Outputs(frame=frame, summary=summary, curves=curves, files=files)
+
+
+def write_configurations(tracker: Any, summary: pd.DataFrame, records: list) -> None:
+    """The sweep run's configuration runs (replacing older ones) and their view in the UI."""
+    from sweeps.report import configurations, results
+    from sweeps.tracking import ui
+
+    if summary.empty or "group_key" not in summary:
+        return
+    metric = results.ranking_metric(summary)
+    ascending = results.lower_is_better(metric)
+    runs = configurations.group_runs(
+        summary, records, tracker.parent_run_id,
+        describe=lambda key: (f"[The seeds of this configuration]"
+                              f"({ui.seeds_link(tracker.experiment_id, key, metric, ascending)})"))
+    view = ui.configurations_view(tracker.parent_run_id, metric, ascending,
+                                  [c for c in summary.attrs.get("by", [])])
+    tracker.write_groups(runs, {ui.SHARED_VIEW_TAG + ui.view_key(tracker.parent_run_id): view})
 
 
 def _plots(plotter: PlotWorker | None, out_dir, frame, summary, curves, predictions,

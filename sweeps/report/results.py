@@ -298,7 +298,7 @@ def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
 
     summary = pd.DataFrame(out)
     score = summary[f"{metric}_mean"]
-    ascending = not any(word in metric for word in HIGHER_IS_BETTER)
+    ascending = lower_is_better(metric)
     rank = score.rank(method="min", ascending=ascending, na_option="bottom")
     if halving:     # a later rung first: rank within rung, offset by the groups of later rungs
         rung = summary["rung"].fillna(-1).astype(np.int64)
@@ -308,6 +308,11 @@ def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
     summary = summary.sort_values("rank", kind="stable").reset_index(drop=True)
     summary.attrs.update({"by": by, "over": over_cols, "metric": metric})
     return summary
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of `metric` is better (losses; accuracy is the other way)."""
+    return not any(word in metric for word in HIGHER_IS_BETTER)
 
 
 def _group_ids(frame: pd.DataFrame, by: list[str]) -> list:
@@ -387,12 +392,26 @@ def format_summary(summary: pd.DataFrame, top: int = 10) -> str:
     if "stopped_epoch" in shown:
         table["epochs"] = [_num(v) for v in shown["stopped_epoch"]]
     table[metric] = [_pm(m, s) for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"])]
+    if "tied" in shown and shown["tied"].notna().any():
+        table["vs best"] = tie_marks(shown)
     for other in ("train_loss", "val_loss", "test_loss", "test_mse", "test_accuracy"):
         if other != metric and f"{other}_mean" in shown:
             table[f"{other} (mean)"] = [_num(v) for v in shown[f"{other}_mean"]]
     text = pd.DataFrame(table).to_string(index=False)
     more = len(summary) - len(shown)
     return text + (f"\n... {more} more groups" if more > 0 else "")
+
+
+def tie_marks(summary: pd.DataFrame) -> list[str]:
+    """Per row: "best" (the first), "tied" (the seeds cannot tell it from the best), "worse",
+    or "" (not tested; `ties.mark_ties`)."""
+    marks = []
+    for i, tied in enumerate(summary["tied"].tolist()):
+        if pd.isna(tied):
+            marks.append("")
+        else:
+            marks.append("best" if i == 0 else "tied" if bool(tied) else "worse")
+    return marks
 
 
 def _num(value: float) -> str:

@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from sweeps.tracking.child import ChildRun, child_run
 from sweeps.tracking.store import artifact_repository, local_artifact_dir, remove_run_artifacts
@@ -172,6 +172,14 @@ class BulkTracker(SweepTracker):
             log.warning("a failed batch may have left predictions files that no run points "
                         "to: %s", error)
 
+    def write_groups(self, runs: Sequence[Any], experiment_tags: Mapping[str, str]) -> list[str]:
+        if not self.bulk:
+            return super().write_groups(runs, experiment_tags)
+        from sweeps.tracking.groups import write_in_bulk
+        self._require_started()
+        self._set_experiment_tags(experiment_tags)
+        return write_in_bulk(self, runs)
+
     def finish(self, status: str = "FINISHED") -> None:
         super().finish(status)
         if self._wrote and self.tracking_uri.startswith("sqlite:"):
@@ -238,11 +246,16 @@ def batch_rows(store: Any, experiment_id: str, children: Sequence[ChildRun],
 
 def _insert(store: Any, rows: dict[str, list[dict]]) -> None:
     """One transaction: every row of the batch, or none."""
+    with store.ManagedSessionMaker(read_only=False) as session:   # commits on exit
+        insert_rows(session, rows)
+
+
+def insert_rows(session: Any, rows: dict[str, list[dict]]) -> None:
+    """`batch_rows`' rows into MLflow's tables within the session's transaction."""
     from mlflow.store.tracking.dbmodels.models import (SqlLatestMetric, SqlMetric, SqlParam,
                                                        SqlRun, SqlTag)
     models = {"runs": SqlRun, "tags": SqlTag, "params": SqlParam, "metrics": SqlMetric,
               "latest_metrics": SqlLatestMetric}
-    with store.ManagedSessionMaker(read_only=False) as session:   # commits on exit
-        for table, model in models.items():
-            if rows[table]:   # the models' tables, one executemany each (no ORM bookkeeping)
-                session.execute(model.__table__.insert(), rows[table])
+    for table, model in models.items():
+        if rows[table]:   # the models' tables, one executemany each (no ORM bookkeeping)
+            session.execute(model.__table__.insert(), rows[table])

@@ -22,6 +22,11 @@ The layout is a contract that users, the MLflow UI and `sweeps.report.results.lo
   and ``diverged_epoch`` when it diverged; artifact ``predictions.csv``. A child is set
   FINISHED only after all of its data is in, so "FINISHED" means "complete". `sweeps best` adds a logged pyfunc model
   to the winner's child run and the tag ``sweep.model_uri``.
+- configuration run per group of variants that differ only by seed (not nested: no
+  ``mlflow.parentRunId``, so readers of children never see it), written at the end of each
+  sweep run, replacing the previous ones: tags ``sweep.role=group``, ``sweep.group_key``,
+  ``sweep.sweep_run`` (the parent's run id), ``sweep.rank``, ``sweep.tied``; see
+  `sweeps.tracking.groups`.
 
 Needs no MLflow: `sweeps.tracking.track` and `sweeps.tracking.bulk` write this layout,
 `sweeps.tracking.readback` reads it.
@@ -51,6 +56,9 @@ VARIANT_INDEX = "sweep.variant_index"
 CURVES = "sweep.curves"
 RUNG = "sweep.rung"
 STOPPED_EPOCH = "sweep.stopped_epoch"
+SWEEP_RUN = "sweep.sweep_run"      # a configuration run's sweep (parent) run id
+RANK = "sweep.rank"
+TIED = "sweep.tied"
 # The tags a child's record is decoded from (`records.decode_record`; the SQL reader reads these).
 RECORD_TAGS = (VARIANT_KEY, GROUP_KEY, STATUS, VARIANT_INDEX, CURVES, RUNG, STOPPED_EPOCH)
 PARENT_ID = "mlflow.parentRunId"

@@ -221,6 +221,19 @@ class SweepTracker:
             self._retry("log_parent_metrics",
                         lambda chunk=chunk: self.client.log_batch(self.parent_run_id, metrics=chunk))
 
+    def write_groups(self, runs: Sequence[Any], experiment_tags: Mapping[str, str]) -> list[str]:
+        """Replace the sweep run's configuration runs (`sweeps.tracking.groups`) and set
+        `experiment_tags` (the UI's view of them); their run ids."""
+        from sweeps.tracking.groups import write_through_client
+        self._require_started()
+        self._set_experiment_tags(experiment_tags)
+        return write_through_client(self, runs)
+
+    def _set_experiment_tags(self, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self._retry("set_experiment_tag", lambda key=key, value=value:
+                        self.client.set_experiment_tag(self.experiment_id, key, value))
+
     def finish(self, status: str = "FINISHED") -> None:
         """Delete stray unfinished children, then end the parent run with `status`."""
         if status not in ("FINISHED", "KILLED", "FAILED"):

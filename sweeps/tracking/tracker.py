@@ -45,6 +45,10 @@ class Tracker(Protocol):
     def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
         """The best group's metrics on the parent run."""
 
+    def write_groups(self, runs: Sequence[Any], experiment_tags: Mapping[str, str]) -> list[str]:
+        """Replace the sweep run's configuration runs (`sweeps.tracking.groups`) and set
+        `experiment_tags` (the UI's view of them); their run ids."""
+
     def finish(self, status: str = "FINISHED") -> None:
         """End the parent run: FINISHED | KILLED | FAILED."""
 

@@ -13,6 +13,7 @@ whose `stop()` does the same.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -25,7 +26,7 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from sweeps.tracking.layout import ROLE
 from sweeps.tracking.store import check_reachable, default_tracking_uri, make_client, search_all
@@ -44,15 +45,73 @@ def runs_url(base_url: str, experiment_id: str) -> str:
             "?workflowType=machine_learning")
 
 
-def open_hint(tracking_uri: str, experiment_id: str, sweep_file: str | Path) -> str:
-    """How to see a sweep's runs: a tracking server's own page, else the `sweeps ui` to start."""
+# The configurations view. MLflow 3.17's runs page reads a "shared view" (filter, order,
+# columns) from the experiment tag ``mlflow.sharedViewState.<key>`` named by the URL's
+# ``viewStateShareKey`` (its JS bundle: `useSharedExperimentViewState`); only the filter,
+# order and a few dates can be URL parameters themselves, not the columns.
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+
+
+def view_key(sweep_run_id: str) -> str:
+    """The shared-view key of one sweep run's configurations."""
+    return f"sweeps-{sweep_run_id}"
+
+
+def configurations_view(sweep_run_id: str, metric: str, ascending: bool,
+                        settings: list[str]) -> str:
+    """The shared view (JSON) of a sweep run's configuration runs: those runs only, best
+    first by `metric`, with the metric, its spread, the seed count, the tie mark and the
+    swept settings (`settings`, without the seed) as the only columns."""
+    from sweeps.tracking.groups import group_filter
+    from sweeps.tracking.layout import TIED
+
+    columns = ([f"metrics.`{key}`" for key in (metric, f"{metric}_std", f"{metric}_sem", "n",
+                                               "diverged")]
+               + [f"tags.`{TIED}`"] + [f"params.`{path}`" for path in settings])
+    return json.dumps({"searchFilter": group_filter(sweep_run_id),
+                       "orderByKey": f"metrics.`{metric}`", "orderByAsc": ascending,
+                       "selectedColumns": columns, "runsHiddenMode": "SHOW_ALL"})
+
+
+def configurations_url(base_url: str, experiment_id: str, sweep_run_id: str) -> str:
+    """The runs page on a sweep run's configurations (`configurations_view`)."""
+    return f"{runs_url(base_url, experiment_id)}&viewStateShareKey={view_key(sweep_run_id)}"
+
+
+def seeds_link(experiment_id: str, group_key: str, metric: str, ascending: bool) -> str:
+    """The runs page (a path from the UI's root) on one configuration's seeds, best first."""
+    from urllib.parse import urlencode
+
+    from sweeps.tracking.layout import GROUP_KEY
+    query = urlencode({"searchFilter": f"tags.`{ROLE}` = 'variant' and "
+                                       f"tags.`{GROUP_KEY}` = '{group_key}'",
+                       "orderByKey": f"metrics.`{metric}`", "orderByAsc": str(ascending).lower()})
+    return f"#/experiments/{experiment_id}/runs?{query}"
+
+
+def sweep_url(base_url: str, experiment_id: str, sweep_run_id: str | None,
+              view_tags: Mapping[str, str]) -> str:
+    """The configurations of the sweep run when the experiment has their view (sweeps
+    written since configuration runs exist), else the experiment's runs."""
+    if sweep_run_id and SHARED_VIEW_TAG + view_key(sweep_run_id) in view_tags:
+        return configurations_url(base_url, experiment_id, sweep_run_id)
+    return runs_url(base_url, experiment_id)
+
+
+def open_hint(tracking_uri: str, experiment_id: str, sweep_file: str | Path,
+              sweep_run_id: str | None = None) -> str:
+    """How to see a sweep's runs: a tracking server's own page, else the `sweeps ui` to start.
+    With `sweep_run_id`: its configurations (`configurations_url`)."""
+    base = tracking_uri if tracking_uri.startswith(("http://", "https://")) else \
+        f"http://{HOST}:{DEFAULT_PORT}"
+    url = configurations_url(base, experiment_id, sweep_run_id) if sweep_run_id else \
+        runs_url(base, experiment_id)
     if tracking_uri.startswith(("http://", "https://")):
-        return runs_url(tracking_uri, experiment_id)
+        return url
     command = f"sweeps ui {sweep_file}"
     if tracking_uri != default_tracking_uri():
         command += f" --tracking-uri {tracking_uri}"
-    return (f"run `{command}`, then open "
-            f"{runs_url(f'http://{HOST}:{DEFAULT_PORT}', experiment_id)}")
+    return f"run `{command}`, then open {url}"
 
 
 def find_experiment(tracking_uri: str | None = None, name: str | None = None) -> str:
@@ -77,6 +136,16 @@ def find_experiment(tracking_uri: str | None = None, name: str | None = None) ->
         raise LookupError(f"no sweep in {uri} yet: run `sweeps run FILE` first, or name the "
                           f"experiment (`sweeps ui FILE`, `--experiment NAME`)")
     return newest[0].info.experiment_id
+
+
+def sweep_page(tracking_uri: str, experiment_id: str, base_url: str) -> str:
+    """The page `sweeps ui` opens: the newest sweep run's configurations (`sweep_url`)."""
+    from sweeps.tracking.readback import find_parent
+
+    client = make_client(tracking_uri, create=False)
+    parent = find_parent(client, experiment_id)
+    return sweep_url(base_url, experiment_id, parent.info.run_id if parent else None,
+                     client.get_experiment(experiment_id).tags)
 
 
 def _active_experiment_ids(client) -> list[str]:
@@ -293,14 +362,15 @@ def serve(tracking_uri: str | None = None, port: int = DEFAULT_PORT,
     uri = tracking_uri or default_tracking_uri()
     experiment_id = find_experiment(uri, experiment)
     if uri.startswith(("http://", "https://")):
-        print(f"MLflow UI: {runs_url(uri, experiment_id)}  (the tracking server serves it)")
+        print(f"MLflow UI: {sweep_page(uri, experiment_id, uri)}  (the tracking server "
+              f"serves it)")
         return
     print(f"Starting the MLflow UI on {uri} ...", flush=True)
     server, ended_by_itself = None, False
     with _stop_signals():
         try:
             server = start(uri, port, log_path="-")
-            print(f"MLflow UI: {runs_url(server.url, experiment_id)}\n"
+            print(f"MLflow UI: {sweep_page(uri, experiment_id, server.url)}\n"
                   f"  (the sweep's runs; store {uri}; Ctrl-C stops)", flush=True)
             server.process.wait()
             ended_by_itself = True
