@@ -232,3 +232,119 @@ def raw_rows(client, s: Side) -> dict:
             normalized = [s.normalize(dict(row)) for row in rows]
             out[table] = sorted(normalized, key=lambda r: json.dumps(r, sort_keys=True))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration runs (`sweeps.tracking.groups`)
+
+def write_configurations_both(sweep, uri: str):
+    """The variants and their configuration runs through the client path and under a second
+    parent in bulk; each written twice (a resumed sweep replaces its configuration runs)."""
+    trackers = []
+    for kind, fresh in ((SweepTracker, False), (BulkTracker, True)):
+        tracker = kind(sweep, uri, fresh=fresh)
+        tracker.start()
+        write_configurations_of(tracker, sweep)
+        tracker.finish()
+        trackers.append(tracker)
+    assert trackers[1].bulk
+    return trackers
+
+
+def group_side(client, tracker) -> Side:
+    from sweeps.tracking.groups import group_filter
+
+    side = Side(client, tracker)
+    side.groups = {run.data.tags["sweep.group_key"]: run.info.run_id for run in client.search_runs(
+        [side.experiment_id], group_filter(side.parent))}
+    side.aliases.update({run_id: f"<group {key}>" for key, run_id in side.groups.items()})
+    return side
+
+
+def test_configuration_runs_read_back_identically_and_leave_every_variant_reader_alone(
+        store_uri, serve, tmp_path):
+    from mlflow import MlflowClient
+
+    from sweeps.tracking.groups import group_filter
+    from sweeps.tracking.readback import read_sweep
+
+    sweep = small_sweep(tmp_path, name="groups", parameters={"train.lr": [0.1, 0.5],
+                                                             "seed": [0, 1, 2]},
+                        epochs=1000, log_every=100)
+    client_tracker, bulk_tracker = write_configurations_both(sweep, store_uri)
+    client = MlflowClient(store_uri)
+    a, b = group_side(client, client_tracker), group_side(client, bulk_tracker)
+    groups = sorted({v.group for v in sweep.variants})
+    assert sorted(a.groups) == sorted(b.groups) == groups     # written twice: replaced, once
+
+    # Readers of variants see exactly the variants (groups are not children of the sweep).
+    for tracker in (client_tracker, bulk_tracker):
+        for reader in ("sql", "client"):
+            read = read_sweep(sweep.name, store_uri, parent_run_id=tracker.parent_run_id,
+                              histories=True, reader=reader)
+            assert sorted(r.variant_key for r in read.records) == \
+                sorted(v.key for v in sweep.variants)
+    resumed = BulkTracker(sweep, store_uri)                  # resume keeps every variant
+    assert resumed.start() == {v.key for v in sweep.variants}
+    resumed.finish()
+
+    # What a configuration run holds: the seeds' statistics and mean curve.
+    run = client.get_run(b.groups[groups[0]])
+    seeds = [r for r in bulk_tracker.records() if r.group_key == groups[0]]
+    finals = np.array([r.metrics["train_loss"] for r in seeds if r.status != "diverged"])
+    assert run.data.metrics["train_loss"] == pytest.approx(finals.mean(), rel=1e-12)
+    assert run.data.metrics["train_loss_std"] == pytest.approx(finals.std(ddof=1), rel=1e-12)
+    assert run.data.metrics["n"] == len(finals)
+    assert run.data.tags["sweep.role"] == "group" and "mlflow.parentRunId" not in run.data.tags
+    assert run.data.params["train.lr"] in ("0.1", "0.5") and "seed" not in run.data.params
+
+    # Client and bulk paths: every field, every history point, search and raw rows alike.
+    def runs(s: Side) -> dict:
+        return {k: client.get_run(run_id).to_dictionary() for k, run_id in s.groups.items()}
+
+    def histories(s: Side) -> dict:
+        return {f"{k}/{m}": [p.to_dictionary() for p in client.get_metric_history(run_id, m)]
+                for k, run_id in s.groups.items() for m in client.get_run(run_id).data.metrics}
+
+    def search(s: Side) -> list:
+        return [r.to_dictionary() for r in client.search_runs(
+            [s.experiment_id], group_filter(s.parent), order_by=["metrics.train_loss ASC"])]
+
+    for read in (runs, histories, search):
+        assert_same(a, b, read)
+    assert_same(a, b, lambda s: raw_rows(client, _as_side(s, s.groups)))
+
+    # Through a server: what the UI's search returns, and configuration runs written
+    # through it (into the same database: read back here).
+    url = serve(store_uri)
+    assert_same(a, b, lambda s: http_json(f"{url}/api/2.0/mlflow/runs/search", {
+        "experiment_ids": [s.experiment_id], "filter": group_filter(s.parent),
+        "order_by": ["metrics.train_loss ASC"], "max_results": 100})["runs"])
+    served = SweepTracker(sweep, url, fresh=True)
+    served.start()
+    write_configurations_of(served, sweep)
+    served.finish()
+    c = group_side(client, served)
+    assert_same(c, b, lambda s: {k: client.get_run(run_id).to_dictionary()["data"]
+                                 for k, run_id in s.groups.items()})
+    assert_same(c, b, histories)
+
+
+def write_configurations_of(tracker, sweep) -> None:
+    """The sweep's variants (the second diverged) and their configuration runs, twice."""
+    from sweeps.report import results, ties
+    from sweeps.report.outputs import write_configurations
+
+    tracker.log_variants([(v, synthetic_result(sweep, v, diverged_at=300 if i == 1 else None))
+                          for i, v in enumerate(sweep.variants)])
+    frame = results.frame_from_records(tracker.records())
+    summary = ties.mark_ties(frame, results.summarize(frame))
+    for _ in range(2):
+        write_configurations(tracker, summary, tracker.records())
+
+
+def _as_side(side: Side, runs: dict) -> Side:
+    """A copy of `side` whose runs are `runs` (for `raw_rows`)."""
+    copy = Side.__new__(Side)
+    copy.__dict__.update(side.__dict__, runs=runs)
+    return copy
