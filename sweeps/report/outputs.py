@@ -212,7 +212,8 @@ def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None
 
 
 def write_configurations(tracker: Any, summary: pd.DataFrame, records: list) -> None:
-    """The sweep run's configuration runs (replacing older ones) and their view in the UI."""
+    """The sweep run's configuration runs (replacing older ones) and their views in the UI:
+    the configurations, and each one's seeds (linked from its description)."""
     from sweeps.report import configurations, results
     from sweeps.tracking import ui
 
@@ -220,13 +221,16 @@ def write_configurations(tracker: Any, summary: pd.DataFrame, records: list) -> 
         return
     metric = results.ranking_metric(summary)
     ascending = results.lower_is_better(metric)
+    sweep_run = tracker.parent_run_id
     runs = configurations.group_runs(
-        summary, records, tracker.parent_run_id,
-        describe=lambda key: (f"[The seeds of this configuration]"
-                              f"({ui.seeds_link(tracker.experiment_id, key, metric, ascending)})"))
-    view = ui.configurations_view(tracker.parent_run_id, metric, ascending,
-                                  [c for c in summary.attrs.get("by", [])])
-    tracker.write_groups(runs, {ui.SHARED_VIEW_TAG + ui.view_key(tracker.parent_run_id): view})
+        summary, records, sweep_run, describe=lambda key: (
+            f"[The seeds of this configuration]"
+            f"({ui.seeds_link(tracker.experiment_id, sweep_run, key)})"))
+    views = {ui.view_key(sweep_run): ui.configurations_view(
+        sweep_run, metric, ascending, list(summary.attrs.get("by", [])))}
+    views.update({ui.view_key(sweep_run, key): ui.seeds_view(sweep_run, key, metric, ascending)
+                  for key in summary["group_key"]})
+    tracker.write_groups(runs, {ui.SHARED_VIEW_TAG + key: view for key, view in views.items()})
 
 
 def _plots(plotter: PlotWorker | None, out_dir, frame, summary, curves, predictions,

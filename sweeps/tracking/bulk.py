@@ -177,8 +177,7 @@ class BulkTracker(SweepTracker):
             return super().write_groups(runs, experiment_tags)
         from sweeps.tracking.groups import write_in_bulk
         self._require_started()
-        self._set_experiment_tags(experiment_tags)
-        return write_in_bulk(self, runs)
+        return write_in_bulk(self, runs, experiment_tags)
 
     def finish(self, status: str = "FINISHED") -> None:
         super().finish(status)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from sweeps.tracking.layout import GROUP_KEY, MAX_METRICS, MAX_PARAMS_TAGS, ROLE, SWEEP_RUN
 from sweeps.tracking.store import chunks
@@ -53,18 +53,23 @@ def group_filter(sweep_run_id: str) -> str:
     return f"tags.`{ROLE}` = '{GROUP_ROLE}' and tags.`{SWEEP_RUN}` = '{sweep_run_id}'"
 
 
-def write_in_bulk(tracker: Any, runs: Sequence[GroupRun]) -> list[str]:
+def write_in_bulk(tracker: Any, runs: Sequence[GroupRun],
+                  experiment_tags: Mapping[str, str]) -> list[str]:
     """Replace the parent's configuration runs on a database store: the old ones marked
     deleted as `MlflowClient.delete_run` marks them, the new ones inserted as the bulk
-    writer inserts children; one transaction. Their run ids."""
+    writer inserts children, the experiment tags set as ``set_experiment_tag`` sets them;
+    one transaction. Their run ids."""
     from mlflow.entities import LifecycleStage
-    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+    from mlflow.store.tracking.dbmodels.models import SqlExperimentTag, SqlRun, SqlTag
+    from mlflow.utils.validation import _validate_experiment_tag
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from mlflow.utils.uri import append_to_uri_path
-    from sqlalchemy import select, update
+    from sqlalchemy import delete, select, update
 
     from sweeps.tracking.bulk import batch_rows, insert_rows
 
+    for key, value in experiment_tags.items():
+        _validate_experiment_tag(key, value)
     store = tracker.client._tracking_client.store
     location = store.get_experiment(tracker.experiment_id).artifact_location
     run_ids = [uuid.uuid4().hex for _ in runs]
@@ -82,15 +87,24 @@ def write_in_bulk(tracker: Any, runs: Sequence[GroupRun]) -> list[str]:
                 SqlRun.run_uuid.in_(mine), SqlRun.lifecycle_stage == LifecycleStage.ACTIVE)
                 .values(lifecycle_stage=LifecycleStage.DELETED, deleted_time=now))
             insert_rows(session, rows)
+            experiment = int(tracker.experiment_id)
+            session.execute(delete(SqlExperimentTag).where(
+                SqlExperimentTag.experiment_id == experiment,
+                SqlExperimentTag.key.in_(list(experiment_tags))))
+            if experiment_tags:
+                session.execute(SqlExperimentTag.__table__.insert(), [
+                    dict(experiment_id=experiment, key=key, value=value)
+                    for key, value in experiment_tags.items()])
 
     tracker._retry("write_groups", replace)
     return run_ids
 
 
-def write_through_client(tracker: Any, runs: Sequence[GroupRun]) -> list[str]:
+def write_through_client(tracker: Any, runs: Sequence[GroupRun],
+                         experiment_tags: Mapping[str, str]) -> list[str]:
     """Replace the parent's configuration runs through `MlflowClient` (tracking servers):
-    old ones deleted, each new one created, logged and set FINISHED, by the tracker's
-    writer threads. Their run ids."""
+    old ones deleted, each new one created, logged and set FINISHED, the experiment tags
+    set, by the tracker's writer threads. Their run ids."""
     from concurrent.futures import ThreadPoolExecutor
 
     from mlflow.entities import Metric, Param
@@ -115,6 +129,10 @@ def write_through_client(tracker: Any, runs: Sequence[GroupRun]) -> list[str]:
     with ThreadPoolExecutor(max(1, tracker.writers), thread_name_prefix="sweeps-groups") as pool:
         for _ in pool.map(lambda run: tracker._retry(
                 "delete_group", lambda: client.delete_run(run.info.run_id)), old):
+            pass
+        for _ in pool.map(lambda item: tracker._retry("set_experiment_tag", lambda: (
+                client.set_experiment_tag(tracker.experiment_id, *item))),
+                experiment_tags.items()):
             pass
         return list(pool.map(lambda run: tracker._retry("write_group", lambda: write(run)),
                              runs))

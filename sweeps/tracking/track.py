@@ -226,13 +226,7 @@ class SweepTracker:
         `experiment_tags` (the UI's view of them); their run ids."""
         from sweeps.tracking.groups import write_through_client
         self._require_started()
-        self._set_experiment_tags(experiment_tags)
-        return write_through_client(self, runs)
-
-    def _set_experiment_tags(self, tags: Mapping[str, str]) -> None:
-        for key, value in tags.items():
-            self._retry("set_experiment_tag", lambda key=key, value=value:
-                        self.client.set_experiment_tag(self.experiment_id, key, value))
+        return write_through_client(self, runs, experiment_tags)
 
     def finish(self, status: str = "FINISHED") -> None:
         """Delete stray unfinished children, then end the parent run with `status`."""

@@ -1,4 +1,4 @@
-"""`sweeps ui`: the MLflow UI on a sweep's tracking store, bound to 127.0.0.1, opened on the runs.
+"""`sweeps ui`: the MLflow UI on a sweep's tracking store, bound to loopback, opened on the runs.
 
 MLflow 3 opens an experiment on its GenAI "Overview" page (traces, an assistant), where no
 run is listed; `runs_url` is the address of the experiment's runs table (each sweep's parent
@@ -31,8 +31,25 @@ from typing import Iterator, Mapping
 from sweeps.tracking.layout import ROLE
 from sweeps.tracking.store import check_reachable, default_tracking_uri, make_client, search_all
 
-HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
+# MLflow 3.17's UI opens its Assistant panel (a third of the window) on the first visit of
+# any page whose host name is localhost, 127.0.0.1 or ::1 (its `isLocalServer`; no URL
+# parameter or server setting turns that off). Another loopback address is not "local" to
+# it: the UI is served on 127.0.0.2 where the system has it (Linux: all of 127/8), else on
+# 127.0.0.1, and told to accept that host and origin.
+PREFERRED_HOST, FALLBACK_HOST = "127.0.0.2", "127.0.0.1"
+
+
+def _loopback_host() -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((PREFERRED_HOST, 0))
+        except OSError:
+            return FALLBACK_HOST
+    return PREFERRED_HOST
+
+
+HOST = _loopback_host()
 
 # The UI only reads runs: MLflow's GenAI job runner (a runner and 7 huey consumers, ~0.5 GB)
 # is not needed, and starting it makes the server take about twice as long to answer.
@@ -50,27 +67,43 @@ def runs_url(base_url: str, experiment_id: str) -> str:
 # ``viewStateShareKey`` (its JS bundle: `useSharedExperimentViewState`); only the filter,
 # order and a few dates can be URL parameters themselves, not the columns.
 SHARED_VIEW_TAG = "mlflow.sharedViewState."
+NAME_COLUMN = "attributes.`Run Name`"
 
 
-def view_key(sweep_run_id: str) -> str:
-    """The shared-view key of one sweep run's configurations."""
-    return f"sweeps-{sweep_run_id}"
+def view_key(sweep_run_id: str, group_key: str | None = None) -> str:
+    """The shared-view key of one sweep run's configurations (of one configuration's seeds)."""
+    return f"sweeps-{sweep_run_id}" + (f"-{group_key}" if group_key else "")
+
+
+def _view(search_filter: str, metric: str, ascending: bool, columns: list[str]) -> str:
+    return json.dumps({"searchFilter": search_filter, "orderByKey": f"metrics.`{metric}`",
+                       "orderByAsc": ascending, "selectedColumns": columns,
+                       "runsHiddenMode": "SHOW_ALL",
+                       # the grid's column ids; names in full ("lr=0.1 hidden=16 init=he_...")
+                       "columnOrder": [NAME_COLUMN], "columnWidths": {NAME_COLUMN: 300}})
 
 
 def configurations_view(sweep_run_id: str, metric: str, ascending: bool,
                         settings: list[str]) -> str:
     """The shared view (JSON) of a sweep run's configuration runs: those runs only, best
-    first by `metric`, with the metric, its spread, the seed count, the tie mark and the
-    swept settings (`settings`, without the seed) as the only columns."""
+    first by `metric`, with the metric, its spread, the seed count, the swept settings
+    (`settings`, without the seed) and the tie mark as the only columns."""
     from sweeps.tracking.groups import group_filter
     from sweeps.tracking.layout import TIED
 
-    columns = ([f"metrics.`{key}`" for key in (metric, f"{metric}_std", f"{metric}_sem", "n",
-                                               "diverged")]
-               + [f"tags.`{TIED}`"] + [f"params.`{path}`" for path in settings])
-    return json.dumps({"searchFilter": group_filter(sweep_run_id),
-                       "orderByKey": f"metrics.`{metric}`", "orderByAsc": ascending,
-                       "selectedColumns": columns, "runsHiddenMode": "SHOW_ALL"})
+    return _view(group_filter(sweep_run_id), metric, ascending,
+                 [f"metrics.`{key}`" for key in (metric, f"{metric}_std", "n")]
+                 + [f"params.`{path}`" for path in settings] + [f"tags.`{TIED}`"])
+
+
+def seeds_view(sweep_run_id: str, group_key: str, metric: str, ascending: bool) -> str:
+    """The shared view (JSON) of one configuration's seeds: its variants in the sweep run,
+    best first by `metric`, with the metric, the seed and the status as columns."""
+    from sweeps.tracking.layout import GROUP_KEY, PARENT_ID, STATUS
+
+    return _view(f"tags.`{PARENT_ID}` = '{sweep_run_id}' and "
+                 f"tags.`{GROUP_KEY}` = '{group_key}'", metric, ascending,
+                 [f"metrics.`{metric}`", "params.`seed`", f"tags.`{STATUS}`"])
 
 
 def configurations_url(base_url: str, experiment_id: str, sweep_run_id: str) -> str:
@@ -78,15 +111,11 @@ def configurations_url(base_url: str, experiment_id: str, sweep_run_id: str) -> 
     return f"{runs_url(base_url, experiment_id)}&viewStateShareKey={view_key(sweep_run_id)}"
 
 
-def seeds_link(experiment_id: str, group_key: str, metric: str, ascending: bool) -> str:
-    """The runs page (a path from the UI's root) on one configuration's seeds, best first."""
-    from urllib.parse import urlencode
-
-    from sweeps.tracking.layout import GROUP_KEY
-    query = urlencode({"searchFilter": f"tags.`{ROLE}` = 'variant' and "
-                                       f"tags.`{GROUP_KEY}` = '{group_key}'",
-                       "orderByKey": f"metrics.`{metric}`", "orderByAsc": str(ascending).lower()})
-    return f"#/experiments/{experiment_id}/runs?{query}"
+def seeds_link(experiment_id: str, sweep_run_id: str, group_key: str) -> str:
+    """The runs page on one configuration's seeds (`seeds_view`), as a link from a page of
+    the UI (relative: the UI may be served at any address)."""
+    return (f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+            f"&viewStateShareKey={view_key(sweep_run_id, group_key)}")
 
 
 def sweep_url(base_url: str, experiment_id: str, sweep_run_id: str | None,
@@ -252,7 +281,7 @@ def port_free(port: int, host: str = HOST) -> bool:
 
 def start(tracking_uri: str | None = None, port: int = DEFAULT_PORT, *, timeout: float = 120.0,
           log_path: str | Path | None = None) -> UiServer:
-    """Start `mlflow server` on the store, bound to 127.0.0.1:port; return once it answers.
+    """Start `mlflow server` on the store, bound to HOST:port; return once it answers.
 
     Its output goes to `log_path` (default: a temporary file, named in errors);
     ``log_path="-"`` lets it print to this terminal. Interrupted (Ctrl-C, or any exception
@@ -262,7 +291,9 @@ def start(tracking_uri: str | None = None, port: int = DEFAULT_PORT, *, timeout:
     if not port_free(port):
         raise OSError(f"port {port} on {HOST} is in use; choose another with --port")
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-               "--host", HOST, "--port", str(port), "--workers", "1"]
+               "--host", HOST, "--port", str(port), "--workers", "1",
+               "--allowed-hosts", f"{HOST},{HOST}:{port}",
+               "--cors-allowed-origins", f"http://{HOST}:{port}"]
     if log_path == "-":
         out, path = None, None
     else:

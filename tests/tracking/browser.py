@@ -113,6 +113,13 @@ class Browser:
                                    f"{timeout:.0f} s; it shows:\n{self.text()[:1000]}")
             time.sleep(0.25)   # poll interval while the page renders
 
+    def screenshot(self, path) -> None:
+        """The page as a PNG file at `path`."""
+        import base64
+        data = self.call("Page.captureScreenshot", session=self._session, format="png")["data"]
+        with open(path, "wb") as file:
+            file.write(base64.b64decode(data))
+
     def text(self) -> str:
         return self.evaluate("document.body ? document.body.innerText : ''") or ""
 

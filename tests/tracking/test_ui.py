@@ -54,7 +54,7 @@ def test_ui_serves_the_nested_runs_and_the_tables_load_through_it(tmp_path, trac
     port = free_port()
 
     with ui.start(tracking_uri, port, timeout=300) as server:   # slow on a busy machine
-        assert server.url == f"http://127.0.0.1:{port}"
+        assert server.url == f"http://{ui.HOST}:{port}"
         # Once the UI answers, MLflow's GenAI job runner would be running: it is not started.
         commands = group_members(server.process.pid).values()
         assert commands and not [c for c in commands if "mlflow.server.jobs" in c or "huey" in c]
@@ -82,13 +82,13 @@ def test_ui_serves_the_nested_runs_and_the_tables_load_through_it(tmp_path, trac
             f"MLflow UI: {ui.runs_url(server.url, experiment['experiment_id'])}")
     assert server.process.poll() is not None
     with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        socket.create_connection((ui.HOST, port), timeout=5).close()
     assert ui.port_free(port)
 
 
 def test_ui_refuses_a_busy_port(tracking_uri):
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((ui.HOST, 0))
         sock.listen()
         with pytest.raises(OSError, match="in use"):
             ui.start(tracking_uri, sock.getsockname()[1])
@@ -132,7 +132,7 @@ def test_sweeps_ui_reports_a_missing_store_or_experiment_without_starting(tmp_pa
 
 def test_the_run_report_says_how_to_open_the_runs(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    default_port = ui.runs_url(f"http://127.0.0.1:{ui.DEFAULT_PORT}", "3")
+    default_port = ui.runs_url(f"http://{ui.HOST}:{ui.DEFAULT_PORT}", "3")
     assert ui.open_hint("sqlite:///mlflow.db", "3", "configs/card.yaml") == (
         f"run `sweeps ui configs/card.yaml`, then open {default_port}")
     assert ui.open_hint("sqlite:////data/m.db", "3", "card.yaml") == (
@@ -140,3 +140,7 @@ def test_the_run_report_says_how_to_open_the_runs(monkeypatch):
     # A tracking server serves the UI itself.
     assert ui.open_hint("http://mlflow:5000", "3", "card.yaml") == ui.runs_url(
         "http://mlflow:5000", "3")
+    # A sweep run with configuration runs: their page.
+    assert ui.open_hint("http://mlflow:5000", "3", "card.yaml", "abc") == (
+        "http://mlflow:5000/#/experiments/3/runs?workflowType=machine_learning"
+        "&viewStateShareKey=sweeps-abc")

@@ -30,7 +30,7 @@ def test_a_stop_signal_stops_the_whole_server(tmp_path, tracking_uri, signum):
     with SweepsUi("--experiment", "small", "--tracking-uri", tracking_uri, "--port", str(port),
                   cwd=tmp_path) as process:
         url = process.wait_for_url(START)
-        assert url == ui.runs_url(f"http://127.0.0.1:{port}", tracker.experiment_id)
+        assert url == ui.runs_url(f"http://{ui.HOST}:{port}", tracker.experiment_id)
         assert group_members(process.server_group)
         assert not ui.port_free(port)
 

@@ -17,12 +17,14 @@ import threading
 import time
 from pathlib import Path
 
+from sweeps.tracking import ui
+
 URL = re.compile(r"MLflow UI: (http://\S+)")
 
 
 def free_port() -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((ui.HOST, 0))          # where `sweeps ui` listens
         return sock.getsockname()[1]
 
 
