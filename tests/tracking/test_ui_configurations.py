@@ -77,7 +77,8 @@ def rows(browser: Browser) -> dict:
             found[i] = found[i] || ['', {{}}];
             for (const cell of row.querySelectorAll('[col-id]')) {{
                 const id = cell.getAttribute('col-id');
-                if (cell.matches('{NAME_CELL}')) found[i][0] = cell.innerText.trim();
+                if (cell.matches('{NAME_CELL}'))      // (beside the name: its colour chip)
+                    found[i][0] = (cell.querySelector('a[href*="/runs/"]') || cell).innerText.trim();
                 else found[i][1][id] = cell.innerText.trim();
             }}
         }}
