@@ -104,7 +104,9 @@ def write_through_client(tracker: Any, runs: Sequence[GroupRun],
                          experiment_tags: Mapping[str, str]) -> list[str]:
     """Replace the parent's configuration runs through `MlflowClient` (tracking servers):
     old ones deleted, each new one created, logged and set FINISHED, the experiment tags
-    set, by the tracker's writer threads. Their run ids."""
+    set, by the tracker's writer threads. Their run ids. (A retried run may leave a RUNNING
+    one behind when the server lost an answer: the next write of the parent's configuration
+    runs deletes it with the rest.)"""
     from concurrent.futures import ThreadPoolExecutor
 
     from mlflow.entities import Metric, Param
