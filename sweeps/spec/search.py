@@ -1,13 +1,13 @@
 """Search: a validated sweep file -> variants, deterministically.
 
 `SEARCH_METHODS` is the table of search methods, keyed by the name `search.method` takes:
-grid and random (`sweeps.spec.methods`), halving (`sweeps.spec.halving`). Each is one small
-class that checks its own settings (`check`; `check_config` for rules across sections,
-`check_dataset` for rules that need the data set), produces its points (`points`: one
-{dotted path: value} per variant) and describes itself (`describe`: what `sweeps plan` prints
-after "variants: N"). An adaptive method (halving) additionally runs in rounds: its points are
-every variant that may train, and a scheduler outside `spec` decides how long each trains.
-A search key set in the file that the method does not read is a problem.
+grid and random (`sweeps.methods.static`), halving (`sweeps.methods.halving`). Each is one
+`sweeps.methods.base.SearchMethod` that checks its own settings (`check`; `check_config` for
+rules across sections, `check_dataset` for rules that need the data set), produces its points
+(`points`: one {dotted path: value} per variant), describes itself (`describe`: what `sweeps
+plan` prints after "variants: N") and makes the `Scheduler` that decides, round by round,
+what trains (`scheduler_of`). A search key set in the file that the method does not read is a
+problem.
 
 Same file -> same variants, order and keys. A variant's `key` hashes every resolved setting
 plus its data set's fingerprint; its `group` is the same hash without `seed`, so variants that
@@ -22,8 +22,9 @@ import json
 from typing import Any, Mapping
 
 from sweeps.spec.config import SearchConfig, SweepConfig, flatten, hashed_settings
-from sweeps.spec.halving import Halving
-from sweeps.spec.methods import SAMPLERS, Grid, Random, SearchMethod
+from sweeps.methods.base import Scheduler, SearchMethod
+from sweeps.methods.halving import Halving
+from sweeps.methods.static import SAMPLERS, Grid, Random, StaticScheduler
 from sweeps.spec.parameters import check_parameters
 from sweeps.spec.problems import Problem, suggest
 from sweeps.records import FrozenSettings, Variant, format_value
@@ -42,6 +43,14 @@ OPTIONAL_KEYS = tuple(k for k in SearchConfig.model_fields if k not in ("method"
 def method_of(config: SweepConfig) -> SearchMethod:
     """The search method of a validated config that has a search section."""
     return SEARCH_METHODS[config.search.method](config)
+
+
+def scheduler_of(sweep: Any, finished: Mapping[str, Mapping[str, float]]) -> Scheduler:
+    """The scheduler of a loaded sweep (one round of its one variant without a search);
+    finished: {variant key: final metrics} of the variants already FINISHED in the store."""
+    if sweep.config.search is None:
+        return StaticScheduler(sweep, finished)
+    return method_of(sweep.config).scheduler(sweep, finished)
 
 
 def check_search(config: SweepConfig, whole: bool = True) -> tuple[SweepConfig, list[Problem]]:

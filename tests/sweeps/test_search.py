@@ -16,7 +16,7 @@ import pytest
 from sweeps.execution.plan import describe, make_packs
 from sweeps.records import Variant
 from sweeps.spec.config import ADDED_LATER, LATER_DEFAULTS, SearchConfig, SweepConfig, hashed_config
-from sweeps.spec.halving import bracket_work, search_work
+from sweeps.methods.brackets import bracket_work, search_work
 from sweeps.spec.search import SEARCH_METHODS, Halving, describe_search, method_of
 from sweeps.spec.sweep import load_sweep
 
@@ -423,7 +423,7 @@ def test_a_number_of_brackets_means_the_most_aggressive_ones():
 def test_halving_defaults_and_resolved_mode():
     method = halving(10)
     assert (method.eta, method.metric, method.mode, method.brackets) == (3, "val_loss", "min", "auto")
-    assert method.sampler.name == "grid" and method.adaptive
+    assert method.sampler.name == "grid" and method.schedule().rungs[0] == 10
     accuracy = SweepConfig.model_validate({"search": {"method": "halving", "min_epochs": 3,
                                                       "metric": "val_accuracy"}})
     assert Halving(accuracy).mode == "max"

@@ -1,5 +1,6 @@
-"""What a search method is (`SearchMethod`), and the two that draw every point at once: `Grid`
-and `Random`. They are also the samplers an adaptive method draws its points with.
+"""Grid and random search: every point chosen before anything trains, so one round trains
+every variant not yet finished to its end (`StaticScheduler`). They are also the samplers
+successive halving draws its points with (`SAMPLERS`).
 
 - grid: the Cartesian product of the value lists, the first listed parameter varying slowest
   (file order).
@@ -8,8 +9,6 @@ and `Random`. They are also the samplers an adaptive method draws its points wit
   int_uniform, low, high}` a range (int_uniform includes high). Drawn floats are rounded to 6
   significant digits, so names and keys stay readable, and a draw equal to an earlier one is
   drawn again.
-
-The rule every method keeps: the same config gives the same points in the same order.
 """
 
 from __future__ import annotations
@@ -17,11 +16,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from typing import Any, ClassVar, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 
-from sweeps.spec.config import Distribution, SearchConfig, SweepConfig, coerce
+from sweeps.methods.base import Round, Scheduler, SearchMethod, Start
+from sweeps.spec.config import Distribution, coerce
 from sweeps.spec.parameters import BASE
 from sweeps.spec.problems import Problem
 
@@ -29,57 +29,33 @@ MAX_VARIANTS = 100_000
 RANDOM_DIGITS = 6
 
 
-class SearchMethod:
-    """One search method, built from a sweep's config (`config.search` is set).
+class StaticScheduler(Scheduler):
+    """One round: every variant of the sweep not yet finished, trained to its end and logged
+    as its pack comes in."""
 
-    Subclasses set `name` (the YAML name, its key in SEARCH_METHODS), `keys` (the optional
-    search keys it reads besides method and parameters) and `adaptive` (it additionally runs
-    in rounds). `role` says how messages name it: "method: random", or "sampler: random" when
-    an adaptive method draws its points through it.
-    """
+    def __init__(self, sweep: Any, finished: Mapping[str, Any]):
+        self.todo = [v for v in sweep.variants if v.key not in finished]
+        self.label = sweep.name
+        self.asked = False
 
-    name: ClassVar[str]
-    keys: ClassVar[tuple[str, ...]] = ()
-    adaptive: ClassVar[bool] = False
+    def ask(self) -> Optional[Round]:
+        if self.asked or not self.todo:
+            return None
+        self.asked = True
+        return Round(work=tuple(Start(v) for v in self.todo), last=True, label=self.label)
 
-    def __init__(self, config: SweepConfig, role: str = "method"):
-        self.config = config
-        self.search: SearchConfig = config.search
-        self.label = f"{role}: {self.name}"
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        """The optional search keys this method, as configured, reads."""
-        return self.keys
-
-    @property
-    def refuse_distribution(self) -> Optional[str]:
-        """None when parameters may be ranges to draw from, else the message a range gets."""
-        return (f"a distribution needs a random draw (method: random, or sampler: random under "
-                f"method: halving); {self.label} takes a list of values")
-
-    def check(self, clean: bool) -> list[Problem]:
-        """Problems of the method's own settings. clean: search.parameters had none."""
-        return []
-
-    def check_config(self) -> list[Problem]:
-        """Problems across sections (run once the whole file validates as a schema)."""
-        return []
-
-    def check_dataset(self, dataset) -> list[Problem]:
-        """Problems of the method against one loaded data set."""
-        return []
-
-    def points(self) -> list[dict[str, Any]]:
-        """{dotted path: value} of every swept setting, one per variant, in a fixed order."""
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        """One line for `sweeps plan` ("grid over 4 parameters")."""
-        raise NotImplementedError
+    def tell(self, results: Mapping[str, Any]) -> None:
+        pass
 
 
-class Grid(SearchMethod):
+class _Static(SearchMethod):
+    """A method whose points are its variants, all trained to the end in one round."""
+
+    def scheduler(self, sweep: Any, finished: Mapping[str, Any]) -> Scheduler:
+        return StaticScheduler(sweep, finished)
+
+
+class Grid(_Static):
     """Every combination of the value lists; the first listed parameter varies slowest."""
 
     name = "grid"
@@ -99,7 +75,7 @@ class Grid(SearchMethod):
         return f"grid over {n} parameter{'s' if n != 1 else ''}"
 
 
-class Random(SearchMethod):
+class Random(_Static):
     """`samples` distinct draws seeded by `random_seed` (default 0); lists are uniform choices,
     mappings ranges (`config.Distribution`)."""
 
@@ -137,7 +113,7 @@ class Random(SearchMethod):
                 f"random_seed {self.search.random_seed or 0}")
 
 
-# The methods an adaptive method may draw its points with (`search.sampler`).
+# The methods others may draw their points with (`search.sampler` under halving).
 SAMPLERS: dict[str, type[SearchMethod]] = {m.name: m for m in (Grid, Random)}
 
 
