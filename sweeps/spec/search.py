@@ -92,10 +92,10 @@ def _readers(key: str) -> str:
     owners = [name for name, m in SEARCH_METHODS.items() if key in m.keys]
     text = " or ".join(f"method: {name}" for name in owners)
     through = [name for name in owners if name in SAMPLERS]
-    adaptive = [name for name, m in SEARCH_METHODS.items() if "sampler" in m.keys]
-    if through and adaptive:
+    drawing = [name for name, m in SEARCH_METHODS.items() if "sampler" in m.keys]
+    if through and drawing:
         text += (f" (or sampler: {' or '.join(through)} under method: "
-                 f"{' or '.join(adaptive)})")
+                 f"{' or '.join(drawing)})")
     return text
 
 
