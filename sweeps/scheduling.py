@@ -4,7 +4,7 @@ train it, log, tell, checkpoint; again until the scheduler says the search is ov
 Each round (`sweeps.methods.base.Round`) packs its work (variants that start from their
 initializers and variants that go on from a state apart: a pack starts from one or the other),
 trains the packs on Ray or serially to the round's stops, and tells the scheduler the
-results. Variants are logged as complete child runs: in the last round as their packs come
+results. Variants are logged as complete child runs: in a final round as their packs come
 in; the ones a scheduler stops after a round (``pruned``, or ``diverged`` when training says
 so) while the next round's packs train (the driver waits on them anyway). Then, for a
 scheduler with a `checkpoint`, its state and the states of the variants it keeps are written
@@ -78,7 +78,7 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
                     if work.keep:
                         trails[result.key] = (trails[result.key].extend(result)
                                               if result.key in trails else Trail.first(result))
-                if work.last:                # nothing left to decide for these: log now
+                if work.final:               # nothing left to decide for these: log now
                     clock = time.perf_counter()
                     if work.keep:
                         _log(tracker, by_key, trails,

@@ -79,8 +79,10 @@ class Round:
         at the last one (empty: at each variant's train.epochs).
     stop : {variant key: Stop} of variants that end before this round trains (decided after
         the previous one); logged while this round trains.
-    last : nothing trains after this round: each variant is logged as its pack comes in.
-    rung : the ``sweep.rung`` tag of the variants the last round logs (None: none).
+    last : nothing trains after this round (Ray may shut down once its packs are in).
+    final : every variant of this round ends with it: each is logged as its pack comes in,
+        with its training's status.
+    rung : the ``sweep.rung`` tag of the variants a final round logs (None: none).
     keep : keep each variant's state and join its rounds' curves (a later round continues,
         or a scheduler forks from it); without it results are logged as they come.
     label : the progress bar's text.
@@ -90,6 +92,7 @@ class Round:
     stops: tuple[int, ...] = ()
     stop: Mapping[str, Stop] = field(default_factory=dict)
     last: bool = False
+    final: bool = False
     rung: Optional[int] = None
     keep: bool = False
     label: str = ""
@@ -148,6 +151,9 @@ class SearchMethod:
 
     name: ClassVar[str]
     keys: ClassVar[tuple[str, ...]] = ()
+    # True: the method chooses its variants while the sweep runs (tpe, gp); its points are
+    # then the corners of its space, which validate the file (`Sweep.variants_fixed`).
+    chooses_while_running: ClassVar[bool] = False
 
     def __init__(self, config: SweepConfig, role: str = "method"):
         self.config = config

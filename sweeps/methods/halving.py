@@ -253,7 +253,7 @@ class HalvingScheduler(Scheduler):
                          for key in self.search.training())
             last = rungs[-1] == schedule.last
             stop, self._pending = self._pending, {}
-            return Round(work=work, stops=stops, stop=stop, last=last,
+            return Round(work=work, stops=stops, stop=stop, last=last, final=last,
                          rung=schedule.last if last else None, keep=True,
                          label=f"{self.name} round {number + 1}/{len(schedule.rounds())} "
                                f"(to epoch {stops[-1]})")

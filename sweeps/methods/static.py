@@ -42,7 +42,8 @@ class StaticScheduler(Scheduler):
         if self.asked or not self.todo:
             return None
         self.asked = True
-        return Round(work=tuple(Start(v) for v in self.todo), last=True, label=self.label)
+        return Round(work=tuple(Start(v) for v in self.todo), last=True, final=True,
+                     label=self.label)
 
     def tell(self, results: Mapping[str, Any]) -> None:
         pass

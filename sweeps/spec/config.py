@@ -233,6 +233,9 @@ class SearchConfig(_Strict):
     mode: Optional[Literal["min", "max"]] = None    # None: the metric's own direction
     brackets: Brackets = "auto"
     ranking: Literal["both", "value", "trend"] = "both"   # what each bracket ranks on
+    # method: tpe and gp (sweeps.methods.model_based); ADDED_LATER
+    trials: Optional[PositiveInt] = None        # configurations to train
+    batch: Optional[PositiveInt] = None         # configurations per round (None: 8)
 
 
 class SweepConfig(Settings):
@@ -330,7 +333,7 @@ def flatten(settings: Settings) -> dict[str, Any]:
 ADDED_LATER: tuple[str, ...] = (
     "data.validation",
     "search.sampler", "search.min_epochs", "search.eta", "search.metric", "search.mode",
-    "search.brackets", "search.ranking",
+    "search.brackets", "search.ranking", "search.trials", "search.batch",
 )
 
 

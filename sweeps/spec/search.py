@@ -1,7 +1,8 @@
 """Search: a validated sweep file -> variants, deterministically.
 
 `SEARCH_METHODS` is the table of search methods, keyed by the name `search.method` takes:
-grid and random (`sweeps.methods.static`), halving (`sweeps.methods.halving`). Each is one
+grid and random (`sweeps.methods.static`), halving (`sweeps.methods.halving`), tpe and gp
+(`sweeps.methods.model_based`). Each is one
 `sweeps.methods.base.SearchMethod` that checks its own settings (`check`; `check_config` for
 rules across sections, `check_dataset` for rules that need the data set), produces its points
 (`points`: one {dotted path: value} per variant), describes itself (`describe`: what `sweeps
@@ -24,6 +25,7 @@ from typing import Any, Mapping
 from sweeps.spec.config import SearchConfig, SweepConfig, flatten, hashed_settings
 from sweeps.methods.base import Scheduler, SearchMethod
 from sweeps.methods.halving import Halving
+from sweeps.methods.model_based import GP, TPE
 from sweeps.methods.static import SAMPLERS, Grid, Random, StaticScheduler
 from sweeps.spec.parameters import check_parameters
 from sweeps.spec.problems import Problem, suggest
@@ -35,7 +37,8 @@ SHORT = {"train.optimizer": "opt", "train.weight_decay": "wd", "train.batch_size
 
 
 # The table: YAML name -> method.
-SEARCH_METHODS: dict[str, type[SearchMethod]] = {m.name: m for m in (Grid, Random, Halving)}
+SEARCH_METHODS: dict[str, type[SearchMethod]] = {m.name: m for m in (Grid, Random, Halving,
+                                                                   TPE, GP)}
 # The search keys besides method and parameters; each read by some method.
 OPTIONAL_KEYS = tuple(k for k in SearchConfig.model_fields if k not in ("method", "parameters"))
 

@@ -37,6 +37,10 @@ class Sweep:
     variants: tuple[Variant, ...]       # deterministic order
     swept: tuple[str, ...]              # dotted paths the search varies, in file order
     data_keys: Mapping[tuple, str] = field(default_factory=dict)   # data_spec -> fingerprint
+    # False when the method chooses the variants it trains while running (tpe, gp): then
+    # `variants` are the corners of its space, which validate the file, and `variant_at`
+    # makes the ones it trains.
+    variants_fixed: bool = True
 
     @property
     def name(self) -> str:
@@ -214,4 +218,5 @@ def load_sweep(path: str | Path) -> Sweep:
         variants=variants,
         swept=swept,
         data_keys={spec: d.fingerprint for spec, d in datasets_by_spec.items() if d is not None},
+        variants_fixed=config.search is None or not method_of(config).chooses_while_running,
     )
