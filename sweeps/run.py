@@ -146,10 +146,13 @@ def run_sweep(
             with _stopped_by_signals(sweep, tracker):
                 finished_metrics = {r.variant_key: r.metrics for r in tracker.records()
                                     if r.variant_key in finished}
-                done = run_scheduled(sweep, tracker, scheduler_of(sweep, finished_metrics),
-                                     _pack_runner(sweep, connection), workers, progress)
+                begun = time.perf_counter()
+                scheduler = scheduler_of(sweep, finished_metrics)
+                begun = time.perf_counter() - begun        # Optuna's import and study
+                done = run_scheduled(sweep, tracker, scheduler, _pack_runner(sweep, connection),
+                                     workers, progress)
                 failed, nodes = done.failed, done.nodes
-                timings["logging"] = done.logging
+                timings["logging"], timings["deciding"] = done.logging, begun + done.deciding
             timings["train_and_log"] = time.perf_counter() - clock
             # Ray shuts down (begun once every pack was in) while the outputs are written.
             clock = time.perf_counter()

@@ -43,11 +43,12 @@ RunPacks = Callable[[list[Pack], Callable, Callable, bool, Callable], dict[str, 
 @dataclass
 class Outcome:
     """What the rounds did: variants that failed (key -> error), packs per Ray node, seconds
-    spent logging."""
+    spent logging and in the scheduler's ask and tell."""
 
     failed: dict[str, str] = field(default_factory=dict)
     nodes: dict[str, int] = field(default_factory=dict)
     logging: float = 0.0
+    deciding: float = 0.0
 
 
 def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: RunPacks,
@@ -60,7 +61,7 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
     trails = _resume(tracker, scheduler)
     pending: Callable[[], None] = lambda: None  # noqa: E731 - the last told round's logging
     told = False
-    while (work := scheduler.ask()) is not None:
+    while (work := _timed(outcome, scheduler.ask)) is not None:
         for request in work.work:
             if isinstance(request, (Start, Fork)):
                 by_key[request.variant.key] = request.variant
@@ -99,12 +100,21 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
             outcome.nodes[node] = outcome.nodes.get(node, 0) + count
         if outcome.failed:
             return outcome
-        scheduler.tell(results)
+        _timed(outcome, scheduler.tell, results)
         told = True
     pending()
     for path, data in scheduler.tables().items():
         tracker.write_parent_file(path, data)
     return outcome
+
+
+def _timed(outcome: Outcome, call: Callable, *args: Any) -> Any:
+    """call(*args), its seconds added to `outcome.deciding`."""
+    clock = time.perf_counter()
+    try:
+        return call(*args)
+    finally:
+        outcome.deciding += time.perf_counter() - clock
 
 
 def _packs(work: Round, by_key: Mapping[str, Any], trails: Mapping[str, Trail],

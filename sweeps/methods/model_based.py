@@ -198,8 +198,11 @@ def _seeds(config: Any) -> list[int]:
 class Space:
     """The searched parameters as Optuna distributions, and the way back.
 
-    A list becomes a categorical over its values (as text when a value is not a plain number,
-    string or bool: hidden sizes), a distribution a float or int range.
+    A list of numbers in ascending or descending order (learning rates, one-layer widths)
+    becomes an int range over its positions, so the sampler sees the order (a categorical
+    would not: 0.01 would be as far from 0.03 as from 3); any other list a categorical over
+    its values (as text when a value is not a plain number, string or bool); a distribution
+    a float or int range.
     """
 
     def __init__(self, parameters: Mapping[str, Any]):
@@ -208,9 +211,14 @@ class Space:
         self.paths = [p for p in parameters if p != "seed"]
         self.distributions: dict[str, Any] = {}
         self.lists: dict[str, list] = {}
+        self.ordinal: set[str] = set()
         for path in self.paths:
             values = parameters[path]
-            if isinstance(values, list):
+            if isinstance(values, list) and _ordered(values):
+                self.lists[path] = values       # an ordered scale: the sampler sees the order
+                self.ordinal.add(path)
+                self.distributions[path] = IntDistribution(0, len(values) - 1)
+            elif isinstance(values, list):
                 self.lists[path] = values
                 self.distributions[path] = CategoricalDistribution(
                     [_choice(v) for v in values])
@@ -227,7 +235,9 @@ class Space:
         point = {}
         for path in self.paths:
             value = params[path]
-            if path in self.lists:
+            if path in self.ordinal:
+                value = self.lists[path][value]
+            elif path in self.lists:
                 value = self.lists[path][[_choice(v) for v in self.lists[path]].index(value)]
             elif isinstance(value, float):
                 value = float(f"{value:.{RANDOM_DIGITS}g}")
@@ -242,7 +252,8 @@ class Space:
             if path in self.lists:
                 if value not in self.lists[path]:
                     return None
-                params[path] = _choice(value)
+                params[path] = (self.lists[path].index(value) if path in self.ordinal
+                                else _choice(value))
             else:
                 if path == "model.hidden":
                     if not isinstance(value, (tuple, list)) or len(value) != 1:
@@ -253,6 +264,16 @@ class Space:
                     return None
                 params[path] = int(value) if spec.distribution == "int_uniform" else float(value)
         return params
+
+
+def _ordered(values: list) -> bool:
+    """Numbers (or one-layer sizes) strictly ascending or descending."""
+    numbers = [v[0] if isinstance(v, (tuple, list)) and len(v) == 1 else v for v in values]
+    if len(numbers) < 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                   for v in numbers):
+        return False
+    steps = [b - a for a, b in zip(numbers, numbers[1:])]
+    return all(d > 0 for d in steps) or all(d < 0 for d in steps)
 
 
 def _choice(value: Any) -> Any:

@@ -76,6 +76,18 @@ def test_the_space_maps_settings_to_trial_params_and_back():
     assert space.params({**settings, "model.hidden": (16,)}) is None    # not a listed value
 
 
+def test_a_list_of_ordered_numbers_is_a_scale_the_sampler_sees_in_order():
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+    space = Space({"train.lr": [0.001, 0.01, 0.1, 1.0], "model.hidden": [(2,), (8,), (32,)],
+                   "train.momentum": [0.9, 0.5, 0.99]})
+    assert isinstance(space.distributions["train.lr"], IntDistribution)
+    assert isinstance(space.distributions["model.hidden"], IntDistribution)
+    assert isinstance(space.distributions["train.momentum"], CategoricalDistribution)
+    settings = {"train.lr": 0.1, "model.hidden": (32,), "train.momentum": 0.5}
+    assert space.params(settings) == {"train.lr": 2, "model.hidden": 2, "train.momentum": 0.5}
+    assert space.point(space.params(settings)) == settings
+
+
 def test_each_round_asks_a_batch_and_trains_every_seed_of_each_configuration(write):
     sweep = _sweep(write)
     scheduler = scheduler_of(sweep, {})
