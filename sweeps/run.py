@@ -147,7 +147,8 @@ def run_sweep(
                 finished_metrics = {r.variant_key: r.metrics for r in tracker.records()
                                     if r.variant_key in finished}
                 begun = time.perf_counter()
-                scheduler = scheduler_of(sweep, finished_metrics)
+                earlier = () if sweep.variants_fixed else _earlier_variants(sweep, tracker)
+                scheduler = scheduler_of(sweep, finished_metrics, earlier)
                 begun = time.perf_counter() - begun        # Optuna's import and study
                 done = run_scheduled(sweep, tracker, scheduler, _pack_runner(sweep, connection),
                                      workers, progress)
@@ -189,6 +190,18 @@ def _stopped_by_signals(sweep: Sweep, tracker: Tracker) -> Iterator[None]:
             raise SweepInterrupted(
                 signum, len(tracker.records()), len(sweep.variants), tracker.parent_run_id
             ) from None
+
+
+def _earlier_variants(sweep: Sweep, tracker: Tracker) -> list:
+    """(settings, metrics) of other sweeps' FINISHED variants in the experiment, which a
+    method that chooses its variants while running warm-starts from."""
+    from sweeps.spec.config import SETTING_PATHS
+    from sweeps.tracking.layout import value_kind
+    from sweeps.tracking.readback import earlier_variants
+
+    kinds = {path: value_kind(v.settings.get(path) for v in sweep.variants)
+             for path in SETTING_PATHS}
+    return earlier_variants(tracker.tracking_uri, sweep.name, tracker.parent_run_id, kinds)
 
 
 def _pack_runner(sweep: Sweep, connection: RayConnection | None):

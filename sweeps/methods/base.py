@@ -23,7 +23,7 @@ order, whatever the number of workers and however packs finish.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Optional, Union
+from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 
 from sweeps.records import Variant
 from sweeps.spec.config import SearchConfig, SweepConfig
@@ -188,9 +188,13 @@ class SearchMethod:
         the sweep's variants (`Sweep.variants`), which the whole file is validated with."""
         raise NotImplementedError
 
-    def scheduler(self, sweep: Any, finished: Mapping[str, Mapping[str, float]]) -> Scheduler:
+    def scheduler(self, sweep: Any, finished: Mapping[str, Mapping[str, float]],
+                  earlier: Sequence[tuple[Mapping[str, Any], Mapping[str, float]]] = ()
+                  ) -> Scheduler:
         """The scheduler of a loaded sweep; finished: {variant key: its final metrics} of the
-        variants already FINISHED in the store (a resumed sweep)."""
+        variants already FINISHED in the store (a resumed sweep); earlier: (settings, final
+        metrics) of FINISHED variants of other sweeps in the experiment, read only for a
+        method that `chooses_while_running` (it may warm-start from them)."""
         raise NotImplementedError
 
     def plan_lines(self, sweep: Any) -> list[str]:

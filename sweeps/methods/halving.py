@@ -190,7 +190,8 @@ class Halving(SearchMethod):
         return Schedule(rungs=rungs, starts=self.bracket_starts(rungs), eta=self.eta,
                         metric=self.metric, mode=self.mode, rankings=self.rankings)
 
-    def scheduler(self, sweep: Any, finished: Mapping[str, Any]) -> "HalvingScheduler":
+    def scheduler(self, sweep: Any, finished: Mapping[str, Any],
+                  earlier=()) -> "HalvingScheduler":
         return HalvingScheduler(sweep, finished, self.schedule())
 
     def work_share(self, sweep: Any) -> tuple[float, float]:

@@ -17,9 +17,11 @@ sweep run again on the same store replays its study: trials whose variants are a
 are told their logged values without training (nothing is trained twice), and the first trial
 with a variant missing is where training resumes. No checkpoint is needed: the store is it.
 
-Warm start: before the first ask the study is told every configuration of earlier sweeps in
-the same experiment (`warm`: {variant settings: final metrics} of FINISHED children of other
-parent runs) whose settings lie inside this space and equal this file's elsewhere.
+Warm start: before the first ask the study is told every configuration of other sweep runs in
+the same experiment (`earlier`: (settings, final metrics) of their FINISHED variants, any
+method's) whose settings lie inside this space and equal this file's elsewhere, as the mean
+over the seeds found. (A sweep resumed after other runs joined the experiment replays with
+them, so it may then choose differently; what it logged stays.)
 
 Optuna is imported when a scheduler is made (light commands never import it); GP needs PyTorch
 as well (`pip install 'backprop-sweeps[gp]'`), which is checked when the file validates.
@@ -32,7 +34,7 @@ import importlib.util
 import io
 import itertools
 import math
-from typing import Any, ClassVar, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from sweeps.methods.base import Round, Scheduler, SearchMethod, Start
 from sweeps.methods.static import MAX_VARIANTS, RANDOM_DIGITS
@@ -140,9 +142,9 @@ class ModelBased(SearchMethod):
         raise NotImplementedError
 
     def scheduler(self, sweep: Any, finished: Mapping[str, Mapping[str, float]],
-                  warm: Optional[list[tuple[Mapping[str, Any], Mapping[str, float]]]] = None
+                  earlier: Sequence[tuple[Mapping[str, Any], Mapping[str, float]]] = ()
                   ) -> "OptunaScheduler":
-        return OptunaScheduler(sweep, finished, self, warm or [])
+        return OptunaScheduler(sweep, finished, self, list(earlier))
 
 
 def _startup(trials: int) -> int:

@@ -52,7 +52,7 @@ class StaticScheduler(Scheduler):
 class _Static(SearchMethod):
     """A method whose points are its variants, all trained to the end in one round."""
 
-    def scheduler(self, sweep: Any, finished: Mapping[str, Any]) -> Scheduler:
+    def scheduler(self, sweep: Any, finished: Mapping[str, Any], earlier=()) -> Scheduler:
         return StaticScheduler(sweep, finished)
 
 

@@ -10,6 +10,8 @@
   predictions against targets.
 - ``rungs.png`` (successive halving): every group's curve rung by rung, the pruned ones
   faded (`sweeps.report.rung_plot`).
+- ``importance.png``: which settings explain the ranking metric (`sweeps.report.importance`),
+  when at least two vary.
 
 Drawing needs matplotlib, imported on the first plot; choosing what to draw
 (`curves_wanted`, `predictions_wanted`) needs only pandas.
@@ -42,7 +44,8 @@ def _pyplot():
 
 
 # Every file `write_all` can draw, in the order it draws them.
-PLOT_FILES = ("loss_curves.png", "loss_vs_lr.png", "predictions.png", "rungs.png")
+PLOT_FILES = ("loss_curves.png", "loss_vs_lr.png", "predictions.png", "rungs.png",
+              "importance.png")
 
 
 def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
@@ -69,7 +72,8 @@ def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
     drawers = {"loss_curves.png": lambda p: loss_curves(p, frame, summary, curves),
                "loss_vs_lr.png": lambda p: loss_vs_setting(p, frame, summary),
                "predictions.png": lambda p: predictions_plot(p, frame, summary, predictions),
-               "rungs.png": lambda p: rung_plot.draw(p, rungs)}
+               "rungs.png": lambda p: rung_plot.draw(p, rungs),
+               "importance.png": lambda p: importance_plot(p, summary)}
     return [out / name for name in PLOT_FILES if name in only and drawers[name](out / name)]
 
 
@@ -305,6 +309,26 @@ def predictions_plot(path: Path, frame: pd.DataFrame, summary: pd.DataFrame,
     shown = f" ({len(tables)} of {len(rows)} variants)" if len(tables) < len(rows) else ""
     fig.suptitle(f"Test predictions of the best group{shown}:\n"
                  f"{_label({c: best[c] for c in by})}", fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def importance_plot(path: Path, summary: pd.DataFrame) -> bool:
+    """Which settings explain the ranking metric (`sweeps.report.importance`), one bar each;
+    False (nothing drawn) unless at least two settings vary over enough configurations."""
+    from sweeps.report.importance import importances
+
+    table = importances(summary)
+    if table.empty:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.4 * len(table)))
+    ax.barh(table["setting"][::-1], table["importance"][::-1], color="tab:blue")
+    ax.set_xlabel("importance (share, mean decrease in impurity of a random forest)")
+    ax.set_title(f"What explains {summary.attrs.get('metric')} "
+                 f"({len(summary)} configurations, means over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

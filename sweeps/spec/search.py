@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from sweeps.spec.config import SearchConfig, SweepConfig, flatten, hashed_settings
 from sweeps.methods.base import Scheduler, SearchMethod
@@ -48,12 +48,15 @@ def method_of(config: SweepConfig) -> SearchMethod:
     return SEARCH_METHODS[config.search.method](config)
 
 
-def scheduler_of(sweep: Any, finished: Mapping[str, Mapping[str, float]]) -> Scheduler:
+def scheduler_of(sweep: Any, finished: Mapping[str, Mapping[str, float]],
+                 earlier: Sequence[tuple[Mapping[str, Any], Mapping[str, float]]] = ()
+                 ) -> Scheduler:
     """The scheduler of a loaded sweep (one round of its one variant without a search);
-    finished: {variant key: final metrics} of the variants already FINISHED in the store."""
+    finished: {variant key: final metrics} of the variants already FINISHED in the store;
+    earlier: (settings, metrics) of other sweeps' variants (`SearchMethod.scheduler`)."""
     if sweep.config.search is None:
         return StaticScheduler(sweep, finished)
-    return method_of(sweep.config).scheduler(sweep, finished)
+    return method_of(sweep.config).scheduler(sweep, finished, earlier)
 
 
 def check_search(config: SweepConfig, whole: bool = True) -> tuple[SweepConfig, list[Problem]]:

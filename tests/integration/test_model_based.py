@@ -20,7 +20,8 @@ from tests.sweep_files import write_model_based_sweep
 def _history(tracking_uri: str, experiment: str) -> list[dict]:
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
-    [parent] = client.search_runs([found.experiment_id], "tags.`sweep.role` = 'parent'")
+    parent = client.search_runs([found.experiment_id], "tags.`sweep.role` = 'parent'",
+                                order_by=["attributes.start_time DESC"])[0]      # the newest
     text = Path(client.download_artifacts(parent.info.run_id, HISTORY_TABLE)).read_text()
     return list(csv.DictReader(io.StringIO(text)))
 
@@ -83,3 +84,22 @@ def test_a_killed_tpe_sweep_continues_and_trains_nothing_twice(tracking_uri, tmp
                       executor="serial", out=tmp_path / "fresh")
     assert sorted(fresh.frame["variant_key"]) == sorted(keys)
     assert _history(tracking_uri, name) == _history(f"sqlite:///{tmp_path / 'fresh.db'}", name)
+
+
+def test_a_tpe_sweep_warm_starts_from_a_grid_of_the_same_experiment(tracking_uri, tmp_path):
+    import yaml
+    path = write_model_based_sweep(tmp_path, name="warm", trials=4, batch=4)
+    config = yaml.safe_load(path.read_text())
+    config["search"] = {"method": "grid", "parameters": {
+        "train.lr": [0.03, 0.3, 5.0], "model.hidden": [2, 8], "seed": [0, 1]}}
+    grid = tmp_path / "warm-grid.yaml"
+    grid.write_text(yaml.safe_dump(config, sort_keys=False))
+    run_sweep(grid, tracking_uri=tracking_uri, executor="serial", progress=False,
+              out=tmp_path / "grid")
+    outcome = run_sweep(path, tracking_uri=tracking_uri, executor="serial", progress=False)
+    history = _history(tracking_uri, "warm")
+    warm = [row for row in history if row["state"] == "WARM"]
+    assert sorted(row["configuration"] for row in warm) == sorted(      # lr 5.0 lies outside
+        f"train.lr={lr} model.hidden={h}" for lr in (0.03, 0.3) for h in (2, 8))
+    assert [int(row["round"]) for row in history if row["state"] != "WARM"] == [1] * 4
+    assert len(outcome.frame) == 8          # its own variants only

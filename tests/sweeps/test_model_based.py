@@ -145,7 +145,7 @@ def test_configurations_of_earlier_sweeps_inside_the_space_warm_start_the_study(
     outside = [({**base, "train.lr": 5.0, "seed": 0}, {"val_loss": 0.1}),
                ({**base, "train.lr": 0.1, "train.epochs": 99, "seed": 0}, {"val_loss": 0.1})]
     method = scheduler_of(sweep, {}).method
-    scheduler = method.scheduler(sweep, {}, warm=inside + outside)
+    scheduler = method.scheduler(sweep, {}, earlier=inside + outside)
     assert scheduler.history == [{"round": 0, "trial": 0, "value": 0.2, "state": "WARM",
                                   "configuration": "train.lr=0.1 model.hidden=8"}]
     assert len(scheduler.study.trials) == 1
