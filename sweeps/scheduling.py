@@ -79,7 +79,7 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
                     if work.keep:
                         trails[result.key] = (trails[result.key].extend(result)
                                               if result.key in trails else Trail.first(result))
-                if work.final:               # nothing left to decide for these: log now
+                if work.final or work.last:  # nothing left to decide for these: log now
                     clock = time.perf_counter()
                     if work.keep:
                         _log(tracker, by_key, trails,

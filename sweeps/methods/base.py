@@ -79,7 +79,8 @@ class Round:
         at the last one (empty: at each variant's train.epochs).
     stop : {variant key: Stop} of variants that end before this round trains (decided after
         the previous one); logged while this round trains.
-    last : nothing trains after this round (Ray may shut down once its packs are in).
+    last : nothing trains after this round (Ray may shut down once its packs are in); so it
+        is final too.
     final : every variant of this round ends with it: each is logged as its pack comes in,
         with its training's status.
     rung : the ``sweep.rung`` tag of the variants a final round logs (None: none).
