@@ -169,8 +169,8 @@ class SearchMethod:
     @property
     def refuse_distribution(self) -> Optional[str]:
         """None when parameters may be ranges to draw from, else the message a range gets."""
-        return (f"a distribution needs a random draw (method: random, or sampler: random under "
-                f"method: halving); {self.label} takes a list of values")
+        return (f"a distribution needs a method that draws (method: random, tpe or gp, or "
+                f"sampler: random under method: halving); {self.label} takes a list of values")
 
     def check(self, clean: bool) -> list[Problem]:
         """Problems of the method's own settings. clean: search.parameters had none."""

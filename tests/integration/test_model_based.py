@@ -13,7 +13,8 @@ from mlflow import MlflowClient
 
 from sweeps import run_sweep
 from sweeps.methods.model_based import HISTORY_TABLE
-from tests.integration.helpers import START_TIMEOUT, child_runs, sweeps_command, wait_for
+from tests.integration.helpers import (START_TIMEOUT, assert_logged_once, child_runs,
+                                       sweeps_command, wait_for)
 from tests.sweep_files import write_model_based_sweep
 
 
@@ -73,12 +74,7 @@ def test_a_killed_tpe_sweep_continues_and_trains_nothing_twice(tracking_uri, tmp
     out = (tmp_path / "again.out").read_text()
     assert f"{24 - len(before)} variants trained, {len(before)} already done" in out, out
 
-    children = child_runs(tracking_uri, name)
-    keys = [r.data.tags["sweep.variant_key"] for r in children]
-    assert len(keys) == len(set(keys)) == 24 and {r.info.status for r in children} == {"FINISHED"}
-    for run in children:           # what was logged before stays as it was
-        key = run.data.tags["sweep.variant_key"]
-        assert before.get(key, run.info.run_id) == run.info.run_id
+    keys = assert_logged_once(tracking_uri, name, before, 24)
 
     fresh = run_sweep(path, tracking_uri=f"sqlite:///{tmp_path / 'fresh.db'}", progress=False,
                       executor="serial", out=tmp_path / "fresh")
