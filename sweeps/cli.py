@@ -135,6 +135,14 @@ def summary(
     if csv is not None:
         table.to_csv(csv, index=False)
     typer.echo(results.format_summary(table, top=top))
+    from sweeps.report.outputs import search_objectives
+    front = search_objectives(sweep)
+    if front:
+        from sweeps.report.pareto import format_front
+        try:
+            typer.echo("\n" + format_front(table, front))
+        except ValueError as error:
+            _fail(str(error))
     if importance:
         from sweeps.report.importance import format_importances, importances
         try:

@@ -130,6 +130,8 @@ def _packs(work: Round, by_key: Mapping[str, Any], trails: Mapping[str, Trail],
 
 def _with_state(pack: Pack, trails: Mapping[str, Trail], work: Round) -> Pack:
     """The pack with its variants' states (when they trained before) and the round's stops."""
+    if work.record:
+        pack = replace(pack, record=work.record)
     if not work.keep:
         return replace(pack, stops=work.stops) if work.stops else pack
     states = [trails[v.key].state for v in pack.variants if v.key in trails]

@@ -86,6 +86,7 @@ class Round:
     rung : the ``sweep.rung`` tag of the variants a final round logs (None: none).
     keep : keep each variant's state and join its rounds' curves (a later round continues,
         or a scheduler forks from it); without it results are logged as they come.
+    record : metrics the round's variants record beyond the usual (`Pack.record`).
     label : the progress bar's text.
     """
 
@@ -96,6 +97,7 @@ class Round:
     final: bool = False
     rung: Optional[int] = None
     keep: bool = False
+    record: tuple[str, ...] = ()
     label: str = ""
 
 
@@ -159,6 +161,7 @@ class SearchMethod:
     def __init__(self, config: SweepConfig, role: str = "method"):
         self.config = config
         self.search: SearchConfig = config.search
+        self.role = role
         self.label = f"{role}: {self.name}"
 
     @property

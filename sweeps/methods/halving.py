@@ -86,7 +86,9 @@ class Halving(SearchMethod):
         self.min_epochs: Optional[int] = search.min_epochs
         self.eta: int = search.eta
         self.metric: str = search.metric
-        self.mode: str = mode_of(search.metric, search.mode)
+        self.mode: str = (mode_of(search.metric, search.mode)
+                          if isinstance(search.metric, str) and not isinstance(search.mode, list)
+                          else "min")
         self.brackets = search.brackets
         self.rankings: tuple[str, ...] = RANKINGS[search.ranking]
 
@@ -116,7 +118,14 @@ class Halving(SearchMethod):
         if self.min_epochs is None:
             problems.append(Problem(("search", "min_epochs"),
                                     f"required for {self.label} (the epochs of the first rung)"))
-        problems += metric_problems(self.metric, search.mode)
+        if isinstance(self.metric, list):
+            problems.append(Problem(("search", "metric"), (
+                f"{self.label} ranks on one metric; several (a Pareto front) need method: "
+                "tpe or gp")))
+        elif isinstance(search.mode, list):
+            problems.append(Problem(("search", "mode"), "one mode for one metric, not a list"))
+        else:
+            problems += metric_problems(self.metric, search.mode)
         return problems
 
     def check_config(self) -> list[Problem]:

@@ -38,8 +38,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 from sweeps.methods.base import Round, Scheduler, SearchMethod, Start
 from sweeps.methods.static import MAX_VARIANTS, RANDOM_DIGITS
-from sweeps.methods.validation import (dataset_problems, metric_problems, mode_of,
-                                       validation_problems)
+from sweeps.methods.validation import (RECORDED, dataset_problems, objectives,
+                                       objectives_problems, validation_problems)
 from sweeps.records import format_value
 from sweeps.spec.config import DATA_SETTINGS, Distribution, coerce
 from sweeps.spec.parameters import BASE
@@ -60,7 +60,10 @@ class ModelBased(SearchMethod):
     batch        configurations asked per round (default 8); each trains with all its seeds
     random_seed  seeds the sampler (default 0)
     metric, mode what the sampler minimizes or maximizes, as under halving: val_loss
-                 (default), val_accuracy or val_mse; needs data.validation
+                 (default), val_accuracy or val_mse; needs data.validation. Or a list of
+                 metrics (and of modes, or none: each metric's own), which may also name
+                 n_params (the network's parameter count, then recorded by every variant):
+                 the sampler searches their Pareto front (multi-objective TPE or GP)
 
     search.parameters take lists (categorical) or distributions (as random search does);
     `seed` is a list of the seeds every configuration trains with (not searched), and data
@@ -81,8 +84,9 @@ class ModelBased(SearchMethod):
         return self.search.batch or DEFAULT_BATCH
 
     @property
-    def mode(self) -> str:
-        return mode_of(self.search.metric, self.search.mode)
+    def objectives(self) -> list[tuple[str, str]]:
+        """(metric, mode) of each objective."""
+        return objectives(self.search.metric, self.search.mode)
 
     def check(self, clean: bool) -> list[Problem]:
         search, problems = self.search, []
@@ -100,7 +104,7 @@ class ModelBased(SearchMethod):
                 problems.append(Problem(BASE + (path,), (
                     f"a data setting takes a list under {self.label} (each data set is loaded "
                     "when the file validates)")))
-        problems += metric_problems(search.metric, search.mode)
+        problems += objectives_problems(search.metric, search.mode)
         missing = self.missing_module()
         if missing:
             problems.append(Problem(("search", "method"), missing))
@@ -127,8 +131,9 @@ class ModelBased(SearchMethod):
     def describe(self) -> str:
         n = len([p for p in self.search.parameters if p != "seed"])
         return (f"{self.name} over {n} parameter{'s' if n != 1 else ''}: {self.search.trials} "
-                f"configurations in rounds of {self.batch}, on {self.search.metric} "
-                f"({self.mode}), random_seed {self.search.random_seed or 0}")
+                f"configurations in rounds of {self.batch}, on "
+                f"{', '.join(f'{m} ({d})' for m, d in self.objectives)}, "
+                f"random_seed {self.search.random_seed or 0}")
 
     def plan_lines(self, sweep: Any) -> list[str]:
         seeds = len(_seeds(sweep.config))
@@ -299,13 +304,15 @@ class OptunaScheduler(Scheduler):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         search = method.search
         self.sweep, self.method = sweep, method
-        self.metric, self.trials, self.batch = search.metric, search.trials, method.batch
+        self.objectives, self.trials, self.batch = method.objectives, search.trials, method.batch
+        self.record = tuple(m for m, _ in self.objectives if m in RECORDED)
         self.space = Space(search.parameters)
         self.seeds = _seeds(sweep.config)
         self.known: dict[str, Mapping[str, float]] = dict(finished)
         self.study = optuna.create_study(
             sampler=method.sampler(search.trials),
-            direction="minimize" if method.mode == "min" else "maximize")
+            directions=["minimize" if mode == "min" else "maximize"
+                        for _, mode in self.objectives])
         self.history: list[dict] = []
         self.round = 0
         self.asked = 0
@@ -322,16 +329,18 @@ class OptunaScheduler(Scheduler):
         for settings, metrics in warm:
             params = self.space.params(settings)
             if params is None or any(settings.get(p) != base[p] for p in fixed
-                                     if p in settings):
+                                     if p in settings) \
+                    or any(m not in metrics for m in self.record):   # not recorded there
                 continue
             key = tuple(sorted((k, repr(v)) for k, v in params.items()))
             groups.setdefault(key, (params, []))[1].append(metrics)
         for params, seeds in groups.values():
-            value = _mean(seeds, self.metric)
+            value = self._value(seeds)
             state = "COMPLETE" if value is not None else "FAIL"
             self.study.add_trial(optuna.trial.create_trial(
                 params=params, distributions=self.space.distributions,
-                value=value, state=getattr(optuna.trial.TrialState, state)))
+                values=None if value is None else _listed(value),
+                state=getattr(optuna.trial.TrialState, state)))
             self.history.append({"round": 0, "trial": len(self.history),
                                  "configuration": _configuration(self.space.point(params)),
                                  "value": value, "state": "WARM" if value is not None
@@ -357,7 +366,7 @@ class OptunaScheduler(Scheduler):
                 continue
             total = math.ceil(self.trials / self.batch)
             return Round(work=tuple(Start(v) for v in todo.values()),
-                         last=self.asked >= self.trials, final=True,
+                         last=self.asked >= self.trials, final=True, record=self.record,
                          label=f"{self.sweep.name} {self.method.name} round {self.round}/"
                                f"{total} ({count} configurations)")
         return None
@@ -371,7 +380,7 @@ class OptunaScheduler(Scheduler):
                 metrics.setdefault("diverged_epoch", float(result.epoch or 0))
             self.known[key] = metrics
         for trial, variants in self.pending:           # in asking order: deterministic
-            value = _mean([self.known[v.key] for v in variants], self.metric)
+            value = self._value([self.known[v.key] for v in variants])
             if value is None:
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             else:
@@ -382,13 +391,26 @@ class OptunaScheduler(Scheduler):
                                  else "FAIL"})
         self.pending = []
 
+    def _value(self, seeds: list[Mapping[str, float]]) -> Any:
+        """What a configuration is told: the mean over its seeds of the metric, or of each
+        objective (a list); None when it failed."""
+        values = [_mean(seeds, metric) for metric, _ in self.objectives]
+        if any(v is None for v in values):
+            return None
+        return values[0] if len(values) == 1 else values
+
     def tables(self) -> dict[str, bytes]:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(HISTORY_COLUMNS))
         writer.writeheader()
-        writer.writerows({**row, "value": "" if row["value"] is None else repr(row["value"])}
+        writer.writerows({**row, "value": "" if row["value"] is None else
+                          ";".join(repr(v) for v in _listed(row["value"]))}
                          for row in self.history)
         return {HISTORY_TABLE: out.getvalue().encode()}
+
+
+def _listed(value: Any) -> list[float]:
+    return list(value) if isinstance(value, list) else [value]
 
 
 def _mean(seeds: list[Mapping[str, float]], metric: str) -> Optional[float]:

@@ -21,6 +21,8 @@ from typing import Any, Iterator, Mapping, Optional
 import numpy as np
 
 from sweeps.methods.base import Round, Scheduler, SearchMethod, Start
+from sweeps.methods.validation import (RECORDED, VAL_METRICS, dataset_problems,
+                                       objectives_problems, validation_problems)
 from sweeps.spec.config import Distribution, coerce
 from sweeps.spec.parameters import BASE
 from sweeps.spec.problems import Problem
@@ -31,11 +33,12 @@ RANDOM_DIGITS = 6
 
 class StaticScheduler(Scheduler):
     """One round: every variant of the sweep not yet finished, trained to its end and logged
-    as its pack comes in."""
+    as its pack comes in (recording `record` too: metrics of a Pareto front)."""
 
-    def __init__(self, sweep: Any, finished: Mapping[str, Any]):
+    def __init__(self, sweep: Any, finished: Mapping[str, Any], record: tuple[str, ...] = ()):
         self.todo = [v for v in sweep.variants if v.key not in finished]
         self.label = sweep.name
+        self.record = record
         self.asked = False
 
     def ask(self) -> Optional[Round]:
@@ -43,17 +46,53 @@ class StaticScheduler(Scheduler):
             return None
         self.asked = True
         return Round(work=tuple(Start(v) for v in self.todo), last=True, final=True,
-                     label=self.label)
+                     record=self.record, label=self.label)
 
     def tell(self, results: Mapping[str, Any]) -> None:
         pass
 
 
 class _Static(SearchMethod):
-    """A method whose points are its variants, all trained to the end in one round."""
+    """A method whose points are its variants, all trained to the end in one round. It reads
+    `metric` (and `mode`) only as a list of two or more: the Pareto front `sweeps summary`
+    and ``pareto.png`` show (n_params among them is then recorded by every variant)."""
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return self.keys + ("metric", "mode")
+
+    def check(self, clean: bool) -> list[Problem]:
+        return self.check_points(clean) + (self._front_problems() if self.role == "method"
+                                           else [])
+
+    def check_points(self, clean: bool) -> list[Problem]:
+        """Problems of the method's own settings (also as another method's sampler)."""
+        return []
+
+    def _front_problems(self) -> list[Problem]:
+        search = self.search
+        if not isinstance(search.metric, list):
+            return [Problem(("search", key), (
+                f"only used by method: halving, tpe or gp as one metric; under {self.label} "
+                "list two or more metrics for a Pareto front"))
+                for key in ("metric", "mode") if key in search.model_fields_set
+                and getattr(search, key) is not None]
+        return objectives_problems(search.metric, search.mode)
+
+    def check_config(self) -> list[Problem]:
+        metrics = self.search.metric
+        if self.role == "method" and isinstance(metrics, list) and set(metrics) & set(VAL_METRICS):
+            return validation_problems(self.config, self.label)
+        return []
+
+    def check_dataset(self, dataset) -> list[Problem]:
+        metrics = self.search.metric
+        return dataset_problems(metrics, dataset) if isinstance(metrics, list) else []
 
     def scheduler(self, sweep: Any, finished: Mapping[str, Any], earlier=()) -> Scheduler:
-        return StaticScheduler(sweep, finished)
+        metrics = self.search.metric
+        record = tuple(m for m in metrics if m in RECORDED) if isinstance(metrics, list) else ()
+        return StaticScheduler(sweep, finished, record)
 
 
 class Grid(_Static):
@@ -61,7 +100,7 @@ class Grid(_Static):
 
     name = "grid"
 
-    def check(self, clean: bool) -> list[Problem]:
+    def check_points(self, clean: bool) -> list[Problem]:
         count = math.prod(len(v) for v in self.search.parameters.values())
         if clean and count > MAX_VARIANTS:
             return [Problem(BASE, f"the grid has {count} variants; at most {MAX_VARIANTS} are "
@@ -87,7 +126,7 @@ class Random(_Static):
     def refuse_distribution(self) -> Optional[str]:
         return None
 
-    def check(self, clean: bool) -> list[Problem]:
+    def check_points(self, clean: bool) -> list[Problem]:
         samples, parameters = self.search.samples, self.search.parameters
         if samples is None:
             return [Problem(("search", "samples"),

@@ -22,6 +22,47 @@ VAL_METRICS = {
     "val_accuracy": Metric("max", "classification"),
     "val_mse": Metric("min", "regression"),
 }
+# What a list of metrics (a Pareto front) may also hold: recorded by every variant when asked
+# (`Pack.record`), never ranked on alone.
+RECORDED = {"n_params": Metric("min", None)}
+OBJECTIVES = {**VAL_METRICS, **RECORDED}
+
+
+def objectives(metric: str | list[str], mode: Any) -> list[tuple[str, str]]:
+    """(metric, mode) of each objective: one for a single metric, one per listed metric (the
+    mode listed alongside, else the metric's own)."""
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    modes = mode if isinstance(mode, list) else [mode] * len(metrics)
+    return [(m, d or (OBJECTIVES[m].mode if m in OBJECTIVES else "min"))
+            for m, d in zip(metrics, modes)]
+
+
+def objectives_problems(metric: str | list[str], mode: Any) -> list[Problem]:
+    """`metric_problems` for one metric; for a list: two or more distinct known objectives,
+    validation metrics among them, and a list of as many modes (or none)."""
+    if isinstance(metric, str):
+        if isinstance(mode, list):
+            return [Problem(("search", "mode"), "one mode for one metric, not a list")]
+        return metric_problems(metric, mode)
+    at = ("search", "metric")
+    if len(metric) < 2 or len(set(metric)) != len(metric):
+        return [Problem(at, "list two or more distinct metrics (a Pareto front), or give one")]
+    if isinstance(mode, str):
+        return [Problem(("search", "mode"), f"one mode per metric: a list of {len(metric)}")]
+    if isinstance(mode, list) and len(mode) != len(metric):
+        return [Problem(("search", "mode"), f"{len(mode)} modes for {len(metric)} metrics")]
+    problems = []
+    for i, name in enumerate(metric):
+        if name not in OBJECTIVES:
+            problems.append(Problem(at + (i,), (
+                f"unknown metric {name!r}{suggest(name, OBJECTIVES)} "
+                f"(one of: {', '.join(OBJECTIVES)})")))
+        elif isinstance(mode, list):
+            problems += [Problem(("search", "mode", i), p.message)
+                         for p in metric_problems(name, mode[i]) if name in VAL_METRICS]
+    if not problems and not set(metric) & set(VAL_METRICS):
+        problems.append(Problem(at, f"needs a validation metric ({', '.join(VAL_METRICS)})"))
+    return problems
 
 
 def mode_of(metric: str, mode: Optional[str]) -> str:
@@ -58,8 +99,10 @@ def validation_problems(config: Any, label: str) -> list[Problem]:
     return []
 
 
-def dataset_problems(metric: str, dataset: Any) -> list[Problem]:
+def dataset_problems(metric: str | list[str], dataset: Any) -> list[Problem]:
     """A metric that needs another task than the data set's."""
+    if not isinstance(metric, str):
+        return [p for name in metric for p in dataset_problems(name, dataset)]
     known = VAL_METRICS.get(metric)
     if known is None or known.task is None or dataset.task == known.task:
         return []

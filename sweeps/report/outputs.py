@@ -191,6 +191,7 @@ def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None
     records = tracker.records()      # every finished variant, this run's and earlier ones'
     frame = results.frame_from_records(records)
     summary = results.summarize(frame)
+    summary.attrs["objectives"] = search_objectives(getattr(tracker, "sweep", None))
     curves = results.curves_from_records(records)
     drawn = curves[curves["run_id"].isin(plots.curves_wanted(frame, summary))]
     rungs = rung_plot.group_curves(frame, summary, curves)
@@ -208,6 +209,15 @@ def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None
     tracker.log_artifacts(out_dir)
     tracker.finish(status)
     return Outputs(frame=frame, summary=summary, curves=curves, files=files)
+
+
+def search_objectives(sweep: Any) -> list[tuple[str, str]]:
+    """(metric, mode) of each metric a sweep searched on when it lists several, else []."""
+    search = getattr(getattr(sweep, "config", None), "search", None)
+    if search is None or isinstance(search.metric, str):
+        return []
+    from sweeps.methods.validation import objectives
+    return objectives(search.metric, search.mode)
 
 
 def _plots(plotter: PlotWorker | None, out_dir, frame, summary, curves, predictions,

@@ -12,6 +12,8 @@
   faded (`sweeps.report.rung_plot`).
 - ``importance.png``: which settings explain the ranking metric (`sweeps.report.importance`),
   when at least two vary.
+- ``pareto.png``: a sweep searched on several metrics (``summary.attrs["objectives"]``): every
+  configuration on the first two, the Pareto front (`sweeps.report.pareto`) joined.
 
 Drawing needs matplotlib, imported on the first plot; choosing what to draw
 (`curves_wanted`, `predictions_wanted`) needs only pandas.
@@ -45,7 +47,7 @@ def _pyplot():
 
 # Every file `write_all` can draw, in the order it draws them.
 PLOT_FILES = ("loss_curves.png", "loss_vs_lr.png", "predictions.png", "rungs.png",
-              "importance.png")
+              "importance.png", "pareto.png")
 
 
 def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
@@ -73,7 +75,8 @@ def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
                "loss_vs_lr.png": lambda p: loss_vs_setting(p, frame, summary),
                "predictions.png": lambda p: predictions_plot(p, frame, summary, predictions),
                "rungs.png": lambda p: rung_plot.draw(p, rungs),
-               "importance.png": lambda p: importance_plot(p, summary)}
+               "importance.png": lambda p: importance_plot(p, summary),
+               "pareto.png": lambda p: pareto_plot(p, summary)}
     return [out / name for name in PLOT_FILES if name in only and drawers[name](out / name)]
 
 
@@ -329,6 +332,32 @@ def importance_plot(path: Path, summary: pd.DataFrame) -> bool:
     ax.set_xlabel("importance (share, mean decrease in impurity of a random forest)")
     ax.set_title(f"What explains {summary.attrs.get('metric')} "
                  f"({len(summary)} configurations, means over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def pareto_plot(path: Path, summary: pd.DataFrame) -> bool:
+    """Every configuration on the first two objectives, the Pareto-optimal ones joined; False
+    (nothing drawn) unless the summary names two or more objectives."""
+    from sweeps.report.pareto import pareto_optimal
+
+    objectives = summary.attrs.get("objectives") or []
+    if len(objectives) < 2:
+        return False
+    optimal = pareto_optimal(summary, objectives)
+    (x_name, x_mode), (y_name, y_mode) = objectives[:2]
+    x, y = summary[f"{x_name}_mean"], summary[f"{y_name}_mean"]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter(x[~optimal], y[~optimal], s=14, color="0.6", label="configurations")
+    order = np.argsort(x[optimal].to_numpy())
+    ax.plot(x[optimal].to_numpy()[order], y[optimal].to_numpy()[order], "o-", color="tab:red",
+            label=f"Pareto front ({int(optimal.sum())})")
+    ax.set_xlabel(f"{x_name} ({x_mode}), mean over seeds")
+    ax.set_ylabel(f"{y_name} ({y_mode}), mean over seeds")
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
