@@ -1,5 +1,5 @@
 """Replay successive halving on every-epoch validation curves: how `trend` should weigh a
-curve's last eta-fold (`sweeps.execution.halving.TREND_WEIGHT`).
+curve's last eta-fold (`sweeps.methods.brackets.TREND_WEIGHT`).
 
 Each space is trained once as a plain grid in this process, measuring the validation loss at
 every epoch; then the search's own bookkeeping (`Search`, with `TREND_WEIGHT` set to each
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from sweeps.execution import halving
-from sweeps.execution.halving import Schedule, Search
+from sweeps.methods import brackets as halving
+from sweeps.methods.brackets import Schedule, Search
 from sweeps.execution.plan import make_packs
 from sweeps.execution.training import fit_pack
 from sweeps.spec.sweep import load_sweep

@@ -116,6 +116,10 @@ def summary(
         None, help="Metric to rank by (default: val_loss with a validation split, else test_loss)."),
     top: int = typer.Option(10, min=1, help="Rows to show."),
     csv: Optional[Path] = typer.Option(None, help="Also write the whole summary as CSV."),
+    importance: bool = typer.Option(
+        False, "--importance", help="Also which settings explain the ranking metric."),
+    evaluator: str = typer.Option(
+        "mdi", help="Importance evaluator: mdi (random forest), fanova or ped_anova."),
 ) -> None:
     """Summarize a sweep from MLflow: one row per group with seeds aggregated, best first."""
     if (file is None) == (experiment is None):
@@ -131,6 +135,21 @@ def summary(
     if csv is not None:
         table.to_csv(csv, index=False)
     typer.echo(results.format_summary(table, top=top))
+    from sweeps.report.outputs import search_objectives
+    front = search_objectives(sweep)
+    if front:
+        from sweeps.report.pareto import format_front
+        try:
+            typer.echo("\n" + format_front(table, front))
+        except ValueError as error:
+            _fail(str(error))
+    if importance:
+        from sweeps.report.importance import format_importances, importances
+        try:
+            shares = importances(table, evaluator=evaluator)
+        except ValueError as error:
+            _fail(str(error))
+        typer.echo("\n" + format_importances(shares, table.attrs["metric"], evaluator))
 
 
 def _source(target: str) -> tuple[Optional[str], object]:

@@ -64,6 +64,8 @@ class Pack:
     stops : the epochs to stop at and measure, ascending; training ends at the last one
         (empty: the variants' ``train.epochs``). Successive halving ranks at these rungs.
     keep_state : hand back each variant's state, so a later pack can continue it.
+    record : metrics recorded beyond the usual ones ("n_params": the network's parameter
+        count, when a search minimizes it).
     """
 
     index: int
@@ -73,6 +75,7 @@ class Pack:
     start: Any = None
     stops: tuple[int, ...] = ()
     keep_state: bool = False
+    record: tuple[str, ...] = ()
 
     @property
     def shared(self) -> dict[str, Any]:

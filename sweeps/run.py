@@ -1,10 +1,10 @@
 """`run_sweep`: the library form of `sweeps run`.
 
 Flow: resume or start the parent run -> pack the variants not yet finished -> train packs
-(Ray or serial) while the driver logs each finished pack as one batch (`open_tracker`: one
-transaction for a database store) -> tables, plots, artifacts (`sweeps.report.outputs`: the plots
-are drawn in a helper process started with the sweep). Successive halving trains in rounds
-instead (`sweeps.adaptive`), logging each variant when it stops.
+(Ray or serial) in the rounds the search method's scheduler asks for (`sweeps.scheduling`: grid
+and random search are one round), while the driver logs each finished pack as one batch
+(`open_tracker`: one transaction for a database store) -> tables, plots, artifacts
+(`sweeps.report.outputs`: the plots are drawn in a helper process started with the sweep).
 Ctrl-C or SIGTERM stops outstanding packs; everything logged so far stays FINISHED and the
 parent run is marked KILLED, so running the same file again continues where it stopped.
 """
@@ -20,17 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, get_args
 
-from sweeps import adaptive, stopping
+from sweeps import stopping
 from sweeps.report import results
 from sweeps.report.outputs import PlotWorker, write_outputs
-from sweeps.execution.halving import schedule_of
-from sweeps.execution.plan import make_packs
-from sweeps.records import Executor, Pack
-from sweeps.report.progress import SweepProgress
+from sweeps.records import Executor
+from sweeps.scheduling import run_scheduled
+from sweeps.spec.search import scheduler_of
 from sweeps.spec.sweep import Sweep, load_sweep
 from sweeps.tracking import Tracker, open_tracker
 from sweeps.tracking.ui import open_hint
-from sweeps.execution.training import VariantResult
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -149,17 +147,16 @@ def run_sweep(
             plotter = PlotWorker()
             clock = time.perf_counter()
             with _stopped_by_signals(sweep, tracker):
-                schedule = schedule_of(sweep)
-                if schedule is None:
-                    packs = make_packs(sweep, workers=workers, skip=finished)
-                    failed, nodes = _train_and_log(sweep, tracker, packs,
-                                                   _pack_runner(sweep, connection), progress,
-                                                   timings)
-                else:
-                    done = adaptive.run_rounds(sweep, tracker, schedule,
-                                               _pack_runner(sweep, connection), workers,
-                                               progress, finished)
-                    failed, nodes = done.failed, done.nodes
+                finished_metrics = {r.variant_key: r.metrics for r in tracker.records()
+                                    if r.variant_key in finished}
+                begun = time.perf_counter()
+                earlier = () if sweep.variants_fixed else _earlier_variants(sweep, tracker)
+                scheduler = scheduler_of(sweep, finished_metrics, earlier)
+                begun = time.perf_counter() - begun        # Optuna's import and study
+                done = run_scheduled(sweep, tracker, scheduler, _pack_runner(sweep, connection),
+                                     workers, progress)
+                failed, nodes = done.failed, done.nodes
+                timings["logging"], timings["deciding"] = done.logging, begun + done.deciding
             timings["train_and_log"] = time.perf_counter() - clock
             # Ray shuts down (begun once every pack was in) while the outputs are written.
             clock = time.perf_counter()
@@ -198,9 +195,21 @@ def _stopped_by_signals(sweep: Sweep, tracker: Tracker) -> Iterator[None]:
             ) from None
 
 
+def _earlier_variants(sweep: Sweep, tracker: Tracker) -> list:
+    """(settings, metrics) of other sweeps' FINISHED variants in the experiment, which a
+    method that chooses its variants while running warm-starts from."""
+    from sweeps.spec.config import SETTING_PATHS
+    from sweeps.tracking.layout import value_kind
+    from sweeps.tracking.readback import earlier_variants
+
+    kinds = {path: value_kind(v.settings.get(path) for v in sweep.variants)
+             for path in SETTING_PATHS}
+    return earlier_variants(tracker.tracking_uri, sweep.name, tracker.parent_run_id, kinds)
+
+
 def _pack_runner(sweep: Sweep, connection: RayConnection | None):
-    """run(packs, on_done, on_failed, last, on_submitted) on Ray or serially: how the grid's
-    packs and each round of `adaptive.run_rounds` train. With `last`, Ray shuts down in the
+    """run(packs, on_done, on_failed, last, on_submitted) on Ray or serially: how each round
+    of `run_scheduled` trains. With `last`, Ray shuts down in the
     background once every pack is in, while the driver logs the rest."""
     from sweeps.execution import execute
 
@@ -214,35 +223,3 @@ def _pack_runner(sweep: Sweep, connection: RayConnection | None):
                                on_submitted=on_submitted)
 
     return run
-
-
-def _train_and_log(sweep: Sweep, tracker: Tracker, packs: list[Pack], run_packs,
-                   progress: bool, timings: dict[str, float]):
-    """Train the packs with `run_packs` (`_pack_runner`), logging each as it finishes.
-
-    Returns (failed, nodes).
-    """
-    by_key = {variant.key: variant for variant in sweep.variants}
-    failed: dict[str, str] = {}
-    total = sum(len(pack.variants) for pack in packs)
-    logging_seconds = 0.0
-
-    def on_done(pack: Pack, pack_results: list[VariantResult]) -> None:
-        nonlocal logging_seconds
-        clock = time.perf_counter()
-        tracker.log_variants([(by_key[result.key], result) for result in pack_results])
-        logging_seconds += time.perf_counter() - clock
-        bar.advance(
-            [result.metrics["train_loss"] for result in pack_results],
-            diverged=sum(result.status == "diverged" for result in pack_results),
-        )
-
-    def on_failed(pack: Pack, error: str) -> None:
-        for variant in pack.variants:
-            failed[variant.key] = error
-        bar.advance([], failed=len(pack.variants))
-
-    with SweepProgress(total, sweep.name, enabled=progress) as bar:
-        nodes = run_packs(packs, on_done, on_failed, True)
-    timings["logging"] = logging_seconds
-    return failed, nodes

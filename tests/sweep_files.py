@@ -70,3 +70,21 @@ def _lists(parameters: Mapping[str, Iterable[Any]]) -> dict[str, list]:
     """YAML-ready values: lists of plain numbers (no tuples or ranges)."""
     return {path: [list(v) if isinstance(v, tuple) else v for v in values]
             for path, values in parameters.items()}
+
+
+def write_model_based_sweep(directory: Path, name: str = "tpe", *, method: str = "tpe",
+                            trials: int = 8, batch: int = 4, epochs: int = 40,
+                            seeds: Iterable[int] = (0, 1)) -> Path:
+    """`<directory>/<name>.yaml`: `method` (tpe or gp) on moons over a log-uniform learning
+    rate and two hidden sizes, `trials` configurations of len(seeds) seeds, ranked on
+    val_loss."""
+    return _write(
+        directory, name, data={"source": "moons", "validation": 0.25},
+        model={"hidden": [4], "activation": "tanh", "output_activation": "sigmoid",
+               "bias": True, "init": "xavier_normal"},
+        train={"loss": "bce", "optimizer": "sgd", "lr": 0.1, "epochs": epochs,
+               "log_every": max(1, epochs // 8)},
+        seed=0, search={"method": method, "trials": trials, "batch": batch,
+                        "parameters": {"train.lr": {"distribution": "log_uniform",
+                                                    "low": 0.01, "high": 3.0},
+                                       "model.hidden": [2, 8], "seed": list(seeds)}})

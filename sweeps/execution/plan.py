@@ -21,11 +21,10 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 
 from sweeps.spec.config import PACK_SHARED
-from sweeps.spec.search import describe_search
+from sweeps.spec.search import describe_search, method_of
 from sweeps.records import Pack, Variant, format_value
-from sweeps.execution.halving import schedule_of
 from sweeps.execution.training import layer_sizes
-from sweeps.spec.halving import kept
+
 PACKS_PER_WORKER = 4      # aim for at least this many packs per worker where variants allow
 MAX_PACK = 64             # variants per pack at most
 
@@ -170,39 +169,20 @@ def describe(sweep, packs: list[Pack], workers: int | None = None) -> str:
             total[k] += work[k]
         longest = max(longest, work["seconds"])
         loads[loads.index(min(loads))] += work["seconds"]
-    schedule = schedule_of(sweep)
-    if schedule is not None:
-        lines += _rung_text(schedule, groups, n)
+    method = method_of(sweep.config) if sweep.config.search is not None else None
+    share = method.work_share(sweep) if method is not None else None
+    lines += method.plan_lines(sweep) if method is not None else []
     if packs:
-        share = (1.0, 1.0) if schedule is None else tuple(
-            w / (groups * schedule.rungs[-1]) for w in schedule.work(groups))
         lines.append(
             f"work: {total['variant_epochs']:,} variant-epochs, {total['multiply_adds']:.3g} "
             f"multiply-adds; roughly {_human_seconds(total['seconds'])} of one core "
-            f"(longest pack {_human_seconds(longest)})" if schedule is None else
+            f"(longest pack {_human_seconds(longest)})" if share is None else
             f"work: {share[0]:.0%} to {share[1]:.0%} of the plain grid's "
             f"{total['variant_epochs']:,} variant-epochs (which would take roughly "
             f"{_human_seconds(total['seconds'])} of one core)"
         )
+        share = share or (1.0, 1.0)
         if workers:
             lines.append(f"  on {workers} worker{'s' if workers != 1 else ''}: roughly "
                          f"{_human_seconds(max(loads) * share[1])} of training, plus start-up")
     return "\n".join(lines)
-
-
-def _rung_text(schedule, groups: int, variants: int) -> list[str]:
-    """The brackets' rungs (groups entering each) and the rounds they train in."""
-    lines = [f"rungs: epochs {', '.join(map(str, schedule.rungs))} (keep the best 1/"
-             f"{schedule.eta} of each bracket's groups by {schedule.metric}, {schedule.mode})"]
-    for bracket, (start, ranking) in enumerate(schedule.brackets):
-        counts, n = [], groups
-        for k in range(start, len(schedule.rungs)):
-            counts.append(n)
-            n = kept(n, schedule.eta)
-        lines.append(f"  bracket {bracket} enters at epoch {schedule.rungs[start]}, ranks by "
-                     f"{ranking}: {' -> '.join(map(str, counts))} groups")
-    rounds = schedule.rounds()
-    ends = [str(schedule.rungs[r[-1]]) for r in rounds]
-    lines.append(f"  rounds: {len(rounds)}, ending at epochs {', '.join(ends)} (the first "
-                 f"trains all {variants} variants; the others only the brackets' survivors)")
-    return lines

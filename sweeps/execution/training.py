@@ -69,6 +69,13 @@ def layer_sizes(settings: Mapping[str, Any], dataset: Dataset) -> tuple[int, ...
             dataset.n_outputs(settings["model.output_activation"]))
 
 
+def n_params(mlp: core.MLP) -> int:
+    """The network's parameter count: its weights, and its biases when it has them."""
+    sizes = (mlp.n_in, *mlp.hidden, mlp.n_out)
+    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return weights + (sum(sizes[1:]) if mlp.bias else 0)
+
+
 def build_network(pack: Pack, dataset: Dataset) -> core.MLP:
     """The pack's shared network."""
     shared = pack.shared
@@ -168,6 +175,8 @@ def fit_pack(pack: Pack, dataset: Dataset) -> tuple[core.Params, list[VariantRes
         metrics["train_seconds"] = seconds_each
         if diverged:
             metrics["diverged_epoch"] = float(trained.diverged_epoch[k])
+        if "n_params" in pack.record:
+            metrics["n_params"] = float(n_params(mlp))
         results.append(
             VariantResult(
                 key=variant.key,

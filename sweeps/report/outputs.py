@@ -191,6 +191,7 @@ def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None
     records = tracker.records()      # every finished variant, this run's and earlier ones'
     frame = results.frame_from_records(records)
     summary = ties.mark_ties(frame, results.summarize(frame))
+    summary.attrs["objectives"] = search_objectives(getattr(tracker, "sweep", None))
     curves = results.curves_from_records(records)
     drawn = curves[curves["run_id"].isin(plots.curves_wanted(frame, summary))]
     rungs = rung_plot.group_curves(frame, summary, curves)
@@ -231,6 +232,15 @@ def write_configurations(tracker: Any, summary: pd.DataFrame, records: list) -> 
     views.update({ui.view_key(sweep_run, key): ui.seeds_view(sweep_run, key, metric, ascending)
                   for key in summary["group_key"]})
     tracker.write_groups(runs, {ui.SHARED_VIEW_TAG + key: view for key, view in views.items()})
+
+
+def search_objectives(sweep: Any) -> list[tuple[str, str]]:
+    """(metric, mode) of each metric a sweep searched on when it lists several, else []."""
+    search = getattr(getattr(sweep, "config", None), "search", None)
+    if search is None or isinstance(search.metric, str):
+        return []
+    from sweeps.methods.validation import objectives
+    return objectives(search.metric, search.mode)
 
 
 def _plots(plotter: PlotWorker | None, out_dir, frame, summary, curves, predictions,

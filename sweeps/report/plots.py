@@ -10,6 +10,10 @@
   predictions against targets.
 - ``rungs.png`` (successive halving): every group's curve rung by rung, the pruned ones
   faded (`sweeps.report.rung_plot`).
+- ``importance.png``: which settings explain the ranking metric (`sweeps.report.importance`),
+  when at least two vary.
+- ``pareto.png``: a sweep searched on several metrics (``summary.attrs["objectives"]``): every
+  configuration on the first two, the Pareto front (`sweeps.report.pareto`) joined.
 
 Drawing needs matplotlib, imported on the first plot; choosing what to draw
 (`curves_wanted`, `predictions_wanted`) needs only pandas.
@@ -42,7 +46,8 @@ def _pyplot():
 
 
 # Every file `write_all` can draw, in the order it draws them.
-PLOT_FILES = ("loss_curves.png", "loss_vs_lr.png", "predictions.png", "rungs.png")
+PLOT_FILES = ("loss_curves.png", "loss_vs_lr.png", "predictions.png", "rungs.png",
+              "importance.png", "pareto.png")
 
 
 def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
@@ -69,7 +74,9 @@ def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
     drawers = {"loss_curves.png": lambda p: loss_curves(p, frame, summary, curves),
                "loss_vs_lr.png": lambda p: loss_vs_setting(p, frame, summary),
                "predictions.png": lambda p: predictions_plot(p, frame, summary, predictions),
-               "rungs.png": lambda p: rung_plot.draw(p, rungs)}
+               "rungs.png": lambda p: rung_plot.draw(p, rungs),
+               "importance.png": lambda p: importance_plot(p, summary),
+               "pareto.png": lambda p: pareto_plot(p, summary)}
     return [out / name for name in PLOT_FILES if name in only and drawers[name](out / name)]
 
 
@@ -305,6 +312,52 @@ def predictions_plot(path: Path, frame: pd.DataFrame, summary: pd.DataFrame,
     shown = f" ({len(tables)} of {len(rows)} variants)" if len(tables) < len(rows) else ""
     fig.suptitle(f"Test predictions of the best group{shown}:\n"
                  f"{_label({c: best[c] for c in by})}", fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def importance_plot(path: Path, summary: pd.DataFrame) -> bool:
+    """Which settings explain the ranking metric (`sweeps.report.importance`), one bar each;
+    False (nothing drawn) unless at least two settings vary over enough configurations."""
+    from sweeps.report.importance import importances
+
+    table = importances(summary)
+    if table.empty:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.4 * len(table)))
+    ax.barh(table["setting"][::-1], table["importance"][::-1], color="tab:blue")
+    ax.set_xlabel("importance (share, mean decrease in impurity of a random forest)")
+    ax.set_title(f"What explains {summary.attrs.get('metric')} "
+                 f"({len(summary)} configurations, means over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def pareto_plot(path: Path, summary: pd.DataFrame) -> bool:
+    """Every configuration on the first two objectives, the Pareto-optimal ones joined; False
+    (nothing drawn) unless the summary names two or more objectives."""
+    from sweeps.report.pareto import pareto_optimal
+
+    objectives = summary.attrs.get("objectives") or []
+    if len(objectives) < 2:
+        return False
+    optimal = pareto_optimal(summary, objectives)
+    (x_name, x_mode), (y_name, y_mode) = objectives[:2]
+    x, y = summary[f"{x_name}_mean"], summary[f"{y_name}_mean"]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter(x[~optimal], y[~optimal], s=14, color="0.6", label="configurations")
+    order = np.argsort(x[optimal].to_numpy())
+    ax.plot(x[optimal].to_numpy()[order], y[optimal].to_numpy()[order], "o-", color="tab:red",
+            label=f"Pareto front ({int(optimal.sum())})")
+    ax.set_xlabel(f"{x_name} ({x_mode}), mean over seeds")
+    ax.set_ylabel(f"{y_name} ({y_mode}), mean over seeds")
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

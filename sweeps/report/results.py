@@ -44,7 +44,7 @@ HALVING_COLUMNS = ("rung", "stopped_epoch")     # successive halving's, from the
 # Metric columns first in this order, any others after them (sorted).
 METRIC_ORDER = ("train_loss", "train_mse", "train_accuracy", "val_loss", "val_mse",
                 "val_accuracy", "test_loss", "test_mse", "test_accuracy", "diverged_epoch",
-                "train_seconds")
+                "train_seconds", "n_params")       # n_params: recorded for a Pareto front
 STATS = ("mean", "std", "sem", "min", "max")
 HIGHER_IS_BETTER = ("accuracy",)
 

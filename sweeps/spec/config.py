@@ -215,6 +215,19 @@ class Distribution(_Strict):
         return self
 
 
+def _one_or_list(allowed: Any, what: str):
+    """A before-validator for a value that is one `what` or a list of them: one error message
+    for a wrong value (a union would report each of its branches)."""
+    def ok(value: Any) -> bool:
+        return isinstance(value, allowed) if isinstance(allowed, type) else value in allowed
+
+    def check(value: Any) -> Any:
+        if value is None or ok(value) or (isinstance(value, list) and all(map(ok, value))):
+            return value
+        raise ValueError(f"Input should be {what}, or a list of them")
+    return check
+
+
 class SearchConfig(_Strict):
     """The search section's fields. What they mean, which method reads which, and the rules
     across them are the methods' own: `sweeps.spec.search` (`SEARCH_METHODS`, `check_search`)."""
@@ -229,10 +242,16 @@ class SearchConfig(_Strict):
     sampler: str = "grid"
     min_epochs: Optional[PositiveInt] = None
     eta: Annotated[int, Field(ge=2)] = 3
-    metric: str = "val_loss"
-    mode: Optional[Literal["min", "max"]] = None    # None: the metric's own direction
+    # one metric, or a list of them (a Pareto front); mode likewise, one per metric
+    metric: Annotated[Union[str, list[str]], BeforeValidator(_one_or_list(str, "a metric name"))] \
+        = "val_loss"
+    mode: Annotated[Optional[Union[Literal["min", "max"], list[Literal["min", "max"]]]],
+                    BeforeValidator(_one_or_list(("min", "max"), "'min' or 'max'"))] = None
     brackets: Brackets = "auto"
     ranking: Literal["both", "value", "trend"] = "both"   # what each bracket ranks on
+    # method: tpe and gp (sweeps.methods.model_based); ADDED_LATER
+    trials: Optional[PositiveInt] = None        # configurations to train
+    batch: Optional[PositiveInt] = None         # configurations per round (None: 8)
 
 
 class SweepConfig(Settings):
@@ -330,7 +349,7 @@ def flatten(settings: Settings) -> dict[str, Any]:
 ADDED_LATER: tuple[str, ...] = (
     "data.validation",
     "search.sampler", "search.min_epochs", "search.eta", "search.metric", "search.mode",
-    "search.brackets", "search.ranking",
+    "search.brackets", "search.ranking", "search.trials", "search.batch",
 )
 
 

@@ -1,13 +1,14 @@
 """Search: a validated sweep file -> variants, deterministically.
 
 `SEARCH_METHODS` is the table of search methods, keyed by the name `search.method` takes:
-grid and random (`sweeps.spec.methods`), halving (`sweeps.spec.halving`). Each is one small
-class that checks its own settings (`check`; `check_config` for rules across sections,
-`check_dataset` for rules that need the data set), produces its points (`points`: one
-{dotted path: value} per variant) and describes itself (`describe`: what `sweeps plan` prints
-after "variants: N"). An adaptive method (halving) additionally runs in rounds: its points are
-every variant that may train, and a scheduler outside `spec` decides how long each trains.
-A search key set in the file that the method does not read is a problem.
+grid and random (`sweeps.methods.static`), halving (`sweeps.methods.halving`), tpe and gp
+(`sweeps.methods.model_based`). Each is one
+`sweeps.methods.base.SearchMethod` that checks its own settings (`check`; `check_config` for
+rules across sections, `check_dataset` for rules that need the data set), produces its points
+(`points`: one {dotted path: value} per variant), describes itself (`describe`: what `sweeps
+plan` prints after "variants: N") and makes the `Scheduler` that decides, round by round,
+what trains (`scheduler_of`). A search key set in the file that the method does not read is a
+problem.
 
 Same file -> same variants, order and keys. A variant's `key` hashes every resolved setting
 plus its data set's fingerprint; its `group` is the same hash without `seed`, so variants that
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from sweeps.spec.config import SearchConfig, SweepConfig, flatten, hashed_settings
-from sweeps.spec.halving import Halving
-from sweeps.spec.methods import SAMPLERS, Grid, Random, SearchMethod
+from sweeps.methods.base import Scheduler, SearchMethod
+from sweeps.methods.halving import Halving
+from sweeps.methods.model_based import GP, TPE
+from sweeps.methods.static import SAMPLERS, Grid, Random, StaticScheduler
 from sweeps.spec.parameters import check_parameters
 from sweeps.spec.problems import Problem, suggest
 from sweeps.records import FrozenSettings, Variant, format_value
@@ -34,7 +37,8 @@ SHORT = {"train.optimizer": "opt", "train.weight_decay": "wd", "train.batch_size
 
 
 # The table: YAML name -> method.
-SEARCH_METHODS: dict[str, type[SearchMethod]] = {m.name: m for m in (Grid, Random, Halving)}
+SEARCH_METHODS: dict[str, type[SearchMethod]] = {m.name: m for m in (Grid, Random, Halving,
+                                                                   TPE, GP)}
 # The search keys besides method and parameters; each read by some method.
 OPTIONAL_KEYS = tuple(k for k in SearchConfig.model_fields if k not in ("method", "parameters"))
 
@@ -42,6 +46,17 @@ OPTIONAL_KEYS = tuple(k for k in SearchConfig.model_fields if k not in ("method"
 def method_of(config: SweepConfig) -> SearchMethod:
     """The search method of a validated config that has a search section."""
     return SEARCH_METHODS[config.search.method](config)
+
+
+def scheduler_of(sweep: Any, finished: Mapping[str, Mapping[str, float]],
+                 earlier: Sequence[tuple[Mapping[str, Any], Mapping[str, float]]] = ()
+                 ) -> Scheduler:
+    """The scheduler of a loaded sweep (one round of its one variant without a search);
+    finished: {variant key: final metrics} of the variants already FINISHED in the store;
+    earlier: (settings, metrics) of other sweeps' variants (`SearchMethod.scheduler`)."""
+    if sweep.config.search is None:
+        return StaticScheduler(sweep, finished)
+    return method_of(sweep.config).scheduler(sweep, finished, earlier)
 
 
 def check_search(config: SweepConfig, whole: bool = True) -> tuple[SweepConfig, list[Problem]]:
@@ -83,10 +98,10 @@ def _readers(key: str) -> str:
     owners = [name for name, m in SEARCH_METHODS.items() if key in m.keys]
     text = " or ".join(f"method: {name}" for name in owners)
     through = [name for name in owners if name in SAMPLERS]
-    adaptive = [name for name, m in SEARCH_METHODS.items() if "sampler" in m.keys]
-    if through and adaptive:
+    drawing = [name for name, m in SEARCH_METHODS.items() if "sampler" in m.keys]
+    if through and drawing:
         text += (f" (or sampler: {' or '.join(through)} under method: "
-                 f"{' or '.join(adaptive)})")
+                 f"{' or '.join(drawing)})")
     return text
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -36,10 +36,25 @@ class Sweep:
     datasets: Mapping[str, Dataset]     # by Variant.data_key
     variants: tuple[Variant, ...]       # deterministic order
     swept: tuple[str, ...]              # dotted paths the search varies, in file order
+    data_keys: Mapping[tuple, str] = field(default_factory=dict)   # data_spec -> fingerprint
+    # False when the method chooses the variants it trains while running (tpe, gp): then
+    # `variants` are the corners of its space, which validate the file, and `variant_at`
+    # makes the ones it trains.
+    variants_fixed: bool = True
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    def variant_at(self, point: Mapping[str, Any], index: int) -> Variant:
+        """A variant of this sweep at `point` ({dotted path: value} over the base settings),
+        as a method that chooses or changes points while the sweep runs makes them. Its data
+        settings must name a data set the sweep loaded (KeyError otherwise)."""
+        settings = {**flatten(self.config), **point}
+        data_key = self.data_keys[data_spec(settings)]
+        resolved = {**settings, **self.datasets[data_key].resolved}
+        variant = make_variants([resolved], [data_key], self.swept, self.config.name)[0]
+        return replace(variant, index=index)
 
 
 def config_hash(config: SweepConfig, fingerprints) -> str:
@@ -202,4 +217,6 @@ def load_sweep(path: str | Path) -> Sweep:
         datasets=datasets,
         variants=variants,
         swept=swept,
+        data_keys={spec: d.fingerprint for spec, d in datasets_by_spec.items() if d is not None},
+        variants_fixed=config.search is None or not method_of(config).chooses_while_running,
     )

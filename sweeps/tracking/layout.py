@@ -8,8 +8,9 @@ The layout is a contract that users, the MLflow UI and `sweeps.report.results.lo
   order); params: the settings every variant shares and the machine (``env.*``,
   `sweeps.execution.machine`); artifact: the sweep file as given. Under successive halving
   also ``halving/rungs.csv`` (the rung table), ``halving/search.json`` (schedule, brackets'
-  picks, work) and ``halving/checkpoint.npz`` (where the search stands, for resuming).
-  `sweeps verify` adds the artifact ``verify.json`` and the tag ``sweep.verified``.
+  picks, work) and ``halving/checkpoint.npz`` (where the search stands, for resuming); under
+  tpe and gp ``search/history.csv`` (round, trial, configuration, value, state); with two or
+  more varying settings the plot ``importance.png``. `sweeps verify` adds the artifact ``verify.json`` and the tag ``sweep.verified``.
 - child run per variant (name = ``Variant.name``), nested with ``mlflow.parentRunId``; tags
   ``sweep.role=variant``, ``sweep.variant_key``, ``sweep.group_key``, ``sweep.status``
   (ok | diverged | pruned), ``sweep.variant_index``, ``sweep.curves`` (the metric keys logged

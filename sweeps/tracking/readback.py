@@ -27,7 +27,7 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 
 from sweeps.tracking.layout import (CONFIG_HASH, PARENT_ID, PREDICTIONS_FILE, ROLE, SWEPT,
-                                    VARIANT_KEY, decode_metric, sweep_kinds)
+                                    VARIANT_KEY, decode_metric, decode_param, sweep_kinds)
 from sweeps.tracking.records import (Predictions, RunRecord, by_index, decode_record,
                                      newest_per_variant)
 from sweeps.tracking.store import (artifact_repository, chunks, default_tracking_uri, make_client,
@@ -254,6 +254,23 @@ def fetch_params(tracking_uri: str | None, run_ids: Sequence[str]) -> dict[str, 
     (records hold only the swept settings, typed)."""
     client = make_client(tracking_uri or default_tracking_uri(), create=False)
     return {run_id: dict(client.get_run(run_id).data.params) for run_id in run_ids}
+
+
+def earlier_variants(tracking_uri: str | None, experiment: str, parent_run_id: str | None,
+                     kinds: Mapping[str, str]) -> list[tuple[dict[str, Any], dict[str, float]]]:
+    """(settings, final metrics) of every FINISHED variant run in the experiment outside the
+    sweep run `parent_run_id`: what a model-based search warm-starts from. settings: every
+    setting param decoded with `kinds` ({dotted path: value kind}; others left out)."""
+    client = make_client(tracking_uri or default_tracking_uri(), create=False)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs = search_all(client, [found.experiment_id],
+                      f"tags.`{ROLE}` = 'variant' and attributes.status = 'FINISHED'")
+    return [({path: decode_param(text, kinds[path])
+              for path, text in run.data.params.items() if path in kinds},
+             dict(run.data.metrics))
+            for run in runs if run.data.tags.get(PARENT_ID) != parent_run_id]
 
 
 # --------------------------------------------------------------------------------------------

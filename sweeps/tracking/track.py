@@ -152,7 +152,9 @@ class SweepTracker:
         for run_id in drop:
             self.client.delete_run(run_id)
         wanted = {v.key for v in self.sweep.variants}
-        self._records = {r.variant_key: r for r in records if r.variant_key in wanted}
+        # a method that chooses its variants while running (tpe) knows them only from here
+        fixed = getattr(self.sweep, "variants_fixed", True)
+        self._records = {r.variant_key: r for r in records if not fixed or r.variant_key in wanted}
         if drop:
             log.info("resume: deleted %d unfinished or duplicate child runs", len(drop))
         return set(self._records)

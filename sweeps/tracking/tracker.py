@@ -37,7 +37,7 @@ class Tracker(Protocol):
         """Every file under `directory` onto the parent run."""
 
     def write_parent_file(self, path: str, data: bytes) -> None:
-        """Bytes as the parent run's artifact `path` (checkpoints of an adaptive search)."""
+        """Bytes as the parent run's artifact `path` (a search's checkpoint and tables)."""
 
     def read_parent_file(self, path: str) -> bytes | None:
         """The parent run's artifact `path`, or None."""

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +111,17 @@ def pack_task_pids() -> list[int]:
         if cmdline.startswith(b"ray::_train_pack_task"):
             pids.append(int(entry.name))
     return pids
+
+
+def assert_logged_once(tracking_uri: str, experiment: str, before: Mapping[str, str],
+                       total: int) -> list[str]:
+    """A resumed sweep's children: `total` variants, each FINISHED once, and every run logged
+    `before` ({variant key: run id}) kept as it was. Returns the variant keys."""
+    children = child_runs(tracking_uri, experiment)
+    keys = [r.data.tags["sweep.variant_key"] for r in children]
+    assert len(keys) == len(set(keys)) == total
+    assert {r.info.status for r in children} == {"FINISHED"}
+    for run in children:
+        key = run.data.tags["sweep.variant_key"]
+        assert before.get(key, run.info.run_id) == run.info.run_id
+    return keys

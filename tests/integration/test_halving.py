@@ -15,7 +15,8 @@ from mlflow import MlflowClient
 from sweeps import run_sweep
 from sweeps.execution.retrain import retrain
 from sweeps.tracking import readback
-from tests.integration.helpers import START_TIMEOUT, child_runs, sweeps_command, wait_for
+from tests.integration.helpers import (START_TIMEOUT, assert_logged_once, child_runs,
+                                       sweeps_command, wait_for)
 from tests.sweep_files import write_halving_sweep
 
 
@@ -152,12 +153,7 @@ def test_a_stopped_search_resumes_after_its_last_finished_round(tracking_uri, tm
     for number in range(1, total + 1):
         assert (f"round {number}/{total}" in stderr) == (number > done), (number, done, stderr)
 
-    children = child_runs(tracking_uri, name)
-    keys = [r.data.tags["sweep.variant_key"] for r in children]
-    assert len(keys) == len(set(keys)) == 24 and {r.info.status for r in children} == {"FINISHED"}
-    for run in children:          # what was logged before stays as it was
-        key = run.data.tags["sweep.variant_key"]
-        assert logged_before.get(key, run.info.run_id) == run.info.run_id
+    assert_logged_once(tracking_uri, name, logged_before, 24)
 
     fresh = run_sweep(path, tracking_uri=f"sqlite:///{tmp_path / 'fresh.db'}", progress=False,
                       executor="serial", out=tmp_path / "fresh")

@@ -355,3 +355,13 @@ def test_wrong_halving_values_are_refused_naming_the_key(sweep_file, data):
     mutated["search"][key] = data.draw(HALVING_WRONG[key])
     result = validate(sweep_file, yaml.safe_dump(mutated, sort_keys=False))
     assert_refused(result, f": search.{key}: ")
+
+
+def test_summary_importance_says_when_it_cannot_tell_and_refuses_an_unknown_evaluator(small_sweep):
+    args = ["summary", str(small_sweep.file), "--tracking-uri", small_sweep.tracking_uri,
+            "--importance"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "needs at least 4 configurations with a value and two settings" in result.output
+    bad = runner.invoke(app, args + ["--evaluator", "nope"])
+    assert bad.exit_code == 2 and "unknown evaluator 'nope'" in bad.output

@@ -1,11 +1,11 @@
-"""Successive halving's bookkeeping (`sweeps.execution.halving`): ranking, brackets, rounds."""
+"""Successive halving's bookkeeping (`sweeps.methods.brackets`): ranking, brackets, rounds."""
 import itertools
 import math
 
 import numpy as np
 import pytest
 
-from sweeps.execution.halving import Schedule, Search, rank
+from sweeps.methods.brackets import Schedule, Search, rank
 
 NAN = math.nan
 

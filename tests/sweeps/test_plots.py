@@ -40,7 +40,8 @@ def test_all_plots_written_for_a_learning_rate_by_hidden_size_grid(tmp_path, tra
     assert plots.choose_axes(frame, summary) == ("train.lr", "model.hidden")
     paths = plots.write_all(tmp_path / "out", frame, summary, curves,
                             predictions=predictions)
-    assert_pngs(paths, ["loss_curves.png", "loss_vs_lr.png", "predictions.png"])
+    assert_pngs(paths, ["loss_curves.png", "loss_vs_lr.png", "predictions.png",
+                        "importance.png"])
 
 
 def test_predictions_plot_needs_predictions_and_uses_loaded_ones(tmp_path, tracking_uri):
@@ -60,7 +61,7 @@ def test_categorical_settings_and_seed_only_sweeps_still_plot(tmp_path, tracking
     sweep, frame, summary, curves, predictions = tables(tmp_path, tracking_uri, grid)
     assert plots.choose_axes(frame, summary) == ("model.init", "model.hidden")
     assert_pngs(plots.write_all(tmp_path / "c", frame, summary, curves),
-                ["loss_curves.png", "loss_vs_lr.png"])
+                ["loss_curves.png", "loss_vs_lr.png", "importance.png"])
 
     (tmp_path / "seeds").mkdir()
     sweep, frame, summary, curves, predictions = tables(tmp_path / "seeds", tracking_uri,

@@ -16,7 +16,7 @@ import pytest
 from sweeps.execution.plan import describe, make_packs
 from sweeps.records import Variant
 from sweeps.spec.config import ADDED_LATER, LATER_DEFAULTS, SearchConfig, SweepConfig, hashed_config
-from sweeps.spec.halving import bracket_work, search_work
+from sweeps.methods.brackets import bracket_work, search_work
 from sweeps.spec.search import SEARCH_METHODS, Halving, describe_search, method_of
 from sweeps.spec.sweep import load_sweep
 
@@ -297,6 +297,14 @@ METHOD_FILES = {
     "halving": ("search:\n  method: halving\n  min_epochs: 5\n  parameters:\n"
                 "    train.lr: [0.1, 0.2, 0.3]\n    seed: [0, 1]\n",
                 ("  min_epochs: 5\n", "  min_epochs: 5\n  eta: 1\n"), "search.eta"),
+    "tpe": ("search:\n  method: tpe\n  trials: 4\n  parameters:\n"
+            "    train.lr: {distribution: log_uniform, low: 0.01, high: 1.0}\n"
+            "    model.init: [xavier_normal, he_normal]\n    seed: [0, 1]\n",
+            ("  trials: 4\n", ""), "search.trials"),
+    "gp": ("search:\n  method: gp\n  trials: 4\n  parameters:\n"
+           "    train.lr: {distribution: log_uniform, low: 0.01, high: 1.0}\n    seed: [0, 1]\n",
+           ("    seed: [0, 1]\n", "    seed: {distribution: int_uniform, low: 0, high: 1}\n"),
+           "search.parameters.seed"),
 }
 METHOD_BASE = ("data: {source: moons, validation: 0.2}\nmodel: {output_activation: sigmoid}\n"
                "train: {loss: bce, epochs: 40}\n")
@@ -308,6 +316,8 @@ def test_every_method_in_the_table_has_an_example_here():
 
 @pytest.mark.parametrize("name", sorted(SEARCH_METHODS))
 def test_every_method_validates_produces_points_and_describes_itself(write, problems, name):
+    if name == "gp":
+        pytest.importorskip("torch", reason="method: gp needs PyTorch (the gp extra)")
     good, (old, new), key = METHOD_FILES[name]
     sweep = load_sweep(write(METHOD_BASE + good, "good.yaml"))
     method = method_of(sweep.config)
@@ -423,7 +433,7 @@ def test_a_number_of_brackets_means_the_most_aggressive_ones():
 def test_halving_defaults_and_resolved_mode():
     method = halving(10)
     assert (method.eta, method.metric, method.mode, method.brackets) == (3, "val_loss", "min", "auto")
-    assert method.sampler.name == "grid" and method.adaptive
+    assert method.sampler.name == "grid" and method.schedule().rungs[0] == 10
     accuracy = SweepConfig.model_validate({"search": {"method": "halving", "min_epochs": 3,
                                                       "metric": "val_accuracy"}})
     assert Halving(accuracy).mode == "max"

@@ -1,83 +1,36 @@
-"""Successive halving (`search.method: halving`): its settings, its points and the pure
-arithmetic of its rounds (rungs and brackets).
+"""Successive halving (`search.method: halving`): its settings, its points, and its scheduler,
+which asks for rounds of training and lets the brackets decide (`sweeps.methods.brackets`).
 
-The rule this file keeps: only arithmetic and checks. Which variants enter which bracket, how a
-group of seeds is ranked, and training that continues from the previous rung's parameters and
-optimizer state belong to the scheduler, which reads `Halving.rungs` and `Halving.bracket_starts`
-rather than repeating them.
+The rule this file keeps: the settings and their checks, and the translation of the brackets'
+decisions into rounds of work. The arithmetic of rungs and brackets and the decisions
+themselves are `brackets`' (pure bookkeeping), read here rather than repeated.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Sequence
+import csv
+import io
+import json
+from typing import Any, Mapping, Optional, Sequence
 
+from sweeps.methods.base import Continue, Round, Scheduler, SearchMethod, Start, Stop
+from sweeps.methods.brackets import (Schedule, Search, auto_brackets, kept, search_from_state,
+                                     search_state)
+from sweeps.methods.static import SAMPLERS
+from sweeps.methods.validation import (VAL_METRICS, dataset_problems, metric_problems,
+                                       mode_of, validation_problems)
 from sweeps.spec.config import SweepConfig
-from sweeps.spec.methods import SAMPLERS, SearchMethod
 from sweeps.spec.parameters import BASE
 from sweeps.spec.problems import Problem, suggest
 
+CHECKPOINT = "halving/checkpoint.npz"
+RUNG_TABLE = "halving/rungs.csv"
+SEARCH_FILE = "halving/search.json"
+RUNG_COLUMNS = ("bracket", "ranking", "rung", "epoch", "groups_in", "groups_kept",
+                "variants_in", "variants_kept")
 
-class Metric(NamedTuple):
-    """A validation metric halving may rank on."""
-
-    mode: str                   # the better direction: min or max
-    task: Optional[str]         # the data set task it needs (None: any)
-
-
-VAL_METRICS = {
-    "val_loss": Metric("min", None),
-    "val_accuracy": Metric("max", "classification"),
-    "val_mse": Metric("min", "regression"),
-}
-
-
-# `brackets: auto` spends about this share of the plain grid's work (groups x epochs) at most:
-# the search's work halfway between its bounds (`search_work`), which predicted the measured
-# work within 1.5 points on both spaces of benchmarks/bench_halving.py (34% for 35%, 36.5%
-# for 37.4%); the upper bound, with no survivor shared, is always far above it.
-AUTO_BUDGET = 0.5
 # `ranking`: the rankings each bracket is run with (`both`: one bracket of each per entry).
 RANKINGS = {"both": ("value", "trend"), "value": ("value",), "trend": ("trend",)}
-
-
-def kept(groups: int, eta: int) -> int:
-    """How many of `groups` a bracket keeps at a rung that is not its last."""
-    return max(1, groups // eta)
-
-
-def bracket_work(rungs: Sequence[int], eta: int, start: int, groups: int,
-                 beyond: int = 0) -> int:
-    """Group-epochs past epoch `beyond` that one bracket entering at rung `start` with
-    `groups` groups trains: all of them to ``rungs[start]``, then `kept` of them on to each
-    next rung."""
-    work = groups * max(0, rungs[start] - beyond)
-    for k in range(start, len(rungs) - 1):
-        groups = kept(groups, eta)
-        work += groups * max(0, rungs[k + 1] - max(rungs[k], beyond))
-    return work
-
-
-def search_work(rungs: Sequence[int], eta: int, starts: Sequence[int], groups: int,
-                rankings: int = 1) -> tuple[int, int]:
-    """(least, most) group-epochs a search of brackets entering at `starts` (each run with
-    `rankings` rankings) trains. The brackets share training: every group trains to the last
-    entry; beyond it, least if every bracket keeps the same groups as the costliest one,
-    most if no two share a survivor."""
-    entry = rungs[starts[-1]]
-    beyond = [bracket_work(rungs, eta, start, groups, beyond=entry) for start in starts]
-    top = groups * (rungs[-1] - entry)
-    return (groups * entry + max(beyond),
-            groups * entry + min(top, rankings * sum(beyond)))
-
-
-def auto_brackets(rungs: Sequence[int], eta: int, groups: int, rankings: int = 1) -> int:
-    """How many brackets `brackets: auto` means: the most (entering at rungs 0, 1, ...) whose
-    search is expected to cost at most AUTO_BUDGET of the plain grid (`groups * rungs[-1]`
-    group-epochs): the mean of its least and most work; at least one."""
-    budget = AUTO_BUDGET * groups * rungs[-1]
-    fits = [n for n in range(1, len(rungs) + 1)
-            if sum(search_work(rungs, eta, range(n), groups, rankings)) / 2 <= budget]
-    return max(fits, default=1)
 
 
 class Halving(SearchMethod):
@@ -116,7 +69,7 @@ class Halving(SearchMethod):
     Rankings (`ranking`): ``value`` ranks a group by its metric at the rung (mean over
     seeds), which favours fast starters; ``trend`` by where its last eta-fold of epochs
     points, ``v + w * log_eta(epochs / rung) * (v - v_previous_rung)`` (w =
-    `sweeps.execution.halving.TREND_WEIGHT`; the first rung ranks on v), which
+    `sweeps.methods.brackets.TREND_WEIGHT`; the first rung ranks on v), which
     keeps late bloomers (a curve still falling fast) and drops a curve that turned up (over-
     fitting). ``both`` (default) runs each bracket with each ranking; the pick is the best
     group at the last rung over all of them.
@@ -124,7 +77,6 @@ class Halving(SearchMethod):
 
     name = "halving"
     keys = ("sampler", "min_epochs", "eta", "metric", "mode", "brackets", "ranking")
-    adaptive = True
 
     def __init__(self, config: SweepConfig, role: str = "method"):
         super().__init__(config, role)
@@ -134,8 +86,9 @@ class Halving(SearchMethod):
         self.min_epochs: Optional[int] = search.min_epochs
         self.eta: int = search.eta
         self.metric: str = search.metric
-        own = VAL_METRICS.get(search.metric)
-        self.mode: str = search.mode or (own.mode if own else "min")
+        self.mode: str = (mode_of(search.metric, search.mode)
+                          if isinstance(search.metric, str) and not isinstance(search.mode, list)
+                          else "min")
         self.brackets = search.brackets
         self.rankings: tuple[str, ...] = RANKINGS[search.ranking]
 
@@ -165,16 +118,14 @@ class Halving(SearchMethod):
         if self.min_epochs is None:
             problems.append(Problem(("search", "min_epochs"),
                                     f"required for {self.label} (the epochs of the first rung)"))
-        metric = VAL_METRICS.get(self.metric)
-        if metric is None:
+        if isinstance(self.metric, list):
             problems.append(Problem(("search", "metric"), (
-                f"unknown metric {self.metric!r}{suggest(self.metric, VAL_METRICS)} "
-                f"(one of: {', '.join(VAL_METRICS)})")))
-        elif search.mode is not None and search.mode != metric.mode:
-            better = "higher" if metric.mode == "max" else "lower"
-            problems.append(Problem(("search", "mode"), (
-                f"mode {search.mode} contradicts metric {self.metric}, where {better} is better "
-                f"(use mode: {metric.mode}, or leave mode out)")))
+                f"{self.label} ranks on one metric; several (a Pareto front) need method: "
+                "tpe or gp")))
+        elif isinstance(search.mode, list):
+            problems.append(Problem(("search", "mode"), "one mode for one metric, not a list"))
+        else:
+            problems += metric_problems(self.metric, search.mode)
         return problems
 
     def check_config(self) -> list[Problem]:
@@ -191,28 +142,10 @@ class Halving(SearchMethod):
                     f"{self.brackets} brackets, but train.epochs {epochs}, min_epochs "
                     f"{self.min_epochs} and eta {self.eta} give {len(rungs)} rungs "
                     f"({', '.join(map(str, rungs))}); at most {len(rungs)}")))
-        return problems + self._validation_problems()
-
-    def _validation_problems(self) -> list[Problem]:
-        """Every variant needs a validation split: halving never ranks on the test set."""
-        why = f"{self.label} ranks variants on a validation metric, never on the test set"
-        swept = self.search.parameters.get("data.validation")
-        if isinstance(swept, list):
-            return [Problem(BASE + ("data.validation", i), f"{why}: use a fraction, not null")
-                    for i, value in enumerate(swept) if value is None]
-        if self.config.data.validation is None:
-            return [Problem(("data", "validation"), f"{why}: set a validation split, e.g. "
-                                                    "data.validation: 0.2")]
-        return []
+        return problems + validation_problems(self.config, self.label)
 
     def check_dataset(self, dataset) -> list[Problem]:
-        metric = VAL_METRICS.get(self.metric)
-        if metric is None or metric.task is None or dataset.task == metric.task:
-            return []
-        usable = [m for m, spec in VAL_METRICS.items() if spec.task in (None, dataset.task)]
-        return [Problem(("search", "metric"), (
-            f"{self.metric} needs a {metric.task} data set, but {dataset.name!r} is "
-            f"{dataset.task} (use {' or '.join(usable)})"))]
+        return dataset_problems(self.metric, dataset)
 
     def points(self) -> list[dict[str, Any]]:
         return self.sampler.points()
@@ -259,3 +192,123 @@ class Halving(SearchMethod):
                 f"ending at epochs {', '.join(map(str, rungs))}, {n} bracket{'s' if n != 1 else ''}"
                 f" ranked by {' and by '.join(self.rankings)}; "
                 f"sampler: {self.sampler.describe()}")
+
+    def schedule(self) -> Schedule:
+        """The rungs and brackets of this search."""
+        rungs = self.rungs(self.config.train.epochs)
+        return Schedule(rungs=rungs, starts=self.bracket_starts(rungs), eta=self.eta,
+                        metric=self.metric, mode=self.mode, rankings=self.rankings)
+
+    def scheduler(self, sweep: Any, finished: Mapping[str, Any],
+                  earlier=()) -> "HalvingScheduler":
+        return HalvingScheduler(sweep, finished, self.schedule())
+
+    def work_share(self, sweep: Any) -> tuple[float, float]:
+        schedule, groups = self.schedule(), len({v.group for v in sweep.variants})
+        return tuple(w / (groups * schedule.rungs[-1]) for w in schedule.work(groups))
+
+    def plan_lines(self, sweep: Any) -> list[str]:
+        """The brackets' rungs (groups entering each) and the rounds they train in."""
+        schedule = self.schedule()
+        groups = len({v.group for v in sweep.variants})
+        lines = [f"rungs: epochs {', '.join(map(str, schedule.rungs))} (keep the best 1/"
+                 f"{schedule.eta} of each bracket's groups by {schedule.metric}, {schedule.mode})"]
+        for bracket, (start, ranking) in enumerate(schedule.brackets):
+            counts, n = [], groups
+            for k in range(start, len(schedule.rungs)):
+                counts.append(n)
+                n = kept(n, schedule.eta)
+            lines.append(f"  bracket {bracket} enters at epoch {schedule.rungs[start]}, ranks by "
+                         f"{ranking}: {' -> '.join(map(str, counts))} groups")
+        rounds = schedule.rounds()
+        ends = [str(schedule.rungs[r[-1]]) for r in rounds]
+        lines.append(f"  rounds: {len(rounds)}, ending at epochs {', '.join(ends)} (the first "
+                     f"trains all {len(sweep.variants)} variants; the others only the brackets' "
+                     "survivors)")
+        return lines
+
+
+class HalvingScheduler(Scheduler):
+    """Successive halving's rounds (`Schedule.rounds`): the first starts every variant and
+    trains it through the last bracket's entry rung, each later one continues the brackets'
+    survivors one rung on; after each, the brackets decide (`Search.decide`) and the variants
+    they drop stop at that rung (``pruned``). The last round's variants end ``ok``."""
+
+    checkpoint = CHECKPOINT
+
+    def __init__(self, sweep: Any, finished: Mapping[str, Any], schedule: Schedule):
+        self.name = sweep.name
+        self.variants = {v.key: v for v in sweep.variants}
+        self.schedule = schedule
+        self.search = Search.begin(schedule, [(v.key, v.group) for v in sweep.variants])
+        self._over = self.variants.keys() <= finished.keys()
+        self._rounds = list(enumerate(schedule.rounds()))
+        self._rungs: tuple[int, ...] = ()
+        self._pending: dict[str, Stop] = {}
+
+    @property
+    def over(self) -> bool:
+        return self._over
+
+    def ask(self) -> Optional[Round]:
+        schedule = self.schedule
+        while self._rounds:
+            number, rungs = self._rounds.pop(0)
+            if set(rungs) <= set(self.search.done):
+                continue                    # decided before a resume
+            self._rungs = rungs
+            stops = tuple(schedule.rungs[k] for k in rungs)
+            request = Continue if self.search.done else Start
+            work = tuple(request(key) if request is Continue else Start(self.variants[key])
+                         for key in self.search.training())
+            last = rungs[-1] == schedule.last
+            stop, self._pending = self._pending, {}
+            return Round(work=work, stops=stops, stop=stop, last=last, final=last,
+                         rung=schedule.last if last else None, keep=True,
+                         label=f"{self.name} round {number + 1}/{len(schedule.rounds())} "
+                               f"(to epoch {stops[-1]})")
+        return None
+
+    def tell(self, results: Mapping[str, Any]) -> None:
+        schedule, rungs = self.schedule, self._rungs
+        stops = tuple(schedule.rungs[k] for k in rungs)
+        for key, result in results.items():
+            for k, stop in zip(rungs, stops):
+                self.search.record(key, k, result.at_stops[stop][schedule.metric])
+        decision = self.search.decide(rungs)
+        if rungs[-1] != schedule.last:         # the last round's variants are logged already
+            self._pending = {key: Stop("pruned", rung) for key, rung in decision.stopped.items()}
+
+    def state(self) -> dict:
+        return search_state(self.search)
+
+    def restore(self, state: Mapping[str, Any], kept: set[str]) -> None:
+        search = search_from_state(state, self.schedule)
+        if not kept <= self.variants.keys():
+            raise ValueError("the checkpoint names other variants")
+        self.search = search
+
+    def tables(self) -> dict[str, bytes]:
+        """The rung table and the search's summary (schedule, brackets' picks)."""
+        search, schedule = self.search, self.schedule
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(RUNG_COLUMNS))
+        writer.writeheader()
+        writer.writerows(search.table)
+        names = {v.group: v.name for v in self.variants.values()}
+        summary = {
+            "rungs": list(schedule.rungs),
+            "brackets": [{"enters": schedule.rungs[start], "ranking": ranking}
+                         for start, ranking in schedule.brackets],
+            "eta": schedule.eta, "metric": schedule.metric, "mode": schedule.mode,
+            "pick": search.pick(), "picks": {str(b): g for b, g in search.picks.items()},
+            "pick_names": {str(b): _group_name(names.get(g, g))
+                           for b, g in search.picks.items()},
+        }
+        return {RUNG_TABLE: out.getvalue().encode(),
+                SEARCH_FILE: json.dumps(summary, indent=2).encode()}
+
+
+def _group_name(name: str) -> str:
+    """A variant's name without its seed: the group's."""
+    return " ".join(part for part in name.split() if not part.startswith("seed="))

@@ -1,6 +1,7 @@
-"""Successive halving with Hyperband brackets, decided rung by rung: which variants train on.
+"""Successive halving's bookkeeping: the arithmetic of rungs and brackets, and the brackets'
+decisions rung by rung (which variants train on).
 
-The rule. Rungs ``r_0 < r_1 < ... < r_L = train.epochs`` (`sweeps.spec.search.Halving`).
+The rule. Rungs ``r_0 < r_1 < ... < r_L = train.epochs`` (`sweeps.methods.halving.Halving`).
 A bracket enters at one of the rungs ``starts`` with every configuration (a *group*: the
 variants that differ only by seed) and, at each of its rungs but the last, keeps the best
 ``max(1, n // eta)`` of its n groups, ranked one of two ways (each entry rung gets a bracket
@@ -25,7 +26,8 @@ they promote beyond it that the last one does not. Hence the rounds: round 0 tra
 variant to ``r[starts[-1]]`` (ranking at each rung on the way, in the same task), each later
 round trains the union of the brackets' survivors one rung on.
 
-Pure bookkeeping: no Ray, no MLflow. `sweeps.adaptive` runs the rounds.
+Pure bookkeeping: no Ray, no MLflow. `sweeps.methods.halving.HalvingScheduler` asks for its
+rounds and tells it their results.
 """
 
 from __future__ import annotations
@@ -34,7 +36,53 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from sweeps.spec.halving import kept as keep, search_work
+
+# `brackets: auto` spends about this share of the plain grid's work (groups x epochs) at most:
+# the search's work halfway between its bounds (`search_work`), which predicted the measured
+# work within 1.5 points on both spaces of benchmarks/bench_halving.py (34% for 35%, 36.5%
+# for 37.4%); the upper bound, with no survivor shared, is always far above it.
+AUTO_BUDGET = 0.5
+
+
+def kept(groups: int, eta: int) -> int:
+    """How many of `groups` a bracket keeps at a rung that is not its last."""
+    return max(1, groups // eta)
+
+
+def bracket_work(rungs: Sequence[int], eta: int, start: int, groups: int,
+                 beyond: int = 0) -> int:
+    """Group-epochs past epoch `beyond` that one bracket entering at rung `start` with
+    `groups` groups trains: all of them to ``rungs[start]``, then `kept` of them on to each
+    next rung."""
+    work = groups * max(0, rungs[start] - beyond)
+    for k in range(start, len(rungs) - 1):
+        groups = kept(groups, eta)
+        work += groups * max(0, rungs[k + 1] - max(rungs[k], beyond))
+    return work
+
+
+def search_work(rungs: Sequence[int], eta: int, starts: Sequence[int], groups: int,
+                rankings: int = 1) -> tuple[int, int]:
+    """(least, most) group-epochs a search of brackets entering at `starts` (each run with
+    `rankings` rankings) trains. The brackets share training: every group trains to the last
+    entry; beyond it, least if every bracket keeps the same groups as the costliest one,
+    most if no two share a survivor."""
+    entry = rungs[starts[-1]]
+    beyond = [bracket_work(rungs, eta, start, groups, beyond=entry) for start in starts]
+    top = groups * (rungs[-1] - entry)
+    return (groups * entry + max(beyond),
+            groups * entry + min(top, rankings * sum(beyond)))
+
+
+def auto_brackets(rungs: Sequence[int], eta: int, groups: int, rankings: int = 1) -> int:
+    """How many brackets `brackets: auto` means: the most (entering at rungs 0, 1, ...) whose
+    search is expected to cost at most AUTO_BUDGET of the plain grid (`groups * rungs[-1]`
+    group-epochs): the mean of its least and most work; at least one."""
+    budget = AUTO_BUDGET * groups * rungs[-1]
+    fits = [n for n in range(1, len(rungs) + 1)
+            if sum(search_work(rungs, eta, range(n), groups, rankings)) / 2 <= budget]
+    return max(fits, default=1)
+
 
 # How far `trend` follows a curve's last eta-fold, as a share of a straight extrapolation in
 # log-epochs. benchmarks/replay_trend.py replays this bookkeeping on every-epoch validation
@@ -93,18 +141,6 @@ class Schedule:
         for the plain grid: least if every bracket keeps the same groups, most if none
         shares a survivor with another beyond the last bracket's first rung."""
         return search_work(self.rungs, self.eta, self.starts, groups, len(self.rankings))
-
-
-def schedule_of(sweep: Any) -> Schedule | None:
-    """The sweep's halving `Schedule`, or None when its search is not adaptive."""
-    from sweeps.spec.search import method_of
-
-    method = method_of(sweep.config) if sweep.config.search is not None else None
-    if method is None or not method.adaptive:
-        return None
-    rungs = method.rungs(sweep.config.train.epochs)
-    return Schedule(rungs=rungs, starts=method.bracket_starts(rungs), eta=method.eta,
-                    metric=method.metric, mode=method.mode, rankings=method.rankings)
 
 
 def rank(values: Mapping[str, Sequence[float]], mode: str) -> list[str]:
@@ -187,13 +223,13 @@ class Search:
                 ranked = rank({g: [self._score(v, k, ranking) if v in training else math.nan
                                    for v in self.groups[g]] for g in entered}, schedule.mode)
                 if k == schedule.last:
-                    kept = ranked
+                    kept_groups = ranked
                     if ranked:
                         self.picks[bracket] = ranked[0]
                 else:
-                    kept = ranked[:keep(len(entered), schedule.eta)]
-                self.table.append(self._row(bracket, k, entered, kept))
-                self.alive[bracket] = kept
+                    kept_groups = ranked[:kept(len(entered), schedule.eta)]
+                self.table.append(self._row(bracket, k, entered, kept_groups))
+                self.alive[bracket] = kept_groups
             self.done.append(k)
         last = rungs[-1]
         going_on = set() if last == schedule.last else set(self.training())
@@ -236,3 +272,29 @@ class Search:
         ranked = rank({g: [self.values[v][self.schedule.last] for v in self.groups[g]]
                        for g in finalists}, self.schedule.mode)
         return ranked[0] if ranked else None
+
+
+def search_state(search: Search) -> dict:
+    """The search as JSON: its schedule (which identifies it) and its bookkeeping."""
+    s = search.schedule
+    return {"schedule": {"rungs": list(s.rungs), "starts": list(s.starts), "eta": s.eta,
+                         "metric": s.metric, "mode": s.mode, "rankings": list(s.rankings)},
+            "search": {"groups": search.groups,
+                       "alive": {str(b): g for b, g in search.alive.items()},
+                       "values": {k: {str(r): v for r, v in values.items()}
+                                  for k, values in search.values.items()},
+                       "done": search.done, "stopped": search.stopped, "table": search.table,
+                       "picks": {str(b): g for b, g in search.picks.items()}}}
+
+
+def search_from_state(state: Mapping[str, Any], schedule: Schedule) -> Search:
+    """`search_state` back into a Search of `schedule`; ValueError for another schedule."""
+    if state.get("schedule") != search_state(Search(schedule, {}))["schedule"]:
+        raise ValueError("the checkpoint belongs to another search schedule or format")
+    data = state["search"]
+    return Search(schedule=schedule, groups=data["groups"],
+                  alive={int(b): g for b, g in data["alive"].items()},
+                  values={k: {int(r): float(v) for r, v in values.items()}
+                          for k, values in data["values"].items()},
+                  done=list(data["done"]), stopped=dict(data["stopped"]), table=data["table"],
+                  picks={int(b): g for b, g in data["picks"].items()})

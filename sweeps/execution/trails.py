@@ -1,8 +1,8 @@
-"""A variant's training over the rounds of an adaptive search, and where a search stands.
+"""A variant's training over the rounds of a search, and where a search stands.
 
 `Trail` joins the results of the rounds a variant took part in into one run: continuous
 curves, the latest metrics and predictions, the state to continue from. `dump` and `load`
-turn a search between rounds (its `Search` bookkeeping and the trails of every variant
+turn a search between rounds (its scheduler's JSON state and the trails of every variant
 still training) into bytes and back: the checkpoint a resumed sweep continues from, so no
 finished round is trained again.
 
@@ -21,7 +21,6 @@ from typing import Mapping
 import numpy as np
 
 import core
-from sweeps.execution.halving import Schedule, Search
 from sweeps.execution.training import VariantResult
 
 FORMAT = 1
@@ -69,8 +68,9 @@ class Trail:
                        state=None, at_stops={})
 
 
-def dump(search: Search, trails: Mapping[str, Trail]) -> bytes:
-    """The search and its variants' trails as checkpoint bytes."""
+def dump(search: Mapping, trails: Mapping[str, Trail]) -> bytes:
+    """A scheduler's state (`Scheduler.state`, JSON) and its variants' trails as checkpoint
+    bytes."""
     groups: dict[tuple, list[str]] = {}
     for key, trail in trails.items():
         groups.setdefault(_signature(trail), []).append(key)
@@ -94,24 +94,23 @@ def dump(search: Search, trails: Mapping[str, Trail]) -> bytes:
                             "bias": state.params.b is not None,
                             "optimizer": sorted(state.optimizer), "curves": list(first.curves),
                             "metrics": list(first.metrics)})
-    meta = {"format": FORMAT, "schedule": _schedule_json(search.schedule),
-            "search": _search_json(search), "groups": meta_groups}
+    meta = {"format": FORMAT, **search, "groups": meta_groups}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)      # weights hardly compress: zlib took 9x as long for 4% less
     return buffer.getvalue()
 
 
-def load(data: bytes, schedule: Schedule) -> tuple[Search, dict[str, Trail]]:
-    """(search, trails) from checkpoint bytes; ValueError if they are not a checkpoint of
-    this schedule (another format, another search)."""
+def load(data: bytes) -> tuple[dict, dict[str, Trail]]:
+    """(scheduler state, trails) from checkpoint bytes; ValueError if they are not a
+    checkpoint (another format, a broken file)."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
     except Exception as error:  # a truncated or foreign file
         raise ValueError(f"not a readable checkpoint: {error}") from None
-    if meta.get("format") != FORMAT or meta.get("schedule") != _schedule_json(schedule):
+    if meta.get("format") != FORMAT:
         raise ValueError("the checkpoint belongs to another search schedule or format")
     trails: dict[str, Trail] = {}
     for g, group in enumerate(meta["groups"]):
@@ -130,7 +129,8 @@ def load(data: bytes, schedule: Schedule) -> tuple[Search, dict[str, Trail]]:
                 metrics={name: float(arrays[f"{prefix}metric/{name}"][i])
                          for name in group["metrics"]},
                 state=state.select([i]))
-    return _search_from_json(meta["search"], schedule), trails
+    state = {k: v for k, v in meta.items() if k not in ("format", "groups")}
+    return state, trails
 
 
 def _signature(trail: Trail) -> tuple:
@@ -152,26 +152,3 @@ def _get_params(arrays: Mapping, prefix: str, layers: int, bias: bool) -> core.P
     W = tuple(arrays[f"{prefix}W{l}"] for l in range(layers))
     b = tuple(arrays[f"{prefix}b{l}"] for l in range(layers)) if bias else None
     return core.Params(W, b)
-
-
-def _schedule_json(schedule: Schedule) -> dict:
-    return {"rungs": list(schedule.rungs), "starts": list(schedule.starts), "eta": schedule.eta,
-            "metric": schedule.metric, "mode": schedule.mode,
-            "rankings": list(schedule.rankings)}
-
-
-def _search_json(search: Search) -> dict:
-    return {"groups": search.groups, "alive": {str(b): g for b, g in search.alive.items()},
-            "values": {k: {str(r): v for r, v in values.items()}
-                       for k, values in search.values.items()},
-            "done": search.done, "stopped": search.stopped, "table": search.table,
-            "picks": {str(b): g for b, g in search.picks.items()}}
-
-
-def _search_from_json(data: dict, schedule: Schedule) -> Search:
-    return Search(schedule=schedule, groups=data["groups"],
-                  alive={int(b): g for b, g in data["alive"].items()},
-                  values={k: {int(r): float(v) for r, v in values.items()}
-                          for k, values in data["values"].items()},
-                  done=list(data["done"]), stopped=dict(data["stopped"]), table=data["table"],
-                  picks={int(b): g for b, g in data["picks"].items()})

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import core
-from sweeps.execution.halving import Schedule, Search
-from sweeps.execution.rounds import Trail, dump, load
+from sweeps.execution.trails import Trail, dump, load
+from sweeps.methods.brackets import Schedule, Search, search_from_state, search_state
 from sweeps.execution.training import VariantResult
 
 X = np.random.default_rng(1).normal(size=(12, 2))
@@ -37,7 +37,8 @@ def test_checkpointed_trails_continue_as_if_never_stopped(kind):
     search.record("b", 0, np.nan)
     search.decide((0,))
 
-    restored_search, restored = load(dump(search, trails), SCHEDULE)
+    state, restored = load(dump(search_state(search), trails))
+    restored_search = search_from_state(state, SCHEDULE)
     for name in ("groups", "alive", "done", "stopped", "table", "picks", "schedule"):
         assert getattr(restored_search, name) == getattr(search, name), name
     assert restored_search.values["a"] == search.values["a"]
@@ -58,11 +59,11 @@ def test_a_checkpoint_of_another_search_or_a_broken_file_is_refused():
     mlp = core.MLP(2, (3,), 1)
     result, _ = _round(mlp, core.init_params(mlp, "uniform01", [0]), 4, "a",
                        core.OptimizerSpec("sgd", lr=0.1))
-    data = dump(Search.begin(SCHEDULE, [("a", "ga")]), {"a": Trail.first(result)})
+    data = dump(search_state(Search.begin(SCHEDULE, [("a", "ga")])), {"a": Trail.first(result)})
     other = Schedule(rungs=(4, 12), starts=(0,), eta=3, metric="train_loss", mode="min")
     with pytest.raises(ValueError, match="another search"):
-        load(data, other)
+        search_from_state(load(data)[0], other)
     with pytest.raises(ValueError, match="not a readable checkpoint"):
-        load(data[: len(data) // 2], SCHEDULE)
+        load(data[: len(data) // 2])
     with pytest.raises(ValueError, match="no round's result"):
-        load(data, SCHEDULE)[1]["a"].result("ok", 1)
+        load(data)[1]["a"].result("ok", 1)

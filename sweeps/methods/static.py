@@ -1,5 +1,6 @@
-"""What a search method is (`SearchMethod`), and the two that draw every point at once: `Grid`
-and `Random`. They are also the samplers an adaptive method draws its points with.
+"""Grid and random search: every point chosen before anything trains, so one round trains
+every variant not yet finished to its end (`StaticScheduler`). They are also the samplers
+successive halving draws its points with (`SAMPLERS`).
 
 - grid: the Cartesian product of the value lists, the first listed parameter varying slowest
   (file order).
@@ -8,8 +9,6 @@ and `Random`. They are also the samplers an adaptive method draws its points wit
   int_uniform, low, high}` a range (int_uniform includes high). Drawn floats are rounded to 6
   significant digits, so names and keys stay readable, and a draw equal to an earlier one is
   drawn again.
-
-The rule every method keeps: the same config gives the same points in the same order.
 """
 
 from __future__ import annotations
@@ -17,11 +16,14 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from typing import Any, ClassVar, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 
-from sweeps.spec.config import Distribution, SearchConfig, SweepConfig, coerce
+from sweeps.methods.base import Round, Scheduler, SearchMethod, Start
+from sweeps.methods.validation import (RECORDED, VAL_METRICS, dataset_problems,
+                                       objectives_problems, validation_problems)
+from sweeps.spec.config import Distribution, coerce
 from sweeps.spec.parameters import BASE
 from sweeps.spec.problems import Problem
 
@@ -29,62 +31,76 @@ MAX_VARIANTS = 100_000
 RANDOM_DIGITS = 6
 
 
-class SearchMethod:
-    """One search method, built from a sweep's config (`config.search` is set).
+class StaticScheduler(Scheduler):
+    """One round: every variant of the sweep not yet finished, trained to its end and logged
+    as its pack comes in (recording `record` too: metrics of a Pareto front)."""
 
-    Subclasses set `name` (the YAML name, its key in SEARCH_METHODS), `keys` (the optional
-    search keys it reads besides method and parameters) and `adaptive` (it additionally runs
-    in rounds). `role` says how messages name it: "method: random", or "sampler: random" when
-    an adaptive method draws its points through it.
-    """
+    def __init__(self, sweep: Any, finished: Mapping[str, Any], record: tuple[str, ...] = ()):
+        self.todo = [v for v in sweep.variants if v.key not in finished]
+        self.label = sweep.name
+        self.record = record
+        self.asked = False
 
-    name: ClassVar[str]
-    keys: ClassVar[tuple[str, ...]] = ()
-    adaptive: ClassVar[bool] = False
+    def ask(self) -> Optional[Round]:
+        if self.asked or not self.todo:
+            return None
+        self.asked = True
+        return Round(work=tuple(Start(v) for v in self.todo), last=True, final=True,
+                     record=self.record, label=self.label)
 
-    def __init__(self, config: SweepConfig, role: str = "method"):
-        self.config = config
-        self.search: SearchConfig = config.search
-        self.label = f"{role}: {self.name}"
+    def tell(self, results: Mapping[str, Any]) -> None:
+        pass
+
+
+class _Static(SearchMethod):
+    """A method whose points are its variants, all trained to the end in one round. It reads
+    `metric` (and `mode`) only as a list of two or more: the Pareto front `sweeps summary`
+    and ``pareto.png`` show (n_params among them is then recorded by every variant)."""
 
     @property
     def reads(self) -> tuple[str, ...]:
-        """The optional search keys this method, as configured, reads."""
-        return self.keys
-
-    @property
-    def refuse_distribution(self) -> Optional[str]:
-        """None when parameters may be ranges to draw from, else the message a range gets."""
-        return (f"a distribution needs a random draw (method: random, or sampler: random under "
-                f"method: halving); {self.label} takes a list of values")
+        return self.keys + ("metric", "mode")
 
     def check(self, clean: bool) -> list[Problem]:
-        """Problems of the method's own settings. clean: search.parameters had none."""
+        return self.check_points(clean) + (self._front_problems() if self.role == "method"
+                                           else [])
+
+    def check_points(self, clean: bool) -> list[Problem]:
+        """Problems of the method's own settings (also as another method's sampler)."""
         return []
 
+    def _front_problems(self) -> list[Problem]:
+        search = self.search
+        if not isinstance(search.metric, list):
+            return [Problem(("search", key), (
+                f"only used by method: halving, tpe or gp as one metric; under {self.label} "
+                "list two or more metrics for a Pareto front"))
+                for key in ("metric", "mode") if key in search.model_fields_set
+                and getattr(search, key) is not None]
+        return objectives_problems(search.metric, search.mode)
+
     def check_config(self) -> list[Problem]:
-        """Problems across sections (run once the whole file validates as a schema)."""
+        metrics = self.search.metric
+        if self.role == "method" and isinstance(metrics, list) and set(metrics) & set(VAL_METRICS):
+            return validation_problems(self.config, self.label)
         return []
 
     def check_dataset(self, dataset) -> list[Problem]:
-        """Problems of the method against one loaded data set."""
-        return []
+        metrics = self.search.metric
+        return dataset_problems(metrics, dataset) if isinstance(metrics, list) else []
 
-    def points(self) -> list[dict[str, Any]]:
-        """{dotted path: value} of every swept setting, one per variant, in a fixed order."""
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        """One line for `sweeps plan` ("grid over 4 parameters")."""
-        raise NotImplementedError
+    def scheduler(self, sweep: Any, finished: Mapping[str, Any], earlier=()) -> Scheduler:
+        metrics = self.search.metric
+        record = tuple(m for m in metrics if m in RECORDED) if isinstance(metrics, list) else ()
+        return StaticScheduler(sweep, finished, record)
 
 
-class Grid(SearchMethod):
+class Grid(_Static):
     """Every combination of the value lists; the first listed parameter varies slowest."""
 
     name = "grid"
 
-    def check(self, clean: bool) -> list[Problem]:
+    def check_points(self, clean: bool) -> list[Problem]:
         count = math.prod(len(v) for v in self.search.parameters.values())
         if clean and count > MAX_VARIANTS:
             return [Problem(BASE, f"the grid has {count} variants; at most {MAX_VARIANTS} are "
@@ -99,7 +115,7 @@ class Grid(SearchMethod):
         return f"grid over {n} parameter{'s' if n != 1 else ''}"
 
 
-class Random(SearchMethod):
+class Random(_Static):
     """`samples` distinct draws seeded by `random_seed` (default 0); lists are uniform choices,
     mappings ranges (`config.Distribution`)."""
 
@@ -110,7 +126,7 @@ class Random(SearchMethod):
     def refuse_distribution(self) -> Optional[str]:
         return None
 
-    def check(self, clean: bool) -> list[Problem]:
+    def check_points(self, clean: bool) -> list[Problem]:
         samples, parameters = self.search.samples, self.search.parameters
         if samples is None:
             return [Problem(("search", "samples"),
@@ -137,7 +153,7 @@ class Random(SearchMethod):
                 f"random_seed {self.search.random_seed or 0}")
 
 
-# The methods an adaptive method may draw its points with (`search.sampler`).
+# The methods others may draw their points with (`search.sampler` under halving).
 SAMPLERS: dict[str, type[SearchMethod]] = {m.name: m for m in (Grid, Random)}
 
 

@@ -1,0 +1,236 @@
+"""Model-based search (tpe) against the full grid it searches, random search at the same budget,
+Optuna's own loop and Ray Tune with OptunaSearch.
+
+For each of four spaces (lists only, so every configuration tpe can ask is a grid point):
+
+  grid     the full grid with `sweeps run`'s library form (Ray, a SQLite store of its own):
+           every configuration's mean validation loss over its seeds, the reference ranking.
+  tpe      `search.method: tpe` with a quarter of the grid's configurations (batch 4), for 5
+           sampler seeds: where its pick (its best told configuration) ranks in the grid.
+           A variant is bit-identical however it trains, so the study is replayed against the
+           grid's logged values (exactly what resuming a tpe sweep does); the first seed also
+           runs for real, and the benchmark checks that it trained the replay's variants, and
+           times it: the share of its wall time spent asking and telling.
+  random   `random_points` over the same lists at the same budget, same 5 seeds: its pick's rank.
+  optuna   (first seed) `study.optimize` with the same TPE sampler, one trial per configuration
+           training its seeds with this project's engine (one `train_pack` per trial), in this
+           process: the wall time against the tpe sweep's.
+  tune     (--tune; first space, first seed) Ray Tune's Tuner with OptunaSearch, one trial
+           per configuration training its seeds the same way: the wall time.
+
+Prints figures measured in this run; asserts nothing (the machine is shared).
+Usage: python benchmarks/bench_search.py [--seeds 5] [--spaces moons sine ...] [--tune]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from sweeps import run_sweep
+from sweeps.execution.plan import pack_variants
+from sweeps.execution.training import train_pack
+from sweeps.methods.static import random_points
+from sweeps.spec.search import scheduler_of
+from sweeps.spec.sweep import load_sweep
+
+LRS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+WDS = [0.0, 0.0001, 0.001, 0.01]
+# Three spaces of variant-role settings (a round's configurations share one pack) and one
+# (breast_cancer) of widths and optimizers (a pack per width and optimizer).
+SPACES = {
+    "moons": {"data": {"source": "moons", "validation": 0.25},
+              "model": {"hidden": [8], "activation": "tanh", "output_activation": "sigmoid",
+                        "bias": True},
+              "train": {"loss": "bce", "optimizer": "momentum", "epochs": 300},
+              "parameters": {"train.lr": LRS, "train.weight_decay": WDS,
+                             "model.init": ["xavier_normal", "he_normal"]}},
+    "breast_cancer": {"data": {"source": "breast_cancer", "validation": 0.2},
+                      "model": {"activation": "tanh", "output_activation": "sigmoid",
+                                "bias": True, "init": "xavier_normal"},
+                      "train": {"loss": "bce", "epochs": 100, "batch_size": 64},
+                      "parameters": {"train.lr": LRS, "model.hidden": [4, 16],
+                                     "train.optimizer": ["sgd", "momentum", "adam"]}},
+    "sine": {"data": {"source": "sine", "validation": 0.25},
+             "model": {"hidden": [16], "activation": "tanh", "output_activation": "identity",
+                       "bias": True},
+             "train": {"loss": "mse", "optimizer": "momentum", "epochs": 400},
+             "parameters": {"train.lr": LRS, "train.momentum": [0.5, 0.8, 0.9, 0.95],
+                            "model.init": ["xavier_normal", "he_normal"]}},
+    "iris": {"data": {"source": "iris", "validation": 0.25},
+             "model": {"hidden": [16], "activation": "relu", "output_activation": "softmax",
+                       "bias": True},
+             "train": {"loss": "cross_entropy", "optimizer": "adam", "epochs": 300},
+             "parameters": {"train.lr": LRS, "train.weight_decay": WDS,
+                            "model.init": ["he_normal", "xavier_uniform"]}},
+}
+SEEDS = [0, 1]
+BATCH = 4
+TOP = 0.05
+
+
+def write(space: str, method: str, workdir: Path, random_seed: int = 0) -> Path:
+    """The space as a sweep file: the grid, or tpe with a quarter of its configurations."""
+    spec = SPACES[space]
+    n = math.prod(len(v) for v in spec["parameters"].values())
+    search = {"method": method, "parameters": {**spec["parameters"], "seed": SEEDS}}
+    if method == "tpe":
+        search.update(trials=n // 4, batch=BATCH, random_seed=random_seed)
+    config = {"name": f"{space}-{method}-{random_seed}", "data": spec["data"],
+              "model": spec["model"], "train": {"log_every": 10, **spec["train"]},
+              "seed": 0, "search": search}
+    path = workdir / f"{config['name']}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def ranking(frame) -> dict[str, int]:
+    """{group key: rank (1 = best)} by the mean validation loss over seeds."""
+    means = frame.groupby("group_key")["val_loss"].mean().sort_values()
+    return {group: rank for rank, group in enumerate(means.index, start=1)}
+
+
+def tpe_pick(path: Path, metrics: dict) -> tuple[str, list[str], float]:
+    """(the best configuration's group, the variants asked, seconds in ask and tell), the
+    study replayed against logged metrics, as a resumed sweep replays it."""
+    sweep = load_sweep(path)
+    clock = time.perf_counter()
+    scheduler = scheduler_of(sweep, metrics)
+    assert scheduler.ask() is None, "every configuration is a grid point: nothing to train"
+    seconds = time.perf_counter() - clock
+    best = scheduler.study.best_trial
+    point = scheduler.space.point(best.params)
+    asked = [sweep.variant_at({**scheduler.space.point(t.params), "seed": s}, 0).key
+             for t in scheduler.study.trials for s in SEEDS]
+    return sweep.variant_at({**point, "seed": SEEDS[0]}, 0).group, asked, seconds
+
+
+def random_pick(grid_sweep, ranks: dict[str, int], trials: int, seed: int) -> str:
+    """The best of `trials` random configurations of the grid, by the grid's means."""
+    lists = {p: v for p, v in grid_sweep.config.search.parameters.items() if p != "seed"}
+    groups = [grid_sweep.variant_at({**point, "seed": SEEDS[0]}, 0).group
+              for point in random_points(lists, trials, seed)]
+    return min(groups, key=ranks.__getitem__)
+
+
+def optuna_loop(path: Path, trials: int, seed: int) -> float:
+    """Seconds of `study.optimize`: one trial per configuration, its seeds trained as one pack."""
+    import optuna
+    sweep = load_sweep(path)
+    method = scheduler_of(sweep, {}).method
+    lists = {p: v for p, v in sweep.config.search.parameters.items() if p != "seed"}
+
+    def objective(trial):
+        point = {p: values[trial.suggest_categorical(p, list(range(len(values))))]
+                 for p, values in lists.items()}
+        variants = [sweep.variant_at({**point, "seed": s}, i) for i, s in enumerate(SEEDS)]
+        results = [r for pack in pack_variants(variants, sweep.datasets, 1)
+                   for r in train_pack(pack, sweep.datasets[pack.data_key])]
+        return float(np.mean([r.metrics["val_loss"] for r in results]))
+
+    clock = time.perf_counter()
+    study = optuna.create_study(sampler=method.sampler(trials))
+    study.optimize(objective, n_trials=trials)
+    return time.perf_counter() - clock
+
+
+def tune_loop(path: Path, trials: int, seed: int) -> float:
+    """Seconds of Ray Tune's Tuner with OptunaSearch, one trial per configuration."""
+    import ray
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+    sweep = load_sweep(path)
+    lists = {p: v for p, v in sweep.config.search.parameters.items() if p != "seed"}
+    datasets = ray.put(dict(sweep.datasets))
+
+    def trainable(config):
+        data = ray.get(datasets)
+        point = {p: lists[p][config[p]] for p in lists}
+        variants = [sweep.variant_at({**point, "seed": s}, i) for i, s in enumerate(SEEDS)]
+        results = [r for pack in pack_variants(variants, data, 1)
+                   for r in train_pack(pack, data[pack.data_key])]
+        return {"val_loss": float(np.mean([r.metrics["val_loss"] for r in results]))}
+
+    clock = time.perf_counter()
+    space = {p: tune.choice(list(range(len(v)))) for p, v in lists.items()}
+    tuner = tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(
+        search_alg=OptunaSearch(metric="val_loss", mode="min", seed=seed),
+        num_samples=trials), run_config=tune.RunConfig(storage_path=str(path.parent / "tune"),
+                                                        verbose=0))
+    tuner.fit()
+    return time.perf_counter() - clock
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
+    parser.add_argument("--tune", action="store_true", help="also Ray Tune + OptunaSearch")
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    work = Path(tempfile.mkdtemp(prefix="bench-search-"))
+    os.chdir(work)
+    summary = []
+    for space in args.spaces:
+        grid_path = write(space, "grid", work)
+        grid = run_sweep(grid_path, tracking_uri=f"sqlite:///{work / space}-grid.db",
+                         progress=False, out=work / f"{space}-grid")
+        ranks = ranking(grid.frame)
+        n = len(ranks)
+        top = max(1, math.ceil(TOP * n))
+        metrics = {r.variant_key: {"val_loss": r.val_loss, "train_loss": r.train_loss}
+                   for r in grid.frame.itertuples()}
+        tpe_ranks, random_ranks, decide = [], [], []
+        for seed in range(args.seeds):
+            path = write(space, "tpe", work, seed)
+            group, asked, seconds = tpe_pick(path, metrics)
+            tpe_ranks.append(ranks[group])
+            decide.append(seconds)
+            random_ranks.append(ranks[random_pick(grid.sweep, ranks, n // 4, seed)])
+        print(f"\n{space}: {n} configurations x {len(SEEDS)} seeds; budget {n // 4}; "
+              f"top {TOP:.0%} = rank <= {top}")
+        print(f"  tpe picks' ranks    {tpe_ranks}  mean {np.mean(tpe_ranks):.1f}  "
+              f"in top {TOP:.0%}: {sum(r <= top for r in tpe_ranks)}/{args.seeds}")
+        print(f"  random picks' ranks {random_ranks}  mean {np.mean(random_ranks):.1f}")
+        print(f"  ask+tell replayed (Optuna import and study included): "
+              f"{min(decide):.2f}-{max(decide):.2f} s")
+
+        path = write(space, "tpe", work, 0)
+        clock = time.perf_counter()
+        real = run_sweep(path, tracking_uri=f"sqlite:///{work / space}-tpe.db", progress=False,
+                         out=work / f"{space}-tpe")
+        wall = time.perf_counter() - clock
+        _, asked, _ = tpe_pick(path, metrics)
+        same = sorted(real.frame["variant_key"]) == sorted(set(asked))
+        print(f"  tpe sweep (seed 0): wall {wall:.1f} s, ask+tell {real.timings['deciding']:.2f} s "
+              f"= {real.timings['deciding'] / wall:.1%} of wall; trained the replay's "
+              f"variants: {same}")
+        loop = optuna_loop(path, n // 4, 0)
+        inner = real.timings["train_and_log"]
+        print(f"  optuna study.optimize: {loop:.1f} s = {loop / wall:.2f}x the tpe sweep's wall, "
+              f"{loop / inner:.2f}x its rounds (training, logging, ask and tell: {inner:.1f} s; "
+              f"the rest is Ray's start, the store, tables and plots)")
+        row = {"space": space, "top": sum(r <= top for r in tpe_ranks) >= math.ceil(
+            0.6 * args.seeds), "beats": np.mean(tpe_ranks) < np.mean(random_ranks),
+            "share": real.timings["deciding"] / wall, "optuna": loop / wall,
+            "optuna_vs_rounds": loop / inner}
+        if args.tune and space == args.spaces[0]:
+            tuned = tune_loop(path, n // 4, 0)
+            print(f"  ray tune + OptunaSearch: {tuned:.1f} s = {tuned / wall:.2f}x the tpe sweep")
+            row["tune"] = tuned / wall
+        summary.append(row)
+    print("\nsummary")
+    for row in summary:
+        print("  " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                               for k, v in row.items()))
+
+
+if __name__ == "__main__":
+    main()

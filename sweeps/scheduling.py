@@ -1,0 +1,191 @@
+"""The driver of every search method inside `run_sweep`: ask the method's scheduler for a round,
+train it, log, tell, checkpoint; again until the scheduler says the search is over.
+
+Each round (`sweeps.methods.base.Round`) packs its work (variants that start from their
+initializers and variants that go on from a state apart: a pack starts from one or the other),
+trains the packs on Ray or serially to the round's stops, and tells the scheduler the
+results. Variants are logged as complete child runs: in a final round as their packs come
+in; the ones a scheduler stops after a round (``pruned``, or ``diverged`` when training says
+so) while the next round's packs train (the driver waits on them anyway). Then, for a
+scheduler with a `checkpoint`, its state and the states of the variants it keeps are written
+to the parent run, so a sweep stopped by Ctrl-C or SIGKILL continues after its last told
+round; a round in progress is trained again, and variants it had logged are not logged twice.
+A round that is interrupted before its checkpoint is trained again, so the order costs nothing
+on resume.
+
+A pack that fails (after Ray's retries) ends the search after that round's other packs: a
+scheduler told a round without its variants would make a different search. Running the file
+again retries from the last told round.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping
+
+import core
+from sweeps.execution.plan import pack_variants
+from sweeps.execution.trails import Trail, dump, load
+from sweeps.execution.training import VariantResult
+from sweeps.methods.base import Continue, Fork, Round, Scheduler, Start, Stop
+from sweeps.records import Pack
+from sweeps.report.progress import SweepProgress
+
+log = logging.getLogger(__name__)
+
+# run(packs, on_done, on_failed, last_round, on_submitted) trains packs on Ray or serially,
+# calling on_submitted() once the packs are on their way
+RunPacks = Callable[[list[Pack], Callable, Callable, bool, Callable], dict[str, int]]
+
+
+@dataclass
+class Outcome:
+    """What the rounds did: variants that failed (key -> error), packs per Ray node, seconds
+    spent logging and in the scheduler's ask and tell."""
+
+    failed: dict[str, str] = field(default_factory=dict)
+    nodes: dict[str, int] = field(default_factory=dict)
+    logging: float = 0.0
+    deciding: float = 0.0
+
+
+def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: RunPacks,
+                  workers: int, progress: bool) -> Outcome:
+    """Every round still to do of the sweep's search; see the module docstring."""
+    outcome = Outcome()
+    if scheduler.over:
+        return outcome                      # a finished search: nothing to train again
+    by_key = {variant.key: variant for variant in sweep.variants}
+    trails = _resume(tracker, scheduler)
+    pending: Callable[[], None] = lambda: None  # noqa: E731 - the last told round's logging
+    told = False
+    while (work := _timed(outcome, scheduler.ask)) is not None:
+        for request in work.work:
+            if isinstance(request, (Start, Fork)):
+                by_key[request.variant.key] = request.variant
+            if isinstance(request, Fork):
+                trails[request.variant.key] = trails[request.source]
+        if told:
+            pending = _logger(tracker, by_key, trails, work.stop, scheduler, outcome)
+        packs = _packs(work, by_key, trails, sweep.datasets, workers)
+        results: dict[str, VariantResult] = {}
+
+        with SweepProgress(len(work.work), work.label, enabled=progress) as bar:
+            def on_done(pack: Pack, pack_results: list[VariantResult]) -> None:
+                for result in pack_results:
+                    results[result.key] = result
+                    if work.keep:
+                        trails[result.key] = (trails[result.key].extend(result)
+                                              if result.key in trails else Trail.first(result))
+                if work.final or work.last:  # nothing left to decide for these: log now
+                    clock = time.perf_counter()
+                    if work.keep:
+                        _log(tracker, by_key, trails,
+                             {r.key: Stop("ok", work.rung) for r in pack_results})
+                    else:
+                        tracker.log_variants([(by_key[r.key], r) for r in pack_results])
+                    outcome.logging += time.perf_counter() - clock
+                bar.advance([r.metrics["train_loss"] for r in pack_results],
+                            diverged=sum(r.status == "diverged" for r in pack_results))
+
+            def on_failed(pack: Pack, error: str) -> None:
+                for variant in pack.variants:
+                    outcome.failed[variant.key] = error
+                bar.advance([], failed=len(pack.variants))
+
+            nodes = run_packs(packs, on_done, on_failed, work.last, pending)
+        for node, count in nodes.items():
+            outcome.nodes[node] = outcome.nodes.get(node, 0) + count
+        if outcome.failed:
+            return outcome
+        _timed(outcome, scheduler.tell, results)
+        told = True
+    pending()
+    for path, data in scheduler.tables().items():
+        tracker.write_parent_file(path, data)
+    return outcome
+
+
+def _timed(outcome: Outcome, call: Callable, *args: Any) -> Any:
+    """call(*args), its seconds added to `outcome.deciding`."""
+    clock = time.perf_counter()
+    try:
+        return call(*args)
+    finally:
+        outcome.deciding += time.perf_counter() - clock
+
+
+def _packs(work: Round, by_key: Mapping[str, Any], trails: Mapping[str, Trail],
+           datasets: Mapping[str, Any], workers: int) -> list[Pack]:
+    """The round's packs: new variants and variants that go on from a state packed apart."""
+    fresh = [by_key[r.variant.key] for r in work.work if isinstance(r, Start)]
+    going_on = [by_key[r.key if isinstance(r, Continue) else r.variant.key] for r in work.work
+                if not isinstance(r, Start)]
+    packs = [_with_state(pack, trails, work) for todo in (fresh, going_on) if todo
+             for pack in pack_variants(todo, datasets, workers)]
+    return [replace(pack, index=i) for i, pack in enumerate(packs)]
+
+
+def _with_state(pack: Pack, trails: Mapping[str, Trail], work: Round) -> Pack:
+    """The pack with its variants' states (when they trained before) and the round's stops."""
+    if work.record:
+        pack = replace(pack, record=work.record)
+    if not work.keep:
+        return replace(pack, stops=work.stops) if work.stops else pack
+    states = [trails[v.key].state for v in pack.variants if v.key in trails]
+    start = core.TrainState.concat(states) if states else None
+    if states and len(states) != len(pack.variants):
+        raise RuntimeError("a pack mixes variants that trained before with new ones")
+    return replace(pack, start=start, stops=work.stops, keep_state=True)
+
+
+def _logger(tracker: Any, by_key: dict, trails: dict[str, Trail], stopped: Mapping[str, Stop],
+            scheduler: Scheduler, outcome: Outcome) -> Callable[[], None]:
+    """What to do once the next round is under way: log the variants that stopped, then
+    checkpoint the search. It runs before the next round's first result comes in (see
+    `RunPacks`), while the scheduler and `trails` still hold the told round's outcome."""
+    batch = {key: trails.pop(key) for key in stopped}
+    done = False
+
+    def log_and_checkpoint() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            clock = time.perf_counter()
+            _log(tracker, by_key, batch, stopped)
+            if scheduler.checkpoint:
+                tracker.write_parent_file(scheduler.checkpoint, dump(scheduler.state(), trails))
+            outcome.logging += time.perf_counter() - clock
+
+    return log_and_checkpoint
+
+
+def _log(tracker: Any, by_key: Mapping[str, Any], trails: Mapping[str, Trail],
+         stopped: Mapping[str, Stop]) -> None:
+    """Log the variants that stopped as complete child runs (diverged when training says so)."""
+    batch = []
+    for key, stop in stopped.items():
+        trail = trails[key]
+        status = "diverged" if trail.last.status == "diverged" else stop.status
+        batch.append((by_key[key], trail.result(status, stop.rung)))
+    if batch:
+        tracker.log_variants(batch)
+
+
+def _resume(tracker: Any, scheduler: Scheduler) -> dict[str, Trail]:
+    """The kept variants' trails from the parent's checkpoint (the scheduler restored from it),
+    else none (the scheduler starts anew)."""
+    if not scheduler.checkpoint:
+        return {}
+    data = tracker.read_parent_file(scheduler.checkpoint)
+    if data is not None:
+        try:
+            state, trails = load(data)
+            scheduler.restore(state, set(trails))
+        except ValueError as error:
+            log.warning("starting the search again: %s", error)
+        else:
+            return trails
+    return {}

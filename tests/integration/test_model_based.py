@@ -1,0 +1,101 @@
+"""tpe and gp end to end: real Ray, a real SQLite store, the study's history on the parent run,
+and a tpe sweep killed with SIGKILL that continues where it stopped."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from sweeps import run_sweep
+from sweeps.methods.model_based import HISTORY_TABLE
+from tests.integration.helpers import (START_TIMEOUT, assert_logged_once, child_runs,
+                                       sweeps_command, wait_for)
+from tests.sweep_files import write_model_based_sweep
+
+
+def _history(tracking_uri: str, experiment: str) -> list[dict]:
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    parent = client.search_runs([found.experiment_id], "tags.`sweep.role` = 'parent'",
+                                order_by=["attributes.start_time DESC"])[0]      # the newest
+    text = Path(client.download_artifacts(parent.info.run_id, HISTORY_TABLE)).read_text()
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.mark.parametrize("method", ["tpe", "gp"])
+def test_each_configuration_trains_every_seed_and_its_mean_is_told(
+        ray_session, tracking_uri, tmp_path, method):
+    if method == "gp":
+        pytest.importorskip("torch", reason="method: gp needs PyTorch (the gp extra)")
+    path = write_model_based_sweep(tmp_path, name=method, method=method)
+    outcome = run_sweep(path, tracking_uri=tracking_uri, progress=False)
+    children = child_runs(tracking_uri, method)
+    assert {r.info.status for r in children} == {"FINISHED"}
+    frame = outcome.frame
+    groups = frame.groupby("group_key")
+    assert len(frame) == len(children) and (groups.size() == 2).all()   # every seed trained
+
+    history = _history(tracking_uri, method)
+    assert [int(row["trial"]) for row in history] == list(range(8))
+    assert [int(row["round"]) for row in history] == [1] * 4 + [2] * 4
+    means = {name: group["val_loss"].mean() for name, group in groups}
+    told = {float(row["value"]) for row in history if row["state"] == "COMPLETE"}
+    assert told and all(any(math.isclose(v, m, rel_tol=1e-12) for m in means.values())
+                        for v in told)
+
+    serial = run_sweep(path, tracking_uri=f"sqlite:///{tmp_path / 'serial.db'}",
+                       executor="serial", progress=False, out=tmp_path / "serial")
+    assert sorted(serial.frame["variant_key"]) == sorted(frame["variant_key"])
+
+
+def test_a_killed_tpe_sweep_continues_and_trains_nothing_twice(tracking_uri, tmp_path):
+    name = "tpe-killed"
+    path = write_model_based_sweep(tmp_path, name=name, trials=12, batch=4, epochs=6000)
+    logged = lambda: child_runs(tracking_uri, name, "FINISHED")  # noqa: E731
+    driver = sweeps_command("run", str(path), "--tracking-uri", tracking_uri, cwd=tmp_path)
+    try:
+        wait_for(lambda: len(logged()) >= 8, timeout=START_TIMEOUT,
+                 what="the first round's variants", poll=0.1, watch=driver)
+        driver.kill()
+    finally:
+        driver.kill()
+    before = {r.data.tags["sweep.variant_key"]: r.info.run_id for r in logged()}
+    assert 8 <= len(before) < 24
+
+    again = sweeps_command("run", str(path), "--tracking-uri", tracking_uri, cwd=tmp_path,
+                           name="again")
+    code, stderr = again.finish(timeout=START_TIMEOUT)
+    assert code == 0, stderr
+    out = (tmp_path / "again.out").read_text()
+    assert f"{24 - len(before)} variants trained, {len(before)} already done" in out, out
+
+    keys = assert_logged_once(tracking_uri, name, before, 24)
+
+    fresh = run_sweep(path, tracking_uri=f"sqlite:///{tmp_path / 'fresh.db'}", progress=False,
+                      executor="serial", out=tmp_path / "fresh")
+    assert sorted(fresh.frame["variant_key"]) == sorted(keys)
+    assert _history(tracking_uri, name) == _history(f"sqlite:///{tmp_path / 'fresh.db'}", name)
+
+
+def test_a_tpe_sweep_warm_starts_from_a_grid_of_the_same_experiment(tracking_uri, tmp_path):
+    import yaml
+    path = write_model_based_sweep(tmp_path, name="warm", trials=4, batch=4)
+    config = yaml.safe_load(path.read_text())
+    config["search"] = {"method": "grid", "parameters": {
+        "train.lr": [0.03, 0.3, 5.0], "model.hidden": [2, 8], "seed": [0, 1]}}
+    grid = tmp_path / "warm-grid.yaml"
+    grid.write_text(yaml.safe_dump(config, sort_keys=False))
+    run_sweep(grid, tracking_uri=tracking_uri, executor="serial", progress=False,
+              out=tmp_path / "grid")
+    outcome = run_sweep(path, tracking_uri=tracking_uri, executor="serial", progress=False)
+    history = _history(tracking_uri, "warm")
+    warm = [row for row in history if row["state"] == "WARM"]
+    assert sorted(row["configuration"] for row in warm) == sorted(      # lr 5.0 lies outside
+        f"train.lr={lr} model.hidden={h}" for lr in (0.03, 0.3) for h in (2, 8))
+    assert [int(row["round"]) for row in history if row["state"] != "WARM"] == [1] * 4
+    assert len(outcome.frame) == 8          # its own variants only
