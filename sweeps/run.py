@@ -29,6 +29,7 @@ from sweeps.records import Executor, Pack
 from sweeps.report.progress import SweepProgress
 from sweeps.spec.sweep import Sweep, load_sweep
 from sweeps.tracking import Tracker, open_tracker
+from sweeps.tracking.pack_writer import settle
 from sweeps.tracking.ui import open_hint
 from sweeps.execution.training import VariantResult
 
@@ -68,6 +69,7 @@ class SweepOutcome:
     skipped: int
     failed: dict[str, str] = field(default_factory=dict)  # variant key -> error
     nodes: dict[str, int] = field(default_factory=dict)  # Ray node id -> packs run there
+    writers: dict[str, int] = field(default_factory=dict)  # "host:pid" -> packs it wrote
     timings: dict[str, float] = field(default_factory=dict)
     experiment_id: str | None = None
 
@@ -129,6 +131,7 @@ def run_sweep(
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     from sweeps.execution import execute
     timings: dict[str, float] = {}
+    writers: dict[str, int] = {}
     clock = time.perf_counter()
 
     tracker = open_tracker(tracking_uri, sweep, fresh=fresh)
@@ -149,9 +152,10 @@ def run_sweep(
                 schedule = schedule_of(sweep)
                 if schedule is None:
                     packs = make_packs(sweep, workers=workers, skip=finished)
+                    writer = tracker.pack_writer() if connection is not None else None
                     failed, nodes = _train_and_log(sweep, tracker, packs,
-                                                   _pack_runner(sweep, connection), progress,
-                                                   timings)
+                                                   _pack_runner(sweep, connection, writer),
+                                                   progress, timings, writers)
                 else:
                     done = adaptive.run_rounds(sweep, tracker, schedule,
                                                _pack_runner(sweep, connection), workers,
@@ -172,7 +176,7 @@ def run_sweep(
         sweep=sweep, parent_run_id=tracker.parent_run_id, tracking_uri=tracker.tracking_uri,
         frame=made.frame, summary=made.summary, curves=made.curves, out_dir=out_dir,
         files=made.files, trained=len(made.frame) - len(finished),
-        skipped=len(finished), failed=failed, nodes=nodes, timings=timings,
+        skipped=len(finished), failed=failed, nodes=nodes, writers=writers, timings=timings,
         experiment_id=tracker.experiment_id,
     )
 
@@ -195,10 +199,11 @@ def _stopped_by_signals(sweep: Sweep, tracker: Tracker) -> Iterator[None]:
             ) from None
 
 
-def _pack_runner(sweep: Sweep, connection: RayConnection | None):
+def _pack_runner(sweep: Sweep, connection: RayConnection | None, writer=None):
     """run(packs, on_done, on_failed, last, on_submitted) on Ray or serially: how the grid's
     packs and each round of `adaptive.run_rounds` train. With `last`, Ray shuts down in the
-    background once every pack is in, while the driver logs the rest."""
+    background once every pack is in, while the driver logs the rest. With a `writer`
+    (`Tracker.pack_writer`), each worker writes the children of the pack it trained."""
     from sweeps.execution import execute
 
     def run(packs, on_done, on_failed, last: bool, on_submitted=None) -> dict[str, int]:
@@ -208,14 +213,15 @@ def _pack_runner(sweep: Sweep, connection: RayConnection | None):
         return execute.run_ray(packs, sweep.datasets, on_done, on_failed,
                                on_all_trained=connection.close_soon if last else None,
                                cancel_on_interrupt=not connection.owned,
-                               on_submitted=on_submitted)
+                               on_submitted=on_submitted, writer=writer)
 
     return run
 
 
 def _train_and_log(sweep: Sweep, tracker: Tracker, packs: list[Pack], run_packs,
-                   progress: bool, timings: dict[str, float]):
-    """Train the packs with `run_packs` (`_pack_runner`), logging each as it finishes.
+                   progress: bool, timings: dict[str, float], writers: dict[str, int]):
+    """Train the packs with `run_packs` (`_pack_runner`), logging each as it finishes
+    (unless its worker wrote it: `writers` counts the packs each process wrote).
 
     Returns (failed, nodes).
     """
@@ -227,7 +233,8 @@ def _train_and_log(sweep: Sweep, tracker: Tracker, packs: list[Pack], run_packs,
     def on_done(pack: Pack, pack_results: list[VariantResult]) -> None:
         nonlocal logging_seconds
         clock = time.perf_counter()
-        tracker.log_variants([(by_key[result.key], result) for result in pack_results])
+        pack_results, writer = settle(tracker, by_key, pack_results)
+        writers[writer] = writers.get(writer, 0) + 1
         logging_seconds += time.perf_counter() - clock
         bar.advance(
             [result.metrics["train_loss"] for result in pack_results],
