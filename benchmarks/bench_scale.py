@@ -52,13 +52,19 @@ import sweeps.run as run
 sweep_file, uri, out, postmaster = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 marks = {}
 phase = run._train_and_log
+# Ray shuts down once every pack is in, while the driver may still write: held until the
+# phase's end snapshot, or the workers' CPU would leave with them.
+from sweeps.execution.execute import RayConnection
+close_soon = RayConnection.close_soon
 
 def bracketed(*args, **kwargs):
+    RayConnection.close_soon = lambda self: None
     marks["start"] = (time.perf_counter(), cpu_by_group(os.getpid(), postmaster))
     try:
         return phase(*args, **kwargs)
     finally:
         marks["end"] = (time.perf_counter(), cpu_by_group(os.getpid(), postmaster))
+        RayConnection.close_soon = close_soon
 
 run._train_and_log = bracketed
 cpus = int(os.environ["BENCH_CPUS"])
@@ -203,6 +209,67 @@ def measure(sweep: Path, uri: str, workdir: Path, postmaster: int, mode: str,
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+INSERTS = r"""
+import importlib.util, json, os, sys, tempfile, time
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("bench_scale", sys.argv[3])
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+from sweeps.execution.plan import make_packs
+from sweeps.execution.training import train_pack
+from sweeps.spec.sweep import load_sweep
+from sweeps.tracking import pack_writer
+from sweeps.tracking.bulk import BulkTracker
+from sweeps.tracking.child import child_run
+
+sweep = load_sweep(sys.argv[1])
+uris = sys.argv[4:]
+packs = [(p, train_pack(p, sweep.datasets[p.data_key])) for p in make_packs(sweep, workers=2)]
+out = []
+for uri, method in zip(uris, [m for _ in uris for m in ("copy", "values")]):
+    tracker = BulkTracker(sweep, uri)
+    tracker.start()
+    writer = tracker.pack_writer()
+    connection = writer._connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    connection.commit()
+    children = [[child_run(sweep, v, r, tracker.parent_run_id, tracker.kinds) for v, r in
+                 zip(p.variants, results)] for p, results in packs]
+    pack_writer.PG_INSERT = method
+    server, cpu, clock = bench._stat(backend)[1], time.process_time(), time.perf_counter()
+    for batch in children:
+        pack_writer.write_children(connection, batch, writer.experiment_id, writer.parent_run_id,
+                                   writer.artifact_location, writer._put)
+    n = sum(map(len, children))
+    out.append({"method": method, "wall": (time.perf_counter() - clock) * 1000 / n,
+                "client": (time.process_time() - cpu) * 1000 / n,
+                "server": (bench._stat(backend)[1] - server) * 1000 / n})
+    tracker.finish()
+print(json.dumps(out))
+"""
+
+
+def bench_inserts(workdir: Path, postgres: "Postgres", rounds: int) -> None:
+    """COPY against multi-row INSERTs: the same card children (480, trained beforehand)
+    written pack by pack with `pack_writer.write_children`, alternating, fresh databases."""
+    sweep = write_card(workdir, 10) if not (workdir / "scale-10.yaml").exists() \
+        else workdir / "scale-10.yaml"
+    uris = [postgres.new_database() for _ in range(2 * rounds)]
+    done = subprocess.run([sys.executable, "-c", INSERTS, str(sweep), "", str(Path(__file__)
+                           .resolve()), *uris], cwd=workdir, capture_output=True, text=True,
+                          env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    if done.returncode:
+        raise RuntimeError(done.stderr[-3000:])
+    runs = json.loads(done.stdout.strip().splitlines()[-1])
+    print("\nrows into PostgreSQL, ms per child (best of %d): wall, writer CPU, server CPU" % rounds)
+    for method in ("copy", "values"):
+        mine = [r for r in runs if r["method"] == method]
+        print(f"  {method:<7} " + ", ".join(f"{k} {min(r[k] for r in mine):.2f}"
+                                            for k in ("wall", "client", "server")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -214,6 +281,8 @@ def main() -> None:
     parser.add_argument("--base", default="e4c8799",
                         help="git revision of today's code (mode base)")
     parser.add_argument("--cpus", default="2", help="Ray worker counts, e.g. 1,2")
+    parser.add_argument("--inserts", action="store_true",
+                        help="only COPY against multi-row INSERTs (PostgreSQL)")
     args = parser.parse_args()
     stores = args.stores.split(",")
     modes = args.modes.split(",")
@@ -223,8 +292,11 @@ def main() -> None:
         workdir = Path(tmp)
         sweep = write_card(workdir, args.seeds)
         base = checkout(args.base, workdir / "base") if "base" in modes else None
-        postgres = Postgres().__enter__() if "postgresql" in stores else None
+        postgres = Postgres().__enter__() if "postgresql" in stores or args.inserts else None
         try:
+            if args.inserts:
+                bench_inserts(workdir, postgres, args.rounds)
+                return
             count = 0
             for _ in range(args.rounds):
                 for store in stores:

@@ -160,15 +160,25 @@ def insert_rows(cursor, rows: Mapping[str, list[dict]], method: str | None = Non
             continue
         names = ", ".join(f'"{c}"' for c in columns)
         if method == "copy":
-            text = "".join("\t".join(_copy_text(row[c]) for c in columns) + "\n"
-                           for row in rows[table])
-            cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN", io.StringIO(text))
+            cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN",
+                               io.StringIO(copy_text(table, rows[table])))
         else:
             from psycopg2.extras import execute_values
 
             execute_values(cursor, f"INSERT INTO {table} ({names}) VALUES %s",
                            [tuple(row[c] for c in columns) for row in rows[table]],
                            page_size=1000)
+
+
+def copy_text(table: str, rows: Sequence[dict]) -> str:
+    """The rows of `table` in COPY's text format, one line each."""
+    if table in ("metrics", "latest_metrics"):      # most rows: one format, numbers as such
+        return "".join(
+            f"{row['run_uuid']}\t{row['key'].translate(_COPY_ESCAPES)}\t{row['value']!r}\t"
+            f"{row['timestamp']}\t{row['step']}\t{'t' if row['is_nan'] else 'f'}\n"
+            for row in rows)
+    columns = COLUMNS[table]
+    return "".join("\t".join(_copy_text(row[c]) for c in columns) + "\n" for row in rows)
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
