@@ -224,7 +224,9 @@ from sweeps.tracking.child import child_run
 
 sweep = load_sweep(sys.argv[1])
 uris = sys.argv[4:]
+cpu = time.process_time()
 packs = [(p, train_pack(p, sweep.datasets[p.data_key])) for p in make_packs(sweep, workers=2)]
+train = (time.process_time() - cpu) * 1000 / len(sweep.variants)
 out = []
 for uri, method in zip(uris, [m for _ in uris for m in ("copy", "values")]):
     tracker = BulkTracker(sweep, uri)
@@ -243,7 +245,7 @@ for uri, method in zip(uris, [m for _ in uris for m in ("copy", "values")]):
         pack_writer.write_children(connection, batch, writer.experiment_id, writer.parent_run_id,
                                    writer.artifact_location, writer._put)
     n = sum(map(len, children))
-    out.append({"method": method, "wall": (time.perf_counter() - clock) * 1000 / n,
+    out.append({"method": method, "train": train, "wall": (time.perf_counter() - clock) * 1000 / n,
                 "client": (time.process_time() - cpu) * 1000 / n,
                 "server": (bench._stat(backend)[1] - server) * 1000 / n})
     tracker.finish()
@@ -251,11 +253,25 @@ print(json.dumps(out))
 """
 
 
-def bench_inserts(workdir: Path, postgres: "Postgres", rounds: int) -> None:
-    """COPY against multi-row INSERTs: the same card children (480, trained beforehand)
-    written pack by pack with `pack_writer.write_children`, alternating, fresh databases."""
-    sweep = write_card(workdir, 10) if not (workdir / "scale-10.yaml").exists() \
-        else workdir / "scale-10.yaml"
+def write_realistic(directory: Path) -> Path:
+    """breast_cancer (validation split, minibatches of 64), 300 epochs logged every 3 (four
+    101-point curves), widths 4 to 64, adam: 4 widths x 3 lr x 5 seeds = 60 variants."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "configs" / "halving.yaml").read_text())
+    config.update(name="realistic", search={"method": "grid", "parameters": {
+        "model.hidden": [4, 16, 32, 64], "train.lr": [0.001, 0.01, 0.1], "seed": list(range(5))}})
+    config["train"].update(optimizer="adam", epochs=300, log_every=3)
+    path = directory / "realistic.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def bench_inserts(workdir: Path, postgres: "Postgres", rounds: int, workload: str) -> None:
+    """COPY against multi-row INSERTs: the same children (trained beforehand, one process:
+    training ms per variant on one core) written pack by pack with
+    `pack_writer.write_children`, alternating, fresh databases."""
+    sweep = write_card(workdir, 10) if workload == "card" else write_realistic(workdir)
     uris = [postgres.new_database() for _ in range(2 * rounds)]
     done = subprocess.run([sys.executable, "-c", INSERTS, str(sweep), "", str(Path(__file__)
                            .resolve()), *uris], cwd=workdir, capture_output=True, text=True,
@@ -263,7 +279,8 @@ def bench_inserts(workdir: Path, postgres: "Postgres", rounds: int) -> None:
     if done.returncode:
         raise RuntimeError(done.stderr[-3000:])
     runs = json.loads(done.stdout.strip().splitlines()[-1])
-    print("\nrows into PostgreSQL, ms per child (best of %d): wall, writer CPU, server CPU" % rounds)
+    print(f"\n{workload}: training {runs[0]['train']:.2f} ms per variant on one core; rows into "
+          f"PostgreSQL, ms per child (best of {rounds}): wall, writer CPU, server CPU")
     for method in ("copy", "values"):
         mine = [r for r in runs if r["method"] == method]
         print(f"  {method:<7} " + ", ".join(f"{k} {min(r[k] for r in mine):.2f}"
@@ -283,6 +300,8 @@ def main() -> None:
     parser.add_argument("--cpus", default="2", help="Ray worker counts, e.g. 1,2")
     parser.add_argument("--inserts", action="store_true",
                         help="only COPY against multi-row INSERTs (PostgreSQL)")
+    parser.add_argument("--workload", choices=("card", "realistic"), default="card",
+                        help="--inserts: the card (100 epochs) or breast_cancer, 300 epochs")
     args = parser.parse_args()
     stores = args.stores.split(",")
     modes = args.modes.split(",")
@@ -295,7 +314,7 @@ def main() -> None:
         postgres = Postgres().__enter__() if "postgresql" in stores or args.inserts else None
         try:
             if args.inserts:
-                bench_inserts(workdir, postgres, args.rounds)
+                bench_inserts(workdir, postgres, args.rounds, args.workload)
                 return
             count = 0
             for _ in range(args.rounds):
