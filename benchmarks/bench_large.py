@@ -32,13 +32,26 @@ RUN = r"""
 import json, sys, time
 from pathlib import Path
 clock = time.perf_counter()
-from sweeps.run import run_sweep
-outcome = run_sweep(sys.argv[1], tracking_uri=sys.argv[2], out=sys.argv[3], progress=False)
+import sweeps.run as run
+
+def peak_mib():
+    status = Path("/proc/self/status").read_text().splitlines()
+    return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+
+marks = {}
+phase = run._train_and_log
+
+def marked(*args, **kwargs):                  # the peak so far, once training is over
+    try:
+        return phase(*args, **kwargs)
+    finally:
+        marks["trained_peak_mib"] = peak_mib()
+
+run._train_and_log = marked
+outcome = run.run_sweep(sys.argv[1], tracking_uri=sys.argv[2], out=sys.argv[3], progress=False)
 wall = time.perf_counter() - clock
-status = Path("/proc/self/status").read_text().splitlines()
-peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
-print(json.dumps({"wall": wall, "peak_mib": peak / 1024, "trained": outcome.trained,
-                  "timings": outcome.timings}))
+print(json.dumps({"wall": wall, "peak_mib": peak_mib(), "trained": outcome.trained,
+                  "timings": outcome.timings, **marks}))
 """
 
 LOAD = r"""
@@ -117,7 +130,8 @@ def main() -> None:
                 loads[seeds] = _json(LOAD, name, uri, cwd=run_dir)
                 got = runs[seeds]
                 print(f"run   {got['trained']:,} variants: {got['wall']:.1f} s, driver peak "
-                      f"RSS {got['peak_mib']:.0f} MiB; " + ", ".join(
+                      f"RSS {got['peak_mib']:.0f} MiB ({got['trained_peak_mib']:.0f} MiB by "
+                      f"the end of training); " + ", ".join(
                           f"{k} {v:.1f} s" for k, v in got["timings"].items())
                       + f"; load_runs {loads[seeds]['seconds']:.1f} s", flush=True)
         finally:
