@@ -146,7 +146,7 @@ def curves_from_records(records: Sequence[RunRecord]) -> pd.DataFrame:
             if key in values:
                 column = values[key][end - count:end]
                 column[np.searchsorted(steps, np.asarray(s, dtype=np.int64))] = v
-    ids = pa.array([record.run_id for record in with_history], pa.string())
+    ids = pa.array([record.run_id for record in with_history], pa.large_string())  # "str"'s own
     run_ids = ids.take(pa.array(np.repeat(np.arange(len(ids), dtype=np.int32), counts)))
     return pd.DataFrame({"run_id": pd.array(run_ids, dtype="str"), "epoch": epochs, **values},
                         copy=False)
