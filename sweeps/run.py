@@ -66,6 +66,7 @@ class SweepOutcome:
     skipped: int
     failed: dict[str, str] = field(default_factory=dict)  # variant key -> error
     nodes: dict[str, int] = field(default_factory=dict)  # Ray node id -> packs run there
+    writers: dict[str, int] = field(default_factory=dict)  # "host:pid" -> packs it wrote
     timings: dict[str, float] = field(default_factory=dict)
     experiment_id: str | None = None
 
@@ -130,6 +131,7 @@ def run_sweep(
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     from sweeps.execution import execute
     timings: dict[str, float] = {}
+    writers: dict[str, int] = {}
     clock = time.perf_counter()
 
     tracker = open_tracker(tracking_uri, sweep, fresh=fresh)
@@ -153,9 +155,11 @@ def run_sweep(
                 earlier = () if sweep.variants_fixed else _earlier_variants(sweep, tracker)
                 scheduler = scheduler_of(sweep, finished_metrics, earlier)
                 begun = time.perf_counter() - begun        # Optuna's import and study
+                writer = tracker.pack_writer() if connection is not None else None
                 done = run_scheduled(sweep, tracker, scheduler, _pack_runner(sweep, connection),
-                                     workers, progress)
+                                     workers, progress, pack_writer=writer)
                 failed, nodes = done.failed, done.nodes
+                writers.update(done.writers)
                 timings["logging"], timings["deciding"] = done.logging, begun + done.deciding
             timings["train_and_log"] = time.perf_counter() - clock
             # Ray shuts down (begun once every pack was in) while the outputs are written.
@@ -172,7 +176,7 @@ def run_sweep(
         sweep=sweep, parent_run_id=tracker.parent_run_id, tracking_uri=tracker.tracking_uri,
         frame=made.frame, summary=made.summary, curves=made.curves, out_dir=out_dir,
         files=made.files, trained=len(made.frame) - len(finished),
-        skipped=len(finished), failed=failed, nodes=nodes, timings=timings,
+        skipped=len(finished), failed=failed, nodes=nodes, writers=writers, timings=timings,
         experiment_id=tracker.experiment_id,
     )
 
@@ -208,18 +212,20 @@ def _earlier_variants(sweep: Sweep, tracker: Tracker) -> list:
 
 
 def _pack_runner(sweep: Sweep, connection: RayConnection | None):
-    """run(packs, on_done, on_failed, last, on_submitted) on Ray or serially: how each round
-    of `run_scheduled` trains. With `last`, Ray shuts down in the
-    background once every pack is in, while the driver logs the rest."""
+    """run(packs, on_done, on_failed, last, on_submitted, writer) on Ray or serially: how each
+    round of `run_scheduled` trains. With `last`, Ray shuts down in the background once every
+    pack is in, while the driver logs the rest. With a `writer` (`Tracker.pack_writer`), each
+    worker writes the children of the pack it trained."""
     from sweeps.execution import execute
 
-    def run(packs, on_done, on_failed, last: bool, on_submitted=None) -> dict[str, int]:
+    def run(packs, on_done, on_failed, last: bool, on_submitted=None,
+            writer=None) -> dict[str, int]:
         if connection is None:
             execute.run_serial(packs, sweep.datasets, on_done, on_failed, on_submitted)
             return {}
         return execute.run_ray(packs, sweep.datasets, on_done, on_failed,
                                on_all_trained=connection.close_soon if last else None,
                                cancel_on_interrupt=not connection.owned,
-                               on_submitted=on_submitted)
+                               on_submitted=on_submitted, writer=writer)
 
     return run

@@ -13,6 +13,10 @@ round; a round in progress is trained again, and variants it had logged are not 
 A round that is interrupted before its checkpoint is trained again, so the order costs nothing
 on resume.
 
+Where workers can write to the store (`Tracker.pack_writer`: PostgreSQL), a round whose results
+the scheduler does not read (`Scheduler.reads_results` False: grid and random) is written by the
+worker that trained each pack; the driver adopts the records (`tracking.pack_writer.settle`).
+
 A pack that fails (after Ray's retries) ends the search after that round's other packs: a
 scheduler told a round without its variants would make a different search. Running the file
 again retries from the last told round.
@@ -32,28 +36,35 @@ from sweeps.execution.training import VariantResult
 from sweeps.methods.base import Continue, Fork, Round, Scheduler, Start, Stop
 from sweeps.records import Pack
 from sweeps.report.progress import SweepProgress
+from sweeps.tracking.pack_writer import settle
 
 log = logging.getLogger(__name__)
 
-# run(packs, on_done, on_failed, last_round, on_submitted) trains packs on Ray or serially,
-# calling on_submitted() once the packs are on their way
-RunPacks = Callable[[list[Pack], Callable, Callable, bool, Callable], dict[str, int]]
+# run(packs, on_done, on_failed, last_round, on_submitted, writer) trains packs on Ray or
+# serially, calling on_submitted() once the packs are on their way; with a writer, each worker
+# writes the children of its pack
+RunPacks = Callable[..., dict[str, int]]
 
 
 @dataclass
 class Outcome:
-    """What the rounds did: variants that failed (key -> error), packs per Ray node, seconds
-    spent logging and in the scheduler's ask and tell."""
+    """What the rounds did: variants that failed (key -> error), packs per Ray node, packs
+    per writing process ("host:pid"), seconds spent logging and in the scheduler's ask and
+    tell."""
 
     failed: dict[str, str] = field(default_factory=dict)
     nodes: dict[str, int] = field(default_factory=dict)
+    writers: dict[str, int] = field(default_factory=dict)
     logging: float = 0.0
     deciding: float = 0.0
 
 
 def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: RunPacks,
-                  workers: int, progress: bool) -> Outcome:
-    """Every round still to do of the sweep's search; see the module docstring."""
+                  workers: int, progress: bool, pack_writer: Any = None) -> Outcome:
+    """Every round still to do of the sweep's search; see the module docstring.
+
+    pack_writer : `Tracker.pack_writer()` where workers can write their packs (else None).
+    """
     outcome = Outcome()
     if scheduler.over:
         return outcome                      # a finished search: nothing to train again
@@ -72,8 +83,19 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
         packs = _packs(work, by_key, trails, sweep.datasets, workers)
         results: dict[str, VariantResult] = {}
 
+        written_by_workers = (pack_writer is not None and not scheduler.reads_results
+                              and (work.final or work.last) and not work.keep)
+
         with SweepProgress(len(work.work), work.label, enabled=progress) as bar:
             def on_done(pack: Pack, pack_results: list[VariantResult]) -> None:
+                if written_by_workers:      # records (or results the driver writes now)
+                    clock = time.perf_counter()
+                    pack_results, writer = settle(tracker, by_key, pack_results)
+                    outcome.writers[writer] = outcome.writers.get(writer, 0) + 1
+                    outcome.logging += time.perf_counter() - clock
+                    bar.advance([r.metrics["train_loss"] for r in pack_results],
+                                diverged=sum(r.status == "diverged" for r in pack_results))
+                    return
                 for result in pack_results:
                     results[result.key] = result
                     if work.keep:
@@ -95,7 +117,8 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
                     outcome.failed[variant.key] = error
                 bar.advance([], failed=len(pack.variants))
 
-            nodes = run_packs(packs, on_done, on_failed, work.last, pending)
+            nodes = run_packs(packs, on_done, on_failed, work.last, pending,
+                              pack_writer if written_by_workers else None)
         for node, count in nodes.items():
             outcome.nodes[node] = outcome.nodes.get(node, 0) + count
         if outcome.failed:

@@ -130,9 +130,13 @@ def worker_count(executor: str) -> int:
 
 
 @ray.remote(max_retries=MAX_RETRIES)
-def _train_pack_task(pack: Pack, dataset: Dataset) -> tuple[list[VariantResult], str]:
-    """Ray task: train one pack; returns its results and the node it ran on."""
-    return train_pack(pack, dataset), ray.get_runtime_context().get_node_id()
+def _train_pack_task(pack: Pack, dataset: Dataset, writer=None) -> tuple[object, str]:
+    """Ray task: train one pack; returns its results (or what `writer.write` made of them:
+    the pack's children written where it trained) and the node it ran on."""
+    results = train_pack(pack, dataset)
+    if writer is not None:
+        results = writer.write(pack, dataset, results)
+    return results, ray.get_runtime_context().get_node_id()
 
 
 def _describe_error(error: BaseException) -> str:
@@ -176,8 +180,12 @@ def run_ray(packs: Iterable[Pack], datasets: Mapping[str, Dataset],
             on_done: OnDone, on_failed: OnFailed,
             on_all_trained: Callable[[], None] | None = None,
             cancel_on_interrupt: bool = True,
-            on_submitted: Callable[[], None] | None = None) -> dict[str, int]:
+            on_submitted: Callable[[], None] | None = None,
+            writer=None) -> dict[str, int]:
     """Train the packs as Ray tasks; returns how many packs ran on each node id.
+
+    `writer` (picklable, with ``write(pack, dataset, results)``) runs in the worker after
+    training, and `on_done` gets what it returns instead of the results.
 
     `on_submitted` is called once every task is submitted, before the first wait: the
     driver's own work (logging what an earlier round decided) then overlaps the training.
@@ -194,7 +202,8 @@ def run_ray(packs: Iterable[Pack], datasets: Mapping[str, Dataset],
     packs = list(packs)
     needed = {pack.data_key for pack in packs}
     data_refs = {key: ray.put(datasets[key]) for key in needed}  # placed once, shared by tasks
-    pending = {_train_pack_task.remote(pack, data_refs[pack.data_key]): pack for pack in packs}
+    pending = {_train_pack_task.remote(pack, data_refs[pack.data_key], writer): pack
+               for pack in packs}
     fetched: deque[tuple[Pack, list[VariantResult] | None, str]] = deque()
     nodes: dict[str, int] = {}
     try:

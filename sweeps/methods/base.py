@@ -110,6 +110,9 @@ class Scheduler:
     """
 
     checkpoint: ClassVar[Optional[str]] = None
+    #: whether `tell` reads the results; when not, workers may write their packs' children
+    #: themselves (the driver then holds records, not results)
+    reads_results: ClassVar[bool] = True
 
     @property
     def over(self) -> bool:

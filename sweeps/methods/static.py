@@ -35,6 +35,8 @@ class StaticScheduler(Scheduler):
     """One round: every variant of the sweep not yet finished, trained to its end and logged
     as its pack comes in (recording `record` too: metrics of a Pareto front)."""
 
+    reads_results = False
+
     def __init__(self, sweep: Any, finished: Mapping[str, Any], record: tuple[str, ...] = ()):
         self.todo = [v for v in sweep.variants if v.key not in finished]
         self.label = sweep.name

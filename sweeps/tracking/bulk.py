@@ -17,13 +17,17 @@ transaction per batch it costs ~3 ms.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from sweeps.tracking.child import ChildRun, child_run
-from sweeps.tracking.store import artifact_repository, local_artifact_dir, remove_run_artifacts
+from sweeps.tracking.pack_writer import PackWriter, write_children
+from sweeps.tracking.rows import batch_rows
+from sweeps.tracking.store import (artifact_repository, artifacts_tracking_uri,
+                                   local_artifact_dir, remove_run_artifacts)
 from sweeps.tracking.track import SweepTracker
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,9 @@ log = logging.getLogger(__name__)
 TESTED_MLFLOW = "3.17.2"
 TESTED_SCHEMA = "dc11669786a5"       # alembic head of MLflow 3.17.2's tracking store
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql")
+# Who writes the children of a grid's packs on PostgreSQL: "workers" (the Ray worker that
+# trained the pack, `sweeps.tracking.pack_writer`) or "driver" (this process, as before).
+CHILD_WRITERS_ENV = "SWEEPS_CHILD_WRITERS"
 _warned: set[str] = set()            # fallback reasons already logged in this process
 
 
@@ -118,6 +125,10 @@ class BulkTracker(SweepTracker):
 
     def _write_batch(self, children: list[ChildRun]) -> None:
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        if self._postgresql:
+            self._write_postgresql(children)
+            return
         from mlflow.utils.uri import append_to_uri_path
 
         start = _now()
@@ -132,7 +143,7 @@ class BulkTracker(SweepTracker):
                 if child.predictions is not None:
                     touched.append((run_id, artifact_uri))
                     self._put_predictions(child, artifact_uri)
-            rows = batch_rows(store, self.experiment_id, children, run_ids, artifact_uris,
+            rows = batch_rows(self.experiment_id, children, run_ids, artifact_uris,
                               start, metric_time=start, end_time=_now())
             _insert(store, rows)
         except BaseException:
@@ -141,6 +152,52 @@ class BulkTracker(SweepTracker):
         self._wrote = True
         for child, run_id in zip(children, run_ids):
             self._records[child.variant_key] = child.record(run_id, start)
+
+    @property
+    def _postgresql(self) -> bool:
+        return self.tracking_uri.lower().startswith("postgresql")
+
+    def _write_postgresql(self, children: list[ChildRun]) -> None:
+        """The batch as a worker writes a pack (`pack_writer.write_children`: COPY, run ids
+        derived from the variant, so a retry after a lost commit finds what it wrote)."""
+        store = self.client._tracking_client.store
+        raw = store.engine.raw_connection()
+        try:
+            records = write_children(raw.driver_connection, children, self.experiment_id,
+                                     self.parent_run_id, self._artifact_location,
+                                     self._put_predictions)
+        finally:
+            raw.close()
+        self._wrote = True
+        self.adopt(records)
+
+    def pack_writer(self) -> PackWriter | None:
+        """What lets Ray workers write the packs they trained (`sweeps.tracking.pack_writer`),
+        or None where the driver writes: SQLite (one writer), MySQL (not yet), the client
+        path, artifact stores other than a directory or a tracking server's proxy, or
+        $SWEEPS_CHILD_WRITERS=driver."""
+        self._require_started()
+        mode = os.environ.get(CHILD_WRITERS_ENV, "workers")
+        if mode not in ("workers", "driver"):
+            raise ValueError(f"{CHILD_WRITERS_ENV} must be 'workers' or 'driver', not {mode!r}")
+        if mode == "driver" or not self.bulk or not self._postgresql:
+            return None
+        location = self._artifact_location
+        server = None
+        if location.startswith("mlflow-artifacts:"):
+            server = artifacts_tracking_uri(location, self.tracking_uri)
+        elif local_artifact_dir(location) is None:
+            return None
+        url = self.client._tracking_client.store.engine.url
+        connect = url.translate_connect_args(username="user", database="dbname")
+        if "password" not in connect and os.environ.get("PGPASSWORD"):
+            connect["password"] = os.environ["PGPASSWORD"]
+        connect.update(url.query)
+        return PackWriter(connect=tuple(sorted(connect.items())),
+                          experiment_id=str(self.experiment_id),
+                          parent_run_id=self.parent_run_id, artifact_location=location,
+                          artifacts_server=server, kinds=dict(self.kinds),
+                          histories=self.histories)
 
     def _put_predictions(self, child: ChildRun, artifact_uri: str) -> None:
         """predictions.csv into the run's artifacts: on this machine's disk written in place
@@ -197,50 +254,6 @@ class BulkTracker(SweepTracker):
 
 def _now() -> int:
     return int(time.time() * 1000)
-
-
-def batch_rows(store: Any, experiment_id: str, children: Sequence[ChildRun],
-               run_ids: Sequence[str], artifact_uris: Sequence[str], start_time: int,
-               metric_time: int, end_time: int) -> dict[str, list[dict]]:
-    """{table: row dicts} of the runs as the client path writes them (finished)."""
-    from mlflow.entities import LifecycleStage, RunStatus, SourceType
-    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
-    from mlflow.utils.validation import _validate_param, _validate_tag
-
-    rows: dict[str, list[dict]] = {"runs": [], "tags": [], "params": [], "metrics": [],
-                                   "latest_metrics": []}
-    for child, run_id, artifact_uri in zip(children, run_ids, artifact_uris):
-        rows["runs"].append(dict(
-            run_uuid=run_id, name=child.name, artifact_uri=artifact_uri,
-            experiment_id=int(experiment_id), source_type=SourceType.to_string(SourceType.UNKNOWN),
-            source_name="", entry_point_name="", user_id="unknown",      # MlflowClient's defaults
-            status=RunStatus.to_string(RunStatus.FINISHED), start_time=start_time,
-            end_time=end_time, deleted_time=None, source_version="",
-            lifecycle_stage=LifecycleStage.ACTIVE))
-        tags = {**child.tags, MLFLOW_RUN_NAME: child.name}
-        for key, value in tags.items():
-            tag = _validate_tag(key, value)
-            rows["tags"].append(dict(run_uuid=run_id, key=tag.key, value=tag.value))
-        for key, value in child.params.items():
-            param = _validate_param(key, value)               # truncates as log_batch does
-            rows["params"].append(dict(run_uuid=run_id, key=param.key, value=param.value))
-        latest: dict[str, dict] = {}
-        seen: set[tuple] = set()
-        for key, value, step in child.points:
-            is_nan, stored = store.sanitize_metric_value(value)
-            if (key, stored, step, is_nan) in seen:            # log_batch keeps one of repeats
-                continue
-            seen.add((key, stored, step, is_nan))
-            row = dict(run_uuid=run_id, key=key, value=stored, timestamp=metric_time,
-                       step=step, is_nan=is_nan)
-            rows["metrics"].append(row)
-            old = latest.get(key)
-            # The store's rule: a point replaces the latest if (step, timestamp, value) is larger.
-            if old is None or (step, metric_time, stored) > (old["step"], old["timestamp"],
-                                                             old["value"]):
-                latest[key] = dict(row)
-        rows["latest_metrics"].extend(latest.values())
-    return rows
 
 
 def _insert(store: Any, rows: dict[str, list[dict]]) -> None:

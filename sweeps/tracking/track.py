@@ -319,6 +319,16 @@ class SweepTracker:
         client.set_terminated(run_id, "FINISHED")
         return child.record(run_id, run.info.start_time)
 
+    def pack_writer(self) -> Any:
+        """What would let Ray workers write their packs' children: None, the client path
+        writes from the driver (see `BulkTracker.pack_writer`)."""
+        return None
+
+    def adopt(self, records: Sequence[RunRecord]) -> None:
+        """Records of children written elsewhere (by the workers), as if logged here."""
+        for record in records:
+            self._records[record.variant_key] = record
+
     def records(self) -> list[RunRecord]:
         """What the FINISHED child runs hold (this session's and resumed ones), by variant index."""
         return by_index(list(self._records.values()))

@@ -30,6 +30,13 @@ class Tracker(Protocol):
     def log_variants(self, batch: Sequence[tuple[Any, Any]]) -> list[str]:
         """Write the child runs of finished (variant, result) pairs; their run ids."""
 
+    def pack_writer(self) -> Any:
+        """A picklable writer Ray workers write their packs' children with
+        (`sweeps.tracking.pack_writer.PackWriter`), or None: the driver writes."""
+
+    def adopt(self, records: Sequence[RunRecord]) -> None:
+        """Records of children the workers wrote, kept as if logged here."""
+
     def records(self) -> list[RunRecord]:
         """Every FINISHED child (this session's and resumed ones), by variant index."""
 

@@ -26,6 +26,7 @@ def main(path: str, tracking_uri: str, address: str, out: str, prefix: str) -> i
         "out_dir": str(outcome.out_dir),
         "status": outcome.status,
         "nodes": outcome.nodes,
+        "writers": outcome.writers,
         "trained": outcome.trained,
         "skipped": outcome.skipped,
         "failed": outcome.failed,

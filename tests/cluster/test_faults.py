@@ -17,10 +17,11 @@ from tests.cluster.native_stack import wait_for
 pytestmark = pytest.mark.cluster
 
 
-def _start_sweep(cluster, workdir, name, epochs=FAULT_EPOCHS):
+def _start_sweep(cluster, workdir, name, epochs=FAULT_EPOCHS, tracking_uri=None):
     sweep = write_sweep(workdir, name, epochs=epochs)
     driver = start_sweeps(cluster, ["run", str(sweep), "--address", cluster.ray.address,
-                                    "--tracking-uri", cluster.tracking_uri, "--no-progress"],
+                                    "--tracking-uri", tracking_uri or cluster.tracking_uri,
+                                    "--no-progress"],
                           workdir, "sweeps-run")
     return sweep, driver
 
@@ -51,15 +52,20 @@ def test_tracking_server_restarted_mid_sweep_every_variant_logged_once(cluster, 
     assert cluster.mlflow.starts >= 2
 
 
-def test_worker_node_killed_mid_sweep_its_packs_are_retried_on_the_other_node(cluster, workdir):
-    name = "cluster-fault-node"
+@pytest.mark.parametrize("writes", ["server", "database"])
+def test_worker_node_killed_mid_sweep_its_packs_are_retried_on_the_other_node(cluster, workdir,
+                                                                              writes):
+    """Through the tracking server (the driver writes), or straight into PostgreSQL (each
+    worker writes the packs it trains: a node killed in or after a transaction)."""
+    name = f"cluster-fault-node-{writes}"
     nodes = cluster.ray.live_nodes()
     head = next(node for node, is_head in nodes.items() if is_head)
     worker = next(node for node, is_head in nodes.items() if not is_head)
     before = pack_task_ids(cluster)
     # Packs of ~12 s: one seen running is still running when the kill lands, even when the
     # machine is busy and killing a node takes seconds.
-    sweep, driver = _start_sweep(cluster, workdir, name, epochs=4 * FAULT_EPOCHS)
+    sweep, driver = _start_sweep(cluster, workdir, name, epochs=4 * FAULT_EPOCHS,
+                                 tracking_uri=cluster.store_uri if writes == "database" else None)
     keys = variant_keys(sweep)
 
     # Kill the node while it is training a pack, once the sweep has logged its first variants:

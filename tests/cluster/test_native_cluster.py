@@ -58,6 +58,10 @@ def test_run_sweep_trains_on_both_nodes_and_logs_every_variant_to_the_server(swe
     assert len(frame) == VARIANTS and set(frame["variant_key"]) == keys
     # packs ran on both nodes of the cluster, and only there
     assert set(result["nodes"]) == set(swept.nodes), (result["nodes"], swept.nodes)
+    # ... and the workers that trained them wrote their children straight into PostgreSQL:
+    # one writer process per node (each node has one CPU), none of them the driver
+    assert len(result["writers"]) == 2 and sum(result["writers"].values()) == \
+        sum(result["nodes"].values()), result["writers"]
 
     # Everything is back from the tracking server over HTTP, with the same numbers.
     loaded = _loaded(swept.cluster, swept.name)

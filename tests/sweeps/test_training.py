@@ -49,12 +49,14 @@ def test_classification_results_carry_accuracy(tmp_path):
         assert 0.0 <= result.metrics["test_accuracy"] <= 1.0
 
 
-def test_a_worker_loads_no_schema_yaml_or_pandas():
-    """What a Ray task imports to unpickle a pack and train it."""
+def test_a_worker_loads_no_schema_yaml_pandas_or_mlflow():
+    """What a Ray task imports to unpickle a pack, train it and write its children
+    (`sweeps.tracking.pack_writer`: psycopg2 only, imported when it writes)."""
     import subprocess
     import sys
 
-    code = ("import sys, sweeps.execution.training; "
-            "print(sorted(m for m in ('pydantic', 'yaml', 'pandas', 'mlflow') if m in sys.modules))")
+    code = ("import sys, sweeps.execution.training, sweeps.tracking.pack_writer; "
+            "print(sorted(m for m in ('pydantic', 'yaml', 'pandas', 'mlflow', 'sqlalchemy') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -21,7 +21,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sweeps.records import Pack
+from sweeps.spec.config import PACK_SHARED
 from sweeps.tracking.bulk import BulkTracker
+from sweeps.tracking.pack_writer import Written
 from sweeps.tracking.track import SweepTracker
 from tests.synthetic import synthetic_result, small_sweep
 
@@ -50,8 +53,9 @@ def contract_batch(sweep) -> list[tuple[Any, Any]]:
             (v[4], pruned)]
 
 
-def write_both(sweep, uri: str):
-    """The batch through the client path, then under a second parent in bulk."""
+def write_both(sweep, uri: str, bulk_writer: str = "driver"):
+    """The batch through the client path, then under a second parent in bulk: by the
+    driver's `BulkTracker`, or as a Ray worker writes the pack it trained (`PackWriter`)."""
     batch = contract_batch(sweep)
     client_side = SweepTracker(sweep, uri)
     client_side.start()
@@ -60,7 +64,16 @@ def write_both(sweep, uri: str):
     bulk_side = BulkTracker(sweep, uri, fresh=True)
     bulk_side.start()
     assert bulk_side.bulk, "the bulk writer must write on the tested MLflow and schema"
-    bulk_side.log_variants(batch)
+    if bulk_writer == "worker":
+        writer = bulk_side.pack_writer()
+        variants = [variant for variant, _ in batch]
+        pack = Pack(0, tuple(variants), variants[0].data_key, PACK_SHARED)
+        written = writer.write(pack, sweep.datasets[pack.data_key],
+                               [result for _, result in batch])
+        assert isinstance(written, Written), written
+        bulk_side.adopt(written.records)
+    else:
+        bulk_side.log_variants(batch)
     bulk_side.finish()
     return client_side, bulk_side, [variant.key for variant, _ in batch]
 
@@ -116,12 +129,15 @@ def http_json(url: str, body: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-def test_client_and_bulk_writes_read_back_identically(store_uri, serve, tmp_path):
+@pytest.mark.parametrize("bulk_writer", ["driver", "worker"])
+def test_client_and_bulk_writes_read_back_identically(store_uri, bulk_writer, serve, tmp_path):
     import mlflow
     from mlflow import MlflowClient
 
+    if bulk_writer == "worker" and not store_uri.startswith("postgresql"):
+        pytest.skip("workers write only to PostgreSQL; SQLite keeps one writer, the driver")
     sweep = small_sweep(tmp_path, name="contract", epochs=1000, log_every=100)
-    client_tracker, bulk_tracker, keys = write_both(sweep, store_uri)
+    client_tracker, bulk_tracker, keys = write_both(sweep, store_uri, bulk_writer)
     client = MlflowClient(store_uri)
     sides = Side(client, client_tracker), Side(client, bulk_tracker)
     a, b = sides
