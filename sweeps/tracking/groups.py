@@ -66,7 +66,8 @@ def write_in_bulk(tracker: Any, runs: Sequence[GroupRun],
     from mlflow.utils.uri import append_to_uri_path
     from sqlalchemy import delete, select, update
 
-    from sweeps.tracking.bulk import batch_rows, insert_rows
+    from sweeps.tracking.bulk import insert_rows
+    from sweeps.tracking.rows import batch_rows
 
     for key, value in experiment_tags.items():
         _validate_experiment_tag(key, value)
@@ -76,7 +77,7 @@ def write_in_bulk(tracker: Any, runs: Sequence[GroupRun],
     artifact_uris = [append_to_uri_path(location, run_id, SqlAlchemyStore.ARTIFACTS_FOLDER_NAME)
                      for run_id in run_ids]
     now = int(time.time() * 1000)
-    rows = batch_rows(store, tracker.experiment_id, runs, run_ids, artifact_uris, now,
+    rows = batch_rows(tracker.experiment_id, runs, run_ids, artifact_uris, now,
                       metric_time=now, end_time=now)
     mine = select(SqlTag.run_uuid).where(SqlTag.key == SWEEP_RUN,
                                          SqlTag.value == tracker.parent_run_id)
