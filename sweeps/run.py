@@ -166,9 +166,8 @@ def run_sweep(
             plotter = PlotWorker()
             clock = time.perf_counter()
             with _stopped_by_signals(sweep, tracker):
-                if sources and not copied:
-                    from sweeps.tracking.reuse import copy_sources
-                    copy_sources(tracker, _pairs(sweep, sources))
+                if sources:
+                    _copy_with_progress(sweep, tracker, sources, copied, progress, timings)
                 done_keys = finished | set(sources)      # the scheduler trains the others
                 finished_metrics = {r.variant_key: r.metrics for r in tracker.records()
                                     if r.variant_key in done_keys}
@@ -241,6 +240,22 @@ def _start(tracker: Tracker, sweep: Sweep, look_up: bool, unfound: Future,
 def _pairs(sweep: Sweep, sources: dict) -> list[tuple]:
     """(variant, source) in sweep order."""
     return [(v, sources[v.key]) for v in sweep.variants if v.key in sources]
+
+
+def _copy_with_progress(sweep: Sweep, tracker: Tracker, sources: dict, copied: bool,
+                        progress: bool, timings: dict[str, float]) -> None:
+    """Copy the reusable variants (in batches) unless `copied` already, on a progress bar of
+    their own ("480 reused, 0 trained"); the scheduler's bar counts the trained ones."""
+    from sweeps.report.progress import SweepProgress
+    from sweeps.tracking.reuse import copy_sources
+
+    with SweepProgress(len(sources), f"{sweep.name} (reused)", enabled=progress) as bar:
+        if copied:
+            bar.advance_reused(len(sources))
+            return
+        clock = time.perf_counter()
+        copy_sources(tracker, _pairs(sweep, sources), on_batch=bar.advance_reused)
+        timings["reuse"] = time.perf_counter() - clock
 
 
 def _connect(address: str | None) -> RayConnection:
