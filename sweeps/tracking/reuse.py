@@ -89,7 +89,9 @@ def count_unfound(tracker: Any, experiment: str, keys: Sequence[str], numerics: 
     decides whether Ray starts, beside the rest of the start-up. Children of the parent a
     resume continues count as found (they are done either way)."""
     from sweeps.tracking.sqlread import is_sql_store
+    from sweeps.tracking.store import check_reachable
 
+    check_reachable(tracker.tracking_uri)   # (as `start` does: MLflow would retry for minutes)
     client = tracker.client
     found = client.get_experiment_by_name(experiment)
     if found is None or not keys:
