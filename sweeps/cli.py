@@ -86,6 +86,10 @@ def run(
     ),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new parent run instead of resuming."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    reuse: bool = typer.Option(
+        True, "--reuse/--no-reuse",
+        help="Copy variants already FINISHED in the experiment (same key, same numerics) "
+             "instead of training them."),
 ) -> None:
     """Train every variant (Ray tasks) and log it all to MLflow; resumes an unfinished sweep."""
     sweep = _load(file)
@@ -94,7 +98,7 @@ def run(
     try:
         outcome = run_sweep(
             sweep, tracking_uri=tracking_uri, address=address, executor=executor,
-            out=out, fresh=fresh, progress=progress,
+            out=out, fresh=fresh, progress=progress, reuse=reuse,
         )
     except SweepInterrupted as stop:
         typer.echo(f"\n{stop}", err=True)
@@ -240,13 +244,18 @@ def submit(
     address: str = typer.Option(..., help="Ray job server, e.g. http://127.0.0.1:8265."),
     tracking_uri: Optional[str] = TrackingUriOpt,
     follow: bool = typer.Option(False, "--follow", help="Stream the job's logs until it ends."),
+    reuse: bool = typer.Option(
+        True, "--reuse/--no-reuse",
+        help="The job copies variants already FINISHED in the experiment instead of training "
+             "them (as `sweeps run`)."),
 ) -> None:
     """Submit a sweep to a Ray cluster as a Ray Job; prints the job id."""
     _load(file)
     from sweeps.execution.submit import SubmitError, status as job_status, submit as submit_job
 
     try:
-        job_id = submit_job(file, address, tracking_uri=tracking_uri, follow=follow)
+        job_id = submit_job(file, address, tracking_uri=tracking_uri, follow=follow,
+                            reuse=reuse)
         final = job_status(job_id, address) if follow else None
     except SubmitError as error:
         _fail(str(error))

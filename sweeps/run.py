@@ -1,6 +1,8 @@
 """`run_sweep`: the library form of `sweeps run`.
 
-Flow: resume or start the parent run -> pack the variants not yet finished -> train packs
+Flow: resume or start the parent run -> copy the planned variants the experiment already
+holds FINISHED under this machine's numerics (`sweeps.tracking.reuse`, grid and random
+search; Ray starts only if something is left) -> pack the variants not yet finished -> train packs
 (Ray or serial) in the rounds the search method's scheduler asks for (`sweeps.scheduling`: grid
 and random search are one round), while the driver logs each finished pack as one batch
 (`open_tracker`: one transaction for a database store) -> tables, plots, artifacts
@@ -14,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,7 @@ class SweepOutcome:
     files: list[Path]
     trained: int
     skipped: int
+    reused: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # variant key -> error
     nodes: dict[str, int] = field(default_factory=dict)  # Ray node id -> packs run there
     writers: dict[str, int] = field(default_factory=dict)  # "host:pid" -> packs it wrote
@@ -78,8 +81,10 @@ class SweepOutcome:
         """The text `sweeps run` prints at the end: best groups and where results are."""
         written = not self.summary.empty and "group_key" in self.summary   # configuration runs
         configurations = self.parent_run_id if written else None
+        total = self.trained + self.skipped + self.reused
         lines = [
-            f"{self.sweep.name}: {self.trained} variants trained, {self.skipped} already done"
+            f"{self.sweep.name}: {total} variants: {self.reused} reused, {self.trained} trained"
+            + (f", {self.skipped} already done" if self.skipped else "")
             + (f", {len(self.failed)} FAILED" if self.failed else ""),
             "",
             results.format_summary(self.summary, top=top),
@@ -107,6 +112,7 @@ def run_sweep(
     out: str | Path | None = None,
     fresh: bool = False,
     progress: bool = True,
+    reuse: bool = True,
 ) -> SweepOutcome:
     """Train every variant of a sweep not yet finished and log it to MLflow.
 
@@ -119,6 +125,9 @@ def run_sweep(
     out : results directory [default: sweep-results/<name>/].
     fresh : start a new parent run instead of resuming the last one for this file.
     progress : show a progress bar on stderr.
+    reuse : copy variants already FINISHED in the sweep's experiment, computed under this
+        process's numerics, instead of training them (`sweeps.tracking.reuse`; grid and
+        random search).
     """
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
@@ -129,28 +138,41 @@ def run_sweep(
         # A local instance stays on loopback (Ray otherwise registers the machine's outside
         # address). Ray reads this when it is first imported, hence before the import below.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    from sweeps.execution import execute
     timings: dict[str, float] = {}
     writers: dict[str, int] = {}
     clock = time.perf_counter()
+    # Grid and random search only (docs/DESIGN.md): other methods choose or prune as they go.
+    look_up = reuse and _method(sweep) in ("grid", "random")
 
     tracker = open_tracker(tracking_uri, sweep, fresh=fresh)
     plotter = None
+    connection = None
     try:
         with ThreadPoolExecutor(max_workers=1) as background:
-            # Both take seconds and mostly wait (Ray on its processes, MLflow on SQLite).
-            tracker_started = background.submit(tracker.start)
-            connection = execute.RayConnection(address) if executor == "ray" else None
+            # Both take seconds and mostly wait (Ray on its processes, MLflow on SQLite). With
+            # reuse, Ray starts once a first lookup leaves something to train, while the
+            # tracker starts and the reusable variants are copied.
+            unfound: Future[int] = Future()
+            tracker_started = background.submit(_start, tracker, sweep, look_up, unfound,
+                                                executor == "ray")
+            if executor == "ray" and unfound.result() > 0:
+                connection = _connect(address)
         try:
-            finished = tracker_started.result()
-            workers = execute.worker_count(executor)
+            finished, sources, copied = tracker_started.result()
+            to_train = len(sweep.variants) - len(finished) - len(sources)
+            if executor == "ray" and connection is None and to_train > 0:
+                connection = _connect(address)  # (the first lookup found more than remained)
+            workers = _workers(executor) if to_train > 0 else 1
             timings["startup"] = time.perf_counter() - clock
             # Imports matplotlib while the packs train (started earlier, it slows start-up).
             plotter = PlotWorker()
             clock = time.perf_counter()
             with _stopped_by_signals(sweep, tracker):
+                if sources:
+                    _copy_with_progress(sweep, tracker, sources, copied, progress, timings)
+                done_keys = finished | set(sources)      # the scheduler trains the others
                 finished_metrics = {r.variant_key: r.metrics for r in tracker.records()
-                                    if r.variant_key in finished}
+                                    if r.variant_key in done_keys}
                 begun = time.perf_counter()
                 earlier = () if sweep.variants_fixed else _earlier_variants(sweep, tracker)
                 scheduler = scheduler_of(sweep, finished_metrics, earlier)
@@ -175,10 +197,80 @@ def run_sweep(
     return SweepOutcome(
         sweep=sweep, parent_run_id=tracker.parent_run_id, tracking_uri=tracker.tracking_uri,
         frame=made.frame, summary=made.summary, curves=made.curves, out_dir=out_dir,
-        files=made.files, trained=len(made.frame) - len(finished),
-        skipped=len(finished), failed=failed, nodes=nodes, writers=writers, timings=timings,
+        files=made.files, trained=len(made.frame) - len(finished) - len(sources),
+        skipped=len(finished), reused=len(sources), failed=failed, nodes=nodes, writers=writers,
+        timings=timings,
         experiment_id=tracker.experiment_id,
     )
+
+
+def _method(sweep: Sweep) -> str | None:
+    search = getattr(getattr(sweep, "config", None), "search", None)
+    return "grid" if search is None else getattr(search, "method", None)
+
+
+def _start(tracker: Tracker, sweep: Sweep, look_up: bool, unfound: Future,
+           copy_while_ray_starts: bool) -> tuple[set[str], dict, bool]:
+    """Start the tracker and, when `look_up`, find (and maybe copy) what can be reused.
+
+    Sets `unfound` first: how many variants no FINISHED child of the experiment holds (all
+    of them without `look_up`), so the caller starts Ray only when something will train.
+    Returns (keys FINISHED under the parent, {key: `reuse.Source`} of the others found in
+    the experiment, whether they were copied already: they are while Ray starts, since the
+    caller waits for Ray anyway; without Ray the caller copies them, under its signal
+    handling).
+    """
+    from sweeps.execution.machine import numerics_fingerprint
+    from sweeps.tracking import reuse
+
+    numerics = numerics_fingerprint()
+    keys = [variant.key for variant in sweep.variants]
+    try:
+        unfound.set_result(reuse.count_unfound(tracker, sweep.name, keys, numerics)
+                           if look_up else len(keys))
+    except BaseException as error:
+        unfound.set_exception(error)
+        raise
+    finished = tracker.start()
+    if not look_up:
+        return finished, {}, False
+    sources = reuse.find_sources(tracker, [key for key in keys if key not in finished],
+                                 numerics)
+    copy_now = copy_while_ray_starts and unfound.result() > 0 and bool(sources)
+    if copy_now:
+        reuse.copy_sources(tracker, _pairs(sweep, sources))
+    return finished, sources, copy_now
+
+
+def _pairs(sweep: Sweep, sources: dict) -> list[tuple]:
+    """(variant, source) in sweep order."""
+    return [(v, sources[v.key]) for v in sweep.variants if v.key in sources]
+
+
+def _copy_with_progress(sweep: Sweep, tracker: Tracker, sources: dict, copied: bool,
+                        progress: bool, timings: dict[str, float]) -> None:
+    """Copy the reusable variants (in batches) unless `copied` already, on a progress bar of
+    their own ("480 reused, 0 trained"); the scheduler's bar counts the trained ones."""
+    from sweeps.report.progress import SweepProgress
+    from sweeps.tracking.reuse import copy_sources
+
+    with SweepProgress(len(sources), f"{sweep.name} (reused)", enabled=progress) as bar:
+        if copied:
+            bar.advance_reused(len(sources))
+            return
+        clock = time.perf_counter()
+        copy_sources(tracker, _pairs(sweep, sources), on_batch=bar.advance_reused)
+        timings["reuse"] = time.perf_counter() - clock
+
+
+def _connect(address: str | None) -> RayConnection:
+    from sweeps.execution import execute
+    return execute.RayConnection(address)
+
+
+def _workers(executor: Executor) -> int:
+    from sweeps.execution import execute
+    return execute.worker_count(executor)
 
 
 @contextmanager

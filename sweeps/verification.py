@@ -76,6 +76,8 @@ class Verification:
     checks: list[Check] = field(default_factory=list)
     machine: list[str] = field(default_factory=list)   # env.* differences from the sweep
     seconds: float = 0.0
+    reused: int = 0                  # checked variants copied from an earlier run
+    numerics: dict[str, int] = field(default_factory=dict)  # other sweep.numerics -> count
 
     @property
     def ok(self) -> bool:
@@ -97,6 +99,11 @@ class Verification:
         if bad:
             lines.append(f"{len(bad)} differ beyond {TOLERANCE:g}: "
                          + ", ".join(c.name for c in bad[:10]) + (" ..." if len(bad) > 10 else ""))
+        if self.reused:
+            lines.append(f"{self.reused} of them reused (copied from earlier runs, tag "
+                         f"sweep.reused_from), re-trained here like the others")
+        for numerics, count in self.numerics.items():
+            lines.append(f"{count} computed under other numerics than here: {numerics}")
         if self.machine and self.verdict != BIT_IDENTICAL:
             lines.append("different BLAS/CPU than the sweep: differences may come from that")
             lines += [f"  {line}" for line in self.machine]
@@ -225,11 +232,12 @@ def verify(experiment: str | None = None, tracking_uri: str | None = None, sweep
         sorted(random.Random(seed).sample(list(records), sample), key=lambda r: r.index)
     checks = [check_record(tracking_uri, r, Path(base_dir))[0] for r in chosen]
     verdict = max((c.verdict for c in checks), key=VERDICTS.index, default=BIT_IDENTICAL)
+    reused, numerics = _provenance(client, chosen)
     outcome = Verification(
         experiment=experiment, parent_run_id=parent.info.run_id, checked=len(checks),
         finished=len(records), verdict=verdict, checks=checks,
         machine=machine_differences(dict(parent.data.params)),
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started, reused=reused, numerics=numerics)
     if log:
         # through the artifact repository, which also reaches artifacts behind an MLflow
         # server while the runs are read from its database (`MlflowClient.log_dict` cannot)
@@ -237,3 +245,20 @@ def verify(experiment: str | None = None, tracking_uri: str | None = None, sweep
                        json.dumps(outcome.to_json(), indent=2).encode())
         client.set_tag(parent.info.run_id, VERIFIED_TAG, verdict)
     return outcome
+
+
+def _provenance(client: Any, records: Sequence[RunRecord]) -> tuple[int, dict[str, int]]:
+    """(how many of the runs are reused copies, {a ``sweep.numerics`` other than this
+    process's: how many runs carry it}); a run without the tag counts as "(not recorded)"."""
+    from sweeps.execution.machine import numerics_fingerprint
+    from sweeps.tracking.layout import NUMERICS, REUSED_FROM
+
+    here = numerics_fingerprint()
+    reused, other = 0, {}
+    for record in records:
+        tags = client.get_run(record.run_id).data.tags
+        reused += REUSED_FROM in tags
+        numerics = tags.get(NUMERICS, "(not recorded)")
+        if numerics != here:
+            other[numerics] = other.get(numerics, 0) + 1
+    return reused, other

@@ -6,14 +6,21 @@ loops dispatch to decide the last bits of a floating-point result (never the pac
 trained in: see ``core/network.py``). `sweeps verify` compares these
 params with the machine it runs on, so a difference in the numbers can be told apart:
 "another BLAS or CPU" versus "the logged params do not reproduce the run".
+
+`numerics_fingerprint` is the part of that which decides a variant's bits, recorded on every
+child run (``sweep.numerics``) by the process that trained it: a sweep reuses a stored variant
+only under an equal fingerprint (`sweeps.tracking.reuse`).
 """
 
 from __future__ import annotations
 
+import functools
 import platform
 from pathlib import Path
 
 import numpy as np
+
+import core
 
 PREFIX = "env."
 
@@ -36,6 +43,26 @@ def machine_params() -> dict[str, str]:
         f"{PREFIX}cpu": f"{platform.machine()} {_cpu_model()}".strip(),
         f"{PREFIX}python": platform.python_version(),
     }
+
+
+@functools.lru_cache(maxsize=1)
+def numerics_fingerprint() -> str:
+    """What a variant's numbers depend on beyond its key (its settings and data), as one line:
+    core's ``NUMERICS_VERSION``, NumPy's version (its ufunc loops: exp, tanh, log), the BLAS
+    build and the kernel it picked for this CPU at run time (OpenBLAS's ``DYNAMIC_ARCH``
+    chooses Haswell, SkylakeX, ... by CPUID: another kernel sums a matmul in another order),
+    and the SIMD extensions NumPy dispatches to. Not in it: the CPU's model name (two CPUs
+    that take the same code paths give the same bits), the Python version (core's arithmetic
+    is NumPy's) and BLAS threads (workers run one; a GEMM splits rows, not its sums, among
+    threads). No single quotes, so it fits in an MLflow filter string.
+    """
+    config = _numpy_config()
+    blas = config.get("Build Dependencies", {}).get("blas", {}) or {}
+    build = " ".join(str(blas.get(k, "")) for k in ("name", "version")).strip() or "unknown"
+    simd = (config.get("SIMD Extensions", {}) or {}).get("found", []) or []
+    text = (f"core={core.NUMERICS_VERSION} numpy={np.__version__} blas={build} "
+            f"kernel={_blas_kernel()} simd={'+'.join(simd) or 'none'}")
+    return text.replace("'", "")
 
 
 def machine_differences(logged: dict[str, str]) -> list[str]:

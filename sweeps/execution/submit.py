@@ -44,7 +44,7 @@ class SubmitError(Exception):
 
 def submit(file: str | Path, address: str, tracking_uri: str | None = None,
            follow: bool = False, *, working_dir: str | Path | None = None,
-           out: IO[str] | None = None) -> str:
+           out: IO[str] | None = None, reuse: bool = True) -> str:
     """Submit the sweep in `file` as a Ray Job on the cluster at `address`; return the job id.
 
     Parameters
@@ -57,6 +57,8 @@ def submit(file: str | Path, address: str, tracking_uri: str | None = None,
     follow : stream the job's logs to `out` until it ends (the job id is returned then).
     working_dir : directory to upload [default: the current directory if it holds `file`,
         else `file`'s directory].
+    reuse : the job's `sweeps run` copies variants already FINISHED in the experiment
+        instead of training them (False: ``--no-reuse``).
     """
     file = Path(file).resolve()
     if not file.is_file():
@@ -65,6 +67,8 @@ def submit(file: str | Path, address: str, tracking_uri: str | None = None,
     _check_tracking_uri(tracking_uri)
     command = ["sweeps", "run", file.relative_to(root).as_posix(), "--address", "auto",
                "--no-progress"]
+    if not reuse:
+        command.append("--no-reuse")
     if tracking_uri:
         command += ["--tracking-uri", tracking_uri]
     entrypoint = " ".join(shlex.quote(arg) for arg in command)

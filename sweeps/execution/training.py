@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 import core
+from sweeps.execution.machine import numerics_fingerprint
 from sweeps.spec.data import Dataset
 from sweeps.records import Pack
 
@@ -44,6 +45,8 @@ class VariantResult:
         (`Pack.keep_state`), to continue training later; else None.
     rung : set by successive halving on the result it logs: the index of the last rung
         the variant reached (None for grid and random search).
+    numerics : `machine.numerics_fingerprint` of the process that trained it (the child
+        run's ``sweep.numerics`` tag: what its bits depend on beyond its key).
     """
 
     key: str
@@ -56,6 +59,7 @@ class VariantResult:
     at_stops: dict[int, dict[str, float]] = field(default_factory=dict)
     state: Any = None
     rung: int | None = None
+    numerics: str = ""
 
 
 def _per_variant(pack: Pack, setting: str) -> np.ndarray:
@@ -189,6 +193,7 @@ def fit_pack(pack: Pack, dataset: Dataset) -> tuple[core.Params, list[VariantRes
                 at_stops=({int(stop): {name: float(v[k]) for name, v in at.items()}
                            for stop, at in zip(stops, finals)} if pack.stops else {}),
                 state=trained.state.select([k]) if pack.keep_state else None,
+                numerics=numerics_fingerprint(),
             )
         )
     return trained.params, results

@@ -1,4 +1,5 @@
-"""Progress over variants: done / total, rate, ETA, best loss so far, diverged and failed counts.
+"""Progress over variants: done / total (copied from the store or trained), rate, ETA, best loss
+so far, diverged and failed counts.
 
 A live bar on a terminal; on a pipe or in CI, a plain line every few seconds instead of
 escape codes.
@@ -29,6 +30,7 @@ class SweepProgress:
     def __init__(self, total: int, description: str, enabled: bool = True) -> None:
         self.total = total
         self.done = 0
+        self.reused = 0
         self.diverged = 0
         self.failed = 0
         self.best = math.inf
@@ -48,6 +50,7 @@ class SweepProgress:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
+                TextColumn("{task.fields[split]}"),
                 TextColumn("{task.fields[rate]} variants/s"),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
@@ -71,7 +74,11 @@ class SweepProgress:
         best = "-" if math.isinf(self.best) else f"{self.best:.4g}"
         failed = f"  failed {self.failed}" if self.failed else ""
         return {"rate": f"{self.done / elapsed:.1f}", "best": best, "diverged": str(self.diverged),
-                "failed": failed}
+                "failed": failed, "split": self.split()}
+
+    def split(self) -> str:
+        """"480 reused, 12 trained": how the variants done so far came."""
+        return f"{self.reused} reused, {self.done - self.reused - self.failed} trained"
 
     def _print_line(self) -> None:
         self._printed = self.done
@@ -81,16 +88,23 @@ class SweepProgress:
         eta = (self.total - self.done) / rate if rate > 0 else math.inf
         eta_text = "?" if math.isinf(eta) else f"{eta:.0f}s"
         print(
-            f"{self.description}: {self.done}/{self.total} variants, {fields['rate']}/s, "
+            f"{self.description}: {self.done}/{self.total} variants: {fields['split']}, "
+            f"{fields['rate']}/s, "
             f"ETA {eta_text}, best loss {fields['best']}, diverged {fields['diverged']}"
             f"{fields['failed'].replace('  ', ', ')}",
             file=sys.stderr, flush=True,
         )
 
-    def advance(self, losses: list[float], diverged: int = 0, failed: int = 0) -> None:
+    def advance_reused(self, count: int) -> None:
+        """Count `count` variants copied from the store (`sweeps.tracking.reuse`) as done."""
+        self.reused += count
+        self.advance([], reused=count)
+
+    def advance(self, losses: list[float], diverged: int = 0, failed: int = 0,
+                reused: int = 0) -> None:
         """Count variants done: trained ones (`losses`: their final training losses, of which
-        `diverged` diverged) and `failed` ones (their pack's task failed)."""
-        self.done += len(losses) + failed
+        `diverged` diverged), `failed` ones (their pack's task failed) and `reused` ones."""
+        self.done += len(losses) + failed + reused
         self.diverged += diverged
         self.failed += failed
         finite = [loss for loss in losses if math.isfinite(loss)]

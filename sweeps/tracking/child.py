@@ -13,9 +13,9 @@ from typing import Any, Collection, Mapping
 
 import numpy as np
 
-from sweeps.tracking.layout import (CURVES, GROUP_KEY, PARENT_ID, PREDICTIONS_FILE, ROLE, RUNG,
-                                    STATUS, STOPPED_EPOCH, VARIANT_INDEX, VARIANT_KEY,
-                                    encode_param, predictions_table, write_csv)
+from sweeps.tracking.layout import (CURVES, GROUP_KEY, NUMERICS, PARENT_ID, PREDICTIONS_FILE,
+                                    ROLE, RUNG, STATUS, STOPPED_EPOCH, VARIANT_INDEX,
+                                    VARIANT_KEY, encode_param, predictions_table, write_csv)
 from sweeps.tracking.records import Predictions, RunRecord, make_record
 
 
@@ -94,6 +94,8 @@ def child_run(sweep: Any, variant: Any, result: Any, parent_run_id: str,
     tags = {PARENT_ID: parent_run_id, ROLE: "variant", VARIANT_KEY: variant.key,
             GROUP_KEY: variant.group, STATUS: result.status,
             VARIANT_INDEX: str(variant.index), CURVES: ",".join(curves)}
+    if getattr(result, "numerics", ""):
+        tags[NUMERICS] = result.numerics
     if getattr(result, "rung", None) is not None:       # successive halving
         tags.update({RUNG: str(result.rung), STOPPED_EPOCH: str(final_step)})
 

@@ -16,7 +16,11 @@ The layout is a contract that users, the MLflow UI and `sweeps.report.results.lo
   (ok | diverged | pruned), ``sweep.variant_index``, ``sweep.curves`` (the metric keys logged
   as histories), and under successive halving ``sweep.rung`` (the index of the last rung it
   reached) and ``sweep.stopped_epoch`` (the epoch its training ran to: its last rung's; a
-  diverged one froze at ``diverged_epoch`` before); params: every resolved setting under its
+  diverged one froze at ``diverged_epoch`` before), ``sweep.numerics`` (what its numbers
+  depend on beyond its key: `sweeps.execution.machine.numerics_fingerprint` of the process
+  that trained it; absent on children logged before it existed), and on a child copied from
+  an earlier run of the same variant instead of trained (`sweeps.tracking.reuse`)
+  ``sweep.reused_from`` (that run's id); params: every resolved setting under its
   dotted path; metrics: each curve as a history with step = epoch, ending with the final
   value at step = ``train.epochs`` (a pruned variant: its stopped epoch), so the run's latest
   value is the final one, ``val_*`` with a validation split, ``test_*``, ``train_seconds``
@@ -60,6 +64,8 @@ STOPPED_EPOCH = "sweep.stopped_epoch"
 SWEEP_RUN = "sweep.sweep_run"      # a configuration run's sweep (parent) run id
 RANK = "sweep.rank"
 TIED = "sweep.tied"
+NUMERICS = "sweep.numerics"
+REUSED_FROM = "sweep.reused_from"
 # The tags a child's record is decoded from (`records.decode_record`; the SQL reader reads these).
 RECORD_TAGS = (VARIANT_KEY, GROUP_KEY, STATUS, VARIANT_INDEX, CURVES, RUNG, STOPPED_EPOCH)
 PARENT_ID = "mlflow.parentRunId"

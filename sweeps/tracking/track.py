@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 from sweeps import stopping
-from sweeps.tracking.child import child_run
+from sweeps.tracking.child import ChildRun, child_run
 from sweeps.tracking.layout import (CONFIG_HASH, MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, NAME,
                                     PARENT_ID, ROLE, SWEPT, shared_settings, sweep_kinds)
 from sweeps.tracking.readback import find_parent, finished_children
@@ -262,22 +262,29 @@ class SweepTracker:
 
         A variant already FINISHED under this parent is not written again.
         """
+        return self.log_child(variant.key, lambda: child_run(
+            self.sweep, variant, result, self.parent_run_id, self.kinds, self.histories))
+
+    def log_child(self, key: str, make_child: Callable[[], ChildRun]) -> str:
+        """Write the child run `make_child()` of the variant `key` (FINISHED last), unless
+        one is FINISHED under this parent already; return its run id. A trained variant's
+        child comes from `child_run`, a reused one's from `sweeps.tracking.reuse`."""
         self._require_started()
-        if variant.key in self._records:
-            return self._records[variant.key].run_id
+        if key in self._records:
+            return self._records[key].run_id
 
         def _existing() -> str | None:
             """Before re-trying: a FINISHED child counts, anything else is deleted."""
-            records, drop = self._finished_children({variant.key})
+            records, drop = self._finished_children({key})
             for run_id in drop:
                 self.client.delete_run(run_id)
             if records:
-                self._records[variant.key] = records[0]
+                self._records[key] = records[0]
                 return records[0].run_id
             return None
 
         def _write() -> str:
-            record = self._records[variant.key] = self._write_child(variant, result)
+            record = self._records[key] = self._write_run(make_child())
             return record.run_id
 
         return self._retry("log_variant", _write, on_retry=_existing)
@@ -288,20 +295,29 @@ class SweepTracker:
         With several `writers` the children are written by that many threads at once (a
         tracking server's workers then run in parallel); each one is retried on its own.
         """
+        return self.log_children([(variant.key, lambda variant=variant, result=result:
+                                   child_run(self.sweep, variant, result, self.parent_run_id,
+                                             self.kinds, self.histories))
+                                  for variant, result in batch])
+
+    def log_children(self, batch: Sequence[tuple[str, Callable[[], ChildRun]]]) -> list[str]:
+        """`log_child` for each (variant key, make_child) of a batch, on `writers` threads."""
         if self.writers <= 1 or len(batch) <= 1:
-            return [self.log_variant(variant, result) for variant, result in batch]
+            return [self.log_child(key, make) for key, make in batch]
         self._tmpdir()                        # created once, before the threads share it
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.writers, thread_name_prefix="sweeps-writer")
-        futures = [self._pool.submit(self.log_variant, variant, result)
-                   for variant, result in batch]
+        futures = [self._pool.submit(self.log_child, key, make) for key, make in batch]
         return [future.result() for future in futures]
 
-    def _write_child(self, variant: Any, result: Any) -> RunRecord:
+    def adopt(self, records: Sequence[RunRecord]) -> None:
+        """Count children written under this parent by other means (`sweeps.tracking.reuse`'s
+        copies inside the database) as FINISHED, like resumed ones."""
+        self._records.update((record.variant_key, record) for record in records)
+
+    def _write_run(self, child: ChildRun) -> RunRecord:
         from mlflow.entities import Metric, Param
 
-        child = child_run(self.sweep, variant, result, self.parent_run_id, self.kinds,
-                          self.histories)
         now = int(time.time() * 1000)
         metrics = [Metric(key, value, now, step) for key, value, step in child.points]
         params = [Param(k, v) for k, v in child.params.items()]

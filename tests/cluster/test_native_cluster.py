@@ -115,7 +115,7 @@ def test_sweeps_run_command_joins_the_cluster(cluster, workdir, via, monkeypatch
                                         "--tracking-uri", uri, "--no-progress"],
                               workdir, f"sweeps-run-{via}")
     assert code == 0, output
-    assert f"{VARIANTS} variants trained" in output
+    assert f"{VARIANTS} variants: 0 reused, {VARIANTS} trained" in output
 
     # Ray's own record: this sweep's packs finished on both nodes
     ran_on = finished_nodes(new_pack_tasks(cluster, before))

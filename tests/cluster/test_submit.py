@@ -33,7 +33,7 @@ def test_submit_follow_streams_the_job_and_the_sweep_lands_in_mlflow(cluster, wo
     job_id = output.strip().splitlines()[-1]          # printed last, after the followed logs
     assert job_id.startswith(f"sweeps-{name}-")
     assert f"Running entrypoint for job {job_id}: sweeps run {sweep.name} --address auto" in output
-    assert f"{VARIANTS} variants trained" in output   # the driver's report, streamed
+    assert f"{VARIANTS} variants: 0 reused, {VARIANTS} trained" in output   # the driver's report, streamed
 
     code, output = run_sweeps(cluster, ["status", job_id, "--address",
                                         cluster.ray.dashboard_url], workdir, "status")

@@ -30,4 +30,4 @@ def test_the_card_sweep_exits_0_every_time_with_the_bulk_writer(tmp_path, attemp
     assert "writing child runs through MlflowClient" not in err     # the bulk path wrote them
     assert "Token authentication is enabled" not in err + out       # Ray's notice, kept out
     assert len(child_runs(uri, "card-sweep", status="FINISHED")) == 480
-    assert "card-sweep: 480 variants trained" in out
+    assert "card-sweep: 480 variants: 0 reused, 480 trained" in out

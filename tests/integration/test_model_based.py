@@ -72,7 +72,8 @@ def test_a_killed_tpe_sweep_continues_and_trains_nothing_twice(tracking_uri, tmp
     code, stderr = again.finish(timeout=START_TIMEOUT)
     assert code == 0, stderr
     out = (tmp_path / "again.out").read_text()
-    assert f"{24 - len(before)} variants trained, {len(before)} already done" in out, out
+    assert (f"24 variants: 0 reused, {24 - len(before)} trained, {len(before)} already done"
+            in out), out
 
     keys = assert_logged_once(tracking_uri, name, before, 24)
 

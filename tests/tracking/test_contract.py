@@ -175,18 +175,7 @@ def test_client_and_bulk_writes_read_back_identically(store_uri, bulk_writer, se
     assert_same(a, b, histories)
 
     # Artifacts: the listing and the bytes.
-    def artifacts(s: Side) -> dict:
-        out = {}
-        for key in keys:
-            files = client.list_artifacts(s.runs[key])
-            out[key] = [(f.path, f.is_dir, f.file_size) for f in files]
-            for f in files:
-                local = client.download_artifacts(s.runs[key], f.path,
-                                                  str(tmp_path / "dl" / s.runs[key]))
-                out[f"{key}/{f.path}"] = Path(local).read_bytes().decode()
-        return out
-
-    assert_same(a, b, artifacts)
+    assert_same(a, b, lambda s: artifact_files(client, s, keys, tmp_path / "dl"))
 
     # mlflow.search_runs: the DataFrame, row by row and column by column.
     mlflow.set_tracking_uri(store_uri)
@@ -230,6 +219,18 @@ def test_client_and_bulk_writes_read_back_identically(store_uri, bulk_writer, se
         return out
 
     assert_same(a, b, rest_histories)
+
+
+def artifact_files(client, s: Side, keys, directory: Path) -> dict:
+    """{variant key: the listing of its run's artifacts, "key/path": each file's text}."""
+    out = {}
+    for key in keys:
+        files = client.list_artifacts(s.runs[key])
+        out[key] = [(f.path, f.is_dir, f.file_size) for f in files]
+        for f in files:
+            local = client.download_artifacts(s.runs[key], f.path, str(directory / s.runs[key]))
+            out[f"{key}/{f.path}"] = Path(local).read_bytes().decode()
+    return out
 
 
 def raw_rows(client, s: Side) -> dict:
