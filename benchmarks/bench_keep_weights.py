@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 import core  # noqa: E402
 from sweeps.execution.retrain import retrain  # noqa: E402
 from sweeps.spec.sweep import load_sweep  # noqa: E402
-from sweeps.tracking.layout import encode_param  # noqa: E402
 
 
 def disk_bytes(directory: Path) -> tuple[int, int]:
@@ -68,11 +67,10 @@ def keep_all(sweep, n_variants: int) -> dict[str, float]:
 def retrain_one(sweep) -> float:
     """Seconds to re-train the slowest-shaped variant (hidden 16) from its params."""
     variant = max(sweep.variants, key=lambda v: v.settings["model.hidden"])
-    params = {k: encode_param(v) for k, v in variant.settings.items()}
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()
-        retrain(params, base_dir=ROOT / "configs")
+        retrain(dict(variant.settings), base_dir=ROOT / "configs")
         best = min(best, time.perf_counter() - started)
     return best
 

@@ -33,6 +33,9 @@ class Activation(NamedTuple):
         The activation from the negated pre-activation (sigmoid only; call under
         ``np.errstate``). The network uses it, spelled out by :func:`forward_ops`,
         where ``-Z`` comes for free, saving a pass.
+    output_range : (low, high) or None
+        The closed interval an elementwise output lies in, None when unbounded: a regression
+        target outside it cannot be fitted (the sweep file is rejected).
     """
 
     fn: Callable
@@ -40,6 +43,7 @@ class Activation(NamedTuple):
     elementwise: bool = True
     identity_deriv: bool = False
     fn_of_neg: Callable | None = None
+    output_range: tuple[float, float] | None = None
 
 
 def _out(Z, out):
@@ -165,9 +169,10 @@ def softmax_ops(Z) -> list:
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "sigmoid": Activation(sigmoid, sigmoid_deriv, fn_of_neg=sigmoid_of_neg),
-    "tanh": Activation(tanh, tanh_deriv),
-    "relu": Activation(relu, relu_deriv),
+    "sigmoid": Activation(sigmoid, sigmoid_deriv, fn_of_neg=sigmoid_of_neg,
+                          output_range=(0.0, 1.0)),
+    "tanh": Activation(tanh, tanh_deriv, output_range=(-1.0, 1.0)),
+    "relu": Activation(relu, relu_deriv, output_range=(0.0, np.inf)),
     "leaky_relu": Activation(leaky_relu, leaky_relu_deriv),
     "identity": Activation(identity, identity_deriv, identity_deriv=True),
     "softmax": Activation(softmax, None, elementwise=False),

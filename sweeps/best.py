@@ -62,8 +62,8 @@ def choose(records: Sequence[RunRecord], metric: str | None = None,
 
     variant : a variant key, run id or run name instead of the ranking.
     """
-    from sweeps.report.results import (HIGHER_IS_BETTER, default_metric, frame_from_records,
-                                       summarize)
+    from sweeps.report.results import default_metric, frame_from_records, summarize
+    from sweeps.vocabulary import Status, higher_is_better
 
     records = list(records)
     if not records:
@@ -82,8 +82,8 @@ def choose(records: Sequence[RunRecord], metric: str | None = None,
     rows = frame
     if "group_key" in summary.columns:
         rows = frame[frame["group_key"] == summary["group_key"].iloc[0]]
-    rows = rows[(rows["status"] == "ok") & rows[metric].notna()]
-    higher = any(word in metric for word in HIGHER_IS_BETTER)
+    rows = rows[(rows["status"] == Status.OK) & rows[metric].notna()]
+    higher = higher_is_better(metric)
     position = rows[metric].idxmax() if higher else rows[metric].idxmin()
     return records[position], metric, float(mean)
 
@@ -95,20 +95,20 @@ def best_model(experiment: str | None = None, tracking_uri: str | None = None,
     """Pick the best variant of a sweep run, re-train it and log it as a pyfunc model.
 
     experiment, sweep, parent_run_id : which sweep run, as for `sweeps.load_runs`.
-    metric : the ranking metric (default val_loss, else test_loss, else train_loss; accuracy:
-        higher wins; under successive halving the groups of the last rung first).
+    metric : the ranking metric (default: the first of `sweeps.vocabulary.DEFAULT_RANKING` the
+        sweep has; which way is better from `sweeps.vocabulary.METRICS`; under successive
+        halving the groups of the last rung first).
     register : also register the model under this name in the model registry.
     variant : a variant key, run id or run name to log instead of the winner.
     base_dir : where a CSV data source is relative to (default: the sweep file's directory).
     Raises NoWinner, or RuntimeError when the re-trained network does not reproduce the run.
     """
-    from sweeps.report.results import _experiment_name
     from sweeps.tracking import readback
     from sweeps.tracking.model import log_network, serve_command
     from sweeps.tracking.store import default_tracking_uri
 
     tracking_uri = tracking_uri or default_tracking_uri()
-    experiment = _experiment_name(experiment, sweep)
+    experiment = readback.experiment_name(experiment, sweep)
     if base_dir is None:
         base_dir = Path(sweep.path).resolve().parent if sweep is not None else Path(".")
     records = readback.read_sweep(experiment, tracking_uri, sweep,

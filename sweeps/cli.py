@@ -16,6 +16,7 @@ from typing import NoReturn, Optional
 import typer
 
 from sweeps.records import Executor
+from sweeps.vocabulary import RANKING_HELP
 
 app = typer.Typer(
     name="sweeps",
@@ -117,7 +118,7 @@ def summary(
     tracking_uri: Optional[str] = TrackingUriOpt,
     over: str = typer.Option("seed", help="Setting aggregated over."),
     metric: Optional[str] = typer.Option(
-        None, help="Metric to rank by (default: val_loss with a validation split, else test_loss)."),
+        None, help=RANKING_HELP),
     top: int = typer.Option(10, min=1, help="Rows to show."),
     csv: Optional[Path] = typer.Option(None, help="Also write the whole summary as CSV."),
     importance: bool = typer.Option(
@@ -173,7 +174,7 @@ def best(
     target: str = TargetArg,
     tracking_uri: Optional[str] = TrackingUriOpt,
     metric: Optional[str] = typer.Option(
-        None, help="Metric to rank by (default: val_loss with a validation split, else test_loss)."),
+        None, help=RANKING_HELP),
     register: Optional[str] = typer.Option(
         None, "--register", help="Also register the model under this name in the registry."),
     variant: Optional[str] = typer.Option(

@@ -36,7 +36,7 @@ class Variant:
 
     settings : every setting as a flat dotted path -> plain JSON value (model.hidden a tuple).
     key : hash of settings + data fingerprint, 16 hex chars.
-    group : the same hash without 'seed'.
+    group : the same hash of `without_seed(settings)`.
     name : readable, from the swept values: "lr=0.1 hidden=4 init=xavier_normal seed=3".
     data_key : fingerprint of its data set (key into Sweep.datasets).
     """
@@ -82,6 +82,12 @@ class Pack:
         """The settings every variant of the pack has in common, by dotted path."""
         settings = self.variants[0].settings
         return {path: settings[path] for path in self.shared_paths}
+
+
+def without_seed(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that make a variant's group: all but its seed (`Variant.group` hashes
+    them; variants that differ only by seed are one group)."""
+    return {path: value for path, value in settings.items() if path != "seed"}
 
 
 def format_value(value: Any) -> str:

@@ -31,6 +31,7 @@ from sweeps.spec.search import scheduler_of
 from sweeps.spec.sweep import Sweep, load_sweep
 from sweeps.tracking import Tracker, open_tracker
 from sweeps.tracking.ui import open_hint
+from sweeps.vocabulary import RunState
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,8 +75,8 @@ class SweepOutcome:
     experiment_id: str | None = None
 
     @property
-    def status(self) -> str:
-        return "FAILED" if self.failed else "FINISHED"
+    def status(self) -> RunState:
+        return RunState.FAILED if self.failed else RunState.FINISHED
 
     def report(self, top: int = 5) -> str:
         """The text `sweeps run` prints at the end: best groups and where results are."""
@@ -186,7 +187,7 @@ def run_sweep(
             timings["train_and_log"] = time.perf_counter() - clock
             # Ray shuts down (begun once every pack was in) while the outputs are written.
             clock = time.perf_counter()
-            made = write_outputs(tracker, out_dir, plotter, "FAILED" if failed else "FINISHED")
+            made = write_outputs(tracker, out_dir, plotter, RunState.FAILED if failed else RunState.FINISHED)
             timings["results"] = time.perf_counter() - clock
         finally:
             if connection is not None:
@@ -285,7 +286,7 @@ def _stopped_by_signals(sweep: Sweep, tracker: Tracker) -> Iterator[None]:
                 raise
             signum = getattr(stop, "signum", signal.SIGINT)
             with stopping.ignored():         # a second Ctrl-C must not cut this write short
-                tracker.finish("KILLED")
+                tracker.finish(RunState.KILLED)
             raise SweepInterrupted(
                 signum, len(tracker.records()), len(sweep.variants), tracker.parent_run_id
             ) from None

@@ -37,6 +37,7 @@ from sweeps.methods.base import Continue, Fork, Round, Scheduler, Start, Stop
 from sweeps.records import Pack
 from sweeps.report.progress import SweepProgress
 from sweeps.tracking.pack_writer import settle
+from sweeps.vocabulary import Status
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +106,12 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
                     clock = time.perf_counter()
                     if work.keep:
                         _log(tracker, by_key, trails,
-                             {r.key: Stop("ok", work.rung) for r in pack_results})
+                             {r.key: Stop(Status.OK, work.rung) for r in pack_results})
                     else:
                         tracker.log_variants([(by_key[r.key], r) for r in pack_results])
                     outcome.logging += time.perf_counter() - clock
                 bar.advance([r.metrics["train_loss"] for r in pack_results],
-                            diverged=sum(r.status == "diverged" for r in pack_results))
+                            diverged=sum(r.status == Status.DIVERGED for r in pack_results))
 
             def on_failed(pack: Pack, error: str) -> None:
                 for variant in pack.variants:
@@ -191,7 +192,7 @@ def _log(tracker: Any, by_key: Mapping[str, Any], trails: Mapping[str, Trail],
     batch = []
     for key, stop in stopped.items():
         trail = trails[key]
-        status = "diverged" if trail.last.status == "diverged" else stop.status
+        status = Status.DIVERGED if trail.last.status == Status.DIVERGED else stop.status
         batch.append((by_key[key], trail.result(status, stop.rung)))
     if batch:
         tracker.log_variants(batch)

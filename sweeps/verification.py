@@ -39,8 +39,6 @@ BIT_IDENTICAL = "bit-identical"
 WITHIN = f"within {TOLERANCE:g}"
 DIFFERENT = "different"
 VERDICTS = (BIT_IDENTICAL, WITHIN, DIFFERENT)      # best to worst
-VERIFIED_TAG = "sweep.verified"
-VERIFY_FILE = "verify.json"
 IGNORED_METRICS = ("train_seconds",)               # wall time: never reproducible
 
 
@@ -186,11 +184,11 @@ def check_record(tracking_uri: str, record: RunRecord, base_dir: Path
     are DIFFERENT."""
     from sweeps.tracking import readback
 
-    params = readback.fetch_params(tracking_uri, [record.run_id])[record.run_id]
+    logged = readback.fetch_settings(tracking_uri, [record.run_id])[record.run_id]
     logged_predictions = readback.fetch_predictions(tracking_uri, [record.run_id]).get(
         record.run_id)
     try:
-        retrained = retrain(params, base_dir=base_dir, name=record.name or "variant",
+        retrained = retrain(logged, base_dir=base_dir, name=record.name or "variant",
                             logged_key=record.variant_key, epochs=record.stopped_epoch)
     except RetrainError as error:
         return Check(run_id=record.run_id, name=record.name or record.run_id,
@@ -215,39 +213,33 @@ def verify(experiment: str | None = None, tracking_uri: str | None = None, sweep
     log : write ``verify.json`` and the ``sweep.verified`` tag to the parent run.
     """
     from sweeps.execution.machine import machine_differences
-    from sweeps.report.results import _experiment_name
     from sweeps.tracking import readback
-    from sweeps.tracking.store import default_tracking_uri, make_client, write_artifact
+    from sweeps.tracking.store import default_tracking_uri
+    from sweeps.tracking.verified import mark_verified
 
     started = time.perf_counter()
     tracking_uri = tracking_uri or default_tracking_uri()
-    experiment = _experiment_name(experiment, sweep)
+    experiment = readback.experiment_name(experiment, sweep)
     if base_dir is None:
         base_dir = Path(sweep.path).resolve().parent if sweep is not None else Path(".")
-    client = make_client(tracking_uri, create=False)
-    _, parent = readback.locate_parent(client, experiment, getattr(sweep, "config_hash", None),
-                                       parent_run_id)
-    records = readback.read_sweep(experiment, tracking_uri, parent_run_id=parent.info.run_id).records
+    read = readback.read_sweep(experiment, tracking_uri, sweep, parent_run_id=parent_run_id)
+    records = read.records
     chosen = list(records) if sample is None or sample >= len(records) else \
         sorted(random.Random(seed).sample(list(records), sample), key=lambda r: r.index)
     checks = [check_record(tracking_uri, r, Path(base_dir))[0] for r in chosen]
     verdict = max((c.verdict for c in checks), key=VERDICTS.index, default=BIT_IDENTICAL)
-    reused, numerics = _provenance(client, chosen)
+    reused, numerics = _provenance(readback.fetch_tags(tracking_uri, [r.run_id for r in chosen]))
     outcome = Verification(
-        experiment=experiment, parent_run_id=parent.info.run_id, checked=len(checks),
+        experiment=experiment, parent_run_id=read.parent_run_id, checked=len(checks),
         finished=len(records), verdict=verdict, checks=checks,
-        machine=machine_differences(dict(parent.data.params)),
+        machine=machine_differences(dict(read.parent_params)),
         seconds=time.perf_counter() - started, reused=reused, numerics=numerics)
     if log:
-        # through the artifact repository, which also reaches artifacts behind an MLflow
-        # server while the runs are read from its database (`MlflowClient.log_dict` cannot)
-        write_artifact(parent.info.artifact_uri, tracking_uri, VERIFY_FILE,
-                       json.dumps(outcome.to_json(), indent=2).encode())
-        client.set_tag(parent.info.run_id, VERIFIED_TAG, verdict)
+        mark_verified(tracking_uri, read, verdict, json.dumps(outcome.to_json(), indent=2).encode())
     return outcome
 
 
-def _provenance(client: Any, records: Sequence[RunRecord]) -> tuple[int, dict[str, int]]:
+def _provenance(tags_by_run: dict[str, dict[str, str]]) -> tuple[int, dict[str, int]]:
     """(how many of the runs are reused copies, {a ``sweep.numerics`` other than this
     process's: how many runs carry it}); a run without the tag counts as "(not recorded)"."""
     from sweeps.execution.machine import numerics_fingerprint
@@ -255,8 +247,7 @@ def _provenance(client: Any, records: Sequence[RunRecord]) -> tuple[int, dict[st
 
     here = numerics_fingerprint()
     reused, other = 0, {}
-    for record in records:
-        tags = client.get_run(record.run_id).data.tags
+    for tags in tags_by_run.values():
         reused += REUSED_FROM in tags
         numerics = tags.get(NUMERICS, "(not recorded)")
         if numerics != here:

@@ -14,10 +14,11 @@ import numpy as np
 
 from sweeps.spec.sweep import Sweep, load_sweep
 from sweeps.execution.training import VariantResult
+from sweeps.vocabulary import Status
 from tests.sweep_files import GRID, write_sweep_file
 
-def small_sweep(directory: Path, name: str = "small", parameters: Mapping | None = None,
-                epochs: int = 1000, **options) -> Sweep:
+def load_small_sweep(directory: Path, name: str = "small", parameters: Mapping | None = None,
+                     epochs: int = 1000, **options) -> Sweep:
     """A grid sweep file (article data by default, `GRID` unless `parameters` are given),
     loaded with the real `load_sweep`."""
     return load_sweep(write_sweep_file(directory, name, GRID if parameters is None else parameters,
@@ -42,9 +43,9 @@ def synthetic_result(sweep: Sweep, variant, diverged_at: int | None = None) -> V
         curve2 = 2 * loss / 3
     metrics = {"train_loss": float(loss[-1] * 0.99), second: float(curve2[-1]),
                "test_loss": float(loss[-1] * 1.5), **tests, "train_seconds": 0.01}
-    status = "ok"
+    status = Status.OK
     if diverged_at is not None:
-        status = "diverged"
+        status = Status.DIVERGED
         gone = log_epochs >= diverged_at
         loss, curve2 = np.where(gone, np.nan, loss), np.where(gone, np.nan, curve2)
         metrics = {k: (np.nan if k != "train_seconds" else v) for k, v in metrics.items()}

@@ -1,7 +1,8 @@
-"""Re-train one variant from its logged params alone: the code path `best` and `verify` share.
+"""Re-train one variant from its logged settings alone: the code path `best` and `verify` share.
 
-A child run's params hold every resolved setting under its dotted path (`encode_param`).
-`settings_from_params` decodes them, checked by the sweep file's own schema; the data set is
+A child run's params hold every resolved setting under its dotted path; the tracking side
+decodes them (`sweeps.tracking.readback.fetch_settings`), and `settings_from_logged` checks
+them by the sweep file's own schema; the data set is
 rebuilt from the ``data.*`` settings and ``data_seed``; the variant is trained as a pack of
 one by `sweeps.execution.training.fit_pack`, the function every Ray task runs. No sweep file
 is read.
@@ -22,13 +23,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import core
-from sweeps.spec.config import (LATER_DEFAULTS, PACK_SHARED, SETTING_PATHS, TEXT_SETTINGS,
-                                Settings, flatten)
+from sweeps.spec.config import LATER_DEFAULTS, PACK_SHARED, SETTING_PATHS, Settings, flatten
 from sweeps.spec.data import DataProblem, Dataset
 from sweeps.records import Pack, Variant
 from sweeps.spec.search import make_variants
 from sweeps.spec.sweep import load_data
-from sweeps.tracking.layout import decode_param
 from sweeps.execution.training import VariantResult, build_network, fit_pack
 
 
@@ -60,23 +59,23 @@ class Retrained:
         return self.logged_key is None or self.logged_key == self.variant.key
 
 
-def settings_from_params(params: Mapping[str, str]) -> dict[str, Any]:
-    """Every resolved setting (dotted path -> value) from a child run's params.
+def settings_from_logged(logged: Mapping[str, Any]) -> dict[str, Any]:
+    """Every resolved setting (dotted path -> value) from a child run's decoded params.
 
     Values are checked by the sweep file's schema (`sweeps.spec.config.Settings`); raises
     RetrainError naming the setting that is missing or invalid. A setting added after the run
     was logged (`config.LATER_DEFAULTS`) takes its default, which is what the run trained with.
     """
-    missing = [p for p in SETTING_PATHS if p not in params and p not in LATER_DEFAULTS]
+    missing = [p for p in SETTING_PATHS if p not in logged and p not in LATER_DEFAULTS]
     if missing:
         raise RetrainError(f"the run has no param for {', '.join(missing)}; it was not logged "
                            "by `sweeps run` (or by an older version)")
     nested: dict[str, Any] = {}
     for path in SETTING_PATHS:
-        if path not in params:          # added later: the schema's default
+        if path not in logged:          # added later: the schema's default
             continue
         section, _, name = path.partition(".")
-        value = decode_param(params[path], "str" if path in TEXT_SETTINGS else "json")
+        value = logged[path]
         if name:
             nested.setdefault(section, {})[name] = value
         else:
@@ -96,28 +95,28 @@ def rebuild_dataset(settings: Mapping[str, Any], base_dir: Path = Path(".")) -> 
         raise RetrainError(f"cannot rebuild the data set: {problem}") from None
 
 
-def rebuild_variant(params: Mapping[str, str], base_dir: Path = Path("."),
+def rebuild_variant(logged: Mapping[str, Any], base_dir: Path = Path("."),
                     name: str = "variant") -> tuple[Variant, Dataset]:
-    """The Variant (key recomputed) and its Dataset, from a child run's params alone."""
-    settings = settings_from_params(params)
+    """The Variant (key recomputed) and its Dataset, from a child run's settings alone."""
+    settings = settings_from_logged(logged)
     dataset = rebuild_dataset(settings, base_dir)
     resolved = {**settings, **dataset.resolved}
     (variant,) = make_variants([resolved], [dataset.fingerprint], (), name)
     return variant, dataset
 
 
-def retrain(params: Mapping[str, str], *, base_dir: Path = Path("."), name: str = "variant",
+def retrain(logged: Mapping[str, Any], *, base_dir: Path = Path("."), name: str = "variant",
             logged_key: str | None = None, epochs: int | None = None) -> Retrained:
-    """Train a variant again from its logged params, exactly as `sweeps run` trains a pack.
+    """Train a variant again from its logged settings, exactly as `sweeps run` trains a pack.
 
-    params : the child run's params (dotted path -> logged string).
+    logged : the child run's settings (dotted path -> value; `readback.fetch_settings`).
     base_dir : where a CSV ``data.source`` is relative to (the sweep file's directory).
     logged_key : the run's ``sweep.variant_key``, to check the params against.
     epochs : train to this epoch instead of ``train.epochs`` (a variant successive halving
         stopped: its ``sweep.stopped_epoch``; continuing across rungs is exact, so one
         straight run to it gives the same numbers).
     """
-    variant, dataset = rebuild_variant(params, base_dir, name)
+    variant, dataset = rebuild_variant(logged, base_dir, name)
     pack = Pack(index=0, variants=(variant,), data_key=dataset.fingerprint,
                 shared_paths=PACK_SHARED, stops=(int(epochs),) if epochs else ())
     mlp = build_network(pack, dataset)

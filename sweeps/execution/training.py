@@ -20,6 +20,7 @@ import core
 from sweeps.execution.machine import numerics_fingerprint
 from sweeps.spec.data import Dataset
 from sweeps.records import Pack
+from sweeps.vocabulary import Status
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class VariantResult:
     Attributes
     ----------
     key : the variant's key.
-    status : "ok" or "diverged".
+    status : Status.OK or Status.DIVERGED (successive halving marks its stopped ones PRUNED).
     log_epochs : ndarray, shape (n_logs,), the epochs the curves were measured at.
     curves : the metric histories, each (n_logs,): "train_loss", and "train_accuracy" for
         classification, the same with "val_" when the data set has a validation split (see
@@ -50,7 +51,7 @@ class VariantResult:
     """
 
     key: str
-    status: str
+    status: Status
     log_epochs: np.ndarray
     curves: dict[str, np.ndarray] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
@@ -184,7 +185,7 @@ def fit_pack(pack: Pack, dataset: Dataset) -> tuple[core.Params, list[VariantRes
         results.append(
             VariantResult(
                 key=variant.key,
-                status="diverged" if diverged else "ok",
+                status=Status.DIVERGED if diverged else Status.OK,
                 log_epochs=log_epochs,
                 curves={name: curve[k] for name, curve in curves.items()},
                 metrics=metrics,

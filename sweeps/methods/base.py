@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 from sweeps.records import Variant
 from sweeps.spec.config import SearchConfig, SweepConfig
 from sweeps.spec.problems import Problem
+from sweeps.vocabulary import Status
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,7 +64,7 @@ class Stop:
     (a variant whose training diverged is logged ``diverged`` whatever it says) and, when not
     None, `rung` as its ``sweep.rung`` tag."""
 
-    status: str = "pruned"
+    status: Status = Status.PRUNED
     rung: Optional[int] = None
 
 

@@ -22,6 +22,8 @@ from sweeps.methods.validation import (VAL_METRICS, dataset_problems, metric_pro
 from sweeps.spec.config import SweepConfig
 from sweeps.spec.parameters import BASE
 from sweeps.spec.problems import Problem, suggest
+from sweeps.vocabulary import Status
+from sweeps.records import without_seed
 
 CHECKPOINT = "halving/checkpoint.npz"
 RUNG_TABLE = "halving/rungs.csv"
@@ -182,7 +184,7 @@ class Halving(SearchMethod):
 
     def groups(self) -> int:
         """How many configurations (points that differ in more than the seed) enter."""
-        return max(1, len({tuple(sorted((k, repr(v)) for k, v in point.items() if k != "seed"))
+        return max(1, len({tuple(sorted((k, repr(v)) for k, v in without_seed(point).items()))
                            for point in self.points()}))
 
     def describe(self) -> str:
@@ -277,7 +279,7 @@ class HalvingScheduler(Scheduler):
                 self.search.record(key, k, result.at_stops[stop][schedule.metric])
         decision = self.search.decide(rungs)
         if rungs[-1] != schedule.last:         # the last round's variants are logged already
-            self._pending = {key: Stop("pruned", rung) for key, rung in decision.stopped.items()}
+            self._pending = {key: Stop(Status.PRUNED, rung) for key, rung in decision.stopped.items()}
 
     def state(self) -> dict:
         return search_state(self.search)

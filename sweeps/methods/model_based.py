@@ -44,6 +44,7 @@ from sweeps.records import format_value
 from sweeps.spec.config import DATA_SETTINGS, Distribution, coerce
 from sweeps.spec.parameters import BASE
 from sweeps.spec.problems import Problem
+from sweeps.vocabulary import Status
 
 HISTORY_TABLE = "search/history.csv"
 HISTORY_COLUMNS = ("round", "trial", "configuration", "value", "state")
@@ -376,7 +377,7 @@ class OptunaScheduler(Scheduler):
 
         for key, result in results.items():
             metrics = dict(result.metrics)
-            if result.status == "diverged":
+            if result.status == Status.DIVERGED:
                 metrics.setdefault("diverged_epoch", float(result.epoch or 0))
             self.known[key] = metrics
         for trial, variants in self.pending:           # in asking order: deterministic

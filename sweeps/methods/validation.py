@@ -4,27 +4,17 @@ may rank on and their checks. They never rank on the test set, so every variant 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 from sweeps.spec.parameters import BASE
 from sweeps.spec.problems import Problem, suggest
+from sweeps.vocabulary import METRICS
 
-
-class Metric(NamedTuple):
-    """A validation metric a method may rank on."""
-
-    mode: str                   # the better direction: min or max
-    task: Optional[str]         # the data set task it needs (None: any)
-
-
-VAL_METRICS = {
-    "val_loss": Metric("min", None),
-    "val_accuracy": Metric("max", "classification"),
-    "val_mse": Metric("min", "regression"),
-}
+# The validation metrics (from `sweeps.vocabulary.METRICS`: direction and task).
+VAL_METRICS = {name: metric for name, metric in METRICS.items() if name.startswith("val_")}
 # What a list of metrics (a Pareto front) may also hold: recorded by every variant when asked
 # (`Pack.record`), never ranked on alone.
-RECORDED = {"n_params": Metric("min", None)}
+RECORDED = {"n_params": METRICS["n_params"]}
 OBJECTIVES = {**VAL_METRICS, **RECORDED}
 
 

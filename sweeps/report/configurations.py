@@ -20,6 +20,7 @@ from sweeps.tracking.groups import GROUP_ROLE, GroupRun
 from sweeps.tracking.layout import (CURVES, GROUP_KEY, RANK, ROLE, SWEEP_RUN, TIED,
                                     encode_param)
 from sweeps.tracking.records import RunRecord
+from sweeps.vocabulary import Status
 
 OVER = "seed"
 NOTE = "mlflow.note.content"     # the run's description in the MLflow UI (markdown)
@@ -49,7 +50,7 @@ def group_runs(summary: pd.DataFrame, records: Sequence[RunRecord], sweep_run_id
         final_step = max((_last_step(r) for r in members), default=0)
         finals = {m: (row[f"{m}_mean"], row.get(f"{m}_std"), row.get(f"{m}_sem"))
                   for m in means}
-        points = _curve_points([r for r in members if r.status != "diverged"], finals,
+        points = _curve_points([r for r in members if r.status != Status.DIVERGED], finals,
                                final_step)
         curves = sorted({k for k, _, _ in points})
         for m, (mean, std, sem) in finals.items():

@@ -25,14 +25,15 @@ from typing import Any
 
 import pandas as pd
 
+from sweeps.report import plots
+from sweeps.vocabulary import RunState
+
 log = logging.getLogger(__name__)
 
 
 def _warm_up() -> None:
     """Import matplotlib and draw once off screen (fonts, the log axis's tick text)."""
     import io
-
-    from sweeps.report import plots
 
     plt = plots._pyplot()
     fig, ax = plt.subplots()
@@ -45,15 +46,13 @@ def _warm_up() -> None:
 
 def _draw(out_dir, frame, summary, curves, predictions, rungs=None,
           only: tuple[str, ...] | None = None) -> list[Path]:
-    from sweeps.report import plots
-
     return plots.write_all(out_dir, frame, summary, curves, predictions=predictions,
                            rungs=rungs, only=plots.PLOT_FILES if only is None else only)
 
 
 # How the helper shares the figures with the child it forks: about equal drawing times
 # (loss_vs_lr ~0.6 s and the predictions ~0.1 s; the curves ~0.4 s and the rungs ~0.2 s).
-FORKED_SHARE = ("loss_vs_lr.png", "predictions.png")
+FORKED_SHARE = (plots.LOSS_VS_LR, plots.PREDICTIONS_PLOT)
 
 
 def _draw_in_two(job: tuple) -> list[Path]:
@@ -64,8 +63,6 @@ def _draw_in_two(job: tuple) -> list[Path]:
     forked or fails, this process draws its share too (a real plotting error then surfaces
     here). Returns the files in `plots.PLOT_FILES` order.
     """
-    from sweeps.report import plots
-
     ours = tuple(name for name in plots.PLOT_FILES if name not in FORKED_SHARE)
     read_end, write_end = os.pipe()
     try:
@@ -179,14 +176,14 @@ class Outputs:
 
 
 def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None,
-                  status: str = "FINISHED") -> Outputs:
+                  status: RunState = RunState.FINISHED) -> Outputs:
     """Tables, plots and artifacts of every finished variant, then the parent run ended.
 
     tracker : the sweep's tracker (records, predictions of resumed variants, artifacts).
     plotter : the helper process started with the sweep (None: draw here).
     status : the parent run's final status.
     """
-    from sweeps.report import plots, results, rung_plot, ties
+    from sweeps.report import results, rung_plot, ties
 
     records = tracker.records()      # every finished variant, this run's and earlier ones'
     frame = results.frame_from_records(records)
@@ -195,11 +192,8 @@ def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None
     curves = results.curves_from_records(records)
     drawn = curves[curves["run_id"].isin(plots.curves_wanted(frame, summary))]
     rungs = rung_plot.group_curves(frame, summary, curves)
-    wanted = plots.predictions_wanted(frame, summary)
-    by_id = {record.run_id: record for record in records}
-    predictions = results.predictions_from_records([by_id[r] for r in wanted if r in by_id])
-    predictions.update(results.load_predictions([r for r in wanted if r not in predictions],
-                                                tracker.tracking_uri))
+    predictions = {run_id: results.predictions_table(held) for run_id, held in
+                   tracker.predictions(plots.predictions_wanted(frame, summary)).items()}
     drawing = plotter is not None and plotter.draw(out_dir, frame, summary, drawn, predictions,
                                                    rungs)
     files = results.save(out_dir, frame, summary, curves)

@@ -46,8 +46,10 @@ def _pyplot():
 
 
 # Every file `write_all` can draw, in the order it draws them.
-PLOT_FILES = ("loss_curves.png", "loss_vs_lr.png", "predictions.png", "rungs.png",
-              "importance.png", "pareto.png")
+LOSS_CURVES, LOSS_VS_LR, PREDICTIONS_PLOT, RUNGS, IMPORTANCE, PARETO = (
+    "loss_curves.png", "loss_vs_lr.png", "predictions.png", "rungs.png", "importance.png",
+    "pareto.png")
+PLOT_FILES = (LOSS_CURVES, LOSS_VS_LR, PREDICTIONS_PLOT, RUNGS, IMPORTANCE, PARETO)
 
 
 def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
@@ -71,12 +73,12 @@ def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     predictions = dict(predictions or {})
-    drawers = {"loss_curves.png": lambda p: loss_curves(p, frame, summary, curves),
-               "loss_vs_lr.png": lambda p: loss_vs_setting(p, frame, summary),
-               "predictions.png": lambda p: predictions_plot(p, frame, summary, predictions),
-               "rungs.png": lambda p: rung_plot.draw(p, rungs),
-               "importance.png": lambda p: importance_plot(p, summary),
-               "pareto.png": lambda p: pareto_plot(p, summary)}
+    drawers = {LOSS_CURVES: lambda p: loss_curves(p, frame, summary, curves),
+               LOSS_VS_LR: lambda p: loss_vs_setting(p, frame, summary),
+               PREDICTIONS_PLOT: lambda p: predictions_plot(p, frame, summary, predictions),
+               RUNGS: lambda p: rung_plot.draw(p, rungs),
+               IMPORTANCE: lambda p: importance_plot(p, summary),
+               PARETO: lambda p: pareto_plot(p, summary)}
     return [out / name for name in PLOT_FILES if name in only and drawers[name](out / name)]
 
 

@@ -38,15 +38,13 @@ import pandas as pd
 
 from sweeps.records import format_value
 from sweeps.tracking.records import Predictions, RunRecord
+from sweeps.vocabulary import DEFAULT_RANKING, METRICS, Status, higher_is_better
 
 ID_COLUMNS = ("run_id", "variant_key", "group_key", "status", "name")
 HALVING_COLUMNS = ("rung", "stopped_epoch")     # successive halving's, from the run's tags
 # Metric columns first in this order, any others after them (sorted).
-METRIC_ORDER = ("train_loss", "train_mse", "train_accuracy", "val_loss", "val_mse",
-                "val_accuracy", "test_loss", "test_mse", "test_accuracy", "diverged_epoch",
-                "train_seconds", "n_params")       # n_params: recorded for a Pareto front
+METRIC_ORDER = tuple(METRICS)
 STATS = ("mean", "std", "sem", "min", "max")
-HIGHER_IS_BETTER = ("accuracy",)
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,9 +172,9 @@ def load_runs(experiment: str | None = None, tracking_uri: str | None = None, sw
     sweep : optional loaded Sweep; picks the newest run of exactly this config (hash).
     parent_run_id : a specific sweep run instead of the newest one in the experiment.
     """
-    from sweeps.tracking.readback import read_sweep
+    from sweeps.tracking.readback import experiment_name, read_sweep
 
-    read = read_sweep(_experiment_name(experiment, sweep), tracking_uri, sweep,
+    read = read_sweep(experiment_name(experiment, sweep), tracking_uri, sweep,
                       parent_run_id=parent_run_id)
     return frame_from_records(read.records, swept=read.swept)
 
@@ -184,9 +182,9 @@ def load_runs(experiment: str | None = None, tracking_uri: str | None = None, sw
 def load_curves(experiment: str | None = None, tracking_uri: str | None = None,
                 sweep: Any = None, *, parent_run_id: str | None = None) -> pd.DataFrame:
     """Every curve of a sweep, long format (run_id, epoch, metrics), fetched in bulk."""
-    from sweeps.tracking.readback import read_sweep
+    from sweeps.tracking.readback import experiment_name, read_sweep
 
-    read = read_sweep(_experiment_name(experiment, sweep), tracking_uri, sweep,
+    read = read_sweep(experiment_name(experiment, sweep), tracking_uri, sweep,
                       parent_run_id=parent_run_id, histories=True)
     return curves_from_records(read.records)
 
@@ -198,17 +196,6 @@ def load_predictions(run_ids: Sequence[str], tracking_uri: str | None = None
 
     return {run_id: predictions_table(p)
             for run_id, p in fetch_predictions(tracking_uri, list(run_ids)).items()}
-
-
-def _experiment_name(experiment: str | None, sweep: Any) -> str:
-    if experiment is None:
-        if sweep is None:
-            raise ValueError("give an experiment name or a sweep")
-        return sweep.name
-    if not isinstance(experiment, str):
-        raise TypeError(f"experiment must be the sweep's name (a str), not "
-                        f"{type(experiment).__name__}")
-    return experiment
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,8 +215,8 @@ def _is_metric(column: str) -> bool:
 
 
 def default_metric(frame: pd.DataFrame) -> str:
-    """val_loss (with a validation split), else test_loss, else train_loss: the first there."""
-    for metric in ("val_loss", "test_loss", "train_loss"):
+    """The first of `DEFAULT_RANKING` (val_loss, test_loss, train_loss) the frame has."""
+    for metric in DEFAULT_RANKING:
         if metric in frame.columns:
             return metric
     raise ValueError("the frame has neither test_loss nor train_loss")
@@ -268,7 +255,7 @@ def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
     metrics = [c for c in metric_columns(c for c in frame.columns if _is_metric(c))
                if c != "diverged_epoch"]
 
-    diverged = (frame["status"] == "diverged").to_numpy()
+    diverged = (frame["status"] == Status.DIVERGED).to_numpy()
     keys = _group_ids(frame, by)
     position = {k: i for i, k in enumerate(dict.fromkeys(keys))}   # first-seen order
     gid = np.array([position[k] for k in keys], dtype=np.int64)
@@ -313,8 +300,8 @@ def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
 
 
 def lower_is_better(metric: str) -> bool:
-    """Whether a smaller value of `metric` is better (losses; accuracy is the other way)."""
-    return not any(word in metric for word in HIGHER_IS_BETTER)
+    """Whether a smaller value of `metric` is better (`sweeps.vocabulary.METRICS`)."""
+    return not higher_is_better(metric)
 
 
 def _group_ids(frame: pd.DataFrame, by: list[str]) -> list:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from sweeps.report.results import ranking_metric
+from sweeps.vocabulary import Status
 
 MAX_COLOURED = 10     # survivors drawn in colour with a legend entry; the rest in one colour
 
@@ -46,7 +47,7 @@ def group_curves(frame: pd.DataFrame, summary: pd.DataFrame,
              .agg(value=(metric, "mean"), rung=("rung", "max")))
     table["survived"] = table["rung"] == last
     table.attrs["metric"] = metric
-    stopped = frame.loc[frame["status"] != "diverged", "stopped_epoch"].dropna()
+    stopped = frame.loc[frame["status"] != Status.DIVERGED, "stopped_epoch"].dropna()
     table.attrs["rung_epochs"] = sorted(int(e) for e in stopped.unique())
     return table
 

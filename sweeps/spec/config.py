@@ -25,7 +25,6 @@ search section here is only its fields. Problems are collected as
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Mapping, Optional, Union, get_args, get_origin
 
@@ -238,7 +237,7 @@ class SearchConfig(_Strict):
     parameters: dict[str, Any] = Field(default_factory=dict)
     samples: Optional[PositiveInt] = None
     random_seed: Optional[Seed] = None
-    # method: halving (sweeps.spec.search.Halving); ADDED_LATER, so defaults stay out of hashes
+    # method: halving (`sweeps.methods.halving.Halving`); ADDED_LATER, so defaults stay out of hashes
     sampler: str = "grid"
     min_epochs: Optional[PositiveInt] = None
     eta: Annotated[int, Field(ge=2)] = 3
@@ -508,10 +507,10 @@ def check_variant(settings: dict[str, Any], dataset) -> list[tuple[tuple[str, ..
     if regression and out == "softmax":
         problems.append((("model.output_activation",) + data, "softmax needs a classification "
                          f"target, but data set {dataset.name!r} is regression"))
-    limits = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "relu": (0.0, math.inf)}
-    if regression and out in limits and dataset.Y_train.size:
+    bounds = core.ACTIVATIONS[out].output_range if out in core.ACTIVATIONS else None
+    if regression and bounds is not None and dataset.Y_train.size:
         low, high = float(dataset.Y_train.min()), float(dataset.Y_train.max())
-        a, b = limits[out]
+        a, b = bounds
         if low < a or high > b:
             problems.append((
                 ("model.output_activation", "data.source", "data.target_scale"),

@@ -50,7 +50,6 @@ import numpy as np
 
 from sweeps.spec.sklearn_sets import SETS as SKLEARN_SETS, sklearn_set
 
-BUILTINS = ("article", "xor", "sine", "moons") + SKLEARN_SETS
 # Inferred classification for a numeric CSV target: whole numbers with at most this many values.
 MAX_INFERRED_CLASSES = 10
 MAX_CELL_PROBLEMS = 10
@@ -214,6 +213,8 @@ def _sklearn(name: str, data_seed: int) -> _Raw:
 
 
 _GENERATORS = {"article": _article, "xor": _xor, "sine": _sine, "moons": _moons}
+# Every name `data.source` may give instead of a CSV path: a generator's, or scikit-learn's.
+BUILTINS = tuple(_GENERATORS) + SKLEARN_SETS
 
 
 def _builtin(source: str, data_seed: int) -> _Raw:
@@ -245,6 +246,23 @@ def _non_finite(cell: str) -> bool:
 def _read_csv(path: Path, shown: str, target: Optional[tuple[str, ...]], task: Optional[str]) -> _Raw:
     """A CSV file with a header row: every feature cell a finite number, no target cell a
     non-finite one."""
+    header, body = _csv_rows(path, shown)
+    targets = target or (header[-1],)
+    for name in targets:
+        if name not in header:
+            raise DataProblem("data.target", f"no column {name!r} in {shown}{_suggest(name, header)} "
+                                             f"(columns: {', '.join(header)})")
+    if len(targets) == len(header):
+        raise DataProblem("data.target", f"every column of {shown} is a target; no features left")
+    t_cols = [header.index(name) for name in targets]
+    f_cols = [i for i in range(len(header)) if i not in t_cols]
+    X, T_text = _csv_cells(shown, header, body, f_cols, t_cols)
+    features = tuple(header[c] for c in f_cols)
+    return _csv_targets(shown, body, X, T_text, features, targets, task)
+
+
+def _csv_rows(path: Path, shown: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """(header, [(line number, cells) of each non-empty data row]), the header checked."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             rows = [(n, row) for n, row in enumerate(csv.reader(handle), start=1) if row]
@@ -263,16 +281,16 @@ def _read_csv(path: Path, shown: str, target: Optional[tuple[str, ...]], task: O
     body = rows[1:]
     if not body:
         raise DataProblem("data.source", f"{shown} has a header but no data rows")
-    targets = target or (header[-1],)
-    for name in targets:
-        if name not in header:
-            raise DataProblem("data.target", f"no column {name!r} in {shown}{_suggest(name, header)} "
-                                             f"(columns: {', '.join(header)})")
-    if len(targets) == len(header):
-        raise DataProblem("data.target", f"every column of {shown} is a target; no features left")
-    t_cols = [header.index(name) for name in targets]
-    f_cols = [i for i in range(len(header)) if i not in t_cols]
+    return header, body
 
+
+_MISSING = ("", "nan", "na", "null", "none")
+
+
+def _csv_cells(shown: str, header: list[str], body: list[tuple[int, list[str]]],
+               f_cols: list[int], t_cols: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(X, shape (n, n_features) float64; the target cells, shape (n, n_targets) text). Every
+    bad cell is listed (the first MAX_CELL_PROBLEMS) in one DataProblem."""
     problems: list[str] = []
 
     def bad(row: int, line: int, column: str, what: str) -> None:
@@ -289,12 +307,12 @@ def _read_csv(path: Path, shown: str, target: Optional[tuple[str, ...]], task: O
             try:
                 X[r - 1, j] = _number(cell)
             except ValueError:
-                what = "missing value (NaN)" if cell.lower() in ("", "nan", "na", "null", "none") \
+                what = "missing value (NaN)" if cell.lower() in _MISSING \
                     else f"{cell!r} is not a finite number"
                 bad(r, line, header[c], what)
         for j, c in enumerate(t_cols):
             cell = row[c].strip()
-            if cell.lower() in ("", "nan", "na", "null", "none"):
+            if cell.lower() in _MISSING:
                 bad(r, line, header[c], "missing value (NaN)")
             elif _non_finite(cell):          # else "inf" would pass as a class label
                 bad(r, line, header[c], f"{cell!r} is not a finite number")
@@ -303,7 +321,13 @@ def _read_csv(path: Path, shown: str, target: Optional[tuple[str, ...]], task: O
         more = len(problems) - MAX_CELL_PROBLEMS
         listed = "; ".join(problems[:MAX_CELL_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
         raise DataProblem("data.source", f"{shown}: {listed}")
+    return X, T_text
 
+
+def _csv_targets(shown: str, body: list[tuple[int, list[str]]], X: np.ndarray,
+                 T_text: np.ndarray, features: tuple[str, ...], targets: tuple[str, ...],
+                 task: Optional[str]) -> _Raw:
+    """The target cells as class labels or numbers, by `task` (None: inferred)."""
     numeric = np.empty(T_text.shape)
     text_at = None
     for index, cell in np.ndenumerate(T_text):
@@ -312,15 +336,14 @@ def _read_csv(path: Path, shown: str, target: Optional[tuple[str, ...]], task: O
         except ValueError:
             text_at = text_at or index
     if task is None:  # infer
-        single = len(t_cols) == 1
+        single = len(targets) == 1
         whole = text_at is None and np.all(numeric == np.round(numeric))
         few = text_at is None and 2 <= len(np.unique(numeric)) <= MAX_INFERRED_CLASSES
         task = "classification" if single and (text_at is not None or (whole and few)) else "regression"
-    features = tuple(header[c] for c in f_cols)
     if task == "classification":
-        if len(t_cols) != 1:
+        if len(targets) != 1:
             raise DataProblem("data.target", "classification needs exactly one target column, "
-                                             f"got {len(t_cols)}")
+                                             f"got {len(targets)}")
         if text_at is None and not np.all(numeric == np.round(numeric)):
             raise DataProblem("data.task", "classification needs class labels (whole numbers or "
                                            f"text) in column {targets[0]!r}; it holds fractions")
@@ -447,33 +470,9 @@ def load_dataset(
         directory). None for test_fraction, scale or task means the set's default.
     validation : the fraction of the training rows held out for validation; None: no split.
     """
-    if source in BUILTINS:
-        if target is not None:
-            raise DataProblem("data.target", f"only for CSV files; {source!r} is built in")
-        raw = _builtin(source, data_seed)
-        name = source
-    else:
-        path = Path(source).expanduser()
-        path = path if path.is_absolute() else base_dir / path
-        if not path.is_file():
-            raise DataProblem(
-                "data.source",
-                f"{source!r} is neither a built-in data set{_suggest(source, BUILTINS)} "
-                f"({', '.join(BUILTINS)}) nor a file ({path} does not exist)",
-            )
-        raw = _read_csv(path, source, target, task)
-        name = source
-
-    if task is not None and task != raw.task:
-        if task == "classification":
-            raise DataProblem("data.task", f"{name!r} has a continuous (regression) target, "
-                                           "not class labels")
-        if raw.T.dtype.kind not in "iuf":
-            raise DataProblem("data.task", f"regression needs a numeric target; {name!r} has "
-                                           "text labels")
-        raw.T = raw.T.astype(np.float64)[:, None]  # class ids as a numeric target
-        raw.class_names = None
-    task = task or raw.task
+    raw = _raw(source, base_dir, target, task, data_seed)
+    name = source
+    task = _settle_task(raw, name, task)
     test_fraction = raw.test_fraction if test_fraction is None else test_fraction
     scale = raw.scale if scale is None else scale
     if raw.X_test is not None and test_fraction > 0:
@@ -481,50 +480,12 @@ def load_dataset(
                                                 "use test_fraction: 0")
     if task == "classification" and target_scale != "none":
         raise DataProblem("data.target_scale", "only for regression targets")
-
-    # Class labels: ids 0..C-1 in sorted class order; the targets become the labels.
-    target_names = raw.target_names
-    labels = None
-    if task == "classification":
-        classes, labels = np.unique(raw.T, return_inverse=True)
-        if len(classes) < 2:
-            raise DataProblem("data.target", f"{name!r} has a single class; classification "
-                                             "needs two or more")
-        target_names = (tuple(raw.class_names[int(c)] for c in classes) if raw.class_names
-                        else tuple(str(c) for c in classes))
-        raw.T = labels.astype(np.int64)
-
-    # Split (the article brings its own test row, regression only).
-    if raw.X_test is not None:
-        X_train, X_test, T_train, T_test = raw.X, raw.X_test, raw.T, raw.T_test
-    else:
-        train, test = _split(raw.X.shape[0], test_fraction, labels, _rng(data_seed, 1), repr(name))
-        X_train, X_test, T_train, T_test = raw.X[train], raw.X[test], raw.T[train], raw.T[test]
-    classification = task == "classification"
-    X_val = T_val = None
-    if validation is not None:
-        X_train, T_train, X_val, T_val = _validation_split(
-            X_train, T_train, validation, T_train if classification else None, data_seed,
-            repr(name), tuple(target_names))
-
-    # Scale, fitted on the training rows only (validation rows left out).
-    input_shift, input_spread = _scaler(scale, X_train)
-    shift, spread = (None, None) if classification else _scaler(target_scale, T_train)
-    eye = np.eye(len(target_names))
-    # The fingerprint hashes the arrays in this order: X and Y of train and test, then their
-    # labels, as before validation existed; the validation arrays only when there is a split.
-    parts = {"train": (X_train, T_train), "test": (X_test, T_test)}
-    if X_val is not None:
-        parts["val"] = (X_val, T_val)
-    arrays: dict[str, Optional[np.ndarray]] = {}
-    for part, (X, T) in parts.items():
-        arrays[f"X_{part}"] = (X - input_shift) / input_spread
-        arrays[f"Y_{part}"] = eye[T] if classification else (T - shift) / spread
-    arrays.update({f"labels_{part}": T if classification else None
-                   for part, (_, T) in parts.items()})
-    arrays = {k: None if v is None else
-              _readonly(np.asarray(v, dtype=np.float64 if k[0] in "XY" else np.int64))
-              for k, v in arrays.items()}
+    target_names, labels = _encode_classes(raw, name, task)
+    parts = _split_parts(raw, name, test_fraction, validation, labels, data_seed, target_names,
+                         classification=task == "classification")
+    input_shift, input_spread = _scaler(scale, parts["train"][0])
+    arrays = _scaled_arrays(parts, input_shift, input_spread, target_scale, len(target_names),
+                            classification=task == "classification")
     resolved = {
         "data.source": source, "data.target": target, "data.test_fraction": float(test_fraction),
         "data.validation": None if validation is None else float(validation),
@@ -538,3 +499,88 @@ def load_dataset(
         input_shift=_readonly(np.asarray(input_shift, dtype=np.float64)),
         input_spread=_readonly(np.asarray(input_spread, dtype=np.float64)),
     )
+
+
+def _raw(source: str, base_dir: Path, target: Optional[tuple[str, ...]], task: Optional[str],
+         data_seed: int) -> _Raw:
+    """The built-in set `source` names, else the CSV file at its path."""
+    if source in BUILTINS:
+        if target is not None:
+            raise DataProblem("data.target", f"only for CSV files; {source!r} is built in")
+        return _builtin(source, data_seed)
+    path = Path(source).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    if not path.is_file():
+        raise DataProblem(
+            "data.source",
+            f"{source!r} is neither a built-in data set{_suggest(source, BUILTINS)} "
+            f"({', '.join(BUILTINS)}) nor a file ({path} does not exist)",
+        )
+    return _read_csv(path, source, target, task)
+
+
+def _settle_task(raw: _Raw, name: str, task: Optional[str]) -> str:
+    """The task asked for (class ids of a set read as a numeric target), else the set's own."""
+    if task is not None and task != raw.task:
+        if task == "classification":
+            raise DataProblem("data.task", f"{name!r} has a continuous (regression) target, "
+                                           "not class labels")
+        if raw.T.dtype.kind not in "iuf":
+            raise DataProblem("data.task", f"regression needs a numeric target; {name!r} has "
+                                           "text labels")
+        raw.T = raw.T.astype(np.float64)[:, None]  # class ids as a numeric target
+        raw.class_names = None
+    return task or raw.task
+
+
+def _encode_classes(raw: _Raw, name: str, task: str) -> tuple[tuple, Optional[np.ndarray]]:
+    """(target names, labels): for classification the class names and ids 0..C-1 in sorted
+    class order, which become the targets (raw.T); for regression the target columns, None."""
+    if task != "classification":
+        return raw.target_names, None
+    classes, labels = np.unique(raw.T, return_inverse=True)
+    if len(classes) < 2:
+        raise DataProblem("data.target", f"{name!r} has a single class; classification "
+                                         "needs two or more")
+    target_names = (tuple(raw.class_names[int(c)] for c in classes) if raw.class_names
+                    else tuple(str(c) for c in classes))
+    raw.T = labels.astype(np.int64)
+    return target_names, labels
+
+
+def _split_parts(raw: _Raw, name: str, test_fraction: float, validation: Optional[float],
+                 labels: Optional[np.ndarray], data_seed: int, target_names: tuple,
+                 classification: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{"train": (X, T), "test": (X, T)[, "val": (X, T)]}, unscaled, in the order the
+    fingerprint hashes them. The article brings its own test row (regression only)."""
+    if raw.X_test is not None:
+        X_train, X_test, T_train, T_test = raw.X, raw.X_test, raw.T, raw.T_test
+    else:
+        train, test = _split(raw.X.shape[0], test_fraction, labels, _rng(data_seed, 1), repr(name))
+        X_train, X_test, T_train, T_test = raw.X[train], raw.X[test], raw.T[train], raw.T[test]
+    if validation is None:
+        return {"train": (X_train, T_train), "test": (X_test, T_test)}
+    X_train, T_train, X_val, T_val = _validation_split(
+        X_train, T_train, validation, T_train if classification else None, data_seed,
+        repr(name), tuple(target_names))
+    return {"train": (X_train, T_train), "test": (X_test, T_test), "val": (X_val, T_val)}
+
+
+def _scaled_arrays(parts: dict[str, tuple[np.ndarray, np.ndarray]], input_shift: np.ndarray,
+                   input_spread: np.ndarray, target_scale: str, n_targets: int,
+                   classification: bool) -> dict[str, Optional[np.ndarray]]:
+    """X_*, Y_* (one-hot, or regression targets scaled like the inputs: fitted on the training
+    rows only) and labels_* of each part, read-only. The fingerprint hashes them in this order:
+    X and Y of train and test, then their labels, as before validation existed; the validation
+    arrays only when there is a split."""
+    shift, spread = (None, None) if classification else _scaler(target_scale, parts["train"][1])
+    eye = np.eye(n_targets)
+    arrays: dict[str, Optional[np.ndarray]] = {}
+    for part, (X, T) in parts.items():
+        arrays[f"X_{part}"] = (X - input_shift) / input_spread
+        arrays[f"Y_{part}"] = eye[T] if classification else (T - shift) / spread
+    arrays.update({f"labels_{part}": T if classification else None
+                   for part, (_, T) in parts.items()})
+    return {k: None if v is None else
+            _readonly(np.asarray(v, dtype=np.float64 if k[0] in "XY" else np.int64))
+            for k, v in arrays.items()}

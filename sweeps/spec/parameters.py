@@ -5,7 +5,7 @@ the sweep name and whole sections cannot be swept); a list of values is checked 
 with `config.check_value` (no duplicates, never empty); a mapping is a random range
 (`config.Distribution`) over a numeric setting (`config.NUMBER_KINDS`), accepted only by a
 method that draws at random. Which methods do is theirs to say
-(`sweeps.spec.search.SearchMethod.refuse_distribution`).
+(`sweeps.methods.base.SearchMethod.refuse_distribution`).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from sweeps.methods.model_based import GP, TPE
 from sweeps.methods.static import SAMPLERS, Grid, Random, StaticScheduler
 from sweeps.spec.parameters import check_parameters
 from sweeps.spec.problems import Problem, suggest
-from sweeps.records import FrozenSettings, Variant, format_value
+from sweeps.records import FrozenSettings, Variant, format_value, without_seed
 
 # Short names for the settings in a variant's name.
 SHORT = {"train.optimizer": "opt", "train.weight_decay": "wd", "train.batch_size": "batch",
@@ -138,7 +138,7 @@ def variant_key(settings: Mapping[str, Any], fingerprint: str) -> str:
 
 def variant_group(settings: Mapping[str, Any], fingerprint: str) -> str:
     """The key without the seed: variants that differ only by seed share it."""
-    return variant_key({k: v for k, v in settings.items() if k != "seed"}, fingerprint)
+    return variant_key(without_seed(settings), fingerprint)
 
 
 def short_names(paths: tuple[str, ...]) -> dict[str, str]:
@@ -154,6 +154,11 @@ def variant_name(settings: Mapping[str, Any], swept: tuple[str, ...], default: s
     `names`: short_names(swept), when the caller has it already."""
     names = names or short_names(swept)
     return " ".join(f"{names[p]}={format_value(settings[p])}" for p in swept) or default
+
+
+def group_name(settings: Mapping[str, Any], swept: tuple[str, ...], default: str) -> str:
+    """"lr=0.1 hidden=4": the name of a variant's group, its `variant_name` without the seed."""
+    return variant_name(settings, tuple(without_seed(dict.fromkeys(swept))), default)
 
 
 def make_variants(settings: list[Mapping[str, Any]], data_keys: list[str],

@@ -17,8 +17,9 @@ from typing import Any, Mapping, Optional
 
 from pydantic import ValidationError
 
-from sweeps.spec.config import (DATA_SETTINGS, SearchConfig, Settings, SweepConfig, check_variant,
-                                flatten, hashed_config, pydantic_problems, unused_constants)
+from sweeps.spec.config import (DATA_SETTINGS, LATER_DEFAULTS, SearchConfig, Settings, SweepConfig,
+                                check_variant, flatten, hashed_config, pydantic_problems,
+                                unused_constants)
 from sweeps.spec.data import DataProblem, Dataset, load_dataset
 from sweeps.spec.problems import ConfigError, Problem, format_problems, parse_yaml, show
 from sweeps.records import Variant
@@ -87,15 +88,15 @@ def data_spec(settings: Mapping[str, Any]) -> tuple:
 
 
 def load_data(settings: Mapping[str, Any], base_dir: Path) -> Dataset:
-    """The data set a variant's data settings name; raises DataProblem naming the setting."""
-    return load_dataset(
-        settings["data.source"], base_dir=base_dir, target=settings["data.target"],
-        test_fraction=settings["data.test_fraction"], scale=settings["data.scale"],
-        # .get: params logged before data.validation existed do not have it (no split)
-        validation=settings.get("data.validation"),
-        target_scale=settings["data.target_scale"], task=settings["data.task"],
-        data_seed=settings["data_seed"],
-    )
+    """The data set a variant's data settings name; raises DataProblem naming the setting.
+
+    Each of `DATA_SETTINGS` is `load_dataset`'s keyword of its last name (data.test_fraction:
+    test_fraction); a setting added later that params logged before it lack is its default.
+    """
+    options = {path.rpartition(".")[2]:
+               settings[path] if path in settings else LATER_DEFAULTS[path]
+               for path in DATA_SETTINGS}
+    return load_dataset(options.pop("source"), base_dir=base_dir, **options)
 
 
 def validate_mapping(data: Any) -> tuple[Optional[SweepConfig], list[Problem]]:
@@ -135,18 +136,79 @@ def _data_problems_only(data: Any, base_dir: Path) -> list[Problem]:
     return []
 
 
+def _read_sweep_file(path: Path) -> str:
+    """The file's text; a ConfigError naming the file when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: (file): no such file"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: (file): is a directory, not a sweep file"]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError([f"{path}: (file): cannot read: {error}"]) from None
+
+
+def _load_datasets(points: list[dict[str, Any]], base_dir: Path, where
+                   ) -> tuple[dict[tuple, Optional[Dataset]], list[Problem]]:
+    """One data set per distinct data specification (None where it cannot be built), and
+    the problems of those that cannot, blamed where the point sets them."""
+    datasets_by_spec: dict[tuple, Optional[Dataset]] = {}
+    problems: list[Problem] = []
+    for point in points:
+        spec = data_spec(point)
+        if spec not in datasets_by_spec:
+            try:
+                datasets_by_spec[spec] = load_data(point, base_dir)
+            except DataProblem as problem:
+                datasets_by_spec[spec] = None
+                problems.append(Problem(where((problem.path,), point), problem.message))
+    return datasets_by_spec, problems
+
+
+def _resolve(points: list[dict[str, Any]], datasets_by_spec: dict[tuple, Optional[Dataset]],
+             where) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """Each point with its data set's resolved settings, and the problems of the rules across
+    settings and data (`check_variant`), checked once per distinct combination they read."""
+    resolved: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    checked: set = set()
+    for point in points:
+        spec = data_spec(point)
+        dataset = datasets_by_spec[spec]
+        settings = {**point, **(dataset.resolved if dataset else {})}
+        resolved.append(settings)
+        combo = (spec, point["model.output_activation"], point["train.loss"], point["train.batch_size"])
+        if combo in checked:
+            continue
+        checked.add(combo)
+        for paths, message in check_variant(settings, dataset):
+            problems.append(Problem(where(paths, settings), message))
+    return resolved, problems
+
+
+def _duplicates(variants) -> list[Problem]:
+    """Variants that are the same once defaults are filled in (their keys equal)."""
+    problems = []
+    first: dict[str, int] = {}
+    for variant in variants:
+        if variant.key in first:
+            problems.append(Problem(("search", "parameters"), (
+                f"variants {first[variant.key]} and {variant.index} are the same once defaults "
+                f"are filled in ({variant.name}); remove the duplicate value")))
+        first.setdefault(variant.key, variant.index)
+    return problems
+
+
 def load_sweep(path: str | Path) -> Sweep:
-    """Parse, validate, load the data sets and expand a sweep file; raises ConfigError."""
+    """Parse, validate, load the data sets and expand a sweep file; raises ConfigError.
+
+    Nothing past a step runs while the step has problems, and every problem of a step is
+    reported at once: the YAML and schema, then the data sets and the rules across settings
+    and data, then variants that come out the same.
+    """
     path = Path(path)
     file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{file}: (file): no such file"]) from None
-    except IsADirectoryError:
-        raise ConfigError([f"{file}: (file): is a directory, not a sweep file"]) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError([f"{file}: (file): cannot read: {error}"]) from None
+    text = _read_sweep_file(path)
     base_dir = path.resolve().parent
 
     data, lines, problems = parse_yaml(text)
@@ -161,50 +223,18 @@ def load_sweep(path: str | Path) -> Sweep:
 
     points, swept = expand(config)
     where = _locator(config)
-
-    # One data set per distinct data specification.
-    datasets_by_spec: dict[tuple, Optional[Dataset]] = {}
-    for point in points:
-        spec = data_spec(point)
-        if spec not in datasets_by_spec:
-            try:
-                datasets_by_spec[spec] = load_data(point, base_dir)
-            except DataProblem as problem:
-                datasets_by_spec[spec] = None
-                problems.append(Problem(where((problem.path,), point), problem.message))
-
-    # The search method's rules on each data set (halving's metric against the task).
-    if config.search is not None:
+    datasets_by_spec, problems = _load_datasets(points, base_dir, where)
+    if config.search is not None:   # the search method's rules on each data set
         method = method_of(config)
         for dataset in datasets_by_spec.values():
             problems += method.check_dataset(dataset) if dataset is not None else []
-
-    # Rules across settings and data, once per distinct combination that matters to them.
-    resolved: list[dict[str, Any]] = []
-    checked: set = set()
-    for point in points:
-        spec = data_spec(point)
-        dataset = datasets_by_spec[spec]
-        settings = {**point, **(dataset.resolved if dataset else {})}
-        resolved.append(settings)
-        combo = (spec, point["model.output_activation"], point["train.loss"], point["train.batch_size"])
-        if combo in checked:
-            continue
-        checked.add(combo)
-        for paths, message in check_variant(settings, dataset):
-            problems.append(Problem(where(paths, settings), message))
-    if problems:
-        raise ConfigError(format_problems(file, problems, lines))
+    resolved, more = _resolve(points, datasets_by_spec, where)
+    if problems + more:
+        raise ConfigError(format_problems(file, problems + more, lines))
 
     data_keys = [datasets_by_spec[data_spec(p)].fingerprint for p in points]
     variants = make_variants(resolved, data_keys, swept, config.name)
-    first: dict[str, int] = {}
-    for variant in variants:
-        if variant.key in first:
-            problems.append(Problem(("search", "parameters"), (
-                f"variants {first[variant.key]} and {variant.index} are the same once defaults "
-                f"are filled in ({variant.name}); remove the duplicate value")))
-        first.setdefault(variant.key, variant.index)
+    problems = _duplicates(variants)
     if problems:
         raise ConfigError(format_problems(file, problems, lines))
 

@@ -29,6 +29,7 @@ from sweeps.tracking.rows import batch_rows
 from sweeps.tracking.store import (artifact_repository, artifacts_tracking_uri,
                                    local_artifact_dir, remove_run_artifacts)
 from sweeps.tracking.track import SweepTracker
+from sweeps.vocabulary import RunState
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +237,7 @@ class BulkTracker(SweepTracker):
         self._require_started()
         return write_in_bulk(self, runs, experiment_tags)
 
-    def finish(self, status: str = "FINISHED") -> None:
+    def finish(self, status: RunState = RunState.FINISHED) -> None:
         super().finish(status)
         if self._wrote and self.tracking_uri.startswith("sqlite:"):
             # Without statistics SQLite plans a metric-history read as a scan of every metric

@@ -70,6 +70,8 @@ REUSED_FROM = "sweep.reused_from"
 RECORD_TAGS = (VARIANT_KEY, GROUP_KEY, STATUS, VARIANT_INDEX, CURVES, RUNG, STOPPED_EPOCH)
 PARENT_ID = "mlflow.parentRunId"
 PREDICTIONS_FILE = "predictions.csv"
+VERIFIED = "sweep.verified"           # the parent's tag: `sweeps verify`'s verdict
+VERIFY_FILE = "verify.json"            # the parent's artifact: what `sweeps verify` found
 
 # MLflow's log_batch limits (mlflow.utils.validation).
 MAX_METRICS = 1000

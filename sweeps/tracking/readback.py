@@ -20,29 +20,46 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
+from sweeps.spec.config import SETTING_PATHS, TEXT_SETTINGS
 from sweeps.tracking.layout import (CONFIG_HASH, PARENT_ID, PREDICTIONS_FILE, ROLE, SWEPT,
                                     VARIANT_KEY, decode_metric, decode_param, sweep_kinds)
 from sweeps.tracking.records import (Predictions, RunRecord, by_index, decode_record,
                                      newest_per_variant)
 from sweeps.tracking.store import (artifact_repository, chunks, default_tracking_uri, make_client,
                                    search_all)
+from sweeps.vocabulary import RunState
 
 READERS = ("auto", "sql", "client")
 
 
 @dataclass(frozen=True)
 class SweepRead:
-    """One sweep run read back: its parent run id, swept kinds and children (sweep order)."""
+    """One sweep run read back: its parent run id, swept kinds and children (sweep order),
+    and the parent's params (``env.*``: the machine it ran on) and artifact location."""
 
     parent_run_id: str
     swept: Mapping[str, str]
     records: list[RunRecord]
+    parent_params: Mapping[str, str] = field(default_factory=dict)
+    parent_artifact_uri: str = ""
+
+
+def experiment_name(experiment: str | None, sweep: Any) -> str:
+    """The MLflow experiment of a sweep run: `experiment`, else the sweep's name."""
+    if experiment is None:
+        if sweep is None:
+            raise ValueError("give an experiment name or a sweep")
+        return sweep.name
+    if not isinstance(experiment, str):
+        raise TypeError(f"experiment must be the sweep's name (a str), not "
+                        f"{type(experiment).__name__}")
+    return experiment
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,7 +99,7 @@ def split_children(runs: Sequence[Any]) -> tuple[list, list]:
     drop = []
     for run in sorted(runs, key=lambda r: (r.info.start_time or 0), reverse=True):
         key = run.data.tags.get(VARIANT_KEY)
-        if run.info.status == "FINISHED" and key and key not in keep:
+        if run.info.status == RunState.FINISHED and key and key not in keep:
             keep[key] = run
         else:
             drop.append(run)
@@ -241,12 +258,34 @@ def read_sweep(experiment: str, tracking_uri: str | None = None, sweep: Any = No
     else:
         runs = search_all(client, [experiment_id],
                           f"tags.`{PARENT_ID}` = '{parent.info.run_id}' "
-                          f"and attributes.status = 'FINISHED'")
+                          f"and attributes.status = '{RunState.FINISHED}'")
         keep, _ = split_children(runs)
         records = [run_record(run, swept) for run in keep]
         if histories:
             records = attach_histories(client, records)
-    return SweepRead(parent_run_id=parent.info.run_id, swept=swept, records=by_index(records))
+    return SweepRead(parent_run_id=parent.info.run_id, swept=swept, records=by_index(records),
+                     parent_params=dict(parent.data.params),
+                     parent_artifact_uri=parent.info.artifact_uri)
+
+
+def fetch_settings(tracking_uri: str | None, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """{run_id: the settings its params hold, decoded} for the given child runs: what
+    re-training a variant needs (`sweeps.execution.retrain`)."""
+    return {run_id: decode_settings(params)
+            for run_id, params in fetch_params(tracking_uri, run_ids).items()}
+
+
+def decode_settings(params: Mapping[str, str]) -> dict[str, Any]:
+    """A child run's params as setting values (dotted path -> value, `layout.encode_param`
+    undone); params that are not settings (``env.*``) left out."""
+    return {path: decode_param(params[path], "str" if path in TEXT_SETTINGS else "json")
+            for path in SETTING_PATHS if path in params}
+
+
+def fetch_tags(tracking_uri: str | None, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """{run_id: every tag} for the given runs (what `sweeps verify` reports of provenance)."""
+    client = make_client(tracking_uri or default_tracking_uri(), create=False)
+    return {run_id: dict(client.get_run(run_id).data.tags) for run_id in run_ids}
 
 
 def fetch_params(tracking_uri: str | None, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -312,3 +351,4 @@ def parse_predictions(text: str) -> Predictions:
     columns = tuple(next(csv.reader([header])))
     values = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
     return Predictions(columns=columns, values=values.reshape(-1, len(columns)))
+

@@ -39,8 +39,9 @@ class RunRecord:
     """One FINISHED child run (one variant), decoded.
 
     run_id, name, start_time : the MLflow run (start_time in ms since the epoch).
-    variant_key, group_key, status, index : the ``sweep.*`` tags (status ok | diverged,
-        index = the variant's position in the sweep).
+    variant_key, group_key, status, index : the ``sweep.*`` tags (status: a
+        `sweeps.vocabulary.Status`'s text, ok | diverged | pruned; index = the variant's
+        position in the sweep).
     curves : the metric keys logged as histories.
     swept : {swept dotted path: kind} in file order, the same object for every record of a
         sweep (the kind says how a column is typed, see `layout.value_kind`).

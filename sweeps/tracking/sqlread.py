@@ -23,6 +23,7 @@ import numpy as np
 
 from sweeps.tracking.layout import PARENT_ID, RECORD_TAGS, VARIANT_KEY, decode_metrics
 from sweeps.tracking.records import History, RunRecord, decode_record
+from sweeps.vocabulary import RunState
 
 
 
@@ -52,7 +53,7 @@ def _children(experiment_id: str, parent_run_id: str, keys: Collection[str] | No
              .where(tag.key == PARENT_ID, tag.value == parent_run_id,
                     run.experiment_id == int(experiment_id), run.lifecycle_stage == "active"))
     if finished:
-        query = query.where(run.status == "FINISHED")
+        query = query.where(run.status == RunState.FINISHED)
     if keys is not None:
         query = query.where(run.run_uuid.in_(
             select(tag.run_uuid).where(tag.key == VARIANT_KEY, tag.value.in_(list(keys)))))

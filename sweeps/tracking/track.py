@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 from sweeps import stopping
+from sweeps.vocabulary import ENDED, RunState
 from sweeps.tracking.child import ChildRun, child_run
 from sweeps.tracking.layout import (CONFIG_HASH, MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, NAME,
                                     PARENT_ID, ROLE, SWEPT, shared_settings, sweep_kinds)
-from sweeps.tracking.readback import find_parent, finished_children
-from sweeps.tracking.records import RunRecord, by_index
+from sweeps.tracking.readback import fetch_predictions, find_parent, finished_children
+from sweeps.tracking.records import Predictions, RunRecord, by_index
 from sweeps.tracking.store import (artifact_repository, check_reachable, chunks,
                                    default_tracking_uri, ensure_experiment, is_transient,
                                    make_client, search_all, write_artifact)
@@ -146,8 +147,8 @@ class SweepTracker:
     def _resume(self, parent) -> set[str]:
         self.parent_run_id = parent.info.run_id
         self._parent_artifacts = parent.info.artifact_uri
-        if parent.info.status != "RUNNING":
-            self.client.update_run(self.parent_run_id, status="RUNNING")
+        if parent.info.status != RunState.RUNNING:
+            self.client.update_run(self.parent_run_id, status=RunState.RUNNING)
         records, drop = self._finished_children()
         for run_id in drop:
             self.client.delete_run(run_id)
@@ -230,15 +231,15 @@ class SweepTracker:
         self._require_started()
         return write_through_client(self, runs, experiment_tags)
 
-    def finish(self, status: str = "FINISHED") -> None:
+    def finish(self, status: RunState = RunState.FINISHED) -> None:
         """Delete stray unfinished children, then end the parent run with `status`."""
-        if status not in ("FINISHED", "KILLED", "FAILED"):
-            raise ValueError(f"status must be FINISHED, KILLED or FAILED, not {status!r}")
+        if status not in ENDED:
+            raise ValueError(f"status must be {', '.join(ENDED)}, not {status!r}")
         self._require_started()
 
         def _finish():
             stray = self._search(f"tags.`{PARENT_ID}` = '{self.parent_run_id}' "
-                                 f"and attributes.status != 'FINISHED'")
+                                 f"and attributes.status != '{RunState.FINISHED}'")
             for run in stray:
                 self.client.delete_run(run.info.run_id)
             self.client.set_terminated(self.parent_run_id, status)
@@ -332,7 +333,7 @@ class SweepTracker:
             if path is not None:
                 artifact_repository(run.info.artifact_uri,
                                     self.tracking_uri).log_artifact(str(path))
-        client.set_terminated(run_id, "FINISHED")
+        client.set_terminated(run_id, RunState.FINISHED)
         return child.record(run_id, run.info.start_time)
 
     def pack_writer(self) -> Any:
@@ -348,6 +349,14 @@ class SweepTracker:
     def records(self) -> list[RunRecord]:
         """What the FINISHED child runs hold (this session's and resumed ones), by variant index."""
         return by_index(list(self._records.values()))
+
+    def predictions(self, run_ids: Sequence[str]) -> dict[str, Predictions]:
+        """{run_id: predictions.csv}: this session's from memory, resumed ones read back."""
+        by_id = {record.run_id: record for record in self._records.values()}
+        held = {run_id: by_id[run_id].predictions for run_id in run_ids
+                if run_id in by_id and by_id[run_id].predictions is not None}
+        return {**held, **fetch_predictions(self.tracking_uri,
+                                            [run_id for run_id in run_ids if run_id not in held])}
 
 
 

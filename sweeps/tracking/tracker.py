@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
-from sweeps.tracking.records import RunRecord
+from sweeps.tracking.records import Predictions, RunRecord
 from sweeps.tracking.store import default_tracking_uri
+from sweeps.vocabulary import RunState
 
 SERVER_WRITERS = 4      # threads writing children to a tracking server
 
@@ -40,6 +41,10 @@ class Tracker(Protocol):
     def records(self) -> list[RunRecord]:
         """Every FINISHED child (this session's and resumed ones), by variant index."""
 
+    def predictions(self, run_ids: Sequence[str]) -> dict[str, Predictions]:
+        """{run_id: predictions.csv} of these children: held in memory (this session's),
+        else read back (resumed ones); a child without them is left out."""
+
     def log_artifacts(self, directory: str | Path) -> None:
         """Every file under `directory` onto the parent run."""
 
@@ -56,8 +61,8 @@ class Tracker(Protocol):
         """Replace the sweep run's configuration runs (`sweeps.tracking.groups`) and set
         `experiment_tags` (the UI's view of them); their run ids."""
 
-    def finish(self, status: str = "FINISHED") -> None:
-        """End the parent run: FINISHED | KILLED | FAILED."""
+    def finish(self, status: RunState = RunState.FINISHED) -> None:
+        """End the parent run: FINISHED | KILLED | FAILED (`sweeps.vocabulary.ENDED`)."""
 
 
 def open_tracker(tracking_uri: str | None, sweep: Any, fresh: bool = False,

@@ -8,7 +8,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.cluster.native_stack import BIN, HERE, NativeStack, Proc, wait_for
+from tests.cluster.native_stack import BIN, HERE, NativeStack, Proc
+from tests.helpers import child_runs as _child_runs, wait_for
 from tests.sweep_files import write_sweep_file
 
 # 4 learning rates x 3 initializers x 4 seeds = 48 variants sharing one network shape: the
@@ -85,19 +86,7 @@ def mlflow_client(stack: NativeStack):
 
 def child_runs(stack: NativeStack, experiment: str) -> list:
     """The sweep's active (not deleted) variant runs, any status."""
-    client = mlflow_client(stack)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return []
-    runs, token = [], None
-    while True:
-        page = client.search_runs([found.experiment_id],
-                                  filter_string="tags.`sweep.role` = 'variant'",
-                                  max_results=1000, page_token=token)
-        runs += list(page)
-        token = page.token
-        if not token:
-            return runs
+    return _child_runs(stack.tracking_uri, experiment)
 
 
 def finished_children(stack: NativeStack, experiment: str) -> int:

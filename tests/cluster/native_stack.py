@@ -30,7 +30,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,8 +38,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
+from tests.helpers import ProcessExited, free_port, wait_for
 from tests.processes import spawn
 
 HERE = Path(__file__).resolve().parent
@@ -65,47 +64,6 @@ NODE_START_ATTEMPTS = 3
 # ---------------------------------------------------------------------------------------------
 # Small tools
 # ---------------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
-class ProcessExited(RuntimeError):
-    """A watched process exited while waiting for something from it."""
-
-    def __init__(self, what: str, proc: "Proc"):
-        super().__init__(f"{what}: {proc.name} exited with {proc.popen.returncode}\n{proc.tail()}")
-        self.proc = proc
-
-
-def wait_for(what: str, condition: Callable[[], object], timeout: float = START_TIMEOUT,
-             watch: tuple["Proc", ...] = (), interval: float = 0.2):
-    """Poll `condition` until it returns something truthy; fail early if a watched process exits.
-
-    Exceptions raised by `condition` count as "not yet" (a server still starting refuses
-    connections); the last one is reported on timeout.
-    """
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        for proc in watch:
-            if not proc.alive():
-                raise ProcessExited(what, proc)
-        try:
-            result = condition()
-        except Exception as error:  # noqa: BLE001 - "not ready yet"
-            result, last_error = None, error
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            logs = "\n".join(proc.tail() for proc in watch)
-            raise TimeoutError(f"{what}: not within {timeout:.0f} s (last error: {last_error!r})"
-                               f"\n{logs}")
-        time.sleep(interval)
-
 
 def _proc_stat(pid: int) -> tuple[int, int] | None:
     """(parent pid, start time) of a live process from /proc, or None."""
@@ -171,6 +129,9 @@ class Proc:
 
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+    def exit_code(self) -> int | None:
+        return self.popen.poll()
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the process to exit (subprocess.TimeoutExpired if it does not); its code."""

@@ -12,7 +12,7 @@ from tests.cluster.cluster_sweeps import (
     mlflow_client, new_pack_tasks, pack_task_ids, start_sweeps, variant_keys,
     wait_for_finished_children, write_sweep,
 )
-from tests.cluster.native_stack import wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.cluster
 

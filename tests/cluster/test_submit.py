@@ -9,7 +9,7 @@ from tests.cluster.cluster_sweeps import (
     FAULT_EPOCHS, VARIANTS, assert_each_variant_logged_once, child_runs, finished_children,
     mlflow_client, run_sweeps, variant_keys, write_sweep,
 )
-from tests.cluster.native_stack import free_port, wait_for
+from tests.helpers import free_port, wait_for
 from sweeps.execution import submit as jobs
 from sweeps.cli import app
 

@@ -7,33 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow import MlflowClient
-
+from tests.helpers import child_runs, wait_for  # noqa: F401 - the tests import them from here
 from tests.processes import spawn
 from tests.sweep_files import write_sweep  # noqa: F401 - the tests import it from here
-
-
-def child_runs(tracking_uri: str, experiment: str, status: str | None = None) -> list:
-    """Every active child run of the experiment (paged), optionally with one status."""
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return []
-    query = "tags.`sweep.role` = 'variant'"
-    if status:
-        query += f" and attributes.status = '{status}'"
-    runs, token = [], None
-    while True:
-        page = client.search_runs([found.experiment_id], query, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 # A fresh local Ray instance, then a first pack on a loaded 2-core machine: minutes, not seconds.
@@ -56,6 +36,19 @@ class Driver:
     @property
     def returncode(self) -> int | None:
         return self.popen.poll()
+
+    @property
+    def name(self) -> str:
+        return self.stdout.stem
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def exit_code(self) -> int | None:
+        return self.popen.poll()
+
+    def tail(self) -> str:
+        return self.stderr.read_text(errors="replace")[-3000:]
 
     def finish(self, timeout: float) -> tuple[int, str]:
         """Wait for the process to exit: (exit code, what it wrote to stderr)."""
@@ -80,22 +73,6 @@ def sweeps_command(*args: str, cwd: Path, name: str = "sweeps", **spawn_options)
         popen = spawn([sys.executable, "-m", "sweeps", *args], cwd=cwd, env=env,
                       stdin=subprocess.DEVNULL, stdout=out, stderr=err, **spawn_options)
     return Driver(popen, stdout, stderr)
-
-
-def wait_for(condition, timeout: float, what: str, poll: float = 0.2,
-             watch: Driver | None = None):
-    """Poll `condition()` until it returns something truthy; fail with `what` after `timeout`,
-    or as soon as the watched driver exits (with what it wrote to stderr)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if watch is not None and watch.returncode is not None:
-            raise AssertionError(f"waiting for {what}: the driver exited with "
-                                 f"{watch.returncode}\n{watch.stderr.read_text()[-3000:]}")
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def pack_task_pids() -> list[int]:

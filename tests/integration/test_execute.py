@@ -4,13 +4,14 @@ hand-overs."""
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 from sweeps.execution import execute
 from sweeps.execution.plan import make_packs
+from sweeps.execution.training import train_pack
 from sweeps.spec.sweep import load_sweep
+from tests.helpers import wait_for
 from tests.integration.helpers import write_sweep
 
 
@@ -41,21 +42,47 @@ def test_workers_of_the_local_instance_run_with_one_blas_thread(ray_session):
 
 
 @pytest.mark.integration
-def test_run_ray_reports_all_trained_once_before_the_logging_backlog_ends(ray_session, tmp_path):
+def test_run_ray_reports_all_trained_once_before_the_logging_backlog_ends(ray_session, tmp_path,
+                                                                        monkeypatch):
+    """The first pack's logging outlasts every pack's training (it waits until each task has
+    said so): Ray is released once, before the backlog is handed over."""
     sweep = load_sweep(write_sweep(tmp_path, epochs=100, seeds=range(4)))
     packs = make_packs(sweep, workers=2)
     assert len(packs) >= 3
+
+    @ray_session.remote
+    class Trained:
+        def __init__(self):
+            self.count = 0
+
+        def add(self):
+            self.count += 1
+
+        def total(self):
+            return self.count
+
+    trained = Trained.remote()
+
+    @ray_session.remote
+    def counted_task(pack, dataset):        # execute._train_pack_task, then counted
+        out = train_pack(pack, dataset), ray_session.get_runtime_context().get_node_id()
+        ray_session.get(trained.add.remote())
+        return out
+
+    monkeypatch.setattr(execute, "_train_pack_task", counted_task)
     events = []
 
     def slow_logging(pack, results):
         events.append(("done", len(results)))
-        time.sleep(1.0)  # far longer than a 100-epoch pack takes to train
+        if len(events) == 1:
+            wait_for("every pack trained",
+                     lambda: ray_session.get(trained.total.remote()) == len(packs))
 
-    nodes = execute.run_ray(packs, sweep.datasets, slow_logging,
+    execute.run_ray(packs, sweep.datasets, slow_logging,
                             on_failed=lambda pack, error: events.append(("failed", error)),
                             on_all_trained=lambda: events.append(("all trained", 0)))
 
-    assert [kind for kind, _ in events].count("all trained") == 1
+    kinds = [kind for kind, _ in events]
+    assert kinds.count("all trained") == 1 and kinds.index("all trained") > 0
     assert events[-1][0] == "done", "the backlog is handed over after Ray is released"
     assert sum(n for kind, n in events if kind == "done") == len(sweep.variants)
-    assert sum(nodes.values()) == len(packs)

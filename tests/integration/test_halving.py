@@ -81,10 +81,10 @@ def test_every_logged_run_equals_a_straight_run_to_its_stopped_epoch(
     outcome = run_sweep(path, tracking_uri=tracking_uri, progress=False)
     records = readback.read_sweep("exact", tracking_uri).records
     assert {r.status for r in records} == {"ok", "pruned"}
-    params = readback.fetch_params(tracking_uri, [r.run_id for r in records])
+    settings = readback.fetch_settings(tracking_uri, [r.run_id for r in records])
     logged = readback.fetch_predictions(tracking_uri, [r.run_id for r in records])
     for record in records:
-        again = retrain(params[record.run_id], epochs=record.stopped_epoch)
+        again = retrain(settings[record.run_id], epochs=record.stopped_epoch)
         table = logged[record.run_id]
         column = table.columns.index("pred_y")
         np.testing.assert_allclose(table.values[:, column], again.result.predictions[:, 0],
@@ -131,8 +131,8 @@ def test_a_stopped_search_resumes_after_its_last_finished_round(tracking_uri, tm
     checkpoints = lambda: list(tmp_path.glob("mlruns/*/*/artifacts/halving/checkpoint.npz"))  # noqa: E731
     driver = sweeps_command("run", str(path), "--tracking-uri", tracking_uri, cwd=tmp_path)
     try:
-        wait_for(checkpoints, timeout=START_TIMEOUT, what="the first round's checkpoint",
-                 poll=0.05, watch=driver)
+        wait_for("the first round's checkpoint", checkpoints, timeout=START_TIMEOUT,
+                 interval=0.05, watch=[driver])
         if signum == signal.SIGKILL:
             driver.kill()
         else:

@@ -59,8 +59,8 @@ def test_a_killed_tpe_sweep_continues_and_trains_nothing_twice(tracking_uri, tmp
     logged = lambda: child_runs(tracking_uri, name, "FINISHED")  # noqa: E731
     driver = sweeps_command("run", str(path), "--tracking-uri", tracking_uri, cwd=tmp_path)
     try:
-        wait_for(lambda: len(logged()) >= 8, timeout=START_TIMEOUT,
-                 what="the first round's variants", poll=0.1, watch=driver)
+        wait_for("the first round's variants", lambda: len(logged()) >= 8,
+                 timeout=START_TIMEOUT, interval=0.1, watch=[driver])
         driver.kill()
     finally:
         driver.kill()

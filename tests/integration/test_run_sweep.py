@@ -116,7 +116,7 @@ def test_a_killed_worker_is_retried_and_every_variant_logged_once(ray_session, t
     killed = []
 
     def kill_first_pack_worker():
-        pids = wait_for(pack_task_pids, timeout=START_TIMEOUT, what="a Ray worker running a pack")
+        pids = wait_for("a Ray worker running a pack", pack_task_pids, timeout=START_TIMEOUT)
         os.kill(pids[0], signal.SIGKILL)
         killed.append(pids[0])
 
@@ -140,8 +140,9 @@ def test_a_driver_killed_with_sigkill_resumes_to_exactly_one_finished_child_each
     driver = sweeps_command("run", str(sweep), "--tracking-uri", tracking_uri,
                             "--no-progress", cwd=tmp_path)
     try:
-        wait_for(lambda: len(child_runs(tracking_uri, "resumed", "FINISHED")) >= 3,
-                 timeout=START_TIMEOUT, what="three finished child runs", poll=0.1, watch=driver)
+        wait_for("three finished child runs",
+                 lambda: len(child_runs(tracking_uri, "resumed", "FINISHED")) >= 3,
+                 timeout=START_TIMEOUT, interval=0.1, watch=[driver])
     finally:
         driver.kill()
     finished_before = {
@@ -168,8 +169,8 @@ def test_a_signal_stops_the_sweep_cleanly_and_keeps_what_finished(
     driver = sweeps_command("run", str(sweep), "--tracking-uri", tracking_uri,
                             "--no-progress", cwd=tmp_path)
     try:
-        wait_for(lambda: child_runs(tracking_uri, "stopped", "FINISHED"),
-                 timeout=START_TIMEOUT, what="a finished child run", poll=0.1, watch=driver)
+        wait_for("a finished child run", lambda: child_runs(tracking_uri, "stopped", "FINISHED"),
+                 timeout=START_TIMEOUT, interval=0.1, watch=[driver])
         os.kill(driver.pid, signum)
         code, stderr = driver.finish(timeout=180)
     finally:
@@ -199,8 +200,8 @@ def test_started_with_sigint_ignored_ctrl_c_is_ignored_and_sigterm_still_stops_i
                             "--no-progress", cwd=tmp_path,
                             signals={signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_DFL})
     try:
-        wait_for(lambda: child_runs(tracking_uri, name, "FINISHED"),
-                 timeout=START_TIMEOUT, what="a finished child run", poll=0.1, watch=driver)
+        wait_for("a finished child run", lambda: child_runs(tracking_uri, name, "FINISHED"),
+                 timeout=START_TIMEOUT, interval=0.1, watch=[driver])
         finished_when_signalled = len(child_runs(tracking_uri, name, "FINISHED"))
         assert driver.returncode is None and finished_when_signalled < 24, "the sweep was over"
         os.kill(driver.pid, signum)

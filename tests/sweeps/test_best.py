@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ from sweeps.cli import app
 from sweeps.spec.sweep import load_sweep
 from sweeps.tracking.readback import parse_predictions
 from sweeps.tracking.records import RunRecord
+from tests.helpers import free_port
 from tests.sweeps.conftest import copy_store
 
 # Run in a fresh interpreter: `sweeps` cannot be imported, and `core` must come from the model.
@@ -121,15 +121,9 @@ def test_model_loads_in_a_fresh_process_without_the_package(small_sweep, logged,
     np.testing.assert_allclose(np.array(predicted["data"]), logged_values, rtol=1e-12, atol=1e-12)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_served_model_answers_invocations(small_sweep, logged, tmp_path):
     uri, model_uri, _ = logged
-    port = _free_port()
+    port = free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     # MLflow starts `uvicorn` from PATH: the venv's bin first, as an activated venv has it.
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri,

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from sweeps.report import outputs, results
 from sweeps.report.outputs import PlotWorker, write_outputs
 from sweeps.tracking.track import SweepTracker
-from tests.synthetic import log_sweep, small_sweep
+from tests.synthetic import log_sweep, load_small_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ FILES = ["results.parquet", "summary.csv", "curves.parquet", "loss_curves.png",
 
 
 def logged(tmp_path, tracking_uri):
-    sweep = small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0, 1]})
+    sweep = load_small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0, 1]})
     tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     log_sweep(tracker, sweep)

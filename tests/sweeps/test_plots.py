@@ -8,7 +8,7 @@ import pytest
 
 from sweeps.report import plots, results
 from sweeps.tracking.track import SweepTracker
-from tests.synthetic import log_sweep, small_sweep
+from tests.synthetic import log_sweep, load_small_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +16,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def tables(tmp_path, tracking_uri, parameters, diverge=None):
-    sweep = small_sweep(tmp_path, parameters=parameters)
+    sweep = load_small_sweep(tmp_path, parameters=parameters)
     tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     log_sweep(tracker, sweep, diverge=diverge)

@@ -13,13 +13,13 @@ import pytest
 from sweeps.report import results
 from sweeps.tracking.layout import encode_param
 from sweeps.tracking.track import SweepTracker
-from tests.synthetic import log_sweep, small_sweep
+from tests.synthetic import log_sweep, load_small_sweep
 
 integration = pytest.mark.integration
 
 
 def logged(tmp_path, tracking_uri, diverge=None, **kwargs):
-    sweep = small_sweep(tmp_path, **kwargs)
+    sweep = load_small_sweep(tmp_path, **kwargs)
     tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     log_sweep(tracker, sweep, diverge=diverge)
@@ -53,7 +53,7 @@ def test_tables_of_a_really_trained_sweep_equal_after_the_round_trip(tmp_path, t
     from sweeps.execution.plan import make_packs
     from sweeps.execution.training import train_pack
 
-    sweep = small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0, 1]},
+    sweep = load_small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0, 1]},
                         epochs=300, log_every=50)
     tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
@@ -132,7 +132,7 @@ def _bulk_children(tracker, sweep, now):
 
 @integration
 def test_a_store_with_more_than_1000_runs_loads_completely(tmp_path, tracking_uri):
-    sweep = small_sweep(tmp_path, parameters={"seed": list(range(1005))})
+    sweep = load_small_sweep(tmp_path, parameters={"seed": list(range(1005))})
     tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     _bulk_children(tracker, sweep, int(time.time() * 1000))
@@ -158,7 +158,7 @@ def test_load_runs_picks_the_newest_sweep_run_or_the_one_asked_for(tmp_path, tra
     assert older.run_id.tolist() == [r.run_id for r in first.records()]
     # Another config (another hash) in the same experiment is not mixed in.
     (tmp_path / "other").mkdir()
-    other = small_sweep(tmp_path / "other", parameters={"seed": [5]})
+    other = load_small_sweep(tmp_path / "other", parameters={"seed": [5]})
     assert other.config_hash != sweep.config_hash
     with pytest.raises(LookupError, match="config hash"):
         results.load_runs("small", tracking_uri, sweep=other)
@@ -173,7 +173,7 @@ def test_load_runs_picks_the_newest_sweep_run_or_the_one_asked_for(tmp_path, tra
 @integration
 def test_a_sweep_run_without_finished_children_loads_as_an_empty_typed_frame(tmp_path,
                                                                             tracking_uri):
-    sweep = small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5]})
+    sweep = load_small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5]})
     SweepTracker(sweep, tracking_uri).start()
     frame = results.load_runs("small", tracking_uri)
     assert frame.empty
@@ -305,7 +305,7 @@ def test_save_writes_the_three_tables(tmp_path, tracking_uri):
 
 @integration
 def test_an_empty_sweep_run_summarizes_to_an_empty_table(tmp_path, tracking_uri):
-    sweep = small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0, 1]})
+    sweep = load_small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0, 1]})
     SweepTracker(sweep, tracking_uri).start()
     summary = results.summarize(results.load_runs("small", tracking_uri))
     assert summary.empty and list(summary.columns) == ["train.lr", "n", "diverged", "rank"]

@@ -9,6 +9,7 @@ from sweeps.execution.plan import make_packs
 from sweeps.records import Pack
 from sweeps.spec.sweep import load_sweep
 from sweeps.execution.training import train_pack
+from sweeps.vocabulary import Status
 from tests.sweep_files import write_sweep_file
 
 
@@ -19,11 +20,23 @@ def test_a_regression_pack_returns_one_result_per_variant(tmp_path):
     results = train_pack(pack, sweep.datasets[pack.data_key])
     assert [r.key for r in results] == [v.key for v in pack.variants]
     for result in results:
-        assert result.status == "ok"
+        assert result.status == Status.OK
         np.testing.assert_array_equal(result.log_epochs, np.arange(0, 50, 10))
         assert set(result.curves) == {"train_loss"} and result.curves["train_loss"].shape == (5,)
         assert {"train_loss", "train_mse", "test_loss", "test_mse"} <= set(result.metrics)
         assert result.predictions.shape == (1, 1)         # the article's one test row
+
+
+def test_every_metric_a_variant_logs_is_in_the_metrics_table(tmp_path):
+    """`sweeps.vocabulary.METRICS` says which way each is better: a metric missing from it
+    would rank the wrong way round (classification with a validation split: every split)."""
+    from sweeps.vocabulary import METRICS
+
+    sweep = load_sweep(write_sweep_file(tmp_path, "m", {"data.validation": [0.5]},
+                                        source="moons", loss="bce", epochs=20, log_every=5))
+    pack = make_packs(sweep)[0]
+    for result in train_pack(pack, sweep.datasets[pack.data_key]):
+        assert set(result.metrics) | set(result.curves) <= set(METRICS)
 
 
 def test_the_article_variant_matches_core_directly(tmp_path):

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from sweeps.tracking import bulk, open_tracker
 from sweeps.tracking.bulk import BulkTracker
 from sweeps.tracking.track import SweepTracker
-from tests.synthetic import synthetic_result, small_sweep
+from tests.synthetic import synthetic_result, load_small_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def children(uri: str, parent_id: str) -> list:
 
 
 def test_open_tracker_picks_bulk_for_databases_and_threads_for_servers(tmp_path):
-    sweep = small_sweep(tmp_path)
+    sweep = load_small_sweep(tmp_path)
     for uri in ("sqlite:///x.db", "postgresql+psycopg2://u@h/db", "mysql://u@h/db"):
         assert type(open_tracker(uri, sweep)) is BulkTracker
     server = open_tracker("http://127.0.0.1:5000", sweep)
@@ -43,7 +43,7 @@ def run_dirs(tmp_path) -> set[str]:
 
 
 def test_a_failing_batch_leaves_no_child_at_all(tracking_uri, tmp_path, monkeypatch):
-    sweep = small_sweep(tmp_path)
+    sweep = load_small_sweep(tmp_path)
     tracker = BulkTracker(sweep, tracking_uri)
     tracker.start()
     assert tracker.bulk
@@ -76,7 +76,7 @@ def test_a_batch_whose_artifacts_fail_midway_leaves_no_file(tracking_uri, tmp_pa
                                                              monkeypatch):
     from sweeps.tracking import child
 
-    sweep = small_sweep(tmp_path)
+    sweep = load_small_sweep(tmp_path)
     tracker = BulkTracker(sweep, tracking_uri)
     tracker.start()
     write_csv = child.write_csv
@@ -97,7 +97,7 @@ def test_a_batch_whose_artifacts_fail_midway_leaves_no_file(tracking_uri, tmp_pa
 
 
 def test_a_commit_whose_answer_is_lost_is_not_written_twice(tracking_uri, tmp_path, monkeypatch):
-    sweep = small_sweep(tmp_path)
+    sweep = load_small_sweep(tmp_path)
     tracker = BulkTracker(sweep, tracking_uri)
     tracker._sleep = lambda seconds: None
     tracker.start()
@@ -132,7 +132,7 @@ def test_sigterm_inside_the_transaction_waits_for_its_commit(tracking_uri, tmp_p
 
     from sweeps import stopping
 
-    sweep = small_sweep(tmp_path)
+    sweep = load_small_sweep(tmp_path)
     tracker = BulkTracker(sweep, tracking_uri)
     tracker.start()
     engine = tracker.client._tracking_client.store.engine
@@ -161,7 +161,7 @@ def test_another_mlflow_or_schema_falls_back_to_the_client_and_says_so_once(
         tracking_uri, tmp_path, monkeypatch, caplog):
     import mlflow
 
-    sweep = small_sweep(tmp_path)
+    sweep = load_small_sweep(tmp_path)
     monkeypatch.setattr(bulk, "_warned", set())
     monkeypatch.setattr(mlflow, "__version__", "99.0.0")
     with caplog.at_level(logging.WARNING, logger=bulk.__name__):
@@ -186,7 +186,7 @@ def test_another_mlflow_or_schema_falls_back_to_the_client_and_says_so_once(
 
 
 def test_bulk_writes_to_sqlite_leave_statistics_for_the_query_planner(tracking_uri, tmp_path):
-    sweep = small_sweep(tmp_path)
+    sweep = load_small_sweep(tmp_path)
     tracker = BulkTracker(sweep, tracking_uri)
     tracker.start()
     tracker.log_variants(batch_of(sweep))
@@ -211,7 +211,7 @@ def test_predictions_behind_a_server_are_read_through_it_for_runs_in_its_databas
     from sweeps.report import results
 
     monkeypatch.setenv("SWEEPS_ARTIFACTS_SERVER", serve(postgresql_uri))
-    sweep = small_sweep(tmp_path)
+    sweep = load_small_sweep(tmp_path)
     tracker = BulkTracker(sweep, postgresql_uri)
     tracker.start()
     run_ids = tracker.log_variants(batch_of(sweep, 2))

@@ -26,7 +26,7 @@ from sweeps.spec.config import PACK_SHARED
 from sweeps.tracking.bulk import BulkTracker
 from sweeps.tracking.pack_writer import Written
 from sweeps.tracking.track import SweepTracker
-from tests.synthetic import synthetic_result, small_sweep
+from tests.synthetic import synthetic_result, load_small_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +136,7 @@ def test_client_and_bulk_writes_read_back_identically(store_uri, bulk_writer, se
 
     if bulk_writer == "worker" and not store_uri.startswith("postgresql"):
         pytest.skip("workers write only to PostgreSQL; SQLite keeps one writer, the driver")
-    sweep = small_sweep(tmp_path, name="contract", epochs=1000, log_every=100)
+    sweep = load_small_sweep(tmp_path, name="contract", epochs=1000, log_every=100)
     client_tracker, bulk_tracker, keys = write_both(sweep, store_uri, bulk_writer)
     client = MlflowClient(store_uri)
     sides = Side(client, client_tracker), Side(client, bulk_tracker)

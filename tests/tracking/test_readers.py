@@ -18,7 +18,7 @@ import pytest
 from sweeps.report import results
 from sweeps.tracking.readback import read_sweep
 from sweeps.tracking.track import SweepTracker
-from tests.synthetic import log_sweep, small_sweep
+from tests.synthetic import log_sweep, load_small_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def awkward_store(tmp_path, uri):
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    sweep = small_sweep(tmp_path, parameters=GRID)
+    sweep = load_small_sweep(tmp_path, parameters=GRID)
     other = SweepTracker(sweep, uri, fresh=True)      # an older sweep run: never mixed in
     other.start()
     log_sweep(other, sweep, only=slice(0, 2))

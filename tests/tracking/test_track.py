@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from tests.synthetic import log_sweep, synthetic_result, small_sweep
+from tests.synthetic import log_sweep, synthetic_result, load_small_sweep
 from sweeps.tracking import store
 from sweeps.tracking.track import SweepTracker
 
@@ -24,7 +24,7 @@ def children(client: MlflowClient, experiment_id: str, parent_id: str, view=View
 
 
 def test_layout_read_back_with_mlflow_client(tmp_path, tracking_uri):
-    sweep = small_sweep(tmp_path)
+    sweep = load_small_sweep(tmp_path)
     tracker = SweepTracker(sweep, tracking_uri)
     assert tracker.start() == set()
     log_sweep(tracker, sweep)
@@ -88,7 +88,7 @@ def test_layout_read_back_with_mlflow_client(tmp_path, tracking_uri):
 
 def test_child_costs_one_create_one_batch_one_terminate_and_no_get_run(
         tmp_path, tracking_uri, monkeypatch):
-    sweep = small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0, 1]})
+    sweep = load_small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0, 1]})
     tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     calls: dict[str, int] = {}
@@ -108,7 +108,7 @@ def test_child_costs_one_create_one_batch_one_terminate_and_no_get_run(
 
 
 def test_diverged_variant_is_tagged_and_its_metrics_read_back_as_nan(tmp_path, tracking_uri):
-    sweep = small_sweep(tmp_path, parameters={"train.lr": [0.1, 5.0], "seed": [0]})
+    sweep = load_small_sweep(tmp_path, parameters={"train.lr": [0.1, 5.0], "seed": [0]})
     tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     log_sweep(tracker, sweep, diverge={1: 300})
@@ -130,7 +130,7 @@ def test_diverged_variant_is_tagged_and_its_metrics_read_back_as_nan(tmp_path, t
 
 
 def test_resume_skips_finished_variants_and_deletes_unfinished_ones(tmp_path, tracking_uri):
-    sweep = small_sweep(tmp_path)
+    sweep = load_small_sweep(tmp_path)
     first = SweepTracker(sweep, tracking_uri)
     first.start()
     log_sweep(first, sweep, only=slice(0, 5))
@@ -169,7 +169,7 @@ def test_resume_skips_finished_variants_and_deletes_unfinished_ones(tmp_path, tr
 
 
 def test_resume_reopens_a_killed_parent_and_fresh_starts_a_new_one(tmp_path, tracking_uri):
-    sweep = small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0]})
+    sweep = load_small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0]})
     first = SweepTracker(sweep, tracking_uri)
     first.start()
     log_sweep(first, sweep, only=slice(0, 1))
@@ -189,7 +189,7 @@ def test_resume_reopens_a_killed_parent_and_fresh_starts_a_new_one(tmp_path, tra
 
 
 def test_a_variant_logged_twice_is_written_once(tmp_path, tracking_uri):
-    sweep = small_sweep(tmp_path, parameters={"seed": [0, 1]})
+    sweep = load_small_sweep(tmp_path, parameters={"seed": [0, 1]})
     tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     variant = sweep.variants[0]
@@ -224,7 +224,7 @@ def _no_sleep(tracker):
 
 def test_connection_error_mid_child_is_retried_without_a_duplicate(
         tmp_path, tracking_uri, monkeypatch):
-    sweep = small_sweep(tmp_path, parameters={"seed": [0, 1]})
+    sweep = load_small_sweep(tmp_path, parameters={"seed": [0, 1]})
     tracker = _no_sleep(SweepTracker(sweep, tracking_uri))
     tracker.start()
     flaky = Flaky(monkeypatch, tracker.client, "log_batch")   # after create_run succeeded
@@ -240,7 +240,7 @@ def test_connection_error_mid_child_is_retried_without_a_duplicate(
 
 
 def test_lost_response_after_finishing_a_child_reuses_it(tmp_path, tracking_uri, monkeypatch):
-    sweep = small_sweep(tmp_path, parameters={"seed": [0]})
+    sweep = load_small_sweep(tmp_path, parameters={"seed": [0]})
     tracker = _no_sleep(SweepTracker(sweep, tracking_uri))
     tracker.start()
     Flaky(monkeypatch, tracker.client, "set_terminated", after=True)
@@ -253,7 +253,7 @@ def test_lost_response_after_finishing_a_child_reuses_it(tmp_path, tracking_uri,
 
 
 def test_errors_that_are_not_transient_are_raised_at_once(tmp_path, tracking_uri, monkeypatch):
-    sweep = small_sweep(tmp_path, parameters={"seed": [0]})
+    sweep = load_small_sweep(tmp_path, parameters={"seed": [0]})
     tracker = _no_sleep(SweepTracker(sweep, tracking_uri))
     tracker.start()
     attempts = []
@@ -269,7 +269,7 @@ def test_errors_that_are_not_transient_are_raised_at_once(tmp_path, tracking_uri
 
 
 def test_finish_deletes_stray_unfinished_children(tmp_path, tracking_uri):
-    sweep = small_sweep(tmp_path, parameters={"seed": [0]})
+    sweep = load_small_sweep(tmp_path, parameters={"seed": [0]})
     tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     log_sweep(tracker, sweep)
@@ -285,7 +285,7 @@ def test_classification_run_logs_accuracy_and_labelled_predictions(tmp_path, tra
     from sweeps.execution.plan import make_packs
     from sweeps.execution.training import train_pack
 
-    sweep = small_sweep(tmp_path, name="iris", source="iris", parameters={"seed": [0, 1]},
+    sweep = load_small_sweep(tmp_path, name="iris", source="iris", parameters={"seed": [0, 1]},
                         epochs=20, log_every=10, activation="tanh",
                         output_activation="softmax", loss="cross_entropy")
     tracker = SweepTracker(sweep, tracking_uri)
@@ -309,7 +309,7 @@ def test_classification_run_logs_accuracy_and_labelled_predictions(tmp_path, tra
 
 
 def test_deleted_experiment_gives_a_clear_error(tmp_path, tracking_uri):
-    sweep = small_sweep(tmp_path, parameters={"seed": [0]})
+    sweep = load_small_sweep(tmp_path, parameters={"seed": [0]})
     client = store.make_client(tracking_uri)
     client.delete_experiment(client.create_experiment("small"))
     with pytest.raises(RuntimeError, match="deleted; restore it"):

@@ -19,8 +19,9 @@ from sweeps.report import results
 from sweeps.cli import app
 from sweeps.tracking import readback, ui
 from sweeps.tracking.track import SweepTracker
-from tests.synthetic import log_sweep, small_sweep
-from tests.tracking.ui_process import free_port, group_members
+from tests.synthetic import log_sweep, load_small_sweep
+from tests.helpers import free_port
+from tests.tracking.ui_process import group_members
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +37,7 @@ def rest(url: str, path: str, body: dict | None = None, query: dict | None = Non
 
 
 def track(directory, tracking_uri, name, fresh=False) -> SweepTracker:
-    sweep = small_sweep(directory, name=name, parameters={"seed": [0, 1]})
+    sweep = load_small_sweep(directory, name=name, parameters={"seed": [0, 1]})
     tracker = SweepTracker(sweep, tracking_uri, fresh=fresh)
     tracker.start()
     log_sweep(tracker, sweep)
@@ -46,12 +47,12 @@ def track(directory, tracking_uri, name, fresh=False) -> SweepTracker:
 
 def test_ui_serves_the_nested_runs_and_the_tables_load_through_it(tmp_path, tracking_uri,
                                                                   monkeypatch, capsys):
-    sweep = small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0, 1]})
+    sweep = load_small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0, 1]})
     tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     log_sweep(tracker, sweep, diverge={3: 200})
     tracker.finish()
-    port = free_port()
+    port = free_port(ui.HOST)
 
     with ui.start(tracking_uri, port, timeout=300) as server:   # slow on a busy machine
         assert server.url == f"http://{ui.HOST}:{port}"
@@ -122,7 +123,7 @@ def test_sweeps_ui_reports_a_missing_store_or_experiment_without_starting(tmp_pa
     missing = runner.invoke(app, ["ui", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"])
     assert missing.exit_code == 2
     assert "sweeps ui: no MLflow store at" in missing.output
-    sweep_file = small_sweep(tmp_path, name="small").path
+    sweep_file = load_small_sweep(tmp_path, name="small").path
     unknown = runner.invoke(app, ["ui", str(sweep_file), "--tracking-uri", tracking_uri])
     assert unknown.exit_code == 2
     assert "no MLflow experiment named 'small'" in unknown.output

@@ -17,8 +17,9 @@ import pytest
 from sweeps.run import run_sweep
 from sweeps.tracking import ui
 from tests.tracking.browser import CHROMIUM, Browser
-from tests.synthetic import small_sweep
-from tests.tracking.ui_process import SweepsUi, free_port, group_members
+from tests.synthetic import load_small_sweep
+from tests.helpers import free_port
+from tests.tracking.ui_process import SweepsUi, group_members
 
 pytestmark = [
     pytest.mark.integration,
@@ -33,13 +34,13 @@ RUN_NAMES = "[...document.querySelectorAll('a[href*=\"/runs/\"]')].map(a => a.te
 
 @pytest.mark.timeout(900)
 def test_sweeps_ui_opens_on_the_configurations(tmp_path, tracking_uri):
-    sweep = small_sweep(tmp_path, name="browsed", parameters={"train.lr": [0.1, 0.5]},
+    sweep = load_small_sweep(tmp_path, name="browsed", parameters={"train.lr": [0.1, 0.5]},
                         epochs=50, log_every=10)
     outcome = run_sweep(sweep.path.name, tracking_uri=tracking_uri, executor="serial",
                         out=tmp_path / "out", progress=False)
     command = re.search(r"Runs: +run `sweeps ui ([^`]*)`, then open (\S+)", outcome.report())
     assert command, outcome.report()
-    port = free_port()
+    port = free_port(ui.HOST)
     with SweepsUi(*shlex.split(command.group(1)), "--port", str(port), cwd=tmp_path) as process:
         url = process.wait_for_url(START)
         assert url == command.group(2).replace(f":{ui.DEFAULT_PORT}/", f":{port}/")

@@ -25,7 +25,8 @@ from sweeps.tracking import ui
 from sweeps.tracking.bulk import BulkTracker
 from tests.synthetic import synthetic_result
 from tests.tracking.browser import CHROMIUM, Browser
-from tests.tracking.ui_process import SweepsUi, free_port
+from tests.helpers import free_port
+from tests.tracking.ui_process import SweepsUi
 
 pytestmark = [
     pytest.mark.integration,
@@ -121,7 +122,7 @@ def test_sweeps_ui_lists_the_48_configurations_best_first_and_each_ones_seeds(ca
     settings = summary.attrs["by"]
     assert len(expected) == 48 and set(summary["n"]) == {100}
 
-    port = free_port()
+    port = free_port(ui.HOST)
     with SweepsUi(str(ROOT / "configs" / "card_4800.yaml"), "--tracking-uri", uri,
                   "--port", str(port), cwd=tmp_path) as process:
         url = process.wait_for_url(START)

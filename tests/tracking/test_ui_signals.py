@@ -10,8 +10,9 @@ import pytest
 
 from sweeps.tracking import ui
 from sweeps.tracking.track import SweepTracker
-from tests.synthetic import log_sweep, small_sweep
-from tests.tracking.ui_process import SweepsUi, free_port, group_members
+from tests.synthetic import log_sweep, load_small_sweep
+from tests.helpers import free_port
+from tests.tracking.ui_process import SweepsUi, group_members
 
 pytestmark = pytest.mark.integration
 
@@ -21,12 +22,12 @@ START = 300     # s: the server starts in ~20 s alone, minutes on a loaded 2-cor
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_stop_signal_stops_the_whole_server(tmp_path, tracking_uri, signum):
-    sweep = small_sweep(tmp_path, name="small", parameters={"seed": [0, 1]})
+    sweep = load_small_sweep(tmp_path, name="small", parameters={"seed": [0, 1]})
     tracker = SweepTracker(sweep, tracking_uri)
     tracker.start()
     log_sweep(tracker, sweep)
     tracker.finish()
-    port = free_port()
+    port = free_port(ui.HOST)
     with SweepsUi("--experiment", "small", "--tracking-uri", tracking_uri, "--port", str(port),
                   cwd=tmp_path) as process:
         url = process.wait_for_url(START)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,12 +19,6 @@ from pathlib import Path
 from sweeps.tracking import ui
 
 URL = re.compile(r"MLflow UI: (http://\S+)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((ui.HOST, 0))          # where `sweeps ui` listens
-        return sock.getsockname()[1]
 
 
 def group_members(group: int) -> dict[int, str]:
