@@ -22,6 +22,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from sweeps.vocabulary import Status
+
 ALPHA = 0.05
 MIN_PAIRS = 2
 
@@ -96,7 +98,7 @@ def mark_ties(frame: pd.DataFrame, summary: pd.DataFrame, over: str = "seed") ->
         return out
     metric = ranking_metric(summary)
     values = frame[metric].to_numpy(dtype=np.float64, na_value=np.nan).copy()
-    values[(frame["status"] == "diverged").to_numpy()] = np.nan
+    values[(frame["status"] == Status.DIVERGED).to_numpy()] = np.nan
     table = pd.DataFrame({"group": frame["group_key"].to_numpy(), "over": frame[over].tolist(),
                           "value": values})
     seeds = table.groupby("group")["over"].agg(lambda s: frozenset(s.tolist()))
