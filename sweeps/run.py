@@ -187,7 +187,8 @@ def run_sweep(
             timings["train_and_log"] = time.perf_counter() - clock
             # Ray shuts down (begun once every pack was in) while the outputs are written.
             clock = time.perf_counter()
-            made = write_outputs(tracker, out_dir, plotter, RunState.FAILED if failed else RunState.FINISHED)
+            made = write_outputs(tracker, out_dir, plotter,
+                                 RunState.FAILED if failed else RunState.FINISHED)
             timings["results"] = time.perf_counter() - clock
         finally:
             if connection is not None:

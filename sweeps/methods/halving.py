@@ -279,7 +279,8 @@ class HalvingScheduler(Scheduler):
                 self.search.record(key, k, result.at_stops[stop][schedule.metric])
         decision = self.search.decide(rungs)
         if rungs[-1] != schedule.last:         # the last round's variants are logged already
-            self._pending = {key: Stop(Status.PRUNED, rung) for key, rung in decision.stopped.items()}
+            self._pending = {key: Stop(Status.PRUNED, rung)
+                             for key, rung in decision.stopped.items()}
 
     def state(self) -> dict:
         return search_state(self.search)

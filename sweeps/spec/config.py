@@ -237,7 +237,7 @@ class SearchConfig(_Strict):
     parameters: dict[str, Any] = Field(default_factory=dict)
     samples: Optional[PositiveInt] = None
     random_seed: Optional[Seed] = None
-    # method: halving (`sweeps.methods.halving.Halving`); ADDED_LATER, so defaults stay out of hashes
+    # method: halving (`sweeps.methods.halving.Halving`); ADDED_LATER: defaults stay out of hashes
     sampler: str = "grid"
     min_epochs: Optional[PositiveInt] = None
     eta: Annotated[int, Field(ge=2)] = 3
