@@ -285,7 +285,7 @@ def test_configuration_runs_read_back_identically_and_leave_every_variant_reader
     from sweeps.tracking.groups import group_filter
     from sweeps.tracking.readback import read_sweep
 
-    sweep = small_sweep(tmp_path, name="groups", parameters={"train.lr": [0.1, 0.5],
+    sweep = load_small_sweep(tmp_path, name="groups", parameters={"train.lr": [0.1, 0.5],
                                                              "seed": [0, 1, 2]},
                         epochs=1000, log_every=100)
     client_tracker, bulk_tracker = write_configurations_both(sweep, store_uri)

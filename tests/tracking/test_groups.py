@@ -7,7 +7,7 @@ import pytest
 from sweeps.report.outputs import write_outputs
 from sweeps.tracking.bulk import BulkTracker
 from sweeps.tracking.groups import group_filter
-from tests.synthetic import log_sweep, small_sweep
+from tests.synthetic import log_sweep, load_small_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +16,7 @@ def test_a_resumed_sweep_replaces_its_configuration_runs_with_ones_over_every_se
         tmp_path, tracking_uri):
     from mlflow import MlflowClient
 
-    sweep = small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0, 1, 2]})
+    sweep = load_small_sweep(tmp_path, parameters={"train.lr": [0.1, 0.5], "seed": [0, 1, 2]})
     first = BulkTracker(sweep, tracking_uri)
     first.start()
     log_sweep(first, sweep, only=slice(0, 4))          # lr=0.1: 3 seeds, lr=0.5: 1 seed
