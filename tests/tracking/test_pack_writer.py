@@ -16,7 +16,7 @@ from sweeps.execution.plan import make_packs
 from sweeps.tracking import rows
 from sweeps.tracking.bulk import CHILD_WRITERS_ENV, BulkTracker
 from sweeps.tracking.pack_writer import PackWriter, Unwritten, Written, settle
-from tests.synthetic import small_sweep
+from tests.synthetic import load_small_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def child_rows(uri: str, parent_run_id: str) -> list[tuple]:
 
 def test_a_worker_killed_between_commit_and_return_leaves_each_child_once(
         postgresql_uri, ray_session, tmp_path):
-    sweep = small_sweep(tmp_path, epochs=200, log_every=20)
+    sweep = load_small_sweep(tmp_path, epochs=200, log_every=20)
     tracker = BulkTracker(sweep, postgresql_uri)
     tracker.start()
     base = tracker.pack_writer()
@@ -88,7 +88,7 @@ def test_a_second_write_of_a_pack_finds_the_first_and_writes_nothing(postgresql_
     run ids and records, one row each."""
     from sweeps.execution.training import train_pack
 
-    sweep = small_sweep(tmp_path, epochs=200, log_every=20)
+    sweep = load_small_sweep(tmp_path, epochs=200, log_every=20)
     tracker = BulkTracker(sweep, postgresql_uri)
     tracker.start()
     writer = tracker.pack_writer()
@@ -107,7 +107,7 @@ def test_a_worker_that_cannot_reach_the_database_hands_its_results_back(postgres
                                                                         tmp_path):
     from sweeps.execution.training import train_pack
 
-    sweep = small_sweep(tmp_path, epochs=200, log_every=20)
+    sweep = load_small_sweep(tmp_path, epochs=200, log_every=20)
     tracker = BulkTracker(sweep, postgresql_uri)
     tracker.start()
     writer = dataclasses.replace(tracker.pack_writer(),
@@ -124,7 +124,7 @@ def test_a_worker_that_cannot_reach_the_database_hands_its_results_back(postgres
 
 def test_workers_write_only_to_postgresql_and_not_when_told_so(tracking_uri, postgresql_uri,
                                                                  tmp_path, monkeypatch):
-    sweep = small_sweep(tmp_path)
+    sweep = load_small_sweep(tmp_path)
     sqlite = BulkTracker(sweep, tracking_uri)
     sqlite.start()
     assert sqlite.pack_writer() is None                     # SQLite keeps one writer

@@ -17,7 +17,7 @@ from sweeps.execution.machine import numerics_fingerprint
 from sweeps.tracking import open_tracker
 from sweeps.tracking.layout import NUMERICS, REUSED_FROM
 from sweeps.tracking.reuse import copy_sources, find_sources
-from tests.synthetic import small_sweep
+from tests.synthetic import load_small_sweep
 from tests.tracking.test_contract import (Side, artifact_files, assert_same, contract_batch,
                                           raw_rows)
 
@@ -61,7 +61,7 @@ def without_reuse_tag(side: Side, read):
 
 @pytest.mark.parametrize("path", ["database", "server"])
 def test_a_reused_child_reads_back_as_the_child_it_copies(store_uri, serve, tmp_path, path):
-    sweep = small_sweep(tmp_path, name="reuse", epochs=1000, log_every=100)
+    sweep = load_small_sweep(tmp_path, name="reuse", epochs=1000, log_every=100)
     uri = store_uri if path == "database" else serve(store_uri)
     trained, copying, batch = written_then_copied(sweep, uri)
     if path == "database":
@@ -107,7 +107,7 @@ def test_only_grid_children_of_these_numerics_are_found(tracking_uri, tmp_path):
     """A child of other numerics (another core, NumPy, BLAS kernel), without the tag (logged
     before it existed) or of successive halving (pruned at a rung) is no source; a newer
     FINISHED child of a variant wins."""
-    sweep = small_sweep(tmp_path, name="numerics", epochs=1000, log_every=100)
+    sweep = load_small_sweep(tmp_path, name="numerics", epochs=1000, log_every=100)
     batch = [(variant, dataclasses.replace(result, numerics=numerics_fingerprint()))
              for variant, result in contract_batch(sweep)]
     first = open_tracker(tracking_uri, sweep)
