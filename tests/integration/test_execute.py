@@ -64,7 +64,7 @@ def test_run_ray_reports_all_trained_once_before_the_logging_backlog_ends(ray_se
     trained = Trained.remote()
 
     @ray_session.remote
-    def counted_task(pack, dataset):        # execute._train_pack_task, then counted
+    def counted_task(pack, dataset, writer=None):   # execute._train_pack_task, then counted
         out = train_pack(pack, dataset), ray_session.get_runtime_context().get_node_id()
         ray_session.get(trained.add.remote())
         return out
