@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sweeps.tracking.layout import ROLE
+
 from tests.cluster.cluster_sweeps import (
     SWEEP_EPOCHS, VARIANTS, assert_each_variant_logged_once, child_runs, finish, finished_nodes,
     mlflow_client, new_pack_tasks, pack_task_ids, run_sweeps, start_run_sweep, variant_keys,
@@ -75,16 +77,21 @@ def test_run_sweep_trains_on_both_nodes_and_logs_every_variant_to_the_server(swe
 
 def test_the_tracking_server_keeps_runs_in_postgres_and_artifacts_in_its_store(swept):
     cluster, name = swept.cluster, swept.name
-    # the runs are rows of the PostgreSQL backend store: one parent, one child per variant
+    # the runs are rows of the PostgreSQL backend store: one parent, one child per variant and
+    # one configuration run per group of seeds
     connection = cluster.postgres.connect(cluster.postgres.database)
     try:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT count(*) FROM runs JOIN experiments USING (experiment_id) "
-                "WHERE experiments.name = %s AND runs.lifecycle_stage = 'active'", (name,))
-            assert cursor.fetchone()[0] == VARIANTS + 1
+                "SELECT tags.value, count(*) FROM runs JOIN experiments USING (experiment_id) "
+                "JOIN tags ON tags.run_uuid = runs.run_uuid AND tags.key = %s "
+                "WHERE experiments.name = %s AND runs.lifecycle_stage = 'active' "
+                "GROUP BY tags.value", (ROLE, name))
+            roles = dict(cursor.fetchall())
     finally:
         connection.close()
+    groups = swept.frame["group_key"].nunique()
+    assert roles == {"parent": 1, "variant": VARIANTS, "group": groups}, roles
 
     # artifacts travel through the server (--serve-artifacts) into its artifacts destination
     client = mlflow_client(cluster)
