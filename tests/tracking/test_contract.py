@@ -129,13 +129,14 @@ def http_json(url: str, body: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-@pytest.mark.parametrize("bulk_writer", ["driver", "worker"])
+# workers write only to PostgreSQL; SQLite keeps one writer, the driver
+@pytest.mark.parametrize("store_uri, bulk_writer", [("sqlite", "driver"), ("postgresql", "driver"),
+                                                    ("postgresql", "worker")],
+                         indirect=["store_uri"])
 def test_client_and_bulk_writes_read_back_identically(store_uri, bulk_writer, serve, tmp_path):
     import mlflow
     from mlflow import MlflowClient
 
-    if bulk_writer == "worker" and not store_uri.startswith("postgresql"):
-        pytest.skip("workers write only to PostgreSQL; SQLite keeps one writer, the driver")
     sweep = load_small_sweep(tmp_path, name="contract", epochs=1000, log_every=100)
     client_tracker, bulk_tracker, keys = write_both(sweep, store_uri, bulk_writer)
     client = MlflowClient(store_uri)
