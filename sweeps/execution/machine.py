@@ -28,21 +28,24 @@ PREFIX = "env."
 def machine_params() -> dict[str, str]:
     """``env.numpy``, ``env.blas``, ``env.blas_kernel``, ``env.simd``, ``env.cpu``,
     ``env.python`` of this process."""
-    config = _numpy_config()
-    blas = config.get("Build Dependencies", {}).get("blas", {}) or {}
-    blas_text = " ".join(str(blas.get(k, "")) for k in ("name", "version")).strip() or "unknown"
-    detail = blas.get("openblas configuration")
-    if detail:
-        blas_text += f" ({detail})"
-    simd = config.get("SIMD Extensions", {}) or {}
+    build, detail, simd = _numpy_build()
     return {
         f"{PREFIX}numpy": np.__version__,
-        f"{PREFIX}blas": blas_text,
+        f"{PREFIX}blas": f"{build} ({detail})" if detail else build,
         f"{PREFIX}blas_kernel": _blas_kernel(),
-        f"{PREFIX}simd": " ".join(simd.get("found", []) or []) or "none",
+        f"{PREFIX}simd": " ".join(simd) or "none",
         f"{PREFIX}cpu": f"{platform.machine()} {_cpu_model()}".strip(),
         f"{PREFIX}python": platform.python_version(),
     }
+
+
+def _numpy_build() -> tuple[str, str, list[str]]:
+    """(BLAS name and version, OpenBLAS's configuration line or "", SIMD levels found)."""
+    config = _numpy_config()
+    blas = config.get("Build Dependencies", {}).get("blas", {}) or {}
+    build = " ".join(str(blas.get(k, "")) for k in ("name", "version")).strip() or "unknown"
+    simd = (config.get("SIMD Extensions", {}) or {}).get("found", []) or []
+    return build, blas.get("openblas configuration") or "", list(simd)
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,10 +59,7 @@ def numerics_fingerprint() -> str:
     is NumPy's) and BLAS threads (workers run one; a GEMM splits rows, not its sums, among
     threads). No single quotes, so it fits in an MLflow filter string.
     """
-    config = _numpy_config()
-    blas = config.get("Build Dependencies", {}).get("blas", {}) or {}
-    build = " ".join(str(blas.get(k, "")) for k in ("name", "version")).strip() or "unknown"
-    simd = (config.get("SIMD Extensions", {}) or {}).get("found", []) or []
+    build, _, simd = _numpy_build()
     text = (f"core={core.NUMERICS_VERSION} numpy={np.__version__} blas={build} "
             f"kernel={_blas_kernel()} simd={'+'.join(simd) or 'none'}")
     return text.replace("'", "")
