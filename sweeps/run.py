@@ -13,7 +13,6 @@ parent run is marked KILLED, so running the same file again continues where it s
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -135,10 +134,6 @@ def run_sweep(
     if executor not in get_args(Executor):
         raise ValueError(f"executor must be one of {get_args(Executor)}, got {executor!r}")
     out_dir = Path(out) if out is not None else Path("sweep-results") / sweep.name
-    if executor == "ray" and not address:
-        # A local instance stays on loopback (Ray otherwise registers the machine's outside
-        # address). Ray reads this when it is first imported, hence before the import below.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     timings: dict[str, float] = {}
     writers: dict[str, int] = {}
     clock = time.perf_counter()

@@ -19,17 +19,12 @@ def ray_session():
     Starting Ray costs seconds, so tests share it; `sweeps.execution.execute` reuses an initialized
     Ray instead of starting its own.
     """
-    with pytest.MonkeyPatch.context() as patch:
-        # Loopback only, as `sweeps run` does for its local instance. Ray reads this when it is
-        # first imported and when it starts; later subprocesses (the cluster tests) get the
-        # environment back unchanged.
-        patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        import ray
+    import ray
 
-        from sweeps.execution.execute import start_local_ray
+    from sweeps.execution.execute import start_local_ray
 
-        if not ray.is_initialized():
-            start_local_ray(num_cpus=2)
+    if not ray.is_initialized():
+        start_local_ray(num_cpus=2)   # on the loopback, as `sweeps run` starts its own
     yield ray
     ray.shutdown()
 

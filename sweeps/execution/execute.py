@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
 import ray
+from ray._private import ray_constants
 
 from sweeps.spec.data import Dataset
 from sweeps.records import Pack
@@ -27,6 +28,8 @@ from sweeps.execution.training import VariantResult, train_pack
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 MAX_RETRIES = 3
 RAYLET_START_WAIT_S = "120"
+LOOPBACK = "127.0.0.1"
+LOOPBACK_SWITCH = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR  # "0": a single-machine, loopback node
 POLL_SECONDS = 0.5  # how often the driver wakes to notice Ctrl-C / SIGTERM while waiting
 # Ray warns at every local start that it enabled token authentication; for an instance this
 # process starts and owns on loopback that is noise. The setting itself is kept as Ray makes it.
@@ -62,17 +65,24 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     """
     # On a busy machine the raylet's agents can take longer to register than Ray's default
     # 30 s, and the node then dies while starting; a user's own value wins.
-    start_env = {**WORKER_ENV, "RAY_raylet_start_wait_time_s":
+    # Ray's single-machine switch keeps the node and every process it spawns on the loopback
+    # (otherwise Ray registers and binds the machine's outward address).
+    start_env = {**WORKER_ENV, LOOPBACK_SWITCH: "0", "RAY_raylet_start_wait_time_s":
                  os.environ.get("RAY_raylet_start_wait_time_s", RAYLET_START_WAIT_S)}
     saved = {name: os.environ.get(name) for name in start_env}
     os.environ.update(start_env)
     auth_logger, quiet = logging.getLogger(TOKEN_AUTH_LOGGER), _DropTokenAuthNotice()
     auth_logger.addFilter(quiet)
+    # This process read the switch when it first imported Ray (a test session or a notebook
+    # may have done so before): the constant is set for this start only.
+    cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         # "local" always starts a fresh instance instead of joining one found in /tmp/ray.
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
                  include_dashboard=False, log_to_driver=False)
     finally:
+        ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
         auth_logger.removeFilter(quiet)
         for name, value in saved.items():
             if value is None:

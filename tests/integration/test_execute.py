@@ -42,6 +42,19 @@ def test_workers_of_the_local_instance_run_with_one_blas_thread(ray_session):
 
 
 @pytest.mark.integration
+def test_the_local_instance_stays_on_the_loopback(ray_session):
+    """The node, its GCS and its workers register 127.0.0.1, not the machine's outward address,
+    though this test session imported Ray before starting it."""
+    @ray_session.remote
+    def worker_address():
+        return ray_session.util.get_node_ip_address()
+
+    assert [node["NodeManagerAddress"] for node in ray_session.nodes()] == [execute.LOOPBACK]
+    assert ray_session.get_runtime_context().gcs_address.startswith(f"{execute.LOOPBACK}:")
+    assert ray_session.get(worker_address.remote()) == execute.LOOPBACK
+
+
+@pytest.mark.integration
 def test_run_ray_reports_all_trained_once_before_the_logging_backlog_ends(ray_session, tmp_path,
                                                                         monkeypatch):
     """The first pack's logging outlasts every pack's training (it waits until each task has
