@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from sweeps.tracking.records import RunRecord
+from sweeps.tracking.run_records import RunRecord
 from sweeps.verification import DIFFERENT, Check, check_record
 
 

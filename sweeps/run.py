@@ -292,7 +292,7 @@ def _earlier_variants(sweep: Sweep, tracker: Tracker) -> list:
     """(settings, metrics) of other sweeps' FINISHED variants in the experiment, which a
     method that chooses its variants while running warm-starts from."""
     from sweeps.spec.config import SETTING_PATHS
-    from sweeps.tracking.layout import value_kind
+    from sweeps.tracking.contract import value_kind
     from sweeps.tracking.readback import earlier_variants
 
     kinds = {path: value_kind(v.settings.get(path) for v in sweep.variants)

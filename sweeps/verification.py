@@ -31,8 +31,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from sweeps.execution.retrain import RetrainError, Retrained, retrain
-from sweeps.tracking.layout import predictions_table
-from sweeps.tracking.records import Predictions, RunRecord
+from sweeps.tracking.contract import predictions_table
+from sweeps.tracking.run_records import Predictions, RunRecord
 
 TOLERANCE = 1e-9
 BIT_IDENTICAL = "bit-identical"
@@ -243,7 +243,7 @@ def _provenance(tags_by_run: dict[str, dict[str, str]]) -> tuple[int, dict[str, 
     """(how many of the runs are reused copies, {a ``sweep.numerics`` other than this
     process's: how many runs carry it}); a run without the tag counts as "(not recorded)"."""
     from sweeps.execution.machine import numerics_fingerprint
-    from sweeps.tracking.layout import NUMERICS, REUSED_FROM
+    from sweeps.tracking.contract import NUMERICS, REUSED_FROM
 
     here = numerics_fingerprint()
     reused, other = 0, {}

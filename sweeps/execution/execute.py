@@ -48,7 +48,7 @@ def init_ray(address: str | None = None) -> bool:
     if ray.is_initialized():
         return False
     if address:
-        check_reachable(address)
+        check_ray_address(address)
         # Workers on other machines get the thread limits through the job's runtime_env.
         ray.init(address=address, runtime_env={"env_vars": WORKER_ENV}, log_to_driver=False)
     else:
@@ -98,7 +98,7 @@ class _DropTokenAuthNotice(logging.Filter):
         return not record.getMessage().startswith("Token authentication is enabled")
 
 
-def check_reachable(address: str, timeout: float = 5.0) -> None:
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
     """Fail fast when nothing listens at a `host:port` (or `ray://host:port`) Ray address.
 
     Ray itself waits minutes for an unreachable cluster; `auto` and other forms are left to it.

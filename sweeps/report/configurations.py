@@ -17,9 +17,8 @@ import pandas as pd
 from sweeps.records import format_value
 from sweeps.spec.search import short_names
 from sweeps.tracking.groups import GROUP_ROLE, GroupRun
-from sweeps.tracking.layout import (CURVES, GROUP_KEY, RANK, ROLE, SWEEP_RUN, TIED,
-                                    encode_param)
-from sweeps.tracking.records import RunRecord
+from sweeps.tracking.contract import CURVES, GROUP_KEY, RANK, ROLE, SWEEP_RUN, TIED, encode_param
+from sweeps.tracking.run_records import RunRecord
 from sweeps.vocabulary import Status
 
 OVER = "seed"

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweeps.report import plots
+from sweeps.report import figures, plots
 from sweeps.vocabulary import RunState
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def _warm_up() -> None:
     """Import matplotlib and draw once off screen (fonts, the log axis's tick text)."""
     import io
 
-    plt = plots._pyplot()
+    plt = figures.pyplot()
     fig, ax = plt.subplots()
     ax.set_yscale("log")
     ax.plot([1, 2], [1e-3, 1e-1], label="x")
@@ -192,7 +192,7 @@ def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None
     curves = results.curves_from_records(records)
     drawn = curves[curves["run_id"].isin(plots.curves_wanted(frame, summary))]
     rungs = rung_plot.group_curves(frame, summary, curves)
-    predictions = {run_id: results.predictions_table(held) for run_id, held in
+    predictions = {run_id: results.predictions_frame(held) for run_id, held in
                    tracker.predictions(plots.predictions_wanted(frame, summary)).items()}
     drawing = plotter is not None and plotter.draw(out_dir, frame, summary, drawn, predictions,
                                                    rungs)

@@ -29,20 +29,13 @@ import numpy as np
 import pandas as pd
 
 from sweeps.records import format_value
+from sweeps.report import figures, rung_plot
 from sweeps.report.results import ranking_metric, setting_columns
 
 X_PREFERRED = ("train.lr",)
 LINE_PREFERRED = ("model.hidden",)
 MAX_CURVE_GROUPS = 8
 MAX_PREDICTION_VARIANTS = 10      # more markers than this hide each other (and the legend)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    return plt
 
 
 # Every file `write_all` can draw, in the order it draws them.
@@ -65,8 +58,6 @@ def write_all(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
         `results.load_predictions`). Without them, no predictions plot.
     rungs : `rung_plot.group_curves` of a successive-halving sweep (None: no rung plot).
     """
-    from sweeps.report import rung_plot
-
     unknown = set(only) - set(PLOT_FILES)
     if unknown:
         raise ValueError(f"no such plots: {sorted(unknown)}")
@@ -126,7 +117,7 @@ def loss_curves(path: Path, frame: pd.DataFrame, summary: pd.DataFrame, curves: 
     """Mean curve across seeds with a min-max band for the `top` best groups."""
     if curves.empty or metric not in curves.columns or summary.empty:
         return False
-    plt = _pyplot()
+    plt = figures.pyplot()
     by = summary.attrs.get("by") or []
     fig, ax = plt.subplots(figsize=(8, 5))
     drawn = 0
@@ -161,10 +152,7 @@ def loss_curves(path: Path, frame: pd.DataFrame, summary: pd.DataFrame, curves: 
     ax.set_title(f"Training curves of the {drawn} best groups")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return figures.save(fig, path)
 
 
 def choose_axes(frame: pd.DataFrame, summary: pd.DataFrame) -> tuple[str | None, str | None]:
@@ -194,7 +182,7 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
     metrics = [m for m in ("train_loss", "test_loss") if f"{m}_mean" in summary.columns]
     if not metrics:
         return False
-    plt = _pyplot()
+    plt = figures.pyplot()
     numeric_x = _numeric(summary[x])
     categories = list(dict.fromkeys(summary[x].map(_key)))
     if not numeric_x:
@@ -245,10 +233,7 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
     if dead:
         title += f"; {dead} all-diverged groups not drawn"
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return figures.save(fig, path)
 
 
 def error_bars(rows: pd.DataFrame, metric: str, log_y: bool) -> tuple[np.ndarray, str]:
@@ -287,7 +272,7 @@ def predictions_plot(path: Path, frame: pd.DataFrame, summary: pd.DataFrame,
               if row["run_id"] in predictions][:MAX_PREDICTION_VARIANTS]
     if not tables:
         return False
-    plt = _pyplot()
+    plt = figures.pyplot()
     targets = [c[len("target_"):] for c in tables[0][1].columns if c.startswith("target_")]
     targets = targets[:4]
     fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(max(6, 5 * len(targets)), 4.5),
@@ -314,10 +299,7 @@ def predictions_plot(path: Path, frame: pd.DataFrame, summary: pd.DataFrame,
     shown = f" ({len(tables)} of {len(rows)} variants)" if len(tables) < len(rows) else ""
     fig.suptitle(f"Test predictions of the best group{shown}:\n"
                  f"{_label({c: best[c] for c in by})}", fontsize="medium")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return figures.save(fig, path)
 
 
 def importance_plot(path: Path, summary: pd.DataFrame) -> bool:
@@ -328,16 +310,13 @@ def importance_plot(path: Path, summary: pd.DataFrame) -> bool:
     table = importances(summary)
     if table.empty:
         return False
-    plt = _pyplot()
+    plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(6, 0.5 + 0.4 * len(table)))
     ax.barh(table["setting"][::-1], table["importance"][::-1], color="tab:blue")
     ax.set_xlabel("importance (share, mean decrease in impurity of a random forest)")
     ax.set_title(f"What explains {summary.attrs.get('metric')} "
                  f"({len(summary)} configurations, means over seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return figures.save(fig, path)
 
 
 def pareto_plot(path: Path, summary: pd.DataFrame) -> bool:
@@ -351,7 +330,7 @@ def pareto_plot(path: Path, summary: pd.DataFrame) -> bool:
     optimal = pareto_optimal(summary, objectives)
     (x_name, x_mode), (y_name, y_mode) = objectives[:2]
     x, y = summary[f"{x_name}_mean"], summary[f"{y_name}_mean"]
-    plt = _pyplot()
+    plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.scatter(x[~optimal], y[~optimal], s=14, color="0.6", label="configurations")
     order = np.argsort(x[optimal].to_numpy())
@@ -360,7 +339,4 @@ def pareto_plot(path: Path, summary: pd.DataFrame) -> bool:
     ax.set_xlabel(f"{x_name} ({x_mode}), mean over seeds")
     ax.set_ylabel(f"{y_name} ({y_mode}), mean over seeds")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return figures.save(fig, path)

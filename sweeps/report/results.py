@@ -6,7 +6,7 @@ One builder serves both paths, so they give identical tables:
 - later, from MLflow alone: ``load_runs(experiment)`` reads the same records back
   (`sweeps.tracking.readback.read_sweep`) and calls the same builder.
 
-Records are `sweeps.tracking.records.RunRecord`s, decoded at the MLflow edge: nothing here
+Records are `sweeps.tracking.run_records.RunRecord`s, decoded at the MLflow edge: nothing here
 knows MLflow.
 
 Tables
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from sweeps.records import format_value
-from sweeps.tracking.records import Predictions, RunRecord
+from sweeps.tracking.run_records import Predictions, RunRecord
 from sweeps.vocabulary import DEFAULT_RANKING, METRICS, Status, higher_is_better
 
 ID_COLUMNS = ("run_id", "variant_key", "group_key", "status", "name")
@@ -152,11 +152,11 @@ def curves_from_records(records: Sequence[RunRecord]) -> pd.DataFrame:
 
 def predictions_from_records(records: Sequence[RunRecord]) -> dict[str, pd.DataFrame]:
     """{run_id: predictions table} for the records that carry predictions (in-memory ones)."""
-    return {record.run_id: predictions_table(record.predictions) for record in records
+    return {record.run_id: predictions_frame(record.predictions) for record in records
             if record.predictions is not None}
 
 
-def predictions_table(predictions: Predictions) -> pd.DataFrame:
+def predictions_frame(predictions: Predictions) -> pd.DataFrame:
     """predictions.csv as a table: one row per test example, float64 columns."""
     return pd.DataFrame(predictions.values, columns=list(predictions.columns))
 
@@ -194,7 +194,7 @@ def load_predictions(run_ids: Sequence[str], tracking_uri: str | None = None
     """{run_id: predictions.csv as a table} for the given child runs (missing ones left out)."""
     from sweeps.tracking.readback import fetch_predictions
 
-    return {run_id: predictions_table(p)
+    return {run_id: predictions_frame(p)
             for run_id, p in fetch_predictions(tracking_uri, list(run_ids)).items()}
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sweeps.report import figures
 from sweeps.report.results import ranking_metric
 from sweeps.vocabulary import Status
 
@@ -56,11 +57,9 @@ def draw(path: Path, table: pd.DataFrame | None) -> bool:
     """The plot, from `group_curves`' table; False when there is nothing to draw."""
     if table is None or table.empty:
         return False
-    from sweeps.report.plots import _pyplot
-
     from matplotlib.collections import LineCollection
 
-    plt = _pyplot()
+    plt = figures.pyplot()
     metric = table.attrs.get("metric", "value")
     fig, ax = plt.subplots(figsize=(8, 5))
     survivors = sorted(table.loc[table["survived"], "group"].unique())
@@ -90,7 +89,4 @@ def draw(path: Path, table: pd.DataFrame | None) -> bool:
     ax.grid(True, which="both", alpha=0.3)
     if survivors:
         ax.legend(title="rank", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return figures.save(fig, path)

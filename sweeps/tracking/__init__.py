@@ -1,6 +1,6 @@
 """Everything that knows MLflow: the layout contract, connecting, writing, reading, the UI.
 
-`layout` (tag names, limits, param encoding: needs no MLflow), `records` (`RunRecord`, what
+`contract` (tag names, limits, param encoding: needs no MLflow), `run_records` (`RunRecord`, what
 a child run holds, typed: needs no MLflow), `store` (clients, SQLite set-up, reachability),
 `tracker` (the `Tracker` seam and `open_tracker`), `child` (one variant's run, for every
 writer), `track` (the client writer), `bulk` (one transaction per batch, for database

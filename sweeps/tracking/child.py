@@ -13,10 +13,10 @@ from typing import Any, Collection, Mapping
 
 import numpy as np
 
-from sweeps.tracking.layout import (CURVES, GROUP_KEY, NUMERICS, PARENT_ID, PREDICTIONS_FILE,
-                                    ROLE, RUNG, STATUS, STOPPED_EPOCH, VARIANT_INDEX,
-                                    VARIANT_KEY, encode_param, predictions_table, write_csv)
-from sweeps.tracking.records import Predictions, RunRecord, make_record
+from sweeps.tracking.contract import (CURVES, GROUP_KEY, NUMERICS, PARENT_ID, PREDICTIONS_FILE,
+                                      ROLE, RUNG, STATUS, STOPPED_EPOCH, VARIANT_INDEX,
+                                      VARIANT_KEY, encode_param, predictions_table, write_csv)
+from sweeps.tracking.run_records import Predictions, RunRecord, make_record
 
 
 @dataclass

@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from sweeps.tracking.layout import MAX_METRICS, MAX_PARAMS_TAGS, ROLE, SWEEP_RUN
+from sweeps.tracking.contract import MAX_METRICS, MAX_PARAMS_TAGS, ROLE, SWEEP_RUN
 from sweeps.tracking.store import chunks
 
 GROUP_ROLE = "group"

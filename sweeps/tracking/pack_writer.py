@@ -36,7 +36,7 @@ from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
 
 from sweeps.tracking.child import ChildRun, child_run
-from sweeps.tracking.records import RunRecord
+from sweeps.tracking.run_records import RunRecord
 from sweeps.tracking.rows import ACTIVE, COLUMNS, FINISHED, batch_rows
 
 log = logging.getLogger(__name__)

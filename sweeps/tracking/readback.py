@@ -8,7 +8,7 @@ Two readers give the same records (`tests/tracking/test_readers.py` holds them t
   paged ``search_runs`` and bulk metric-history requests.
 
 The parent-run lookup (`find_parent`) is shared with the writer, so both agree on which sweep
-run a sweep file continues. Everything here decodes MLflow's strings once (`records`); the
+run a sweep file continues. Everything here decodes MLflow's strings once (`run_records`); the
 callers (`sweeps.report.results`, `sweeps.report.plots` through `sweeps.run`) never see MLflow.
 """
 
@@ -27,10 +27,10 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 
 from sweeps.spec.config import SETTING_PATHS, TEXT_SETTINGS
-from sweeps.tracking.layout import (CONFIG_HASH, PARENT_ID, PREDICTIONS_FILE, ROLE, SWEPT,
-                                    VARIANT_KEY, decode_metric, decode_param, sweep_kinds)
-from sweeps.tracking.records import (Predictions, RunRecord, by_index, decode_record,
-                                     newest_per_variant)
+from sweeps.tracking.contract import (CONFIG_HASH, PARENT_ID, PREDICTIONS_FILE, ROLE, SWEPT,
+                                      VARIANT_KEY, decode_metric, decode_param, sweep_kinds)
+from sweeps.tracking.run_records import (Predictions, RunRecord, by_index, decode_record,
+                                         newest_per_variant)
 from sweeps.tracking.store import (artifact_repository, chunks, default_tracking_uri, make_client,
                                    search_all)
 from sweeps.vocabulary import RunState
@@ -276,7 +276,7 @@ def fetch_settings(tracking_uri: str | None, run_ids: Sequence[str]) -> dict[str
 
 
 def decode_settings(params: Mapping[str, str]) -> dict[str, Any]:
-    """A child run's params as setting values (dotted path -> value, `layout.encode_param`
+    """A child run's params as setting values (dotted path -> value, `contract.encode_param`
     undone); params that are not settings (``env.*``) left out."""
     return {path: decode_param(params[path], "str" if path in TEXT_SETTINGS else "json")
             for path in SETTING_PATHS if path in params}
@@ -346,7 +346,7 @@ def fetch_predictions(tracking_uri: str | None, run_ids: Sequence[str]
 
 
 def parse_predictions(text: str) -> Predictions:
-    """predictions.csv (as `layout.write_csv` writes it) as arrays."""
+    """predictions.csv (as `contract.write_csv` writes it) as arrays."""
     header, _, body = text.partition("\n")
     columns = tuple(next(csv.reader([header])))
     values = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)

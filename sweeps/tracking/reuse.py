@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from sweeps.tracking.child import ChildRun
-from sweeps.tracking.layout import (CURVES, GROUP_KEY, NUMERICS, PARENT_ID, PREDICTIONS_FILE,
-                                    REUSED_FROM, ROLE, RUNG, STATUS, VARIANT_INDEX,
-                                    VARIANT_KEY, curve_keys, decode_metric, encode_param)
-from sweeps.tracking.records import Predictions
+from sweeps.tracking.contract import (CURVES, GROUP_KEY, NUMERICS, PARENT_ID, PREDICTIONS_FILE,
+                                      REUSED_FROM, ROLE, RUNG, STATUS, VARIANT_INDEX, VARIANT_KEY,
+                                      curve_keys, decode_metric, encode_param)
+from sweeps.tracking.run_records import Predictions
 from sweeps.tracking.store import artifact_repository, chunks, local_artifact_dir, search_all
 
 # Result tags a copy takes from its source; every other tag says where the copy sits (written
@@ -89,9 +89,9 @@ def count_unfound(tracker: Any, experiment: str, keys: Sequence[str], numerics: 
     decides whether Ray starts, beside the rest of the start-up. Children of the parent a
     resume continues count as found (they are done either way)."""
     from sweeps.tracking.sqlread import is_sql_store
-    from sweeps.tracking.store import check_reachable
+    from sweeps.tracking.store import check_tracking_server
 
-    check_reachable(tracker.tracking_uri)   # (as `start` does: MLflow would retry for minutes)
+    check_tracking_server(tracker.tracking_uri)  # as `start` does: MLflow would retry for minutes
     client = tracker.client
     found = client.get_experiment_by_name(experiment)
     if found is None or not keys:

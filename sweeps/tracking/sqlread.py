@@ -21,8 +21,8 @@ from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
-from sweeps.tracking.layout import PARENT_ID, RECORD_TAGS, VARIANT_KEY, decode_metrics
-from sweeps.tracking.records import History, RunRecord, decode_record
+from sweeps.tracking.contract import PARENT_ID, RECORD_TAGS, VARIANT_KEY, decode_metrics
+from sweeps.tracking.run_records import History, RunRecord, decode_record
 from sweeps.vocabulary import RunState
 
 

@@ -57,7 +57,7 @@ class TrackingUnavailable(ConnectionError):
     """The tracking server does not answer at all (a wrong URI, a server that is down)."""
 
 
-def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
+def check_tracking_server(tracking_uri: str, timeout: float = 10.0) -> None:
     """Fail fast, with the URI in the message, when a tracking server does not answer.
 
     MLflow's own client retries a refused connection for minutes; the retries in

@@ -1,5 +1,5 @@
 """Writing a sweep to MLflow through `MlflowClient`, resumably (`SweepTracker`), in the layout
-of `sweeps.tracking.layout`: the path for tracking servers, and the parent run's writer for
+of `sweeps.tracking.contract`: the path for tracking servers, and the parent run's writer for
 every store.
 
 Writes per child: one ``create_run`` (name and every tag), one ``log_batch`` (metrics and
@@ -22,11 +22,11 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 from sweeps import stopping
 from sweeps.vocabulary import ENDED, RunState
 from sweeps.tracking.child import ChildRun, child_run
-from sweeps.tracking.layout import (CONFIG_HASH, MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, NAME,
-                                    PARENT_ID, ROLE, SWEPT, shared_settings, sweep_kinds)
+from sweeps.tracking.contract import (CONFIG_HASH, MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS,
+                                      NAME, PARENT_ID, ROLE, SWEPT, shared_settings, sweep_kinds)
 from sweeps.tracking.readback import fetch_predictions, find_parent, finished_children
-from sweeps.tracking.records import Predictions, RunRecord, by_index
-from sweeps.tracking.store import (artifact_repository, check_reachable, chunks,
+from sweeps.tracking.run_records import Predictions, RunRecord, by_index
+from sweeps.tracking.store import (artifact_repository, check_tracking_server, chunks,
                                    default_tracking_uri, ensure_experiment, is_transient,
                                    make_client, search_all, write_artifact)
 
@@ -124,7 +124,7 @@ class SweepTracker:
         records are loaded, so `records()` covers the whole sweep); unfinished children and
         duplicates are deleted.
         """
-        check_reachable(self.tracking_uri)
+        check_tracking_server(self.tracking_uri)
         return self._retry("start", self._start)
 
     def _start(self) -> set[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
-from sweeps.tracking.records import Predictions, RunRecord
+from sweeps.tracking.run_records import Predictions, RunRecord
 from sweeps.tracking.store import default_tracking_uri
 from sweeps.vocabulary import RunState
 

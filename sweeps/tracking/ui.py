@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from sweeps.tracking.layout import ROLE
-from sweeps.tracking.store import check_reachable, default_tracking_uri, make_client, search_all
+from sweeps.tracking.contract import ROLE
+from sweeps.tracking.store import (check_tracking_server, default_tracking_uri, make_client,
+                                   search_all)
 
 DEFAULT_PORT = 5000
 # MLflow 3.17's UI opens its Assistant panel (a third of the window) on the first visit of
@@ -89,7 +90,7 @@ def configurations_view(sweep_run_id: str, metric: str, ascending: bool,
     first by `metric`, with the metric, its spread, the seed count, the swept settings
     (`settings`, without the seed) and the tie mark as the only columns."""
     from sweeps.tracking.groups import group_filter
-    from sweeps.tracking.layout import TIED
+    from sweeps.tracking.contract import TIED
 
     return _view(group_filter(sweep_run_id), metric, ascending,
                  [f"metrics.`{key}`" for key in (metric, f"{metric}_std", "n")]
@@ -99,7 +100,7 @@ def configurations_view(sweep_run_id: str, metric: str, ascending: bool,
 def seeds_view(sweep_run_id: str, group_key: str, metric: str, ascending: bool) -> str:
     """The shared view (JSON) of one configuration's seeds: its variants in the sweep run,
     best first by `metric`, with the metric, the seed and the status as columns."""
-    from sweeps.tracking.layout import GROUP_KEY, PARENT_ID, STATUS
+    from sweeps.tracking.contract import GROUP_KEY, PARENT_ID, STATUS
 
     return _view(f"tags.`{PARENT_ID}` = '{sweep_run_id}' and "
                  f"tags.`{GROUP_KEY}` = '{group_key}'", metric, ascending,
@@ -150,7 +151,7 @@ def find_experiment(tracking_uri: str | None = None, name: str | None = None) ->
     ConnectionError when a tracking server does not answer.
     """
     uri = tracking_uri or default_tracking_uri()
-    check_reachable(uri)
+    check_tracking_server(uri)
     client = make_client(uri, create=False)
     if name is not None:
         experiment = client.get_experiment_by_name(name)

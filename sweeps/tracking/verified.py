@@ -1,9 +1,9 @@
 """What `sweeps verify` leaves on a sweep's parent run: ``verify.json`` and the tag
-``sweep.verified`` (their names are in `sweeps.tracking.layout`)."""
+``sweep.verified`` (their names are in `sweeps.tracking.contract`)."""
 
 from __future__ import annotations
 
-from sweeps.tracking.layout import VERIFIED, VERIFY_FILE
+from sweeps.tracking.contract import VERIFIED, VERIFY_FILE
 from sweeps.tracking.readback import SweepRead
 from sweeps.tracking.store import make_client, write_artifact
 

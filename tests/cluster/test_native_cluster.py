@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweeps.tracking.layout import ROLE
+from sweeps.tracking.contract import ROLE
 
 from tests.cluster.cluster_sweeps import (
     SWEEP_EPOCHS, VARIANTS, assert_each_variant_logged_once, child_runs, finish, finished_nodes,

@@ -15,7 +15,7 @@ from sweeps.cli import app
 from sweeps.report.results import load_curves, load_runs, summarize
 from sweeps.run import run_sweep
 from sweeps.spec.sweep import load_sweep
-from sweeps.tracking.layout import REUSED_FROM
+from sweeps.tracking.contract import REUSED_FROM
 from sweeps.verification import BIT_IDENTICAL, verify
 from tests.integration.helpers import START_TIMEOUT, child_runs, sweeps_command, write_sweep
 

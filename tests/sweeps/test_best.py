@@ -21,7 +21,7 @@ from sweeps.best import choose
 from sweeps.cli import app
 from sweeps.spec.sweep import load_sweep
 from sweeps.tracking.readback import parse_predictions
-from sweeps.tracking.records import RunRecord
+from sweeps.tracking.run_records import RunRecord
 from tests.helpers import free_port
 from tests.sweeps.conftest import copy_store
 

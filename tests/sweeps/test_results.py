@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from sweeps.report import results
-from sweeps.tracking.layout import encode_param
+from sweeps.tracking.contract import encode_param
 from sweeps.tracking.track import SweepTracker
 from tests.synthetic import log_sweep, load_small_sweep
 

@@ -7,7 +7,7 @@ import pytest
 
 from sweeps.execution.retrain import RetrainError, rebuild_variant, retrain, settings_from_logged
 from sweeps.spec.sweep import load_sweep
-from sweeps.tracking.layout import encode_param
+from sweeps.tracking.contract import encode_param
 from sweeps.tracking.readback import decode_settings
 from tests.conftest import CONFIGS
 

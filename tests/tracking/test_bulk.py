@@ -222,7 +222,7 @@ def test_predictions_behind_a_server_are_read_through_it_for_runs_in_its_databas
     assert sorted(loaded) == sorted(run_ids)
     for record in tracker.records():
         pd.testing.assert_frame_equal(loaded[record.run_id],
-                                      results.predictions_table(record.predictions))
+                                      results.predictions_frame(record.predictions))
     monkeypatch.delenv("SWEEPS_ARTIFACTS_SERVER")
     with pytest.raises(RuntimeError, match="set SWEEPS_ARTIFACTS_SERVER"):
         results.load_predictions(run_ids, postgresql_uri)

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 from sweeps.execution.machine import numerics_fingerprint
 from sweeps.tracking import open_tracker
-from sweeps.tracking.layout import NUMERICS, REUSED_FROM
+from sweeps.tracking.contract import NUMERICS, REUSED_FROM
 from sweeps.tracking.reuse import copy_sources, find_sources
 from tests.synthetic import load_small_sweep
 from tests.tracking.test_contract import (Side, artifact_files, assert_same, contract_batch,

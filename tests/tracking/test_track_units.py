@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from sweeps.tracking import layout, store, track
+from sweeps.tracking import contract, store, track
 
 @pytest.mark.parametrize("values, kind", [
     ([0.1, 1.0, 1e-8], "float"), ([1, 0.5], "float"), ([0, 3], "int"), ([None, 32], "Int64"),
@@ -15,26 +15,26 @@ from sweeps.tracking import layout, store, track
     ([None, "a"], "json"), ([1, "a"], "json"),
 ])
 def test_swept_values_round_trip_through_param_strings(values, kind):
-    assert layout.value_kind(values) == kind
-    decoded = [layout.decode_param(layout.encode_param(v), kind) for v in values]
+    assert contract.value_kind(values) == kind
+    decoded = [contract.decode_param(contract.encode_param(v), kind) for v in values]
     expected = [float(v) if kind == "float" else v for v in values]
     assert decoded == expected
     assert [type(v) for v in decoded] == [type(v) for v in expected]
 
 
 def test_params_are_readable_strings():
-    assert layout.encode_param((8, 8)) == "[8, 8]"
-    assert layout.encode_param(0.1) == "0.1"
-    assert layout.encode_param(False) == "false"
-    assert layout.encode_param(None) == "null"
-    assert layout.encode_param("xavier_normal") == "xavier_normal"
+    assert contract.encode_param((8, 8)) == "[8, 8]"
+    assert contract.encode_param(0.1) == "0.1"
+    assert contract.encode_param(False) == "false"
+    assert contract.encode_param(None) == "null"
+    assert contract.encode_param("xavier_normal") == "xavier_normal"
 
 
 def test_infinite_metrics_clamped_by_sql_stores_read_back_as_inf():
-    assert layout.decode_metric(1.7976931348623157e308) == math.inf
-    assert layout.decode_metric(-1.7976931348623157e308) == -math.inf
-    assert math.isnan(layout.decode_metric(math.nan))
-    assert layout.decode_metric(0.25) == 0.25
+    assert contract.decode_metric(1.7976931348623157e308) == math.inf
+    assert contract.decode_metric(-1.7976931348623157e308) == -math.inf
+    assert math.isnan(contract.decode_metric(math.nan))
+    assert contract.decode_metric(0.25) == 0.25
 
 
 def test_batches_stay_within_mlflow_limits_and_keep_every_entity():

@@ -180,7 +180,7 @@ def decode_metrics(values: np.ndarray, is_nan: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# What a child run holds, typed and decoded once, is a `sweeps.tracking.records.RunRecord`:
+# What a child run holds, typed and decoded once, is a `sweeps.tracking.run_records.RunRecord`:
 # the writer builds it from the values it logs, the readers from these strings.
 
 

@@ -16,8 +16,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sweeps.tracking.layout import (GROUP_KEY, RUNG, STATUS, STOPPED_EPOCH, VARIANT_INDEX,
-                                    VARIANT_KEY, curve_keys, decode_metric, decode_param)
+from sweeps.tracking.contract import (GROUP_KEY, RUNG, STATUS, STOPPED_EPOCH, VARIANT_INDEX,
+                                      VARIANT_KEY, curve_keys, decode_metric, decode_param)
 
 History = Mapping[str, tuple[np.ndarray, np.ndarray]]   # key -> (steps int64, values float64)
 
@@ -44,7 +44,7 @@ class RunRecord:
         position in the sweep).
     curves : the metric keys logged as histories.
     swept : {swept dotted path: kind} in file order, the same object for every record of a
-        sweep (the kind says how a column is typed, see `layout.value_kind`).
+        sweep (the kind says how a column is typed, see `contract.value_kind`).
     settings : {swept dotted path: value}, typed (``model.hidden`` a tuple, ``train.lr`` a
         float, ...). Settings every variant shares are on the parent run.
     metrics : {key: final value}, NaN and +-inf as floats.

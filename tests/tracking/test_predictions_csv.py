@@ -6,7 +6,7 @@ import numpy as np
 
 import core
 from sweeps.spec.data import load_dataset
-from sweeps.tracking.layout import predictions_table
+from sweeps.tracking.contract import predictions_table
 
 
 def test_pred_label_agrees_with_test_accuracy_at_exactly_one_half():
@@ -29,7 +29,7 @@ def test_softmax_outputs_take_the_argmax():
 
 def test_predictions_csv_is_written_as_savetxt_writes_it_and_reads_back_exactly(tmp_path):
     """The remembered columns change nothing: the same bytes as np.savetxt, every time."""
-    from sweeps.tracking.layout import write_csv
+    from sweeps.tracking.contract import write_csv
 
     rng = np.random.default_rng(0)
     fixed = rng.normal(size=(20, 3))                           # the same in every file
