@@ -343,7 +343,7 @@ def flatten(settings: Settings) -> dict[str, Any]:
 # listed here, and at its schema default it is left out of both hashes; set to anything else,
 # it is hashed like any other. Rule for a new entry: its default must mean exactly what files
 # without it meant before it existed (no validation split, no halving), now and later.
-# tests/sweeps/test_search.py compares the hashes of shipped files with main's at 4974a0e.
+# tests/sweeps/spec/test_search.py compares the hashes of shipped files with main's at 4974a0e.
 
 ADDED_LATER: tuple[str, ...] = (
     "data.validation",

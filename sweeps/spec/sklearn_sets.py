@@ -4,7 +4,7 @@
 critical path of every `sweeps run`, `validate` and `plan` of a sweep on one of these sets.
 The files themselves (sklearn/datasets/data/) are small CSVs that NumPy reads in milliseconds,
 so `sklearn_set` reads them directly and rebuilds what `sklearn.datasets.load_<name>()` returns,
-bit for bit: runs are keyed by a hash of the data (tests/sweeps/test_sklearn_sets.py compares
+bit for bit: runs are keyed by a hash of the data (tests/sweeps/spec/test_sklearn_sets.py compares
 every set with its loader). Where the files are not as this code expects them (another
 scikit-learn layout), it falls back to the loader.
 """

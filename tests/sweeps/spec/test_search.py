@@ -20,7 +20,7 @@ from sweeps.methods.brackets import bracket_work, search_work
 from sweeps.spec.search import SEARCH_METHODS, Halving, describe_search, method_of
 from sweeps.spec.sweep import load_sweep
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 CONTRACT_SETTINGS = {
     "data.source", "data.test_fraction", "data.scale", "data.task", "model.hidden",

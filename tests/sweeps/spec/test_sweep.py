@@ -10,7 +10,7 @@ import pytest
 from sweeps.spec.data import BUILTINS
 from sweeps.spec.sweep import load_sweep
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 FILES = sorted(CONFIGS.glob("*.yaml"))
 
 

@@ -16,7 +16,7 @@ from sweeps.records import Pack
 from sweeps.execution.training import train_pack
 from sweeps.spec.sweep import load_sweep
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 MIXED = """\
 name: mixed
