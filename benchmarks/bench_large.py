@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 PLAN_SEEDS = 2083            # 48 x 2083 = 99,984 variants, under the 100,000 cap
 
 RUN = r"""
-import json, sys, time
+import json, sys, threading, time
 from pathlib import Path
 clock = time.perf_counter()
 import sweeps.run as run
@@ -38,8 +38,28 @@ def peak_mib():
     status = Path("/proc/self/status").read_text().splitlines()
     return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
 
+# Where the peak is: the resident size sampled every 20 ms with the innermost `sweeps`
+# function the main thread is in; the highest sample per function is kept.
+PAGE_MIB = 4096 / 2**20
+main, by_phase, stop = threading.main_thread().ident, {}, threading.Event()
+
+def sample():
+    while not stop.wait(0.02):
+        rss = int(Path("/proc/self/statm").read_text().split()[1]) * PAGE_MIB
+        frame, label = sys._current_frames().get(main), "other"
+        while frame is not None:
+            name = frame.f_globals.get("__name__", "")
+            if name.startswith("sweeps."):
+                label = f"{name}.{frame.f_code.co_name}"
+                break
+            frame = frame.f_back
+        by_phase[label] = max(rss, by_phase.get(label, 0.0))
+
+threading.Thread(target=sample, daemon=True).start()
 marks = {}
-phase = run._train_and_log
+# The training-and-logging phase: `run_scheduled` (older revisions: `_train_and_log`).
+name = "_train_and_log" if hasattr(run, "_train_and_log") else "run_scheduled"
+phase = getattr(run, name)
 
 def marked(*args, **kwargs):                  # the peak so far, once training is over
     try:
@@ -47,11 +67,13 @@ def marked(*args, **kwargs):                  # the peak so far, once training i
     finally:
         marks["trained_peak_mib"] = peak_mib()
 
-run._train_and_log = marked
+setattr(run, name, marked)
 outcome = run.run_sweep(sys.argv[1], tracking_uri=sys.argv[2], out=sys.argv[3], progress=False)
 wall = time.perf_counter() - clock
+stop.set()
+top = dict(sorted(by_phase.items(), key=lambda item: -item[1])[:6])
 print(json.dumps({"wall": wall, "peak_mib": peak_mib(), "trained": outcome.trained,
-                  "timings": outcome.timings, **marks}))
+                  "timings": outcome.timings, "rss_by_phase": top, **marks}))
 """
 
 LOAD = r"""
@@ -134,6 +156,9 @@ def main() -> None:
                       f"the end of training); " + ", ".join(
                           f"{k} {v:.1f} s" for k, v in got["timings"].items())
                       + f"; load_runs {loads[seeds]['seconds']:.1f} s", flush=True)
+                print("      highest RSS by phase (MiB): " + ", ".join(
+                    f"{k.removeprefix('sweeps.')} {v:.0f}"
+                    for k, v in got["rss_by_phase"].items()), flush=True)
         finally:
             if postgres is not None:
                 postgres.__exit__(None, None, None)

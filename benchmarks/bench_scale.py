@@ -51,7 +51,9 @@ import sweeps.run as run
 
 sweep_file, uri, out, postmaster = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 marks = {}
-phase = run._train_and_log
+# The training-and-logging phase: `run_scheduled` (older revisions: `_train_and_log`).
+name = "_train_and_log" if hasattr(run, "_train_and_log") else "run_scheduled"
+phase = getattr(run, name)
 # Ray shuts down once every pack is in, while the driver may still write: held until the
 # phase's end snapshot, or the workers' CPU would leave with them.
 from sweeps.execution.execute import RayConnection
@@ -66,7 +68,7 @@ def bracketed(*args, **kwargs):
         marks["end"] = (time.perf_counter(), cpu_by_group(os.getpid(), postmaster))
         RayConnection.close_soon = close_soon
 
-run._train_and_log = bracketed
+setattr(run, name, bracketed)
 cpus = int(os.environ["BENCH_CPUS"])
 from sweeps.execution import execute
 execute.start_local_ray.__defaults__ = (cpus,)

@@ -98,7 +98,8 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
                                 diverged=sum(r.status == "diverged" for r in pack_results))
                     return
                 for result in pack_results:
-                    results[result.key] = result
+                    if scheduler.reads_results:   # else held for nothing (48,000 curves)
+                        results[result.key] = result
                     if work.keep:
                         trails[result.key] = (trails[result.key].extend(result)
                                               if result.key in trails else Trail.first(result))

@@ -127,7 +127,8 @@ class Scheduler:
 
     def tell(self, results: Mapping[str, Any]) -> None:
         """The results of the round just trained: {variant key: VariantResult}, one for each
-        request of its work (every one: a round whose packs failed is not told)."""
+        request of its work (every one: a round whose packs failed is not told); empty
+        when `reads_results` is False."""
         raise NotImplementedError
 
     def state(self) -> dict:

@@ -137,8 +137,9 @@ class PlotWorker:
         if self._proc is None or self._proc.poll() is not None:
             return False
         job = Path(self._tmp.name) / "job.pickle"
-        job.write_bytes(pickle.dumps((Path(out_dir).resolve(), frame, summary, curves,
-                                      predictions, rungs)))
+        with job.open("wb") as file:     # streamed: no second copy of the job in memory
+            pickle.dump((Path(out_dir).resolve(), frame, summary, curves, predictions, rungs),
+                        file, protocol=5)
         try:
             self._proc.stdin.write(f"{job}\n".encode())
             self._proc.stdin.close()

@@ -122,13 +122,11 @@ def metric_columns(keys) -> list[str]:
 def curves_from_records(records: Sequence[RunRecord]) -> pd.DataFrame:
     """Long-format curves: one row per (run_id, epoch), one column per curve metric.
 
-    Built in place: each column is allocated once at its full length and filled per record,
-    and ``run_id`` is taken from the records' ids by Arrow, never one Python string object
-    per row (at 48,000 variants the rows are 4.8 million: the per-record arrays and the
-    object column peaked at ~1.2 GB beside ~0.2 GB now).
+    ``run_id`` is categorical: one code per row (int32), each run id text once. Built in
+    place: each column is allocated once at its full length and filled per record. At 48,000
+    variants the rows are 4.8 million: per-record arrays and an object column peaked at
+    ~1.2 GB, one Arrow string per row took 185 MB, the codes take 19 MB.
     """
-    import pyarrow as pa
-
     keys = metric_columns({k for r in records for k in (r.history or {})})
     with_history = [record for record in records if record.history]
     steps_of = []
@@ -144,10 +142,9 @@ def curves_from_records(records: Sequence[RunRecord]) -> pd.DataFrame:
             if key in values:
                 column = values[key][end - count:end]
                 column[np.searchsorted(steps, np.asarray(s, dtype=np.int64))] = v
-    ids = pa.array([record.run_id for record in with_history], pa.large_string())  # "str"'s own
-    run_ids = ids.take(pa.array(np.repeat(np.arange(len(ids), dtype=np.int32), counts)))
-    return pd.DataFrame({"run_id": pd.array(run_ids, dtype="str"), "epoch": epochs, **values},
-                        copy=False)
+    codes, ids = pd.factorize(pd.Index([record.run_id for record in with_history], dtype="str"))
+    run_ids = pd.Categorical.from_codes(np.repeat(codes.astype(np.int32), counts), ids)
+    return pd.DataFrame({"run_id": run_ids, "epoch": epochs, **values}, copy=False)
 
 
 def predictions_from_records(records: Sequence[RunRecord]) -> dict[str, pd.DataFrame]:
