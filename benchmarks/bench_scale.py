@@ -10,9 +10,10 @@ and the modes and stores alternate, so ratios come from the same minutes.
 
 Printed per (store, mode): variants per second over the training-and-logging phase (the
 ceiling), and CPU milliseconds per child in that phase for the driver, the Ray workers, the
-rest of Ray (raylet, GCS, ...) and the database server (PostgreSQL's backends and
-background processes: /proc/<pid>/stat of the postmaster's tree; SQLite runs inside the
-writer). CPU of a process that exits inside the phase is not counted (none should).
+rest of Ray (raylet, GCS, ...), the plot helper (its matplotlib import: a fixed ~1-2 s) and
+the database server (PostgreSQL's backends and background processes: /proc/<pid>/stat of the
+postmaster's tree; SQLite runs inside the writer). CPU of a process that exits inside the
+phase is not counted (none should).
 
 Modes: `base` (the code at git revision --base, today's: the driver writes every child),
 `driver` (this code, the driver writes: COPY on PostgreSQL) and `workers` (each pack's
@@ -107,8 +108,9 @@ def _cmdline(pid: int) -> str:
 
 
 def cpu_by_group(driver: int, postmaster: int) -> dict[int, tuple[str, float]]:
-    """pid -> (group, CPU seconds so far) of: the driver, its Ray workers, the rest of its
-    process tree (Ray's own processes, the plot helper) and the PostgreSQL server's tree."""
+    """pid -> (group, CPU seconds so far) of: the driver, its Ray workers, the plot helper
+    (it imports matplotlib while the packs train: a fixed cost, not a child's), the rest of
+    its process tree (Ray's own processes) and the PostgreSQL server's tree."""
     stats = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
@@ -127,7 +129,9 @@ def cpu_by_group(driver: int, postmaster: int) -> dict[int, tuple[str, float]]:
 
     out = {driver: ("driver", stats[driver][1])}
     for pid in tree(driver):
-        group = "ray workers" if _cmdline(pid).startswith("ray::") else "ray other"
+        command = _cmdline(pid)
+        group = ("ray workers" if command.startswith("ray::") else
+                 "plot helper" if "sweeps.report.outputs" in command else "ray other")
         out[pid] = (group, stats[pid][1])
     if postmaster in stats:
         for pid in [postmaster, *tree(postmaster)]:
@@ -346,7 +350,7 @@ def main() -> None:
     for (store, mode, cpus), runs in results.items():
         rate = max(r["variants"] / r["phase"] for r in runs)
         best[(store, mode, cpus)] = rate
-        groups = ("driver", "ray workers", "ray other", "database server")
+        groups = ("driver", "ray workers", "ray other", "plot helper", "database server")
         cpu = {g: sorted(1000 * r["cpu"].get(g, 0.0) / r["variants"]
                          for r in runs)[len(runs) // 2] for g in groups}
         print(f"{store:<10} {mode:<7} cpus={cpus}: {rate:6.0f} variants/s   "

@@ -24,7 +24,8 @@ that did not diverge, and ``rank`` by the chosen metric (1 = best). Best first. 
 successive halving also ``rung`` and ``stopped_epoch`` per group, and the groups that reached
 the last rung rank first (the others stopped earlier, on fewer epochs).
 
-curves (long): ``run_id, epoch`` and one column per curve metric (``train_loss``, ...).
+curves (long): ``run_id`` (categorical: a code per row), ``epoch`` and one column per curve
+metric (``train_loss``, ...).
 """
 
 from __future__ import annotations

@@ -173,8 +173,9 @@ def insert_rows(cursor, rows: Mapping[str, list[dict]], method: str | None = Non
 def copy_text(table: str, rows: Sequence[dict]) -> str:
     """The rows of `table` in COPY's text format, one line each."""
     if table in ("metrics", "latest_metrics"):      # most rows: one format, numbers as such
+        keys = {key: key.translate(_COPY_ESCAPES) for key in {row["key"] for row in rows}}
         return "".join(
-            f"{row['run_uuid']}\t{row['key'].translate(_COPY_ESCAPES)}\t{row['value']!r}\t"
+            f"{row['run_uuid']}\t{keys[row['key']]}\t{row['value']!r}\t"
             f"{row['timestamp']}\t{row['step']}\t{'t' if row['is_nan'] else 'f'}\n"
             for row in rows)
     columns = COLUMNS[table]

@@ -71,7 +71,8 @@ def batch_rows(experiment_id: str, children: Sequence[ChildRun], run_ids: Sequen
         latest: dict[str, dict] = {}
         seen: set[tuple] = set()
         for key, value, step in child.points:
-            is_nan, stored = sanitize_metric_value(value)
+            is_nan, stored = ((False, value) if math.isfinite(value)      # (most points)
+                              else sanitize_metric_value(value))
             if (key, stored, step, is_nan) in seen:            # log_batch keeps one of repeats
                 continue
             seen.add((key, stored, step, is_nan))
@@ -82,6 +83,6 @@ def batch_rows(experiment_id: str, children: Sequence[ChildRun], run_ids: Sequen
             # The store's rule: a point replaces the latest if (step, timestamp, value) is larger.
             if old is None or (step, metric_time, stored) > (old["step"], old["timestamp"],
                                                              old["value"]):
-                latest[key] = dict(row)
-        rows["latest_metrics"].extend(latest.values())
+                latest[key] = row
+        rows["latest_metrics"].extend(dict(row) for row in latest.values())   # rows of their own
     return rows
