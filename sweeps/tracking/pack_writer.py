@@ -187,6 +187,8 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 def _copy_text(value: Any) -> str:
     """A value in COPY's text format (repr keeps every float's bits)."""
+    if type(value) is str:                         # most values (tags, params)
+        return value.translate(_COPY_ESCAPES)
     if value is None:
         return "\\N"
     if isinstance(value, bool):
