@@ -109,6 +109,30 @@ def test_a_stopped_variant_is_logged_with_the_status_its_scheduler_gives(tmp_pat
     assert record.metrics["train_loss"] == float(five.final_loss[0])
 
 
+def test_a_scheduler_that_reads_no_results_is_told_none_and_its_round_is_logged(tmp_path):
+    # (the driver then holds no round of results: 48,000 of them were ~70 MB for nothing)
+    sweep = _sweep(tmp_path, SWEEP + "search:\n  parameters:\n    train.lr: [0.1, 0.2, 0.3]\n")
+
+    class Blind(Scheduler):
+        reads_results = False
+
+        def __init__(self):
+            self.rounds = [Round(work=tuple(Start(v) for v in sweep.variants), last=True)]
+            self.told: list[dict] = []
+
+        def ask(self):
+            return self.rounds.pop(0) if self.rounds else None
+
+        def tell(self, results):
+            self.told.append(dict(results))
+
+    blind = Blind()
+    tracker, outcome = _run(tmp_path, sweep, blind)
+    assert not outcome.failed and blind.told == [{}]
+    assert sorted(r.variant_key for r in tracker.records()) == sorted(
+        v.key for v in sweep.variants)
+
+
 def test_grid_and_random_are_one_round_of_the_variants_not_finished(tmp_path):
     sweep = _sweep(tmp_path, SWEEP + "search:\n  parameters:\n    train.lr: [0.1, 0.2, 0.3]\n")
     first = sweep.variants[0].key
