@@ -25,7 +25,7 @@ from sweeps import stopping
 from sweeps.report import results
 from sweeps.report.outputs import PlotWorker, write_outputs
 from sweeps.records import Executor
-from sweeps.scheduling import run_scheduled
+from sweeps.scheduling import Outcome, run_scheduled
 from sweeps.spec.search import scheduler_of
 from sweeps.spec.sweep import Sweep, load_sweep
 from sweeps.tracking import Tracker, open_tracker
@@ -134,14 +134,65 @@ def run_sweep(
     if executor not in get_args(Executor):
         raise ValueError(f"executor must be one of {get_args(Executor)}, got {executor!r}")
     out_dir = Path(out) if out is not None else Path("sweep-results") / sweep.name
-    timings: dict[str, float] = {}
-    writers: dict[str, int] = {}
-    clock = time.perf_counter()
     # Grid and random search only (docs/DESIGN.md): other methods choose or prune as they go.
     look_up = reuse and _method(sweep) in ("grid", "random")
+    timings: dict[str, float] = {}
 
-    tracker = open_tracker(tracking_uri, sweep, fresh=fresh)
+    with _timed(timings, "startup"):
+        tracker = open_tracker(tracking_uri, sweep, fresh=fresh)
+        started = _start_up(tracker, sweep, look_up, executor, address)
     plotter = None
+    try:
+        try:
+            # Imports matplotlib while the packs train (started earlier, it slows start-up).
+            plotter = PlotWorker()
+            with _timed(timings, "train_and_log"):
+                done = _train_and_log(sweep, tracker, started, progress, timings)
+            # Ray shuts down (begun once every pack was in) while the outputs are written.
+            with _timed(timings, "results"):
+                made = write_outputs(tracker, out_dir, plotter,
+                                     RunState.FAILED if done.failed else RunState.FINISHED)
+        finally:
+            if started.connection is not None:
+                started.connection.close()
+    finally:
+        if plotter is not None:
+            plotter.close()
+    return SweepOutcome(
+        sweep=sweep, parent_run_id=tracker.parent_run_id, tracking_uri=tracker.tracking_uri,
+        frame=made.frame, summary=made.summary, curves=made.curves, out_dir=out_dir,
+        files=made.files, trained=len(made.frame) - len(started.finished) - len(started.sources),
+        skipped=len(started.finished), reused=len(started.sources), failed=done.failed,
+        nodes=done.nodes, writers=dict(done.writers), timings=timings,
+        experiment_id=tracker.experiment_id,
+    )
+
+
+@contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    """timings[phase] = the block's wall seconds (left out when the block raises)."""
+    clock = time.perf_counter()
+    yield
+    timings[phase] = time.perf_counter() - clock
+
+
+@dataclass
+class _Started:
+    """What start-up found: keys FINISHED under the parent, {key: `reuse.Source`} of others
+    the experiment holds (`copied` already or not), the Ray connection (None: serial, or
+    nothing to train) and how many packs train at once."""
+
+    finished: set[str]
+    sources: dict
+    copied: bool
+    connection: RayConnection | None
+    workers: int
+
+
+def _start_up(tracker: Tracker, sweep: Sweep, look_up: bool, executor: Executor,
+              address: str | None) -> _Started:
+    """Start the tracker and find what can be reused (`_start`) while Ray starts, once a
+    first lookup leaves something to train. The connection is closed if start-up fails."""
     connection = None
     try:
         with ThreadPoolExecutor(max_workers=1) as background:
@@ -153,52 +204,38 @@ def run_sweep(
                                                 executor == "ray")
             if executor == "ray" and unfound.result() > 0:
                 connection = _connect(address)
-        try:
-            finished, sources, copied = tracker_started.result()
-            to_train = len(sweep.variants) - len(finished) - len(sources)
-            if executor == "ray" and connection is None and to_train > 0:
-                connection = _connect(address)  # (the first lookup found more than remained)
-            workers = _workers(executor) if to_train > 0 else 1
-            timings["startup"] = time.perf_counter() - clock
-            # Imports matplotlib while the packs train (started earlier, it slows start-up).
-            plotter = PlotWorker()
-            clock = time.perf_counter()
-            with _stopped_by_signals(sweep, tracker):
-                if sources:
-                    _copy_with_progress(sweep, tracker, sources, copied, progress, timings)
-                done_keys = finished | set(sources)      # the scheduler trains the others
-                finished_metrics = {r.variant_key: r.metrics for r in tracker.records()
-                                    if r.variant_key in done_keys}
-                begun = time.perf_counter()
-                earlier = () if sweep.variants_fixed else _earlier_variants(sweep, tracker)
-                scheduler = scheduler_of(sweep, finished_metrics, earlier)
-                begun = time.perf_counter() - begun        # Optuna's import and study
-                writer = tracker.pack_writer() if connection is not None else None
-                done = run_scheduled(sweep, tracker, scheduler, _pack_runner(sweep, connection),
-                                     workers, progress, pack_writer=writer)
-                failed, nodes = done.failed, done.nodes
-                writers.update(done.writers)
-                timings["logging"], timings["deciding"] = done.logging, begun + done.deciding
-            timings["train_and_log"] = time.perf_counter() - clock
-            # Ray shuts down (begun once every pack was in) while the outputs are written.
-            clock = time.perf_counter()
-            made = write_outputs(tracker, out_dir, plotter,
-                                 RunState.FAILED if failed else RunState.FINISHED)
-            timings["results"] = time.perf_counter() - clock
-        finally:
-            if connection is not None:
-                connection.close()
-    finally:
-        if plotter is not None:
-            plotter.close()
-    return SweepOutcome(
-        sweep=sweep, parent_run_id=tracker.parent_run_id, tracking_uri=tracker.tracking_uri,
-        frame=made.frame, summary=made.summary, curves=made.curves, out_dir=out_dir,
-        files=made.files, trained=len(made.frame) - len(finished) - len(sources),
-        skipped=len(finished), reused=len(sources), failed=failed, nodes=nodes, writers=writers,
-        timings=timings,
-        experiment_id=tracker.experiment_id,
-    )
+        finished, sources, copied = tracker_started.result()
+        to_train = len(sweep.variants) - len(finished) - len(sources)
+        if executor == "ray" and connection is None and to_train > 0:
+            connection = _connect(address)  # (the first lookup found more than remained)
+        workers = _workers(executor) if to_train > 0 else 1
+    except BaseException:
+        if connection is not None:
+            connection.close()
+        raise
+    return _Started(finished, sources, copied, connection, workers)
+
+
+def _train_and_log(sweep: Sweep, tracker: Tracker, started: _Started, progress: bool,
+                   timings: dict[str, float]) -> Outcome:
+    """Copy the reusable variants, then train and log the others in the rounds the search
+    method's scheduler asks for, Ctrl-C and SIGTERM handled (`_stopped_by_signals`)."""
+    with _stopped_by_signals(sweep, tracker):
+        if started.sources:
+            _copy_with_progress(sweep, tracker, started.sources, started.copied, progress,
+                                timings)
+        done_keys = started.finished | set(started.sources)   # the scheduler trains the others
+        finished_metrics = {r.variant_key: r.metrics for r in tracker.records()
+                            if r.variant_key in done_keys}
+        begun = time.perf_counter()
+        earlier = () if sweep.variants_fixed else _earlier_variants(sweep, tracker)
+        scheduler = scheduler_of(sweep, finished_metrics, earlier)
+        begun = time.perf_counter() - begun        # Optuna's import and study
+        writer = tracker.pack_writer() if started.connection is not None else None
+        done = run_scheduled(sweep, tracker, scheduler, _pack_runner(sweep, started.connection),
+                             started.workers, progress, pack_writer=writer)
+        timings["logging"], timings["deciding"] = done.logging, begun + done.deciding
+    return done
 
 
 def _method(sweep: Sweep) -> str | None:
