@@ -15,7 +15,7 @@ only, not biases):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Sequence
 
 import numpy as np
@@ -29,7 +29,6 @@ OPTIMIZERS: dict[str, tuple[str, ...]] = {
     "momentum": ("momentum", "nesterov"),
     "adam": ("beta1", "beta2", "eps"),
 }
-HYPERPARAMETERS = ("lr", "momentum", "beta1", "beta2", "eps", "weight_decay")
 # The arrays each optimizer carries from step to step (the keys of ``TrainState.optimizer``).
 OPTIMIZER_STATE: dict[str, tuple[str, ...]] = {
     "sgd": (),
@@ -66,6 +65,11 @@ class OptimizerSpec:
                 raise ValueError(f"optimizer {name} has {v.size} values for a population of {K}")
             out[name] = v
         return out
+
+
+# The constants that may differ per variant: OptimizerSpec's float fields, in field order (not
+# the kind, not the nesterov switch, which a whole population shares).
+HYPERPARAMETERS = tuple(f.name for f in fields(OptimizerSpec) if isinstance(f.default, float))
 
 
 class Optimizer:

@@ -98,3 +98,18 @@ def test_population_equivalence_on_the_large_batch_code_path():
     for k in (3, 10):
         alone = _train(mlp, inits[k], [seeds[k]], core.OptimizerSpec(lr=lrs[k]), X, Y, epochs=20)
         _assert_same(alone, pop, k, mlp, X[:5])
+
+
+def test_every_float_constant_of_the_optimizer_spec_may_differ_per_variant():
+    """`per_variant` reads OptimizerSpec's own fields: a float constant added to the spec is
+    one value per variant without a second list to update."""
+    from dataclasses import fields
+
+    floats = [f.name for f in fields(core.OptimizerSpec) if isinstance(f.default, float)]
+    values = {name: [0.1 * (i + 1), 0.2 * (i + 1), 0.3 * (i + 1)] for i, name in enumerate(floats)}
+    hp = core.OptimizerSpec(kind="adam", **values).per_variant(3)
+    assert set(hp) == set(floats) and "nesterov" not in hp and "kind" not in hp
+    for name in floats:
+        np.testing.assert_array_equal(hp[name], values[name])
+        with pytest.raises(ValueError, match=name):
+            core.OptimizerSpec(**{name: [0.1, 0.2]}).per_variant(3)
