@@ -186,7 +186,7 @@ def bench_asha(path: Path, workdir: Path, ranks: dict[str, int], trials: int | N
     variant = sweep.variants[best.config["index"]]
     used = sum(int(r.metrics.get("training_iteration", 0)) for r in results)
     return {"asha_s": wall, "pick_rank": ranks[variant.group],
-            "pick": " ".join(p for p in variant.name.split() if not p.startswith("seed=")),
+            "pick": sweep.group_name(variant),
             "work": used / (len(indices) * epochs), "trials": len(indices)}
 
 

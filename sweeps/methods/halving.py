@@ -241,6 +241,7 @@ class HalvingScheduler(Scheduler):
     def __init__(self, sweep: Any, finished: Mapping[str, Any], schedule: Schedule):
         self.name = sweep.name
         self.variants = {v.key: v for v in sweep.variants}
+        self._group_name = sweep.group_name
         self.schedule = schedule
         self.search = Search.begin(schedule, [(v.key, v.group) for v in sweep.variants])
         self._over = self.variants.keys() <= finished.keys()
@@ -298,20 +299,15 @@ class HalvingScheduler(Scheduler):
         writer = csv.DictWriter(out, fieldnames=list(RUNG_COLUMNS))
         writer.writeheader()
         writer.writerows(search.table)
-        names = {v.group: v.name for v in self.variants.values()}
+        members = {v.group: v for v in self.variants.values()}
         summary = {
             "rungs": list(schedule.rungs),
             "brackets": [{"enters": schedule.rungs[start], "ranking": ranking}
                          for start, ranking in schedule.brackets],
             "eta": schedule.eta, "metric": schedule.metric, "mode": schedule.mode,
             "pick": search.pick(), "picks": {str(b): g for b, g in search.picks.items()},
-            "pick_names": {str(b): _group_name(names.get(g, g))
+            "pick_names": {str(b): self._group_name(members[g]) if g in members else g
                            for b, g in search.picks.items()},
         }
         return {RUNG_TABLE: out.getvalue().encode(),
                 SEARCH_FILE: json.dumps(summary, indent=2).encode()}
-
-
-def _group_name(name: str) -> str:
-    """A variant's name without its seed: the group's."""
-    return " ".join(part for part in name.split() if not part.startswith("seed="))

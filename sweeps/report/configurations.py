@@ -14,14 +14,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sweeps.records import format_value
+from sweeps.records import format_value, without_seed
 from sweeps.spec.search import short_names
 from sweeps.tracking.groups import GROUP_ROLE, GroupRun
 from sweeps.tracking.contract import CURVES, GROUP_KEY, RANK, ROLE, SWEEP_RUN, TIED, encode_param
 from sweeps.tracking.run_records import RunRecord
 from sweeps.vocabulary import Status
 
-OVER = "seed"
 NOTE = "mlflow.note.content"     # the run's description in the MLflow UI (markdown)
 
 
@@ -38,8 +37,8 @@ def group_runs(summary: pd.DataFrame, records: Sequence[RunRecord], sweep_run_id
     by_group: dict[str, list[RunRecord]] = {}
     for record in records:
         by_group.setdefault(record.group_key, []).append(record)
-    swept = [p for p in (records[0].swept if records else {}) if p != OVER]
-    names = short_names(tuple(swept))
+    swept = tuple(without_seed(records[0].swept)) if records else ()   # seeds: one configuration
+    names = short_names(swept)
     means = [c.removesuffix("_mean") for c in summary.columns if c.endswith("_mean")]
     out = []
     for first, row in zip([True] + [False] * (len(summary) - 1), summary.to_dict("records")):

@@ -23,7 +23,7 @@ from sweeps.spec.config import (DATA_SETTINGS, LATER_DEFAULTS, SearchConfig, Set
 from sweeps.spec.data import DataProblem, Dataset, load_dataset
 from sweeps.spec.problems import ConfigError, Problem, format_problems, parse_yaml, show
 from sweeps.records import Variant
-from sweeps.spec.search import check_search, expand, make_variants, method_of
+from sweeps.spec.search import check_search, expand, group_name, make_variants, method_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +56,10 @@ class Sweep:
         resolved = {**settings, **self.datasets[data_key].resolved}
         variant = make_variants([resolved], [data_key], self.swept, self.config.name)[0]
         return replace(variant, index=index)
+
+    def group_name(self, variant: Variant) -> str:
+        """"lr=0.1 hidden=4": the name of the variant's group, its name without the seed."""
+        return group_name(variant.settings, self.swept, self.config.name)
 
 
 def config_hash(config: SweepConfig, fingerprints) -> str:

@@ -69,6 +69,11 @@ def test_every_variant_is_one_complete_finished_run_pruned_at_its_rung(
     assert (summary["rung"].astype(int).diff().dropna() <= 0).all()      # survivors first
     search = json.loads(_parent_file(tracking_uri, "halving", "halving/search.json"))
     assert search["pick"] == summary["group_key"].iloc[0]
+    member = {v.group: v for v in outcome.sweep.variants}    # each bracket's pick, named
+    for bracket, group in search["picks"].items():            # as its runs are, seed left out
+        variant = member[group]
+        assert search["pick_names"][bracket].split() == [
+            part for part in variant.name.split() if part != f"seed={variant.settings['seed']}"]
     assert (outcome.out_dir / "rungs.png").stat().st_size > 0
 
 
