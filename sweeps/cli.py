@@ -252,7 +252,8 @@ def submit(
 ) -> None:
     """Submit a sweep to a Ray cluster as a Ray Job; prints the job id."""
     _load(file)
-    from sweeps.execution.submit import SubmitError, status as job_status, submit as submit_job
+    from sweeps.execution.submit import (UNSUCCESSFUL, SubmitError, status as job_status,
+                                         submit as submit_job)
 
     try:
         job_id = submit_job(file, address, tracking_uri=tracking_uri, follow=follow,
@@ -261,7 +262,7 @@ def submit(
     except SubmitError as error:
         _fail(str(error))
     typer.echo(job_id)
-    if final in ("FAILED", "STOPPED"):   # followed to its end, and it did not succeed
+    if final in UNSUCCESSFUL:   # followed to its end, and it did not succeed
         _fail(f"{job_id}: {final}", code=1)
 
 

@@ -95,7 +95,7 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
                     outcome.writers[writer] = outcome.writers.get(writer, 0) + 1
                     outcome.logging += time.perf_counter() - clock
                     bar.advance([r.metrics["train_loss"] for r in pack_results],
-                                diverged=sum(r.status == "diverged" for r in pack_results))
+                                diverged=sum(r.status == Status.DIVERGED for r in pack_results))
                     return
                 for result in pack_results:
                     if scheduler.reads_results:   # else held for nothing (48,000 curves)

@@ -1,6 +1,6 @@
 """Every backquoted `core.*` / `sweeps.*` name in the sources' docstrings and comments, the
-README and docs/DESIGN.md names something that exists: a docstring that sends a reader to a
-class that moved fails here."""
+README and docs/DESIGN.md names something that exists, and so does every test file they name:
+a docstring that sends a reader to a class or a test that moved fails here."""
 
 from __future__ import annotations
 
@@ -55,6 +55,23 @@ def test_a_moved_name_is_caught(tmp_path):
     page.write_text("see `sweeps.spec.search.Halving` and ``core.train()``")
     assert references(page) == ["core.train", "sweeps.spec.search.Halving"]
     assert resolves("core.train") and not resolves("sweeps.spec.search.Halving")
+
+
+# tests/tracking/test_contract.py, `tests/core/test_continuation.py`
+TEST_FILE = re.compile(r"\btests/[\w/]+\.py\b")
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_test_file_named_exists(path):
+    named = set(TEST_FILE.findall(path.read_text(encoding="utf-8")))
+    missing = sorted(name for name in named if not (ROOT / name).is_file())
+    assert not missing, f"{path.relative_to(ROOT)} names test files that do not exist: {missing}"
+
+
+def test_a_moved_test_file_is_caught():
+    named = TEST_FILE.findall("see tests/sweeps/test_plan.py (`tests/core/test_train.py`)")
+    assert named == ["tests/sweeps/test_plan.py", "tests/core/test_train.py"]
+    assert not (ROOT / named[0]).is_file() and (ROOT / named[1]).is_file()
 
 
 def layout_block(path: Path) -> str:

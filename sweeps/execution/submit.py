@@ -34,7 +34,8 @@ EXCLUDES = [
     "**/__pycache__", "*.egg-info", "build", "dist",
     "mlflow.db", "mlflow.db-journal", "mlruns", "mlartifacts", "sweep-results",
 ]
-TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+UNSUCCESSFUL = ("FAILED", "STOPPED")     # Ray JobStatus values a job ends with, not succeeding
+TERMINAL = ("SUCCEEDED", *UNSUCCESSFUL)
 POLL_SECONDS = 1.0
 
 

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 
 from sweeps.tracking.contract import MAX_METRICS, MAX_PARAMS_TAGS, ROLE, SWEEP_RUN
 from sweeps.tracking.store import chunks
+from sweeps.vocabulary import RunState
 
 GROUP_ROLE = "group"
 
@@ -126,7 +127,7 @@ def write_through_client(tracker: Any, runs: Sequence[GroupRun],
         metrics = [Metric(key, value, now, step) for key, value, step in run.points]
         for chunk in chunks(metrics, MAX_METRICS):
             client.log_batch(info.run_id, metrics=chunk)
-        client.set_terminated(info.run_id, "FINISHED")
+        client.set_terminated(info.run_id, RunState.FINISHED)
         return info.run_id
 
     with ThreadPoolExecutor(max(1, tracker.writers), thread_name_prefix="sweeps-groups") as pool:

@@ -305,7 +305,7 @@ def earlier_variants(tracking_uri: str | None, experiment: str, parent_run_id: s
     if found is None:
         return []
     runs = search_all(client, [found.experiment_id],
-                      f"tags.`{ROLE}` = 'variant' and attributes.status = 'FINISHED'")
+                      f"tags.`{ROLE}` = 'variant' and attributes.status = '{RunState.FINISHED}'")
     return [({path: decode_param(text, kinds[path])
               for path, text in run.data.params.items() if path in kinds},
              dict(run.data.metrics))

@@ -4,7 +4,7 @@
 One rule for every bulk writer: the driver's (`sweeps.tracking.bulk`, through MLflow's store
 session) and a Ray worker's (`sweeps.tracking.pack_writer`, through psycopg2 alone: a worker
 never imports MLflow, ~200 MB and seconds per process). MLflow's own values that the rows
-depend on are mirrored here (`MLFLOW_RULES`); `tests/tracking/test_rows.py` checks them
+depend on are mirrored here (`MLFLOW_RULES`); `tests/tracking/test_pack_writer.py` checks them
 against the installed MLflow, and `tests/tracking/test_contract.py` compares the rows each
 writer stores with the client's, field by field.
 """
