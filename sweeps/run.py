@@ -138,7 +138,7 @@ def run_sweep(
     look_up = reuse and _method(sweep) in ("grid", "random")
     timings: dict[str, float] = {}
 
-    with _timed(timings, "startup"):
+    with _timed_phase(timings, "startup"):
         tracker = open_tracker(tracking_uri, sweep, fresh=fresh)
         started = _start_up(tracker, sweep, look_up, executor, address)
     plotter = None
@@ -146,10 +146,10 @@ def run_sweep(
         try:
             # Imports matplotlib while the packs train (started earlier, it slows start-up).
             plotter = PlotWorker()
-            with _timed(timings, "train_and_log"):
+            with _timed_phase(timings, "train_and_log"):
                 done = _train_and_log(sweep, tracker, started, progress, timings)
             # Ray shuts down (begun once every pack was in) while the outputs are written.
-            with _timed(timings, "results"):
+            with _timed_phase(timings, "results"):
                 made = write_outputs(tracker, out_dir, plotter,
                                      RunState.FAILED if done.failed else RunState.FINISHED)
         finally:
@@ -169,7 +169,7 @@ def run_sweep(
 
 
 @contextmanager
-def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+def _timed_phase(timings: dict[str, float], phase: str) -> Iterator[None]:
     """timings[phase] = the block's wall seconds (left out when the block raises)."""
     clock = time.perf_counter()
     yield

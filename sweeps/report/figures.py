@@ -1,5 +1,5 @@
 """matplotlib for every plot of `sweeps.report`: imported on the first figure (Agg, no display),
-and a figure written as a PNG file the one way all plots write it.
+and a figure written as a PNG file the one way all plots write it (`write_png`).
 
 Below `plots` and `rung_plot` (both draw through it), so neither imports the other's privates.
 """
@@ -19,7 +19,7 @@ def pyplot():
     return plt
 
 
-def save(fig: Any, path: Path) -> bool:
+def write_png(fig: Any, path: Path) -> bool:
     """Lay the figure out, write it as a PNG (100 dpi) and free it; True (it was drawn)."""
     fig.tight_layout()
     fig.savefig(path, dpi=100)

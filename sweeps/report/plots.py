@@ -152,7 +152,7 @@ def loss_curves(path: Path, frame: pd.DataFrame, summary: pd.DataFrame, curves: 
     ax.set_title(f"Training curves of the {drawn} best groups")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
-    return figures.save(fig, path)
+    return figures.write_png(fig, path)
 
 
 def choose_axes(frame: pd.DataFrame, summary: pd.DataFrame) -> tuple[str | None, str | None]:
@@ -233,7 +233,7 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
     if dead:
         title += f"; {dead} all-diverged groups not drawn"
     fig.suptitle(title)
-    return figures.save(fig, path)
+    return figures.write_png(fig, path)
 
 
 def error_bars(rows: pd.DataFrame, metric: str, log_y: bool) -> tuple[np.ndarray, str]:
@@ -299,7 +299,7 @@ def predictions_plot(path: Path, frame: pd.DataFrame, summary: pd.DataFrame,
     shown = f" ({len(tables)} of {len(rows)} variants)" if len(tables) < len(rows) else ""
     fig.suptitle(f"Test predictions of the best group{shown}:\n"
                  f"{_label({c: best[c] for c in by})}", fontsize="medium")
-    return figures.save(fig, path)
+    return figures.write_png(fig, path)
 
 
 def importance_plot(path: Path, summary: pd.DataFrame) -> bool:
@@ -316,7 +316,7 @@ def importance_plot(path: Path, summary: pd.DataFrame) -> bool:
     ax.set_xlabel("importance (share, mean decrease in impurity of a random forest)")
     ax.set_title(f"What explains {summary.attrs.get('metric')} "
                  f"({len(summary)} configurations, means over seeds)")
-    return figures.save(fig, path)
+    return figures.write_png(fig, path)
 
 
 def pareto_plot(path: Path, summary: pd.DataFrame) -> bool:
@@ -339,4 +339,4 @@ def pareto_plot(path: Path, summary: pd.DataFrame) -> bool:
     ax.set_xlabel(f"{x_name} ({x_mode}), mean over seeds")
     ax.set_ylabel(f"{y_name} ({y_mode}), mean over seeds")
     ax.legend()
-    return figures.save(fig, path)
+    return figures.write_png(fig, path)

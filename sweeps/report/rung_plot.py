@@ -89,4 +89,4 @@ def draw(path: Path, table: pd.DataFrame | None) -> bool:
     ax.grid(True, which="both", alpha=0.3)
     if survivors:
         ax.legend(title="rank", fontsize="small")
-    return figures.save(fig, path)
+    return figures.write_png(fig, path)
