@@ -147,7 +147,7 @@ def run_sweep(
             # Imports matplotlib while the packs train (started earlier, it slows start-up).
             plotter = PlotWorker()
             with _timed_phase(timings, "train_and_log"):
-                done = _train_and_log(sweep, tracker, started, progress, timings)
+                done = _copy_and_train(sweep, tracker, started, progress, timings)
             # Ray shuts down (begun once every pack was in) while the outputs are written.
             with _timed_phase(timings, "results"):
                 made = write_outputs(tracker, out_dir, plotter,
@@ -216,7 +216,7 @@ def _start_up(tracker: Tracker, sweep: Sweep, look_up: bool, executor: Executor,
     return _Started(finished, sources, copied, connection, workers)
 
 
-def _train_and_log(sweep: Sweep, tracker: Tracker, started: _Started, progress: bool,
+def _copy_and_train(sweep: Sweep, tracker: Tracker, started: _Started, progress: bool,
                    timings: dict[str, float]) -> Outcome:
     """Copy the reusable variants, then train and log the others in the rounds the search
     method's scheduler asks for, Ctrl-C and SIGTERM handled (`_stopped_by_signals`)."""
