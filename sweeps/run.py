@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, get_args
+from typing import TYPE_CHECKING, Any, Iterator, get_args
 
 from sweeps import stopping
 from sweeps.report import results
@@ -233,7 +233,8 @@ def _copy_and_train(sweep: Sweep, tracker: Tracker, started: _Started, progress:
         begun = time.perf_counter() - begun        # Optuna's import and study
         writer = tracker.pack_writer() if started.connection is not None else None
         done = run_scheduled(sweep, tracker, scheduler, _pack_runner(sweep, started.connection),
-                             started.workers, progress, pack_writer=writer)
+                             started.workers, progress, pack_writer=writer,
+                             submit_writes=_write_submitter(writer))
         timings["logging"], timings["deciding"] = done.logging, begun + done.deciding
     return done
 
@@ -335,6 +336,16 @@ def _earlier_variants(sweep: Sweep, tracker: Tracker) -> list:
     kinds = {path: value_kind(v.settings.get(path) for v in sweep.variants)
              for path in SETTING_PATHS}
     return earlier_variants(tracker.tracking_uri, sweep.name, tracker.parent_run_id, kinds)
+
+
+def _write_submitter(writer: Any):
+    """How stopped variants of a search that keeps states are written on Ray (with a pack
+    writer, so Ray is connected), else None (the driver writes them)."""
+    if writer is None:
+        return None
+    from sweeps.execution import execute
+
+    return execute.submit_writes
 
 
 def _pack_runner(sweep: Sweep, connection: RayConnection | None):

@@ -16,6 +16,12 @@ on resume.
 Where workers can write to the store (`Tracker.pack_writer`: PostgreSQL), a round whose results
 the scheduler does not read (`Scheduler.reads_results` False: grid and random) is written by the
 worker that trained each pack; the driver adopts the records (`tracking.pack_writer.settle`).
+A search that keeps states (successive halving) writes a variant once, when it stops, with
+its curves joined across its rounds, which only the driver holds: there, with `submit_writes`,
+the driver hands each batch of stopped variants' joined results to Ray write tasks (one
+transaction each, exactly once by the run ids `pack_writer` derives) and waits for them
+before the checkpoint, so a resumed search finds every stopped variant stored or writes it
+again to no effect.
 
 A pack that fails (after Ray's retries) ends the search after that round's other packs: a
 scheduler told a round without its variants would make a different search. Running the file
@@ -45,6 +51,10 @@ log = logging.getLogger(__name__)
 # serially, calling on_submitted() once the packs are on their way; with a writer, each worker
 # writes the children of its pack
 RunPacks = Callable[..., dict[str, int]]
+# submit(writer, datasets, [(variants, results)]) -> wait(): writes batches of children on
+# Ray; wait() returns each batch's `Written` / `Unwritten` (`execute.submit_writes`)
+SubmitWrites = Callable[..., Callable[[], list]]
+WRITE_BATCH = 1000          # stopped variants per write task (one transaction) at most
 
 
 @dataclass
@@ -61,15 +71,20 @@ class Outcome:
 
 
 def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: RunPacks,
-                  workers: int, progress: bool, pack_writer: Any = None) -> Outcome:
+                  workers: int, progress: bool, pack_writer: Any = None,
+                  submit_writes: SubmitWrites | None = None) -> Outcome:
     """Every round still to do of the sweep's search; see the module docstring.
 
     pack_writer : `Tracker.pack_writer()` where workers can write their packs (else None).
+    submit_writes : how stopped variants of a search that keeps states reach Ray write
+        tasks with `pack_writer` (None: the driver writes them).
     """
     outcome = Outcome()
     if scheduler.over:
         return outcome                      # a finished search: nothing to train again
     by_key = {variant.key: variant for variant in sweep.variants}
+    log_stopped = _Stopped(tracker, by_key, sweep.datasets, outcome,
+                           pack_writer if submit_writes else None, submit_writes, workers)
     trails = _resume(tracker, scheduler)
     pending: Callable[[], None] = lambda: None  # noqa: E731 - the last told round's logging
     told = False
@@ -80,9 +95,10 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
             if isinstance(request, Fork):
                 trails[request.variant.key] = trails[request.source]
         if told:
-            pending = _logger(tracker, by_key, trails, work.stop, scheduler, outcome)
+            pending = _logger(log_stopped, trails, work.stop, scheduler, tracker, outcome)
         packs = _packs(work, by_key, trails, sweep.datasets, workers)
         results: dict[str, VariantResult] = {}
+        writes: list[Callable[[], list]] = []     # a final round's stopped variants on Ray
 
         written_by_workers = (pack_writer is not None and not scheduler.reads_results
                               and (work.final or work.last) and not work.keep)
@@ -106,8 +122,9 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
                 if work.final or work.last:  # nothing left to decide for these: log now
                     clock = time.perf_counter()
                     if work.keep:
-                        _log(tracker, by_key, trails,
-                             {r.key: Stop(Status.OK, work.rung) for r in pack_results})
+                        writes.append(log_stopped(
+                            trails, {r.key: Stop(Status.OK, work.rung) for r in pack_results},
+                            wait=False))
                     else:
                         tracker.log_variants([(by_key[r.key], r) for r in pack_results])
                     outcome.logging += time.perf_counter() - clock
@@ -119,8 +136,14 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
                     outcome.failed[variant.key] = error
                 bar.advance([], failed=len(pack.variants))
 
-            nodes = run_packs(packs, on_done, on_failed, work.last, pending,
+            # (Ray stays up through a last round whose stopped variants it writes)
+            nodes = run_packs(packs, on_done, on_failed,
+                              work.last and not (work.keep and log_stopped.remote), pending,
                               pack_writer if written_by_workers else None)
+            clock = time.perf_counter()
+            for wait in writes:
+                log_stopped.settle(wait)
+            outcome.logging += time.perf_counter() - clock
         for node, count in nodes.items():
             outcome.nodes[node] = outcome.nodes.get(node, 0) + count
         if outcome.failed:
@@ -166,8 +189,8 @@ def _with_state(pack: Pack, trails: Mapping[str, Trail], work: Round) -> Pack:
     return replace(pack, start=start, stops=work.stops, keep_state=True)
 
 
-def _logger(tracker: Any, by_key: dict, trails: dict[str, Trail], stopped: Mapping[str, Stop],
-            scheduler: Scheduler, outcome: Outcome) -> Callable[[], None]:
+def _logger(log_stopped: "_Stopped", trails: dict[str, Trail], stopped: Mapping[str, Stop],
+            scheduler: Scheduler, tracker: Any, outcome: Outcome) -> Callable[[], None]:
     """What to do once the next round is under way: log the variants that stopped, then
     checkpoint the search. It runs before the next round's first result comes in (see
     `RunPacks`), while the scheduler and `trails` still hold the told round's outcome."""
@@ -179,7 +202,7 @@ def _logger(tracker: Any, by_key: dict, trails: dict[str, Trail], stopped: Mappi
         if not done:
             done = True
             clock = time.perf_counter()
-            _log(tracker, by_key, batch, stopped)
+            log_stopped(batch, stopped)           # stored before the checkpoint says so
             if scheduler.checkpoint:
                 tracker.write_parent_file(scheduler.checkpoint, dump(scheduler.state(), trails))
             outcome.logging += time.perf_counter() - clock
@@ -187,16 +210,48 @@ def _logger(tracker: Any, by_key: dict, trails: dict[str, Trail], stopped: Mappi
     return log_and_checkpoint
 
 
-def _log(tracker: Any, by_key: Mapping[str, Any], trails: Mapping[str, Trail],
-         stopped: Mapping[str, Stop]) -> None:
-    """Log the variants that stopped as complete child runs (diverged when training says so)."""
-    batch = []
-    for key, stop in stopped.items():
-        trail = trails[key]
-        status = Status.DIVERGED if trail.last.status == Status.DIVERGED else stop.status
-        batch.append((by_key[key], trail.result(status, stop.rung)))
-    if batch:
-        tracker.log_variants(batch)
+class _Stopped:
+    """Logs variants that stopped as complete child runs (diverged when training says so),
+    their results joined from their trails: by the driver, or (with a pack writer and
+    `submit_writes`) by Ray write tasks, each batch's records then adopted."""
+
+    def __init__(self, tracker: Any, by_key: Mapping[str, Any], datasets: Mapping[str, Any],
+                 outcome: Outcome, pack_writer: Any, submit_writes: SubmitWrites | None,
+                 workers: int) -> None:
+        self.tracker, self.by_key, self.datasets = tracker, by_key, datasets
+        self.outcome, self.pack_writer, self.submit_writes = outcome, pack_writer, submit_writes
+        self.workers = workers
+
+    @property
+    def remote(self) -> bool:
+        return self.pack_writer is not None
+
+    def __call__(self, trails: Mapping[str, Trail], stopped: Mapping[str, Stop],
+                 wait: bool = True) -> Callable[[], list]:
+        """Log them; with `wait` False a remote write is only submitted: hand what this
+        returns to `settle` (a driver write is done at once either way)."""
+        batch = []
+        for key, stop in stopped.items():
+            trail = trails[key]
+            status = Status.DIVERGED if trail.last.status == Status.DIVERGED else stop.status
+            batch.append((self.by_key[key], trail.result(status, stop.rung)))
+        if not batch or not self.remote:
+            if batch:
+                self.tracker.log_variants(batch)
+            return list
+        size = min(WRITE_BATCH, -(-len(batch) // self.workers))
+        chunks = [batch[i:i + size] for i in range(0, len(batch), size)]
+        written = self.submit_writes(self.pack_writer, self.datasets,
+                                     [([v for v, _ in c], [r for _, r in c]) for c in chunks])
+        if wait:
+            self.settle(written)
+        return written
+
+    def settle(self, written: Callable[[], list]) -> None:
+        """Wait for submitted writes; adopt their records (or write what a task could not)."""
+        for outcome in written():
+            _, writer = settle(self.tracker, self.by_key, outcome)
+            self.outcome.writers[writer] = self.outcome.writers.get(writer, 0) + 1
 
 
 def _resume(tracker: Any, scheduler: Scheduler) -> dict[str, Trail]:

@@ -149,6 +149,36 @@ def _train_pack_task(pack: Pack, dataset: Dataset, writer=None) -> tuple[object,
     return results, ray.get_runtime_context().get_node_id()
 
 
+@ray.remote(max_retries=MAX_RETRIES, num_cpus=0)
+def _write_task(writer, datasets: Mapping[str, Dataset], variants: list, results: list):
+    """Ray task: write finished variants' children (`PackWriter.write_variants`). It holds no
+    CPU: the driver waits on it while the next round's packs fill every core."""
+    return writer.write_variants(datasets, variants, results)
+
+
+def submit_writes(writer, datasets: Mapping[str, Dataset],
+                  batches: list[tuple[list, list]]) -> Callable[[], list]:
+    """Submit one write task per (variants, results) batch, each one transaction; returns
+    wait(), which gives each batch's outcome in order (``Written``, or ``Unwritten`` when the
+    task failed after Ray's retries: the driver writes those)."""
+    from sweeps.tracking.pack_writer import Unwritten
+
+    needed = {v.data_key for variants, _ in batches for v in variants}
+    data = ray.put({key: datasets[key] for key in needed if key in datasets})
+    refs = [_write_task.remote(writer, data, variants, results) for variants, results in batches]
+
+    def wait() -> list:
+        outcomes = []
+        for ref, (_, results) in zip(refs, batches):
+            try:   # deep copies: arrays of ray.get are views of Ray's object store
+                outcomes.append(copy.deepcopy(ray.get(ref)))
+            except Exception as error:  # noqa: BLE001 - RayTaskError, WorkerCrashedError
+                outcomes.append(Unwritten(results, _describe_error(error)))
+        return outcomes
+
+    return wait
+
+
 def _describe_error(error: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(error), error)).strip()
 

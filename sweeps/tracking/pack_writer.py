@@ -226,10 +226,17 @@ class PackWriter:
 
     def write(self, pack: Any, dataset: Any, results: list) -> Written | Unwritten:
         """Write the pack's children (results of `train_pack`, in pack order)."""
-        sweep = SimpleNamespace(datasets={pack.data_key: dataset})
+        return self.write_variants({pack.data_key: dataset}, pack.variants, results)
+
+    def write_variants(self, datasets: Mapping[str, Any], variants: Sequence[Any],
+                       results: list) -> Written | Unwritten:
+        """Write the children of `variants` trained to `results` (in the same order), their
+        predictions from `datasets` ({data key: dataset}), in one transaction: a pack, or
+        the variants successive halving stopped in a round (their joined trails)."""
+        sweep = SimpleNamespace(datasets=datasets)
         children = [child_run(sweep, variant, result, self.parent_run_id, self.kinds,
                               self.histories)
-                    for variant, result in zip(pack.variants, results)]
+                    for variant, result in zip(variants, results)]
         try:
             self._check_artifacts()
             records = write_children(self._connection(), children, self.experiment_id,

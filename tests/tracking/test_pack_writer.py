@@ -153,3 +153,95 @@ def test_the_rows_follow_the_installed_mlflow():
     for value in (float("nan"), float("inf"), float("-inf"), 0.25, -3.0):
         assert rows.sanitize_metric_value(value) == \
             SqlAlchemyStore.sanitize_metric_value(None, value)
+
+
+def test_halving_children_are_written_by_workers_once_each_as_the_driver_writes_them(
+        postgresql_uri, ray_session, tmp_path, monkeypatch):
+    """Successive halving on PostgreSQL: the variants a round stops (their curves joined
+    across rounds in the driver) are written by Ray write tasks, each of which dies once
+    between its commit and its return and is retried; every variant is one child, whose raw
+    rows and the search's picks equal those of the same sweep written by the driver."""
+    import socket
+
+    from mlflow import MlflowClient
+
+    from sweeps import run_sweep
+    from tests.sweep_files import write_halving_sweep
+    from tests.tracking.test_contract import Side, raw_rows
+
+    markers = tmp_path / "died"
+    markers.mkdir()
+    pack_writer = BulkTracker.pack_writer
+
+    def dies_after_commit(tracker):
+        base = pack_writer(tracker)
+        if base is None:
+            return None
+        return DiesAfterCommit(**{f.name: getattr(base, f.name)
+                                  for f in dataclasses.fields(PackWriter)},
+                               markers=str(markers))
+
+    monkeypatch.setattr(BulkTracker, "pack_writer", dies_after_commit)
+    by_workers = run_sweep(write_halving_sweep(tmp_path, name="workers"),
+                           tracking_uri=postgresql_uri, progress=False)
+    monkeypatch.setenv(CHILD_WRITERS_ENV, "driver")
+    by_driver = run_sweep(write_halving_sweep(tmp_path, name="driver"),
+                          tracking_uri=postgresql_uri, progress=False)
+
+    driver = f"{socket.gethostname()}:{os.getpid()}"
+    assert not by_driver.writers               # (counted where workers may write)
+    assert by_workers.writers and driver not in by_workers.writers
+    batches = sum(by_workers.writers.values())
+    died = {marker.name for marker in markers.iterdir()}
+    assert len(died) == batches > 1                          # each write task died once
+    status = dict(zip(by_workers.frame["variant_key"], by_workers.frame["status"]))
+    assert {status[key] for key in died} == {"ok", "pruned"}    # the last round's and others'
+    keys = {v.key for v in by_workers.sweep.variants}
+    found = child_rows(postgresql_uri, by_workers.parent_run_id)
+    assert Counter(key for key, _, _ in found) == Counter(keys)           # each exactly once
+    assert {(status, stage) for _, status, stage in found} == {("FINISHED", "active")}
+
+    columns = ["variant_key", "status", "rung", "stopped_epoch"]
+    assert by_workers.frame[columns].equals(by_driver.frame[columns])
+    assert list(by_workers.summary["group_key"]) == list(by_driver.summary["group_key"])
+    client = MlflowClient(postgresql_uri)
+
+    def side(outcome) -> Side:
+        records = [dataclasses.make_dataclass("R", ["variant_key", "run_id"])(key, run_id)
+                   for key, run_id in zip(outcome.frame["variant_key"], outcome.frame["run_id"])]
+        tracker = type("T", (), {"experiment_id": outcome.experiment_id,
+                                 "parent_run_id": outcome.parent_run_id,
+                                 "records": lambda self: records})()
+        made = Side(client, tracker)
+        made.aliases[f"/{outcome.experiment_id}/"] = "/<experiment>/"   # in artifact URIs
+        return made
+
+    def rows(s: Side) -> dict:
+        got = raw_rows(client, s)
+        for row in got["runs"]:
+            assert row.pop("experiment_id") == int(s.experiment_id)
+        for row in got["metrics"] + got["latest_metrics"]:
+            if row["key"] == "train_seconds":              # measured: differs run to run
+                assert float(row.pop("value")) > 0
+        return got
+
+    workers_side, driver_side = side(by_workers), side(by_driver)
+    assert workers_side.normalize(rows(workers_side)) == driver_side.normalize(rows(driver_side))
+
+
+def test_halving_children_a_write_task_cannot_store_are_written_by_the_driver(
+        postgresql_uri, ray_session, tmp_path, monkeypatch):
+    import socket
+
+    from sweeps import run_sweep
+    from tests.sweep_files import write_halving_sweep
+
+    pack_writer = BulkTracker.pack_writer
+    monkeypatch.setattr(BulkTracker, "pack_writer", lambda tracker: dataclasses.replace(
+        pack_writer(tracker), connect=(("dbname", "none"), ("host", "127.0.0.1"), ("port", 1),
+                                       ("connect_timeout", 2))))
+    outcome = run_sweep(write_halving_sweep(tmp_path, name="unreachable"),
+                        tracking_uri=postgresql_uri, progress=False)
+    assert set(outcome.writers) == {f"{socket.gethostname()}:{os.getpid()}"}
+    found = child_rows(postgresql_uri, outcome.parent_run_id)
+    assert Counter(key for key, _, _ in found) == Counter(v.key for v in outcome.sweep.variants)
