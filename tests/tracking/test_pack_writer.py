@@ -245,3 +245,34 @@ def test_halving_children_a_write_task_cannot_store_are_written_by_the_driver(
     assert set(outcome.writers) == {f"{socket.gethostname()}:{os.getpid()}"}
     found = child_rows(postgresql_uri, outcome.parent_run_id)
     assert Counter(key for key, _, _ in found) == Counter(v.key for v in outcome.sweep.variants)
+
+
+def test_halving_resumed_after_a_crash_before_its_checkpoint_writes_no_variant_twice(
+        postgresql_uri, ray_session, tmp_path, monkeypatch):
+    """The driver dies as it writes a round's checkpoint: the variants that round stopped are
+    already stored by the write tasks; the resumed search writes them again to no effect."""
+    from sweeps import run_sweep
+    from sweeps.tracking.track import SweepTracker
+    from tests.sweep_files import write_halving_sweep
+
+    path = write_halving_sweep(tmp_path, name="crash")
+    stored_at_crash: list[tuple] = []
+    crashed: list[str] = []
+    write_parent_file = SweepTracker.write_parent_file
+
+    def dies_at_the_first_checkpoint(tracker, name, data):
+        if name.endswith("checkpoint.npz") and not stored_at_crash:
+            stored_at_crash.extend(child_rows(postgresql_uri, tracker.parent_run_id))
+            crashed.append(tracker.parent_run_id)
+            raise SystemExit("the driver dies before its checkpoint")
+        return write_parent_file(tracker, name, data)
+
+    monkeypatch.setattr(SweepTracker, "write_parent_file", dies_at_the_first_checkpoint)
+    with pytest.raises(SystemExit):
+        run_sweep(path, tracking_uri=postgresql_uri, progress=False)
+    assert stored_at_crash                 # a round's stopped variants, before its checkpoint
+    outcome = run_sweep(path, tracking_uri=postgresql_uri, progress=False)
+    assert outcome.writers and crashed == [outcome.parent_run_id]      # the same search, resumed
+    found = child_rows(postgresql_uri, outcome.parent_run_id)
+    assert Counter(key for key, _, _ in found) == Counter(v.key for v in outcome.sweep.variants)
+    assert {key for key, _, _ in stored_at_crash} <= {key for key, _, _ in found}
