@@ -1,5 +1,6 @@
 """tpe and gp end to end: real Ray, a real SQLite store, the study's history on the parent run,
-and a tpe sweep killed with SIGKILL that continues where it stopped."""
+a tpe sweep on two objectives (its Pareto front), and a tpe sweep killed with SIGKILL that
+continues where it stopped."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
 from sweeps import run_sweep
+from sweeps.cli import app
 from sweeps.methods.model_based import HISTORY_TABLE
+from sweeps.report.pareto import pareto_optimal
 from tests.integration.helpers import (START_TIMEOUT, assert_logged_once, child_runs,
                                        sweeps_command, wait_for)
 from tests.sweep_files import write_model_based_sweep
@@ -47,6 +52,38 @@ def test_each_configuration_trains_every_seed_and_its_mean_is_told(
     told = {float(row["value"]) for row in history if row["state"] == "COMPLETE"}
     assert told and all(any(math.isclose(v, m, rel_tol=1e-12) for m in means.values())
                         for v in told)
+
+    serial = run_sweep(path, tracking_uri=f"sqlite:///{tmp_path / 'serial.db'}",
+                       executor="serial", progress=False, out=tmp_path / "serial")
+    assert sorted(serial.frame["variant_key"]) == sorted(frame["variant_key"])
+
+
+def test_a_two_objective_tpe_sweep_on_ray_tells_both_means_and_prints_its_front(
+        ray_session, tracking_uri, tmp_path):
+    path = write_model_based_sweep(tmp_path, name="front", trials=6, batch=3)
+    config = yaml.safe_load(path.read_text())
+    config["search"]["metric"] = ["val_loss", "n_params"]
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    outcome = run_sweep(path, tracking_uri=tracking_uri, progress=False, out=tmp_path / "out")
+    children = child_runs(tracking_uri, "front")
+    assert len(children) == 12 and {r.info.status for r in children} == {"FINISHED"}
+    frame = outcome.frame
+    assert (frame["n_params"] == 4 * frame["model.hidden"] + 1).all()    # 2 inputs, 1 output: (2+1)h + h + 1
+
+    history = _history(tracking_uri, "front")
+    assert [int(row["round"]) for row in history] == [1] * 3 + [2] * 3
+    means = frame.groupby("group_key")[["val_loss", "n_params"]].mean().to_numpy()
+    for row in history:
+        if row["state"] == "COMPLETE":                   # "mean val_loss;n_params"
+            told = [float(v) for v in row["value"].split(";")]
+            assert any(math.isclose(told[0], loss, rel_tol=1e-12) and told[1] == size
+                       for loss, size in means), row
+    objectives = [("val_loss", "min"), ("n_params", "min")]
+    assert pareto_optimal(outcome.summary, objectives).any()
+    assert (tmp_path / "out" / "pareto.png").stat().st_size > 0
+    result = CliRunner().invoke(app, ["summary", str(path), "--tracking-uri", tracking_uri])
+    assert result.exit_code == 0, result.output
+    assert "Pareto-optimal configurations on val_loss (min), n_params (min):" in result.output
 
     serial = run_sweep(path, tracking_uri=f"sqlite:///{tmp_path / 'serial.db'}",
                        executor="serial", progress=False, out=tmp_path / "serial")
