@@ -68,7 +68,7 @@ def test_a_two_objective_tpe_sweep_on_ray_tells_both_means_and_prints_its_front(
     children = child_runs(tracking_uri, "front")
     assert len(children) == 12 and {r.info.status for r in children} == {"FINISHED"}
     frame = outcome.frame
-    assert (frame["n_params"] == 4 * frame["model.hidden"] + 1).all()    # 2 inputs, 1 output: (2+1)h + h + 1
+    assert (frame["n_params"] == 4 * frame["model.hidden"] + 1).all()    # (2 + 1) h + h + 1
 
     history = _history(tracking_uri, "front")
     assert [int(row["round"]) for row in history] == [1] * 3 + [2] * 3
