@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import core
-from sweeps.execution.plan import pack_variants
+from sweeps.execution.plan import PACKS_PER_WORKER, pack_variants
 from sweeps.execution.trails import Trail, dump, load
 from sweeps.execution.training import VariantResult
 from sweeps.methods.base import Continue, Fork, Round, Scheduler, Start, Stop
@@ -172,7 +172,8 @@ def _packs(work: Round, by_key: Mapping[str, Any], trails: Mapping[str, Trail],
     going_on = [by_key[r.key if isinstance(r, Continue) else r.variant.key] for r in work.work
                 if not isinstance(r, Start)]
     packs = [_with_state(pack, trails, work) for todo in (fresh, going_on) if todo
-             for pack in pack_variants(todo, datasets, workers)]
+             for pack in pack_variants(todo, datasets, workers,
+                                       work.packs_per_worker or PACKS_PER_WORKER)]
     return [replace(pack, index=i) for i, pack in enumerate(packs)]
 
 

@@ -45,12 +45,12 @@ def make_packs(sweep, workers: int = 2, skip: Collection[str] = ()) -> list[Pack
 
 
 def pack_variants(todo: Sequence[Variant], datasets: Mapping[str, Any],
-                  workers: int = 2) -> list[Pack]:
+                  workers: int = 2, per_worker: int = PACKS_PER_WORKER) -> list[Pack]:
     """Pack variants for `workers` workers, longest pack first.
 
     Variants are grouped by PACK_SHARED; each group is split into near-equal packs of at most
-    MAX_PACK variants and of at most about 1 / (PACKS_PER_WORKER * workers) of the whole
-    estimated work, so there are >= PACKS_PER_WORKER packs per worker when there are enough
+    MAX_PACK variants and of at most about 1 / (per_worker * workers) of the whole
+    estimated work, so there are >= per_worker packs per worker when there are enough
     variants. Within a pack the variants keep their order.
     """
     if not todo:
@@ -61,7 +61,7 @@ def pack_variants(todo: Sequence[Variant], datasets: Mapping[str, Any],
         groups.setdefault(key, []).append(variant)
     cost = {key: pack_work(_pack(members), datasets[members[0].data_key])["seconds"]
             for key, members in groups.items()}
-    share = sum(cost.values()) / (PACKS_PER_WORKER * max(1, workers))
+    share = sum(cost.values()) / (max(1, per_worker) * max(1, workers))
     packs: list[tuple[float, Pack]] = []
     for key, members in groups.items():
         n_packs = min(len(members), max(math.ceil(len(members) / MAX_PACK),

@@ -89,6 +89,10 @@ class Round:
         or a scheduler forks from it); without it results are logged as they come.
     record : metrics the round's variants record beyond the usual (`Pack.record`).
     label : the progress bar's text.
+    packs_per_worker : how finely the round's variants are packed (None: `PACKS_PER_WORKER`,
+        which balances a grid's unequal packs and logs as they come in). A round whose
+        variants all end with it and cost alike trains soonest in one pack per worker: a
+        population's cost grows slowly with its size (benchmarks/bench_search.py).
     """
 
     work: tuple[Request, ...]
@@ -100,6 +104,7 @@ class Round:
     keep: bool = False
     record: tuple[str, ...] = ()
     label: str = ""
+    packs_per_worker: Optional[int] = None
 
 
 class Scheduler:

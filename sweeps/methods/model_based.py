@@ -368,6 +368,7 @@ class OptunaScheduler(Scheduler):
             total = math.ceil(self.trials / self.batch)
             return Round(work=tuple(Start(v) for v in todo.values()),
                          last=self.asked >= self.trials, final=True, record=self.record,
+                         packs_per_worker=1,     # a round ends together: few large packs
                          label=f"{self.sweep.name} {self.method.name} round {self.round}/"
                                f"{total} ({count} configurations)")
         return None

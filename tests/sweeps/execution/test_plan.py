@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from sweeps.spec import config
 from sweeps.spec.config import PACK_SHARED, SETTING_PATHS, SETTING_ROLES
-from sweeps.execution.plan import MAX_PACK, describe, make_packs, pack_work
+from sweeps.execution.plan import MAX_PACK, describe, make_packs, pack_variants, pack_work
 from sweeps.records import Pack
 from sweeps.execution.training import train_pack
 from sweeps.spec.sweep import load_sweep
@@ -115,6 +115,15 @@ def test_card_packs_cover_every_variant_once_and_share_shapes(card, workers):
 def test_enough_packs_to_keep_every_worker_busy(card):
     for workers in (1, 2, 4, 8):
         assert len(make_packs(card, workers=workers)) >= 4 * workers
+
+
+def test_fewer_packs_per_worker_make_larger_packs_of_the_same_variants(card):
+    todo = list(card.variants)
+    for workers in (2, 8):        # the card has 8 shapes: at least a pack each
+        coarse = pack_variants(todo, card.datasets, workers, per_worker=1)
+        fine = pack_variants(todo, card.datasets, workers)
+        assert len(coarse) < len(fine)
+        assert sorted(v.key for p in coarse for v in p.variants) == sorted(v.key for v in todo)
 
 
 def test_packs_are_near_equal_in_cost_and_the_longest_come_first(card):

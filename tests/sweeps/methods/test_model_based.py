@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from sweeps.methods.model_based import HISTORY_TABLE, Space
+from sweeps.scheduling import _packs
 from sweeps.spec.config import Distribution
 from sweeps.spec.search import scheduler_of
 from sweeps.spec.sweep import load_sweep
@@ -98,6 +99,13 @@ def test_each_round_asks_a_batch_and_trains_every_seed_of_each_configuration(wri
     assert len({v.group for v in variants}) == 4
     assert all(v.key == sweep.variant_at({p: v.settings[p] for p in sweep.swept}, 0).key
                for v in variants)
+
+
+def test_a_round_packs_its_configurations_into_one_pack_per_worker_and_shape(write):
+    sweep = _sweep(write, text=BASE.replace("model.hidden: [2, 8, [4, 4]]", "model.hidden: [8]"))
+    work = scheduler_of(sweep, {}).ask()
+    packs = _packs(work, {r.variant.key: r.variant for r in work.work}, {}, sweep.datasets, 2)
+    assert len(packs) == 2 and sum(len(p.variants) for p in packs) == 4 * 2
 
 
 @pytest.mark.parametrize("method", ["tpe", "gp"])
