@@ -1,25 +1,31 @@
 """Model-based search (tpe) against the full grid it searches, random search at the same budget,
 Optuna's own loop and Ray Tune with OptunaSearch.
 
-For each of four spaces (lists only, so every configuration tpe can ask is a grid point):
+For each of four spaces of 256 configurations x 5 seeds (lists only, so every configuration
+tpe can ask is a grid point):
 
   grid     the full grid with `sweeps run`'s library form (Ray, a SQLite store of its own):
            every configuration's mean validation loss over its seeds, the reference ranking.
-  tpe      `search.method: tpe` with a quarter of the grid's configurations (batch 4), for 5
-           sampler seeds: where its pick (its best told configuration) ranks in the grid.
+  tpe      `search.method: tpe` with a quarter of the grid's configurations (64, in 4 rounds
+           of 16), for 5 sampler seeds: where its pick (its best told configuration) ranks in
+           the grid.
            A variant is bit-identical however it trains, so the study is replayed against the
            grid's logged values (exactly what resuming a tpe sweep does); the first seed also
            runs for real, and the benchmark checks that it trained the replay's variants, and
-           times it: the share of its wall time spent asking and telling.
+           times it: the share of its wall time spent asking and telling, and its phases
+           (start-up: Ray and the store's parent run; rounds: training, logging, ask and tell;
+           outputs: tables, plots). Its store exists beforehand (a copy of an empty one: MLflow
+           builds a new store's schema once, in seconds, not per sweep).
   random   `random_points` over the same lists at the same budget, same 5 seeds: its pick's rank.
   optuna   (first seed) `study.optimize` with the same TPE sampler, one trial per configuration
-           training its seeds with this project's engine (one `train_pack` per trial), in this
-           process: the wall time against the tpe sweep's.
+           training its 5 seeds as one population with this project's engine (one
+           `train_pack` per trial), in this process: the wall time against the tpe sweep's.
   tune     (--tune; first space, first seed) Ray Tune's Tuner with OptunaSearch, one trial
            per configuration training its seeds the same way: the wall time.
 
 Prints figures measured in this run; asserts nothing (the machine is shared).
 Usage: python benchmarks/bench_search.py [--seeds 5] [--spaces moons sine ...] [--tune]
+       [--no-loops] (quality only: the grids and replays, no Optuna or Tune loop)
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -43,36 +50,43 @@ from sweeps.spec.sweep import load_sweep
 
 LRS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
 WDS = [0.0, 0.0001, 0.001, 0.01]
-# Three spaces of variant-role settings (a round's configurations share one pack) and one
-# (breast_cancer) of widths and optimizers (a pack per width and optimizer).
+INITS = ["xavier_normal", "he_normal"]
+# Four spaces of 256 configurations, where training dominates a sweep and a population pays:
+# small networks, mini-batches of 16-32 (many steps of little arithmetic each: a pack of 40
+# variants costs ~1.7x a pack of 5) and thousands of epochs. Three search only variant-role
+# settings (a round's configurations share packs); breast_cancer searches widths too (a pack
+# per width). Epochs are set so one configuration's 5 seeds train in ~2-3 s on a quiet core.
 SPACES = {
     "moons": {"data": {"source": "moons", "validation": 0.25},
               "model": {"hidden": [8], "activation": "tanh", "output_activation": "sigmoid",
                         "bias": True},
-              "train": {"loss": "bce", "optimizer": "momentum", "epochs": 300},
+              "train": {"loss": "bce", "optimizer": "momentum", "epochs": 3000,
+                        "batch_size": 16},
               "parameters": {"train.lr": LRS, "train.weight_decay": WDS,
-                             "model.init": ["xavier_normal", "he_normal"]}},
+                             "train.momentum": [0.5, 0.8, 0.9, 0.95], "model.init": INITS}},
     "breast_cancer": {"data": {"source": "breast_cancer", "validation": 0.2},
                       "model": {"activation": "tanh", "output_activation": "sigmoid",
-                                "bias": True, "init": "xavier_normal"},
-                      "train": {"loss": "bce", "epochs": 100, "batch_size": 64},
-                      "parameters": {"train.lr": LRS, "model.hidden": [4, 16],
-                                     "train.optimizer": ["sgd", "momentum", "adam"]}},
+                                "bias": True},
+                      "train": {"loss": "bce", "optimizer": "momentum", "epochs": 1000,
+                                "batch_size": 32},
+                      "parameters": {"train.lr": LRS, "model.hidden": [2, 4, 8, 16],
+                                     "train.weight_decay": WDS, "model.init": INITS}},
     "sine": {"data": {"source": "sine", "validation": 0.25},
-             "model": {"hidden": [16], "activation": "tanh", "output_activation": "identity",
+             "model": {"hidden": [8], "activation": "tanh", "output_activation": "identity",
                        "bias": True},
-             "train": {"loss": "mse", "optimizer": "momentum", "epochs": 400},
+             "train": {"loss": "mse", "optimizer": "momentum", "epochs": 2000, "batch_size": 16},
              "parameters": {"train.lr": LRS, "train.momentum": [0.5, 0.8, 0.9, 0.95],
-                            "model.init": ["xavier_normal", "he_normal"]}},
+                            "train.weight_decay": WDS, "model.init": INITS}},
     "iris": {"data": {"source": "iris", "validation": 0.25},
-             "model": {"hidden": [16], "activation": "relu", "output_activation": "softmax",
+             "model": {"hidden": [8], "activation": "relu", "output_activation": "softmax",
                        "bias": True},
-             "train": {"loss": "cross_entropy", "optimizer": "adam", "epochs": 300},
+             "train": {"loss": "cross_entropy", "optimizer": "adam", "epochs": 3000,
+                       "batch_size": 16},
              "parameters": {"train.lr": LRS, "train.weight_decay": WDS,
-                            "model.init": ["he_normal", "xavier_uniform"]}},
+                            "train.beta1": [0.5, 0.8, 0.9, 0.95], "model.init": INITS}},
 }
-SEEDS = [0, 1]
-BATCH = 4
+SEEDS = [0, 1, 2, 3, 4]     # per configuration: the grid's ranking is a mean over 5 seeds
+BATCH = 16                  # configurations a round: 4 rounds for a budget of 64
 TOP = 0.05
 
 
@@ -131,7 +145,7 @@ def optuna_loop(path: Path, trials: int, seed: int) -> float:
         point = {p: values[trial.suggest_categorical(p, list(range(len(values))))]
                  for p, values in lists.items()}
         variants = [sweep.variant_at({**point, "seed": s}, i) for i, s in enumerate(SEEDS)]
-        results = [r for pack in pack_variants(variants, sweep.datasets, 1)
+        results = [r for pack in pack_variants(variants, sweep.datasets, 1, per_worker=1)
                    for r in train_pack(pack, sweep.datasets[pack.data_key])]
         return float(np.mean([r.metrics["val_loss"] for r in results]))
 
@@ -142,30 +156,56 @@ def optuna_loop(path: Path, trials: int, seed: int) -> float:
 
 
 def tune_loop(path: Path, trials: int, seed: int) -> float:
-    """Seconds of Ray Tune's Tuner with OptunaSearch, one trial per configuration."""
+    """Seconds of Ray Tune's Tuner with OptunaSearch, one trial per configuration, Ray's start
+    included."""
     import ray
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
     sweep = load_sweep(path)
     lists = {p: v for p, v in sweep.config.search.parameters.items() if p != "seed"}
+    clock = time.perf_counter()     # Ray's start counts, as it does in the sweep's wall time
+    ray.init(include_dashboard=False, log_to_driver=False)
     datasets = ray.put(dict(sweep.datasets))
 
     def trainable(config):
         data = ray.get(datasets)
         point = {p: lists[p][config[p]] for p in lists}
         variants = [sweep.variant_at({**point, "seed": s}, i) for i, s in enumerate(SEEDS)]
-        results = [r for pack in pack_variants(variants, data, 1)
+        results = [r for pack in pack_variants(variants, data, 1, per_worker=1)
                    for r in train_pack(pack, data[pack.data_key])]
         return {"val_loss": float(np.mean([r.metrics["val_loss"] for r in results]))}
 
-    clock = time.perf_counter()
     space = {p: tune.choice(list(range(len(v)))) for p, v in lists.items()}
     tuner = tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(
         search_alg=OptunaSearch(metric="val_loss", mode="min", seed=seed),
         num_samples=trials), run_config=tune.RunConfig(storage_path=str(path.parent / "tune"),
                                                         verbose=0))
     tuner.fit()
-    return time.perf_counter() - clock
+    seconds = time.perf_counter() - clock
+    ray.shutdown()
+    return seconds
+
+
+def empty_store(work: Path) -> Path:
+    """An SQLite MLflow store with its schema built (copied for each sweep)."""
+    from mlflow import MlflowClient
+    path = work / "empty.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def store(empty: Path, name: str) -> str:
+    path = empty.with_name(f"{name}.db")
+    shutil.copy(empty, path)
+    return f"sqlite:///{path}"
+
+
+def phases(outcome, wall: float) -> str:
+    """The sweep's wall time split into its phases."""
+    t = outcome.timings
+    return (f"wall {wall:.1f} s = start-up {t['startup']:.1f} + rounds {t['train_and_log']:.1f} "
+            f"(of which logging {t['logging']:.1f}, ask+tell {t['deciding']:.2f}) + outputs "
+            f"{t['results']:.1f} + {wall - t['startup'] - t['train_and_log'] - t['results']:.1f}")
 
 
 def main() -> None:
@@ -173,15 +213,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
     parser.add_argument("--tune", action="store_true", help="also Ray Tune + OptunaSearch")
+    parser.add_argument("--no-loops", action="store_true",
+                        help="quality only: no tpe sweep, Optuna loop or Ray Tune")
     args = parser.parse_args()
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
     os.chdir(work)
+    empty = empty_store(work)
     summary = []
     for space in args.spaces:
         grid_path = write(space, "grid", work)
-        grid = run_sweep(grid_path, tracking_uri=f"sqlite:///{work / space}-grid.db",
-                         progress=False, out=work / f"{space}-grid")
+        clock = time.perf_counter()
+        grid = run_sweep(grid_path, tracking_uri=store(empty, f"{space}-grid"), progress=False,
+                         out=work / f"{space}-grid")
+        grid_wall = time.perf_counter() - clock
         ranks = ranking(grid.frame)
         n = len(ranks)
         top = max(1, math.ceil(TOP * n))
@@ -194,36 +239,41 @@ def main() -> None:
             tpe_ranks.append(ranks[group])
             decide.append(seconds)
             random_ranks.append(ranks[random_pick(grid.sweep, ranks, n // 4, seed)])
-        print(f"\n{space}: {n} configurations x {len(SEEDS)} seeds; budget {n // 4}; "
-              f"top {TOP:.0%} = rank <= {top}")
+        print(f"\n{space}: {n} configurations x {len(SEEDS)} seeds; budget {n // 4} in rounds of "
+              f"{BATCH}; top {TOP:.0%} = rank <= {top}")
+        print(f"  grid sweep: {phases(grid, grid_wall)}")
         print(f"  tpe picks' ranks    {tpe_ranks}  mean {np.mean(tpe_ranks):.1f}  "
               f"in top {TOP:.0%}: {sum(r <= top for r in tpe_ranks)}/{args.seeds}")
-        print(f"  random picks' ranks {random_ranks}  mean {np.mean(random_ranks):.1f}")
+        print(f"  random picks' ranks {random_ranks}  mean {np.mean(random_ranks):.1f}  "
+              f"in top {TOP:.0%}: {sum(r <= top for r in random_ranks)}/{args.seeds}")
         print(f"  ask+tell replayed (Optuna import and study included): "
               f"{min(decide):.2f}-{max(decide):.2f} s")
+        row = {"space": space, "top": sum(r <= top for r in tpe_ranks) >= math.ceil(
+            0.6 * args.seeds), "beats": np.mean(tpe_ranks) < np.mean(random_ranks)}
+        if args.no_loops:
+            summary.append(row)
+            continue
 
         path = write(space, "tpe", work, 0)
         clock = time.perf_counter()
-        real = run_sweep(path, tracking_uri=f"sqlite:///{work / space}-tpe.db", progress=False,
+        real = run_sweep(path, tracking_uri=store(empty, f"{space}-tpe"), progress=False,
                          out=work / f"{space}-tpe")
         wall = time.perf_counter() - clock
         _, asked, _ = tpe_pick(path, metrics)
         same = sorted(real.frame["variant_key"]) == sorted(set(asked))
-        print(f"  tpe sweep (seed 0): wall {wall:.1f} s, ask+tell {real.timings['deciding']:.2f} s "
-              f"= {real.timings['deciding'] / wall:.1%} of wall; trained the replay's "
-              f"variants: {same}")
+        print(f"  tpe sweep (seed 0): {phases(real, wall)}")
+        print(f"    ask+tell = {real.timings['deciding'] / wall:.1%} of wall; trained the "
+              f"replay's variants: {same}")
         loop = optuna_loop(path, n // 4, 0)
-        inner = real.timings["train_and_log"]
+        rounds = real.timings["train_and_log"]
         print(f"  optuna study.optimize: {loop:.1f} s = {loop / wall:.2f}x the tpe sweep's wall, "
-              f"{loop / inner:.2f}x its rounds (training, logging, ask and tell: {inner:.1f} s; "
-              f"the rest is Ray's start, the store, tables and plots)")
-        row = {"space": space, "top": sum(r <= top for r in tpe_ranks) >= math.ceil(
-            0.6 * args.seeds), "beats": np.mean(tpe_ranks) < np.mean(random_ranks),
-            "share": real.timings["deciding"] / wall, "optuna": loop / wall,
-            "optuna_vs_rounds": loop / inner}
+              f"{loop / rounds:.2f}x its rounds")
+        row.update(share=real.timings["deciding"] / wall, optuna=loop / wall,
+                   optuna_vs_rounds=loop / rounds)
         if args.tune and space == args.spaces[0]:
             tuned = tune_loop(path, n // 4, 0)
-            print(f"  ray tune + OptunaSearch: {tuned:.1f} s = {tuned / wall:.2f}x the tpe sweep")
+            print(f"  ray tune + OptunaSearch: {tuned:.1f} s = {tuned / wall:.2f}x the tpe sweep, "
+                  f"{tuned / rounds:.2f}x its rounds")
             row["tune"] = tuned / wall
         summary.append(row)
     print("\nsummary")
