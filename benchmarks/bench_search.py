@@ -26,6 +26,8 @@ tpe can ask is a grid point):
 Prints figures measured in this run; asserts nothing (the machine is shared).
 Usage: python benchmarks/bench_search.py [--seeds 5] [--spaces moons sine ...] [--tune]
        [--no-loops] (quality only: the grids and replays, no Optuna or Tune loop)
+       [--speed-only] [--epochs-times 2] [--log-every 20] (speed only, every space's epochs
+       scaled; the same number of curve points when --log-every is scaled alike)
 """
 
 from __future__ import annotations
@@ -90,6 +92,9 @@ BATCH = 16                  # configurations a round: 4 rounds for a budget of 6
 TOP = 0.05
 
 
+LOG_EVERY = 10              # epochs between curve points (--log-every)
+
+
 def write(space: str, method: str, workdir: Path, random_seed: int = 0) -> Path:
     """The space as a sweep file: the grid, or tpe with a quarter of its configurations."""
     spec = SPACES[space]
@@ -98,7 +103,7 @@ def write(space: str, method: str, workdir: Path, random_seed: int = 0) -> Path:
     if method == "tpe":
         search.update(trials=n // 4, batch=BATCH, random_seed=random_seed)
     config = {"name": f"{space}-{method}-{random_seed}", "data": spec["data"],
-              "model": spec["model"], "train": {"log_every": 10, **spec["train"]},
+              "model": spec["model"], "train": {"log_every": LOG_EVERY, **spec["train"]},
               "seed": 0, "search": search}
     path = workdir / f"{config['name']}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -208,6 +213,38 @@ def phases(outcome, wall: float) -> str:
             f"{t['results']:.1f} + {wall - t['startup'] - t['train_and_log'] - t['results']:.1f}")
 
 
+def speed(space: str, work: Path, empty: Path, tune_too: bool,
+          metrics: dict | None = None) -> dict[str, float]:
+    """The tpe sweep (seed 0) for real against Optuna's loop (and Ray Tune's): printed, and
+    their ratios. With the grid's `metrics`, also whether the sweep trained the replay's
+    variants."""
+    path = write(space, "tpe", work, 0)
+    n = math.prod(len(v) for v in SPACES[space]["parameters"].values())
+    clock = time.perf_counter()
+    real = run_sweep(path, tracking_uri=store(empty, f"{space}-tpe"), progress=False,
+                     out=work / f"{space}-tpe")
+    wall = time.perf_counter() - clock
+    print(f"  tpe sweep (seed 0): {phases(real, wall)}")
+    same = ""
+    if metrics is not None:
+        _, asked, _ = tpe_pick(path, metrics)
+        same = (f"; trained the replay's variants: "
+                f"{sorted(real.frame['variant_key']) == sorted(set(asked))}")
+    print(f"    ask+tell = {real.timings['deciding'] / wall:.1%} of wall{same}")
+    loop = optuna_loop(path, n // 4, 0)
+    rounds = real.timings["train_and_log"]
+    print(f"  optuna study.optimize: {loop:.1f} s = {loop / wall:.2f}x the tpe sweep's wall, "
+          f"{loop / rounds:.2f}x its rounds")
+    row = {"share": real.timings["deciding"] / wall, "optuna": loop / wall,
+           "optuna_vs_rounds": loop / rounds}
+    if tune_too:
+        tuned = tune_loop(path, n // 4, 0)
+        print(f"  ray tune + OptunaSearch: {tuned:.1f} s = {tuned / wall:.2f}x the tpe sweep, "
+              f"{tuned / rounds:.2f}x its rounds")
+        row["tune"] = tuned / wall
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -215,13 +252,27 @@ def main() -> None:
     parser.add_argument("--tune", action="store_true", help="also Ray Tune + OptunaSearch")
     parser.add_argument("--no-loops", action="store_true",
                         help="quality only: no tpe sweep, Optuna loop or Ray Tune")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="no grid and no replays: the tpe sweep against the loops")
+    parser.add_argument("--epochs-times", type=float, default=1.0,
+                        help="scale every space's epochs (how the ratios move with training)")
+    parser.add_argument("--log-every", type=int, default=LOG_EVERY,
+                        help="epochs between curve points (logging grows with their number)")
     args = parser.parse_args()
+    globals()["LOG_EVERY"] = args.log_every
+    for spec in SPACES.values():
+        spec["train"]["epochs"] = max(1, round(spec["train"]["epochs"] * args.epochs_times))
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
     os.chdir(work)
     empty = empty_store(work)
     summary = []
     for space in args.spaces:
+        tune_too = args.tune and space == args.spaces[0]
+        if args.speed_only:
+            print(f"\n{space}: epochs {SPACES[space]['train']['epochs']}")
+            summary.append({"space": space, **speed(space, work, empty, tune_too)})
+            continue
         grid_path = write(space, "grid", work)
         clock = time.perf_counter()
         grid = run_sweep(grid_path, tracking_uri=store(empty, f"{space}-grid"), progress=False,
@@ -250,31 +301,8 @@ def main() -> None:
               f"{min(decide):.2f}-{max(decide):.2f} s")
         row = {"space": space, "top": sum(r <= top for r in tpe_ranks) >= math.ceil(
             0.6 * args.seeds), "beats": np.mean(tpe_ranks) < np.mean(random_ranks)}
-        if args.no_loops:
-            summary.append(row)
-            continue
-
-        path = write(space, "tpe", work, 0)
-        clock = time.perf_counter()
-        real = run_sweep(path, tracking_uri=store(empty, f"{space}-tpe"), progress=False,
-                         out=work / f"{space}-tpe")
-        wall = time.perf_counter() - clock
-        _, asked, _ = tpe_pick(path, metrics)
-        same = sorted(real.frame["variant_key"]) == sorted(set(asked))
-        print(f"  tpe sweep (seed 0): {phases(real, wall)}")
-        print(f"    ask+tell = {real.timings['deciding'] / wall:.1%} of wall; trained the "
-              f"replay's variants: {same}")
-        loop = optuna_loop(path, n // 4, 0)
-        rounds = real.timings["train_and_log"]
-        print(f"  optuna study.optimize: {loop:.1f} s = {loop / wall:.2f}x the tpe sweep's wall, "
-              f"{loop / rounds:.2f}x its rounds")
-        row.update(share=real.timings["deciding"] / wall, optuna=loop / wall,
-                   optuna_vs_rounds=loop / rounds)
-        if args.tune and space == args.spaces[0]:
-            tuned = tune_loop(path, n // 4, 0)
-            print(f"  ray tune + OptunaSearch: {tuned:.1f} s = {tuned / wall:.2f}x the tpe sweep, "
-                  f"{tuned / rounds:.2f}x its rounds")
-            row["tune"] = tuned / wall
+        if not args.no_loops:
+            row.update(speed(space, work, empty, tune_too, metrics))
         summary.append(row)
     print("\nsummary")
     for row in summary:
