@@ -246,6 +246,7 @@ def speed(space: str, work: Path, empty: Path, tune_too: bool,
 
 
 def main() -> None:
+    global LOG_EVERY
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
@@ -259,7 +260,7 @@ def main() -> None:
     parser.add_argument("--log-every", type=int, default=LOG_EVERY,
                         help="epochs between curve points (logging grows with their number)")
     args = parser.parse_args()
-    globals()["LOG_EVERY"] = args.log_every
+    LOG_EVERY = args.log_every
     for spec in SPACES.values():
         spec["train"]["epochs"] = max(1, round(spec["train"]["epochs"] * args.epochs_times))
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
