@@ -31,9 +31,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -107,19 +108,80 @@ def count_unfound(tracker: Any, experiment: str, keys: Sequence[str], numerics: 
 def copy_sources(tracker: Any, pairs: Sequence[tuple[Any, Source]],
                  on_batch: Callable[[int], None] = lambda n: None) -> None:
     """Write each (variant, source) as a complete child run of the tracker's parent, in
-    batches of `BATCH`; on_batch(count) after each. The tracker then counts them as done."""
-    bulk = getattr(tracker, "bulk", False)
-    for batch in chunks(list(pairs), BATCH):
-        if bulk:
-            todo = {variant.key: (variant, source) for variant, source in batch}
-            tracker._retry("reuse", lambda: _copy_in_database(tracker, list(todo.values())),
-                           on_retry=lambda: _drop_written(tracker, todo))
-        else:
+    batches of `BATCH`; on_batch(count) after each. The tracker then counts them as done.
+
+    On a database store the copies' records are made from their sources' (`_copy_record`),
+    which another thread reads batch by batch while the rows are copied (SQLite writes on
+    one core; reading the copies back afterwards took as long as copying them), unless a
+    batch had to be retried: then what the parent holds is read back.
+    """
+    if not getattr(tracker, "bulk", False):
+        for batch in chunks(list(pairs), BATCH):
             _copy_through_client(tracker, batch)
-        on_batch(len(batch))
-    if bulk and pairs:
-        records, _ = tracker._finished_children({variant.key for variant, _ in pairs})
+            on_batch(len(batch))
+        return
+    batches = chunks(list(pairs), BATCH)
+    read = _in_background(_read_sources, tracker, batches)
+    for batch, sources in zip(batches, read):
+        todo = {variant.key: (variant, source) for variant, source in batch}
+        retried: list[bool] = []
+
+        def before_retry(todo=todo, retried=retried) -> bool | None:
+            retried.append(True)
+            return _drop_written(tracker, todo)
+
+        written = tracker._retry("reuse", lambda: _copy_in_database(tracker, list(todo.values())),
+                                 on_retry=before_retry)
+        if retried:
+            records, _ = tracker._finished_children({variant.key for variant, _ in batch})
+        else:
+            start, copies = written
+            records = [_copy_record(variant, sources.result()[source.run_id], run_id, start,
+                                    params) for run_id, variant, source, params in copies]
         tracker.adopt(records)
+        on_batch(len(batch))
+
+
+def _in_background(read: Callable[..., list], tracker: Any, batches: list) -> list[Future]:
+    """One Future per batch, filled in order by a daemon thread running
+    read(tracker, batch) (a daemon: a stopped sweep does not wait for it)."""
+    futures = [Future() for _ in batches]
+
+    def work() -> None:
+        for future, batch in zip(futures, batches):
+            try:
+                future.set_result(read(tracker, batch))
+            except BaseException as error:  # noqa: BLE001 - raised where it is awaited
+                future.set_exception(error)
+
+    threading.Thread(target=work, name="sweeps-reuse-sources", daemon=True).start()
+    return futures
+
+
+def _read_sources(tracker: Any, batch: Sequence[tuple[Any, Source]]) -> dict[str, Any]:
+    """{source run id: its `RunRecord`, histories attached}, as `sqlread` reads a sweep."""
+    from sweeps.tracking.sqlread import read_curves, read_runs, runs_with_ids
+
+    store = tracker.client._tracking_client.store
+    ids = runs_with_ids({source.run_id for _, source in batch})
+    records = read_curves(store, ids, read_runs(store, ids, tracker.kinds))
+    return {record.run_id: record for record in records}
+
+
+def _copy_record(variant: Any, source: Any, run_id: str, start: int,
+                 params: dict[str, str]) -> Any:
+    """The `RunRecord` a read-back of the copy of `source` (a `RunRecord`, history
+    attached) as `variant`'s child `run_id` gives: the source's tags in `COPIED_TAGS`,
+    metrics and histories; the copy's own run, name, start, group, index and `params` (as
+    stored: a long value truncated)."""
+    from dataclasses import replace
+
+    from sweeps.tracking.records import decode_settings
+
+    return replace(source, run_id=run_id, name=_name(variant), start_time=int(start),
+                   group_key=variant.group, index=int(variant.index),
+                   settings=decode_settings(params, source.swept),
+                   predictions=None, rung=None, stopped_epoch=None)
 
 
 def _new_tags(tracker: Any, variant: Any, source_run_id: str) -> dict[str, str]:
@@ -188,9 +250,11 @@ def _drop_written(tracker: Any, todo: dict[str, tuple[Any, Source]]) -> bool | N
     return True if not todo else None
 
 
-def _copy_in_database(tracker: Any, pairs: list[tuple[Any, Source]]) -> None:
+def _copy_in_database(tracker: Any, pairs: list[tuple[Any, Source]]
+                      ) -> tuple[int, list[tuple[str, Any, Source, dict[str, str]]]]:
     """One transaction: the runs, tags, params and metric rows of the copies; their
-    predictions.csv before it (removed again if it fails)."""
+    predictions.csv before it (removed again if it fails). Returns (the copies' start time
+    in ms, [(run id, variant, source, {param: value as stored})])."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from mlflow.utils.uri import append_to_uri_path
     from mlflow.utils.validation import (MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH,
@@ -235,6 +299,11 @@ def _copy_in_database(tracker: Any, pairs: list[tuple[Any, Source]]) -> None:
     except BaseException:
         tracker._remove_orphans(store, touched)
         raise
+    stored: dict[str, dict[str, str]] = {}
+    for param in params:
+        stored.setdefault(param["run_uuid"], {})[param["key"]] = param["value"]
+    return now, [(run_id, variant, source, stored.get(run_id, {}))
+                 for run_id, variant, source in copies]
 
 
 @contextmanager

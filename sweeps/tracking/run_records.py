@@ -106,8 +106,13 @@ def decode_record(*, run_id: str, name: str, start_time: int | None, tags: Mappi
         variant_key=tags.get(VARIANT_KEY, ""), group_key=tags.get(GROUP_KEY, ""),
         status=tags.get(STATUS, ""), index=int(tags.get(VARIANT_INDEX, 0) or 0),
         curves=tuple(curve_keys(tags)), swept=swept,
-        settings={path: decode_param(params.get(path), kind) for path, kind in swept.items()},
+        settings=decode_settings(params, swept),
         metrics={k: decode_metric(v) for k, v in metrics.items()}, **_halving_tags(tags))
+
+
+def decode_settings(params: Mapping[str, str], swept: Mapping[str, str]) -> dict[str, Any]:
+    """{swept path: value} from a child's params as MLflow stores them (strings)."""
+    return {path: decode_param(params.get(path), kind) for path, kind in swept.items()}
 
 
 def newest_per_variant(records: Sequence[RunRecord]) -> list[RunRecord]:

@@ -82,10 +82,22 @@ def read_children(store, experiment_id: str, parent_run_id: str, swept: Mapping[
                   keys: Collection[str] | None = None) -> list[RunRecord]:
     """Records of every active FINISHED child of the parent (duplicates per variant kept),
     of the variants `keys` only when given."""
+    return read_runs(store, _children(experiment_id, parent_run_id, keys), swept)
+
+
+def runs_with_ids(run_ids: Collection[str]):
+    """SELECT run_uuid of the runs `run_ids` (what `read_runs` and `read_curves` take)."""
+    from sqlalchemy import select
+
+    run, *_ = _tables()
+    return select(run.run_uuid).where(run.run_uuid.in_(list(run_ids)))
+
+
+def read_runs(store, children, swept: Mapping[str, str]) -> list[RunRecord]:
+    """Records of the runs a SELECT of run_uuid (`children`) names, histories not attached."""
     from sqlalchemy import select
 
     run, tag, param, latest, _ = _tables()
-    children = _children(experiment_id, parent_run_id, keys)
     with store.ManagedSessionMaker() as session:
         db = session.connection()
         runs = _fetch(db, select(run.run_uuid, run.name, run.start_time)
@@ -138,6 +150,12 @@ def read_histories(store, experiment_id: str, parent_run_id: str,
     ...), i.e. every row of that key in the whole store, then sort them; on ``run_uuid``
     alone it walks the (run_uuid, key, step) index, already in order.
     """
+    return read_curves(store, _children(experiment_id, parent_run_id, keys), records)
+
+
+def read_curves(store, children, records: Sequence[RunRecord]) -> list[RunRecord]:
+    """The records with every curve's history attached, read in one ordered query of the
+    metric rows of the runs a SELECT of run_uuid (`children`) names (`read_histories`)."""
     from sqlalchemy import select
 
     *_, metric = _tables()
@@ -147,7 +165,7 @@ def read_histories(store, experiment_id: str, parent_run_id: str,
         with store.ManagedSessionMaker() as session:
             rows = _fetch(session.connection(), select(
                 metric.run_uuid, metric.key, metric.step, metric.value, metric.is_nan)
-                .where(metric.run_uuid.in_(_children(experiment_id, parent_run_id, keys)))
+                .where(metric.run_uuid.in_(children))
                 .order_by(metric.run_uuid, metric.key, metric.step, metric.timestamp,
                           metric.value))
         for run_id, key, steps, values in _curves(rows):

@@ -58,6 +58,14 @@ def test_adding_a_seed_and_a_learning_rate_trains_only_the_new_variants(
     assert len(frame) == 18 and set(frame.index) == set(new)
     pd.testing.assert_frame_equal(frame.loc[before.index, METRICS], before[METRICS])
     assert (frame.loc[before.index, "name"] == [new[k].info.run_name for k in before.index]).all()
+    # The run's own tables, made from the records it built for its copies (no read-back),
+    # are the tables a read-back gives.
+    held = second.frame.set_index("variant_key")            # (both in variant index order)
+    pd.testing.assert_frame_equal(held, frame[held.columns])
+    by_run = ["run_id", "epoch"]
+    pd.testing.assert_frame_equal(
+        second.curves.sort_values(by_run).reset_index(drop=True),
+        load_curves(NAME, tracking_uri, grown).sort_values(by_run).reset_index(drop=True))
     # summarize: 3 learning rates x 2 hidden sizes, 3 seeds each.
     table = summarize(frame.reset_index())
     assert len(table) == 6 and set(table["n"]) == {3}

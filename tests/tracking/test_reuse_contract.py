@@ -17,9 +17,11 @@ from sweeps.execution.machine import numerics_fingerprint
 from sweeps.tracking import open_tracker
 from sweeps.tracking.contract import NUMERICS, REUSED_FROM
 from sweeps.tracking.reuse import copy_sources, find_sources
+from sweeps.tracking.records import by_index
 from tests.synthetic import load_small_sweep
 from tests.tracking.test_contract import (Side, artifact_files, assert_same, contract_batch,
                                           raw_rows)
+from tests.tracking.test_readers import assert_same_records
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +68,12 @@ def test_a_reused_child_reads_back_as_the_child_it_copies(store_uri, serve, tmp_
     trained, copying, batch = written_then_copied(sweep, uri)
     if path == "database":
         assert copying.bulk, "a database store must be copied inside the database"
+        # The copies' records are made from their sources', not read back: the same.
+        read_back, _ = copying._finished_children()
+        held = by_index(copying.records())
+        assert_same_records(held, by_index(read_back))
+        assert [(r.rung, r.stopped_epoch) for r in held] == \
+            [(r.rung, r.stopped_epoch) for r in by_index(read_back)]
     client = MlflowClient(uri)
     a, b = Side(client, trained), Side(client, copying)
     keys = [variant.key for variant, _ in batch]
