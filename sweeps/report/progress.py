@@ -77,8 +77,12 @@ class SweepProgress:
                 "failed": failed, "split": self.split()}
 
     def split(self) -> str:
-        """"480 reused, 12 trained": how the variants done so far came."""
-        return f"{self.reused} reused, {self.done - self.reused - self.failed} trained"
+        """"480 reused, 12 trained": how the variants done so far came; "" while none was
+        reused (every line of a sweep that reuses nothing said "0 reused")."""
+        if not self.reused:
+            return ""
+        trained = self.done - self.reused - self.failed
+        return f"{self.reused} reused" + (f", {trained} trained" if trained else "")
 
     def _print_line(self) -> None:
         self._printed = self.done
@@ -88,8 +92,8 @@ class SweepProgress:
         eta = (self.total - self.done) / rate if rate > 0 else math.inf
         eta_text = "?" if math.isinf(eta) else f"{eta:.0f}s"
         print(
-            f"{self.description}: {self.done}/{self.total} variants: {fields['split']}, "
-            f"{fields['rate']}/s, "
+            f"{self.description}: {self.done}/{self.total} variants"
+            f"{': ' + fields['split'] if fields['split'] else ''}, {fields['rate']}/s, "
             f"ETA {eta_text}, best loss {fields['best']}, diverged {fields['diverged']}"
             f"{fields['failed'].replace('  ', ', ')}",
             file=sys.stderr, flush=True,

@@ -27,3 +27,18 @@ def test_disabled_bar_prints_nothing(capsys):
     with SweepProgress(2, "demo", enabled=False) as bar:
         bar.advance([0.1, 0.2])
     assert capsys.readouterr().err == ""
+
+
+def test_the_line_says_reused_only_when_some_were(capsys):
+    with SweepProgress(4, "trained") as bar:
+        bar.advance([0.5, 0.25])
+    with SweepProgress(6, "grown") as bar:
+        bar.advance_reused(4)
+        bar.advance([0.5])
+    with SweepProgress(3, "copied") as bar:
+        bar.advance_reused(3)
+    last = {line.split(":")[0]: line for line in capsys.readouterr().err.strip().splitlines()}
+    first, grown, copied = last["trained"], last["grown"], last["copied"]
+    assert first.startswith("trained: 2/4 variants, ") and "reused" not in first
+    assert grown.startswith("grown: 5/6 variants: 4 reused, 1 trained, ")
+    assert copied.startswith("copied: 3/3 variants: 3 reused, ")
