@@ -22,7 +22,8 @@ but for its tag ``sweep.reused_from=<source run id>``: the source's metric rows 
 every history, at the same time from the run's start), its ``sweep.*`` result tags and its
 predictions.csv; the params, name, index, group and parent of the new variant, written as
 the writers write them. On a database store with the bulk writer, one transaction per batch
-copies the rows inside the database (INSERT ... SELECT) after the files; elsewhere (a tracking
+copies the rows inside the database (INSERT ... SELECT) after the files, and the copies'
+records are made from their sources' (read meanwhile), not read back; elsewhere (a tracking
 server) each source is read through the client and written as a `ChildRun`.
 """
 
