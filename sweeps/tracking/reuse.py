@@ -191,7 +191,7 @@ def _copy_record(variant: Any, source: Any, run_id: str, start: int,
     stored: a long value truncated)."""
     from dataclasses import replace
 
-    from sweeps.tracking.records import decode_settings
+    from sweeps.tracking.run_records import decode_settings
 
     return replace(source, run_id=run_id, name=_name(variant), start_time=int(start),
                    group_key=variant.group, index=int(variant.index),

@@ -17,7 +17,7 @@ from sweeps.execution.machine import numerics_fingerprint
 from sweeps.tracking import open_tracker
 from sweeps.tracking.contract import NUMERICS, REUSED_FROM
 from sweeps.tracking.reuse import copy_sources, find_sources
-from sweeps.tracking.records import by_index
+from sweeps.tracking.run_records import by_index
 from tests.synthetic import load_small_sweep
 from tests.tracking.test_contract import (Side, artifact_files, assert_same, contract_batch,
                                           raw_rows)
