@@ -16,8 +16,9 @@ import pandas as pd
 
 from sweeps.records import format_value, without_seed
 from sweeps.spec.search import short_names
-from sweeps.tracking.groups import GROUP_ROLE, GroupRun
-from sweeps.tracking.contract import CURVES, GROUP_KEY, RANK, ROLE, SWEEP_RUN, TIED, encode_param
+from sweeps.tracking.groups import GroupRun
+from sweeps.tracking.contract import (CURVES, GROUP_KEY, RANK, ROLE, SWEEP_RUN, TIED, RunRole,
+                                      encode_param)
 from sweeps.tracking.run_records import RunRecord
 from sweeps.vocabulary import Status
 
@@ -58,7 +59,7 @@ def group_runs(summary: pd.DataFrame, records: Sequence[RunRecord], sweep_run_id
             points.append((f"{m}_sem", _plain(sem), final_step))
         points += [(name, _plain(row.get(name)), final_step)
                    for name in ("n", "diverged", "rank", "p_vs_best")]
-        tags = {ROLE: GROUP_ROLE, GROUP_KEY: key, SWEEP_RUN: sweep_run_id,
+        tags = {ROLE: RunRole.GROUP, GROUP_KEY: key, SWEEP_RUN: sweep_run_id,
                 RANK: str(int(row["rank"])), CURVES: ",".join(c for c in curves
                                                                if not c.endswith("_std"))}
         if not _nan(row.get("tied")):

@@ -15,7 +15,8 @@ import numpy as np
 
 from sweeps.tracking.contract import (CURVES, GROUP_KEY, NUMERICS, PARENT_ID, PREDICTIONS_FILE,
                                       ROLE, RUNG, STATUS, STOPPED_EPOCH, VARIANT_INDEX,
-                                      VARIANT_KEY, encode_param, predictions_table, write_csv)
+                                      VARIANT_KEY, RunRole, encode_param, predictions_table,
+                                      write_csv)
 from sweeps.tracking.run_records import Predictions, RunRecord, make_record
 
 
@@ -91,7 +92,7 @@ def child_run(sweep: Any, variant: Any, result: Any, parent_run_id: str,
     steps = np.asarray(result.log_epochs, dtype=np.int64)
     final_step = max(epochs, int(steps[-1]) + 1 if len(steps) else 0)
     curves = [k for k in result.curves if histories is None or k in histories]
-    tags = {PARENT_ID: parent_run_id, ROLE: "variant", VARIANT_KEY: variant.key,
+    tags = {PARENT_ID: parent_run_id, ROLE: RunRole.VARIANT, VARIANT_KEY: variant.key,
             GROUP_KEY: variant.group, STATUS: result.status,
             VARIANT_INDEX: str(variant.index), CURVES: ",".join(curves)}
     if getattr(result, "numerics", ""):

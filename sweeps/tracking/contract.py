@@ -42,12 +42,22 @@ from __future__ import annotations
 import functools
 import json
 import math
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 import core
+from sweeps.vocabulary import RunState
+
+class RunRole(StrEnum):
+    """What a run of the sweep is (its `ROLE` tag): the sweep's parent run, one variant's
+    child run, or one configuration's run (its seeds' aggregate)."""
+    PARENT = "parent"
+    VARIANT = "variant"
+    GROUP = "group"
+
 
 # Tags of the layout.
 ROLE = "sweep.role"
@@ -72,6 +82,9 @@ PARENT_ID = "mlflow.parentRunId"
 PREDICTIONS_FILE = "predictions.csv"
 VERIFIED = "sweep.verified"           # the parent's tag: `sweeps verify`'s verdict
 VERIFY_FILE = "verify.json"            # the parent's artifact: what `sweeps verify` found
+# MLflow's filter for the variant children a later sweep may read or reuse (any parent).
+FINISHED_VARIANTS = (f"tags.`{ROLE}` = '{RunRole.VARIANT}' "
+                     f"and attributes.status = '{RunState.FINISHED}'")
 
 # MLflow's log_batch limits (mlflow.utils.validation).
 MAX_METRICS = 1000

@@ -28,11 +28,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from sweeps.tracking.contract import MAX_METRICS, MAX_PARAMS_TAGS, ROLE, SWEEP_RUN
+from sweeps.tracking.contract import MAX_METRICS, MAX_PARAMS_TAGS, ROLE, SWEEP_RUN, RunRole
 from sweeps.tracking.store import chunks
 from sweeps.vocabulary import RunState
 
-GROUP_ROLE = "group"
 
 
 @dataclass
@@ -51,7 +50,7 @@ class GroupRun:
 
 def group_filter(sweep_run_id: str) -> str:
     """The search filter of one sweep run's configuration runs."""
-    return f"tags.`{ROLE}` = '{GROUP_ROLE}' and tags.`{SWEEP_RUN}` = '{sweep_run_id}'"
+    return f"tags.`{ROLE}` = '{RunRole.GROUP}' and tags.`{SWEEP_RUN}` = '{sweep_run_id}'"
 
 
 def write_in_bulk(tracker: Any, runs: Sequence[GroupRun],

@@ -28,7 +28,8 @@ import numpy as np
 
 from sweeps.spec.config import SETTING_PATHS, TEXT_SETTINGS
 from sweeps.tracking.contract import (CONFIG_HASH, PARENT_ID, PREDICTIONS_FILE, ROLE, SWEPT,
-                                      VARIANT_KEY, decode_metric, decode_param, sweep_kinds)
+                                      VARIANT_KEY, FINISHED_VARIANTS, RunRole, decode_metric,
+                                      decode_param, sweep_kinds)
 from sweeps.tracking.run_records import (Predictions, RunRecord, by_index, decode_record,
                                          newest_per_variant)
 from sweeps.tracking.store import (artifact_repository, chunks, default_tracking_uri, make_client,
@@ -67,7 +68,7 @@ def experiment_name(experiment: str | None, sweep: Any) -> str:
 
 def find_parent(client, experiment_id: str, config_hash: str | None = None):
     """The newest active parent run in the experiment (with that config hash), else None."""
-    filter_string = f"tags.`{ROLE}` = 'parent'"
+    filter_string = f"tags.`{ROLE}` = '{RunRole.PARENT}'"
     if config_hash is not None:
         filter_string += f" and tags.`{CONFIG_HASH}` = '{config_hash}'"
     runs = search_all(client, [experiment_id], filter_string,
@@ -304,8 +305,7 @@ def earlier_variants(tracking_uri: str | None, experiment: str, parent_run_id: s
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return []
-    runs = search_all(client, [found.experiment_id],
-                      f"tags.`{ROLE}` = 'variant' and attributes.status = '{RunState.FINISHED}'")
+    runs = search_all(client, [found.experiment_id], FINISHED_VARIANTS)
     return [({path: decode_param(text, kinds[path])
               for path, text in run.data.params.items() if path in kinds},
              dict(run.data.metrics))

@@ -41,11 +41,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from sweeps.tracking.child import ChildRun
-from sweeps.tracking.contract import (CURVES, GROUP_KEY, NUMERICS, PARENT_ID, PREDICTIONS_FILE,
-                                      REUSED_FROM, ROLE, RUNG, STATUS, VARIANT_INDEX, VARIANT_KEY,
-                                      curve_keys, decode_metric, encode_param)
+from sweeps.tracking.contract import (CURVES, FINISHED_VARIANTS, GROUP_KEY, NUMERICS, PARENT_ID,
+                                      PREDICTIONS_FILE, REUSED_FROM, ROLE, RUNG, STATUS,
+                                      VARIANT_INDEX, VARIANT_KEY, RunRole, curve_keys,
+                                      decode_metric, encode_param)
 from sweeps.tracking.run_records import Predictions
 from sweeps.tracking.store import artifact_repository, chunks, local_artifact_dir, search_all
+from sweeps.vocabulary import RunState
 
 # Result tags a copy takes from its source; every other tag says where the copy sits (written
 # for the new variant) or belongs to the source alone (`sweeps best`'s model, notes).
@@ -247,8 +249,8 @@ def _sql_sources(store: Any, experiment_id: str, keys: Sequence[str],
                      .join(role_tag, and_(role_tag.c.run_uuid == run.c.run_uuid,
                                           role_tag.c.key == ROLE))
                      .where(run.c.experiment_id == int(experiment_id),
-                            run.c.status == "FINISHED", run.c.lifecycle_stage == "active",
-                            role_tag.c.value == "variant", numerics_tag.c.value == numerics,
+                            run.c.status == RunState.FINISHED, run.c.lifecycle_stage == "active",
+                            role_tag.c.value == RunRole.VARIANT, numerics_tag.c.value == numerics,
                             key_tag.c.value.in_(chunk), run.c.run_uuid.not_in(halving)))
             found += [Source(key, run_id, uri, int(start or 0))
                       for key, run_id, uri, start in _fetch(db, query)]
@@ -427,8 +429,7 @@ def _client_sources(client: Any, experiment_id: str, keys: Sequence[str],
     (MLflow's filters take no IN on tags), kept when their key is planned."""
     wanted = set(keys)
     runs = search_all(client, [experiment_id],
-                      f"tags.`{ROLE}` = 'variant' and attributes.status = 'FINISHED' "
-                      f"and tags.`{NUMERICS}` = '{numerics}'")
+                      f"{FINISHED_VARIANTS} and tags.`{NUMERICS}` = '{numerics}'")
     return [Source(run.data.tags[VARIANT_KEY], run.info.run_id, run.info.artifact_uri,
                    int(run.info.start_time or 0), run)
             for run in runs if run.data.tags.get(VARIANT_KEY) in wanted

@@ -23,7 +23,8 @@ from sweeps import stopping
 from sweeps.vocabulary import ENDED, RunState
 from sweeps.tracking.child import ChildRun, child_run
 from sweeps.tracking.contract import (CONFIG_HASH, MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS,
-                                      NAME, PARENT_ID, ROLE, SWEPT, shared_settings, sweep_kinds)
+                                      NAME, PARENT_ID, ROLE, SWEPT, RunRole, shared_settings,
+                                      sweep_kinds)
 from sweeps.tracking.readback import fetch_predictions, find_parent, finished_children
 from sweeps.tracking.run_records import Predictions, RunRecord, by_index
 from sweeps.tracking.store import (artifact_repository, check_tracking_server, chunks,
@@ -137,8 +138,8 @@ class SweepTracker:
                 return self._resume(parent)
             info = self.client.create_run(
                 self.experiment_id, run_name=self.sweep.name,
-                tags={ROLE: "parent", NAME: self.sweep.name, CONFIG_HASH: self.sweep.config_hash,
-                      SWEPT: json.dumps(self.kinds)}).info
+                tags={ROLE: RunRole.PARENT, NAME: self.sweep.name,
+                      CONFIG_HASH: self.sweep.config_hash, SWEPT: json.dumps(self.kinds)}).info
             self._new_parent, self._parent_artifacts = info.run_id, info.artifact_uri
         self.parent_run_id = self._new_parent
         self._fill_parent(self.parent_run_id)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from sweeps.tracking.contract import ROLE
+from sweeps.tracking.contract import ROLE, RunRole
 from sweeps.tracking.store import (check_tracking_server, default_tracking_uri, make_client,
                                    search_all)
 
@@ -160,7 +160,7 @@ def find_experiment(tracking_uri: str | None = None, name: str | None = None) ->
             raise LookupError(f"{state} MLflow experiment named {name!r} in {uri}")
         return experiment.experiment_id
     experiment_ids = _active_experiment_ids(client)
-    newest = search_all(client, experiment_ids, f"tags.`{ROLE}` = 'parent'",
+    newest = search_all(client, experiment_ids, f"tags.`{ROLE}` = '{RunRole.PARENT}'",
                         ["attributes.start_time DESC"], max_results=1) if experiment_ids else []
     if not newest:
         raise LookupError(f"no sweep in {uri} yet: run `sweeps run FILE` first, or name the "
