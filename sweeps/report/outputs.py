@@ -1,7 +1,7 @@
 """The end of a sweep: tables, plots and the parent run's artifacts, drawn while logged.
 
-Plots cost more than everything else at the end of a sweep (importing matplotlib ~1 s, ~0.5 s
-a figure), so they are drawn in a helper process (`PlotWorker`) started when training starts (not
+Plots cost more than everything else at the end of a sweep (importing matplotlib ~1 s and
+optuna.importance ~2.5 s, ~0.5 s a figure), so they are drawn in a helper process (`PlotWorker`) started when training starts (not
 before: it would slow Ray's start-up): it imports matplotlib while the packs train, and draws
 while the driver writes the tables and logs the best metrics, sharing the figures with a
 child it forks (`_draw_in_two`). The driver never imports matplotlib. The helper gets only
@@ -32,8 +32,12 @@ log = logging.getLogger(__name__)
 
 
 def _warm_up() -> None:
-    """Import matplotlib and draw once off screen (fonts, the log axis's tick text)."""
+    """Import matplotlib and draw once off screen (fonts, the log axis's tick text), and
+    import Optuna's importance evaluators (``importance.png``: ~2.5 s of imports, scikit-learn
+    among them), while the sweep trains or copies rather than after it."""
     import io
+
+    import optuna.importance  # noqa: F401 - imported for its cost, used by importance_plot
 
     plt = figures.pyplot()
     fig, ax = plt.subplots()
