@@ -239,7 +239,7 @@ class _Stopped:
         if not batch or not self.remote:
             if batch:
                 self.tracker.log_variants(batch)
-            return list
+            return _nothing_to_wait_for
         size = min(WRITE_BATCH, -(-len(batch) // self.workers))
         chunks = [batch[i:i + size] for i in range(0, len(batch), size)]
         written = self.submit_writes(self.pack_writer, self.datasets,
@@ -253,6 +253,11 @@ class _Stopped:
         for outcome in written():
             _, writer = settle(self.tracker, self.by_key, outcome)
             self.outcome.writers[writer] = self.outcome.writers.get(writer, 0) + 1
+
+
+def _nothing_to_wait_for() -> list:
+    """The outcomes of a write done already (by the driver): none to adopt."""
+    return []
 
 
 def _resume(tracker: Any, scheduler: Scheduler) -> dict[str, Trail]:

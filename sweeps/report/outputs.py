@@ -1,8 +1,9 @@
 """The end of a sweep: tables, plots and the parent run's artifacts, drawn while logged.
 
 Plots cost more than everything else at the end of a sweep (importing matplotlib ~1 s and
-optuna.importance ~2.5 s, ~0.5 s a figure), so they are drawn in a helper process (`PlotWorker`) started when training starts (not
-before: it would slow Ray's start-up): it imports matplotlib while the packs train, and draws
+optuna.importance ~2.5 s, ~0.5 s a figure), so they are drawn in a helper process
+(`PlotWorker`) started when training starts (not before: it would slow Ray's start-up): it
+imports both while the packs train (or the reused variants are copied), and draws
 while the driver writes the tables and logs the best metrics, sharing the figures with a
 child it forks (`_draw_in_two`). The driver never imports matplotlib. The helper gets only
 what the plots show (the best groups' curves and predictions), not the whole sweep.

@@ -37,7 +37,7 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
 from sweeps.tracking.child import ChildRun
@@ -191,8 +191,6 @@ def _copy_record(variant: Any, source: Any, run_id: str, start: int,
     attached) as `variant`'s child `run_id` gives: the source's tags in `COPIED_TAGS`,
     metrics and histories; the copy's own run, name, start, group, index and `params` (as
     stored: a long value truncated)."""
-    from dataclasses import replace
-
     from sweeps.tracking.run_records import decode_settings
 
     return replace(source, run_id=run_id, name=_name(variant), start_time=int(start),
