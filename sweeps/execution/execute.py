@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
 import ray
+from ray._private import parameter as ray_parameter
 from ray._private import ray_constants
 
 from sweeps.spec.data import Dataset
@@ -77,11 +78,14 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     # may have done so before): the constant is set for this start only.
     cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
+    # ray.init has no argument for it: the node's parameters made so for this start only.
+    params, ray_parameter.RayParams = ray_parameter.RayParams, _AnyAgentPort
     try:
         # "local" always starts a fresh instance instead of joining one found in /tmp/ray.
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
                  include_dashboard=False, log_to_driver=False)
     finally:
+        ray_parameter.RayParams = params
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
         auth_logger.removeFilter(quiet)
         for name, value in saved.items():
@@ -89,6 +93,22 @@ def start_local_ray(num_cpus: int | None = None) -> None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+class _AnyAgentPort(ray_parameter.RayParams):
+    """A local node's parameters whose dashboard agent listens on any free port.
+
+    Ray's default is the fixed port 52365: while another Ray instance runs on the machine
+    (another sweep, a test session) the agent fails to bind it, retries for ~3.3 s and the
+    raylet waits for it before the node comes up. Nothing here talks to that port (it
+    serves the job API of `ray job submit`, which `sweeps submit` uses on clusters started
+    with `ray start`, not on this instance); port 0 is Ray's own "pick one"
+    (`ray start --dashboard-agent-listen-port 0`).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("dashboard_agent_listen_port", 0)
+        super().__init__(*args, **kwargs)
 
 
 class _DropTokenAuthNotice(logging.Filter):
