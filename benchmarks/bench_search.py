@@ -206,11 +206,15 @@ def store(empty: Path, name: str) -> str:
 
 
 def phases(outcome, wall: float) -> str:
-    """The sweep's wall time split into its phases."""
+    """The sweep's wall time split into its phases (and the outputs into their steps)."""
     t = outcome.timings
-    return (f"wall {wall:.1f} s = start-up {t['startup']:.1f} + rounds {t['train_and_log']:.1f} "
-            f"(of which logging {t['logging']:.1f}, ask+tell {t['deciding']:.2f}) + outputs "
-            f"{t['results']:.1f} + {wall - t['startup'] - t['train_and_log'] - t['results']:.1f}")
+    steps = ", ".join(f"{name.removeprefix('outputs.').replace('_', ' ')} {seconds:.1f}"
+                      for name, seconds in t.items() if name.startswith("outputs."))
+    return (f"wall {wall:.1f} s = start-up {t['startup']:.1f} (Ray {t.get('ray_start', 0):.1f})"
+            f" + rounds {t['train_and_log']:.1f} (logging {t['logging']:.1f}, ask+tell "
+            f"{t['deciding']:.2f}) + outputs "
+            f"{t['results']:.1f} ({steps}) + "
+            f"{wall - t['startup'] - t['train_and_log'] - t['results']:.1f}")
 
 
 def speed(space: str, work: Path, empty: Path, tune_too: bool,

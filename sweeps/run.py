@@ -142,6 +142,7 @@ def run_sweep(
     with _timed_phase(timings, "startup"):
         tracker = open_tracker(tracking_uri, sweep, fresh=fresh)
         started = _start_up(tracker, sweep, look_up, executor, address)
+    timings["ray_start"] = started.ray_start
     plotter = None
     try:
         try:
@@ -152,7 +153,8 @@ def run_sweep(
             # Ray shuts down (begun once every pack was in) while the outputs are written.
             with _timed_phase(timings, "results"):
                 made = write_outputs(tracker, out_dir, plotter,
-                                     RunState.FAILED if done.failed else RunState.FINISHED)
+                                     RunState.FAILED if done.failed else RunState.FINISHED,
+                                     timings)
         finally:
             if started.connection is not None:
                 started.connection.close()
@@ -191,6 +193,7 @@ class _Started:
     workers: int
     scheduler: Scheduler | None = None
     deciding: float = 0.0
+    ray_start: float = 0.0              # seconds waiting for Ray's start (or connection)
 
 
 def _start_up(tracker: Tracker, sweep: Sweep, look_up: bool, executor: Executor,
@@ -206,18 +209,23 @@ def _start_up(tracker: Tracker, sweep: Sweep, look_up: bool, executor: Executor,
             unfound: Future[int] = Future()
             tracker_started = background.submit(_start_and_schedule, tracker, sweep, look_up,
                                                 unfound, executor == "ray")
+            clock = time.perf_counter()
             if executor == "ray" and unfound.result() > 0:
                 connection = _connect(address)
+            ray_start = time.perf_counter() - clock
         finished, sources, copied, (scheduler, deciding) = tracker_started.result()
         to_train = len(sweep.variants) - len(finished) - len(sources)
         if executor == "ray" and connection is None and to_train > 0:
+            clock = time.perf_counter()
             connection = _connect(address)  # (the first lookup found more than remained)
+            ray_start = time.perf_counter() - clock
         workers = _workers(executor) if to_train > 0 else 1
     except BaseException:
         if connection is not None:
             connection.close()
         raise
-    return _Started(finished, sources, copied, connection, workers, scheduler, deciding)
+    return _Started(finished, sources, copied, connection, workers, scheduler, deciding,
+                    ray_start)
 
 
 def _copy_and_train(sweep: Sweep, tracker: Tracker, started: _Started, progress: bool,

@@ -20,6 +20,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,15 +183,18 @@ class Outputs:
 
 
 def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None,
-                  status: RunState = RunState.FINISHED) -> Outputs:
+                  status: RunState = RunState.FINISHED,
+                  timings: dict[str, float] | None = None) -> Outputs:
     """Tables, plots and artifacts of every finished variant, then the parent run ended.
 
     tracker : the sweep's tracker (records, predictions of resumed variants, artifacts).
     plotter : the helper process started with the sweep (None: draw here).
     status : the parent run's final status.
+    timings : where each step's seconds go, when given ("outputs.<step>").
     """
     from sweeps.report import results, rung_plot, ties
 
+    clock = _Clock(timings)
     records = tracker.records()      # every finished variant, this run's and earlier ones'
     frame = results.frame_from_records(records)
     summary = ties.mark_ties(frame, results.summarize(frame))
@@ -202,14 +206,32 @@ def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None
                    tracker.predictions(plots.predictions_wanted(frame, summary)).items()}
     drawing = plotter is not None and plotter.draw(out_dir, frame, summary, drawn, predictions,
                                                    rungs)
+    clock.lap("frames")
     files = results.save(out_dir, frame, summary, curves)
     tracker.log_parent_metrics(results.best_metrics(summary))
+    clock.lap("tables")
     write_configurations(tracker, summary, records)
+    clock.lap("configurations")
     files += _plots(plotter if drawing else None, out_dir, frame, summary, drawn, predictions,
                     rungs)
+    clock.lap("plots")                  # waiting for the helper, or drawing here
     tracker.log_artifacts(out_dir)
     tracker.finish(status)
+    clock.lap("artifacts_and_end")
     return Outputs(frame=frame, summary=summary, curves=curves, files=files)
+
+
+class _Clock:
+    """Seconds between laps into timings["outputs.<lap>"] (nothing without timings)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings, self.last = timings, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.timings is not None:
+            self.timings[f"outputs.{name}"] = now - self.last
+        self.last = now
 
 
 def write_configurations(tracker: Any, summary: pd.DataFrame, records: list) -> None:
