@@ -4,8 +4,8 @@ Plots cost more than everything else at the end of a sweep (importing matplotlib
 optuna.importance ~2.5 s, ~0.5 s a figure), so they are drawn in a helper process
 (`PlotWorker`) started when training starts (not before: it would slow Ray's start-up): it
 imports both while the packs train (or the reused variants are copied), and draws
-while the driver writes the tables and logs the best metrics, sharing the figures with a
-child it forks (`_draw_in_two`). The driver never imports matplotlib. The helper gets only
+while the driver writes the tables and, on a thread of its own, the configuration runs
+(`write_outputs`), sharing the figures with a child it forks (`_draw_in_two`). The driver never imports matplotlib. The helper gets only
 what the plots show (the best groups' curves and predictions), not the whole sweep.
 
 If the helper cannot be started, dies or fails, the plots are drawn in the driver (where a
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,17 +208,23 @@ def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None
     drawing = plotter is not None and plotter.draw(out_dir, frame, summary, drawn, predictions,
                                                    rungs)
     clock.lap("frames")
-    files = results.save(out_dir, frame, summary, curves)
+    # The configuration runs (the longest write: every configuration's mean and spread
+    # curves) go to the store while this thread writes the tables, waits for the plots and
+    # puts the files on the parent; the parent's own metrics and its end come after them.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="configurations") as writer:
+        configurations = writer.submit(write_configurations, tracker, summary, records)
+        files = results.save(out_dir, frame, summary, curves)
+        clock.lap("tables")
+        files += _plots(plotter if drawing else None, out_dir, frame, summary, drawn,
+                        predictions, rungs)
+        clock.lap("plots")                  # waiting for the helper, or drawing here
+        tracker.log_artifacts(out_dir)
+        clock.lap("artifacts")
+        configurations.result()
+        clock.lap("configurations")         # what remained of their write
     tracker.log_parent_metrics(results.best_metrics(summary))
-    clock.lap("tables")
-    write_configurations(tracker, summary, records)
-    clock.lap("configurations")
-    files += _plots(plotter if drawing else None, out_dir, frame, summary, drawn, predictions,
-                    rungs)
-    clock.lap("plots")                  # waiting for the helper, or drawing here
-    tracker.log_artifacts(out_dir)
     tracker.finish(status)
-    clock.lap("artifacts_and_end")
+    clock.lap("end")
     return Outputs(frame=frame, summary=summary, curves=curves, files=files)
 
 
