@@ -5,15 +5,15 @@ Each round (`sweeps.methods.base.Round`) packs its work (variants that start fro
 initializers and variants that go on from a state apart: a pack starts from one or the other),
 trains the packs on Ray or serially to the round's stops, and tells the scheduler the
 results. Variants are logged as complete child runs: in a final round as their packs come
-in (in a final round that is not the last, model-based search's, once the next round's packs
-are on their way: the scheduler asks from the results alone, so the writes overlap training;
-`_Held`); the ones a scheduler stops after a round (``pruned``, or ``diverged`` when training says
-so) while the next round's packs train (the driver waits on them anyway). Then, for a
-scheduler with a `checkpoint`, its state and the states of the variants it keeps are written
-to the parent run, so a sweep stopped by Ctrl-C or SIGKILL continues after its last told
-round; a round in progress is trained again, and variants it had logged are not logged twice.
-A round that is interrupted before its checkpoint is trained again, so the order costs nothing
-on resume.
+in (in a final round that is not the last, model-based search's, once the next round's
+packs are on their way: the scheduler asks from the results alone, so the writes overlap
+training; `_Held`); the ones a scheduler stops after a round (``pruned``, or ``diverged``
+when training says so) while the next round's packs train (the driver waits on them
+anyway). Then, for a scheduler with a `checkpoint`, its state and the states of the variants
+it keeps are written to the parent run, so a sweep stopped by Ctrl-C or SIGKILL continues
+after its last told round; a round in progress is trained again, and variants it had logged
+are not logged twice. A round that is interrupted before its checkpoint is trained again, so
+the order costs nothing on resume.
 
 Where workers can write to the store (`Tracker.pack_writer`: PostgreSQL), a round whose results
 the scheduler does not read (`Scheduler.reads_results` False: grid and random) is written by the

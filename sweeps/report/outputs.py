@@ -5,8 +5,9 @@ optuna.importance ~2.5 s, ~0.5 s a figure), so they are drawn in a helper proces
 (`PlotWorker`) started when training starts (not before: it would slow Ray's start-up): it
 imports both while the packs train (or the reused variants are copied), and draws
 while the driver writes the tables and, on a thread of its own, the configuration runs
-(`write_outputs`), sharing the figures with a child it forks (`_draw_in_two`). The driver never imports matplotlib. The helper gets only
-what the plots show (the best groups' curves and predictions), not the whole sweep.
+(`write_outputs`), sharing the figures with a child it forks (`_draw_in_two`). The driver
+never imports matplotlib. The helper gets only what the plots show (the best groups' curves
+and predictions), not the whole sweep.
 
 If the helper cannot be started, dies or fails, the plots are drawn in the driver (where a
 real plotting error then surfaces); the tables are written either way.

@@ -170,6 +170,9 @@ def _at(epoch, value):
     return Result()
 
 
+FOUR_RATES = SWEEP + "search:\n  parameters:\n    train.lr: [0.1, 0.2, 0.3, 0.4]\n"
+
+
 class TwoFinalRounds(Scheduler):
     """Model-based search's shape: rounds whose variants all end with them, the last one last."""
 
@@ -187,7 +190,7 @@ class TwoFinalRounds(Scheduler):
 
 
 def test_a_final_round_is_logged_while_the_next_round_trains(tmp_path):
-    sweep = _sweep(tmp_path, SWEEP + "search:\n  parameters:\n    train.lr: [0.1, 0.2, 0.3, 0.4]\n")
+    sweep = _sweep(tmp_path, FOUR_RATES)
     tracker = open_tracker(f"sqlite:///{tmp_path}/mlflow.db", sweep)
     tracker.start()
     serial = _pack_runner(sweep, None)
@@ -213,7 +216,7 @@ def test_a_final_round_is_logged_while_the_next_round_trains(tmp_path):
 
 
 def test_a_final_round_held_for_logging_is_logged_when_the_next_round_is_interrupted(tmp_path):
-    sweep = _sweep(tmp_path, SWEEP + "search:\n  parameters:\n    train.lr: [0.1, 0.2, 0.3, 0.4]\n")
+    sweep = _sweep(tmp_path, FOUR_RATES)
     tracker = open_tracker(f"sqlite:///{tmp_path}/mlflow.db", sweep)
     tracker.start()
     serial = _pack_runner(sweep, None)
