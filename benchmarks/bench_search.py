@@ -206,11 +206,67 @@ def store(empty: Path, name: str) -> str:
 
 
 def phases(outcome, wall: float) -> str:
-    """The sweep's wall time split into its phases."""
+    """The sweep's wall time split into its phases (and the outputs into their steps)."""
     t = outcome.timings
-    return (f"wall {wall:.1f} s = start-up {t['startup']:.1f} + rounds {t['train_and_log']:.1f} "
-            f"(of which logging {t['logging']:.1f}, ask+tell {t['deciding']:.2f}) + outputs "
-            f"{t['results']:.1f} + {wall - t['startup'] - t['train_and_log'] - t['results']:.1f}")
+    steps = ", ".join(f"{name.removeprefix('outputs.').replace('_', ' ')} {seconds:.1f}"
+                      for name, seconds in t.items() if name.startswith("outputs."))
+    return (f"wall {wall:.1f} s = start-up {t['startup']:.1f} (Ray {t.get('ray_start', 0):.1f})"
+            f" + rounds {t['train_and_log']:.1f} (logging {t['logging']:.1f}, ask+tell "
+            f"{t['deciding']:.2f}) + outputs "
+            f"{t['results']:.1f} ({steps}) + "
+            f"{wall - t['startup'] - t['train_and_log'] - t['results']:.1f}")
+
+
+class TreeCPU:
+    """CPU seconds of this process and every process started under it (Ray's node, its
+    workers, the plot helper), read from /proc every 0.2 s while running: a process's last
+    0.2 s before it exits can be missed. Linux only; elsewhere it reports nothing."""
+
+    def __init__(self) -> None:
+        import threading
+        self.seen: dict[int, float] = {}          # pid -> CPU seconds (children only)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.start = os.times()
+
+    def __enter__(self) -> "TreeCPU":
+        if Path("/proc/self/stat").exists():
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        end = os.times()
+        self.own = (end.user + end.system - self.start.user - self.start.system
+                    - self.sampling)            # (the sampler's own reading left out)
+        self.others = sum(self.seen.values())
+
+    sampling = 0.0
+
+    def _sample(self) -> None:
+        tick, me = os.sysconf("SC_CLK_TCK"), os.getpid()
+        while not self.stop.wait(0.2):
+            parents, cpu = {}, {}
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    stat = Path(f"/proc/{pid}/stat").read_text()
+                except OSError:
+                    continue
+                fields = stat[stat.rindex(")") + 2:].split()
+                parents[int(pid)] = int(fields[1])
+                cpu[int(pid)] = (int(fields[11]) + int(fields[12])) / tick
+            tree, grown = {me}, True
+            while grown:
+                grown = False
+                for pid, parent in parents.items():
+                    if parent in tree and pid not in tree:
+                        tree.add(pid)
+                        grown = True
+            for pid in tree - {me}:
+                self.seen[pid] = cpu[pid]
+            self.sampling = time.thread_time()
 
 
 def speed(space: str, work: Path, empty: Path, tune_too: bool,
@@ -221,20 +277,25 @@ def speed(space: str, work: Path, empty: Path, tune_too: bool,
     path = write(space, "tpe", work, 0)
     n = math.prod(len(v) for v in SPACES[space]["parameters"].values())
     clock = time.perf_counter()
-    real = run_sweep(path, tracking_uri=store(empty, f"{space}-tpe"), progress=False,
-                     out=work / f"{space}-tpe")
+    with TreeCPU() as cpu:
+        real = run_sweep(path, tracking_uri=store(empty, f"{space}-tpe"), progress=False,
+                         out=work / f"{space}-tpe")
     wall = time.perf_counter() - clock
     print(f"  tpe sweep (seed 0): {phases(real, wall)}")
+    print(f"    CPU {cpu.own + cpu.others:.1f} s: this process {cpu.own:.1f}, the processes "
+          f"under it (Ray's node and workers, the plot helper) {cpu.others:.1f}")
     same = ""
     if metrics is not None:
         _, asked, _ = tpe_pick(path, metrics)
         same = (f"; trained the replay's variants: "
                 f"{sorted(real.frame['variant_key']) == sorted(set(asked))}")
     print(f"    ask+tell = {real.timings['deciding'] / wall:.1%} of wall{same}")
+    loop_cpu = time.process_time()
     loop = optuna_loop(path, n // 4, 0)
+    loop_cpu = time.process_time() - loop_cpu
     rounds = real.timings["train_and_log"]
     print(f"  optuna study.optimize: {loop:.1f} s = {loop / wall:.2f}x the tpe sweep's wall, "
-          f"{loop / rounds:.2f}x its rounds")
+          f"{loop / rounds:.2f}x its rounds; CPU {loop_cpu:.1f} s")
     row = {"share": real.timings["deciding"] / wall, "optuna": loop / wall,
            "optuna_vs_rounds": loop / rounds}
     if tune_too:

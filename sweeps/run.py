@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterator, get_args
 from sweeps import stopping
 from sweeps.report import results
 from sweeps.report.outputs import PlotWorker, write_outputs
+from sweeps.methods.base import Scheduler
 from sweeps.records import Executor
 from sweeps.scheduling import Outcome, run_scheduled
 from sweeps.spec.search import scheduler_of
@@ -141,6 +142,7 @@ def run_sweep(
     with _timed_phase(timings, "startup"):
         tracker = open_tracker(tracking_uri, sweep, fresh=fresh)
         started = _start_up(tracker, sweep, look_up, executor, address)
+    timings["ray_start"] = started.ray_start
     plotter = None
     try:
         try:
@@ -151,7 +153,8 @@ def run_sweep(
             # Ray shuts down (begun once every pack was in) while the outputs are written.
             with _timed_phase(timings, "results"):
                 made = write_outputs(tracker, out_dir, plotter,
-                                     RunState.FAILED if done.failed else RunState.FINISHED)
+                                     RunState.FAILED if done.failed else RunState.FINISHED,
+                                     timings)
         finally:
             if started.connection is not None:
                 started.connection.close()
@@ -180,13 +183,17 @@ def _timed_phase(timings: dict[str, float], phase: str) -> Iterator[None]:
 class _Started:
     """What start-up found: keys FINISHED under the parent, {key: `reuse.Source`} of others
     the experiment holds (`copied` already or not), the Ray connection (None: serial, or
-    nothing to train) and how many packs train at once."""
+    nothing to train), how many packs train at once, and the search's scheduler with the
+    seconds it took to make (None: made once the reused variants are copied)."""
 
     finished: set[str]
     sources: dict
     copied: bool
     connection: RayConnection | None
     workers: int
+    scheduler: Scheduler | None = None
+    deciding: float = 0.0
+    ray_start: float = 0.0              # seconds waiting for Ray's start (or connection)
 
 
 def _start_up(tracker: Tracker, sweep: Sweep, look_up: bool, executor: Executor,
@@ -200,20 +207,25 @@ def _start_up(tracker: Tracker, sweep: Sweep, look_up: bool, executor: Executor,
             # reuse, Ray starts once a first lookup leaves something to train, while the
             # tracker starts and the reusable variants are copied.
             unfound: Future[int] = Future()
-            tracker_started = background.submit(_start, tracker, sweep, look_up, unfound,
-                                                executor == "ray")
+            tracker_started = background.submit(_start_and_schedule, tracker, sweep, look_up,
+                                                unfound, executor == "ray")
+            clock = time.perf_counter()
             if executor == "ray" and unfound.result() > 0:
                 connection = _connect(address)
-        finished, sources, copied = tracker_started.result()
+            ray_start = time.perf_counter() - clock
+        finished, sources, copied, (scheduler, deciding) = tracker_started.result()
         to_train = len(sweep.variants) - len(finished) - len(sources)
         if executor == "ray" and connection is None and to_train > 0:
+            clock = time.perf_counter()
             connection = _connect(address)  # (the first lookup found more than remained)
+            ray_start = time.perf_counter() - clock
         workers = _workers(executor) if to_train > 0 else 1
     except BaseException:
         if connection is not None:
             connection.close()
         raise
-    return _Started(finished, sources, copied, connection, workers)
+    return _Started(finished, sources, copied, connection, workers, scheduler, deciding,
+                    ray_start)
 
 
 def _copy_and_train(sweep: Sweep, tracker: Tracker, started: _Started, progress: bool,
@@ -224,19 +236,28 @@ def _copy_and_train(sweep: Sweep, tracker: Tracker, started: _Started, progress:
         if started.sources:
             _copy_with_progress(sweep, tracker, started.sources, started.copied, progress,
                                 timings)
-        done_keys = started.finished | set(started.sources)   # the scheduler trains the others
-        finished_metrics = {r.variant_key: r.metrics for r in tracker.records()
-                            if r.variant_key in done_keys}
-        begun = time.perf_counter()
-        earlier = () if sweep.variants_fixed else _earlier_variants(sweep, tracker)
-        scheduler = scheduler_of(sweep, finished_metrics, earlier)
-        begun = time.perf_counter() - begun        # Optuna's import and study
+        scheduler, begun = started.scheduler, started.deciding
+        if scheduler is None:
+            scheduler, begun = _made_scheduler(sweep, tracker,
+                                               started.finished | set(started.sources))
         writer = tracker.pack_writer() if started.connection is not None else None
         done = run_scheduled(sweep, tracker, scheduler, _pack_runner(sweep, started.connection),
                              started.workers, progress, pack_writer=writer,
                              submit_writes=_write_submitter(writer))
         timings["logging"], timings["deciding"] = done.logging, begun + done.deciding
     return done
+
+
+def _made_scheduler(sweep: Sweep, tracker: Tracker, done_keys: set[str]
+                    ) -> tuple[Scheduler, float]:
+    """The search's scheduler, told the variants of `done_keys` (logged under the parent),
+    and the seconds it took (Optuna's import and study, the warm start's read). The
+    scheduler trains the others."""
+    clock = time.perf_counter()
+    finished_metrics = {r.variant_key: r.metrics for r in tracker.records()
+                        if r.variant_key in done_keys}
+    earlier = () if sweep.variants_fixed else _earlier_variants(sweep, tracker)
+    return scheduler_of(sweep, finished_metrics, earlier), time.perf_counter() - clock
 
 
 def _method(sweep: Sweep) -> str | None:
@@ -275,6 +296,16 @@ def _start(tracker: Tracker, sweep: Sweep, look_up: bool, unfound: Future,
     if copy_now:
         reuse.copy_sources(tracker, _pairs(sweep, sources))
     return finished, sources, copy_now
+
+
+def _start_and_schedule(tracker: Tracker, sweep: Sweep, look_up: bool, unfound: Future,
+                        copy_while_ray_starts: bool) -> tuple:
+    """`_start`, then, with nothing found to copy, the search's scheduler and its seconds
+    (`_made_scheduler`: Optuna's import, the warm start's read and the study, while Ray
+    starts rather than after it); else (None, 0.0): it is made once the copies are stored."""
+    finished, sources, copied = _start(tracker, sweep, look_up, unfound, copy_while_ray_starts)
+    made = (None, 0.0) if sources else _made_scheduler(sweep, tracker, finished)
+    return finished, sources, copied, made
 
 
 def _pairs(sweep: Sweep, sources: dict) -> list[tuple]:

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
 import ray
+from ray._private import parameter as ray_parameter
 from ray._private import ray_constants
 
 from sweeps.spec.data import Dataset
@@ -77,11 +78,14 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     # may have done so before): the constant is set for this start only.
     cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
+    # ray.init has no arguments for these: the node's parameters made so for this start only.
+    params, ray_parameter.RayParams = ray_parameter.RayParams, _LocalNodeParams
     try:
         # "local" always starts a fresh instance instead of joining one found in /tmp/ray.
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
                  include_dashboard=False, log_to_driver=False)
     finally:
+        ray_parameter.RayParams = params
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
         auth_logger.removeFilter(quiet)
         for name, value in saved.items():
@@ -89,6 +93,31 @@ def start_local_ray(num_cpus: int | None = None) -> None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+class _LocalNodeParams(ray_parameter.RayParams):
+    """A local node's parameters without what a sweep's own instance never uses, each of
+    which cost its start time on a busy machine (ray.init takes none of them):
+
+    - the dashboard agent listens on any free port, not Ray's fixed 52365: while another
+      Ray instance runs on the machine (another sweep, a test session) the agent failed to
+      bind it, retried for ~3.3 s, and the raylet waited for it before the node came up.
+      That port serves `ray job submit`, which `sweeps submit` uses on clusters started with
+      `ray start`, never on this instance; 0 is Ray's own "pick one"
+      (`ray start --dashboard-agent-listen-port 0`);
+    - no log monitor: it streams workers' output to the driver, which `log_to_driver=False`
+      turns away anyway (workers still write their log files);
+    - no autoscaler monitor: a local node has a fixed size.
+
+    The two processes left out are Python processes that import Ray while the node starts
+    (~0.7 s of the start at a load of ~5 on 2 cores, 3 pairs alternated).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("dashboard_agent_listen_port", 0)
+        kwargs.setdefault("include_log_monitor", False)
+        kwargs.setdefault("no_monitor", True)
+        super().__init__(*args, **kwargs)
 
 
 class _DropTokenAuthNotice(logging.Filter):

@@ -4,9 +4,10 @@ Plots cost more than everything else at the end of a sweep (importing matplotlib
 optuna.importance ~2.5 s, ~0.5 s a figure), so they are drawn in a helper process
 (`PlotWorker`) started when training starts (not before: it would slow Ray's start-up): it
 imports both while the packs train (or the reused variants are copied), and draws
-while the driver writes the tables and logs the best metrics, sharing the figures with a
-child it forks (`_draw_in_two`). The driver never imports matplotlib. The helper gets only
-what the plots show (the best groups' curves and predictions), not the whole sweep.
+while the driver writes the tables and, on a thread of its own, the configuration runs
+(`write_outputs`), sharing the figures with a child it forks (`_draw_in_two`). The driver
+never imports matplotlib. The helper gets only what the plots show (the best groups' curves
+and predictions), not the whole sweep.
 
 If the helper cannot be started, dies or fails, the plots are drawn in the driver (where a
 real plotting error then surfaces); the tables are written either way.
@@ -20,6 +21,8 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,15 +185,18 @@ class Outputs:
 
 
 def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None,
-                  status: RunState = RunState.FINISHED) -> Outputs:
+                  status: RunState = RunState.FINISHED,
+                  timings: dict[str, float] | None = None) -> Outputs:
     """Tables, plots and artifacts of every finished variant, then the parent run ended.
 
     tracker : the sweep's tracker (records, predictions of resumed variants, artifacts).
     plotter : the helper process started with the sweep (None: draw here).
     status : the parent run's final status.
+    timings : where each step's seconds go, when given ("outputs.<step>").
     """
     from sweeps.report import results, rung_plot, ties
 
+    clock = _Clock(timings)
     records = tracker.records()      # every finished variant, this run's and earlier ones'
     frame = results.frame_from_records(records)
     summary = ties.mark_ties(frame, results.summarize(frame))
@@ -202,14 +208,38 @@ def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None
                    tracker.predictions(plots.predictions_wanted(frame, summary)).items()}
     drawing = plotter is not None and plotter.draw(out_dir, frame, summary, drawn, predictions,
                                                    rungs)
-    files = results.save(out_dir, frame, summary, curves)
+    clock.lap("frames")
+    # The configuration runs (the longest write: every configuration's mean and spread
+    # curves) go to the store while this thread writes the tables, waits for the plots and
+    # puts the files on the parent; the parent's own metrics and its end come after them.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="configurations") as writer:
+        configurations = writer.submit(write_configurations, tracker, summary, records)
+        files = results.save(out_dir, frame, summary, curves)
+        clock.lap("tables")
+        files += _plots(plotter if drawing else None, out_dir, frame, summary, drawn,
+                        predictions, rungs)
+        clock.lap("plots")                  # waiting for the helper, or drawing here
+        tracker.log_artifacts(out_dir)
+        clock.lap("artifacts")
+        configurations.result()
+        clock.lap("configurations")         # what remained of their write
     tracker.log_parent_metrics(results.best_metrics(summary))
-    write_configurations(tracker, summary, records)
-    files += _plots(plotter if drawing else None, out_dir, frame, summary, drawn, predictions,
-                    rungs)
-    tracker.log_artifacts(out_dir)
     tracker.finish(status)
+    clock.lap("end")
     return Outputs(frame=frame, summary=summary, curves=curves, files=files)
+
+
+class _Clock:
+    """Seconds between laps into timings["outputs.<lap>"] (nothing without timings)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings, self.last = timings, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.timings is not None:
+            self.timings[f"outputs.{name}"] = now - self.last
+        self.last = now
 
 
 def write_configurations(tracker: Any, summary: pd.DataFrame, records: list) -> None:

@@ -17,6 +17,7 @@ transaction per batch it costs ~3 ms.
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import time
 import uuid
@@ -263,6 +264,13 @@ def _insert(store: Any, rows: dict[str, list[dict]]) -> None:
         insert_rows(session, rows)
 
 
+# The metrics table's primary key, MLflow's (key, timestamp, step, run_uuid, value, is_nan):
+# rows inserted in its order go into its index in order (SQLite: 6-16% less time for a batch of
+# 40 children with four 301-point curves, 3 pairs alternated); each curve's points still go in
+# in step order, and every reader orders what it reads.
+METRIC_KEY_ORDER = operator.itemgetter("key", "timestamp", "step", "run_uuid")
+
+
 def insert_rows(session: Any, rows: dict[str, list[dict]]) -> None:
     """`batch_rows`' rows into MLflow's tables within the session's transaction."""
     from mlflow.store.tracking.dbmodels.models import (SqlLatestMetric, SqlMetric, SqlParam,
@@ -271,4 +279,6 @@ def insert_rows(session: Any, rows: dict[str, list[dict]]) -> None:
               "latest_metrics": SqlLatestMetric}
     for table, model in models.items():
         if rows[table]:   # the models' tables, one executemany each (no ORM bookkeeping)
-            session.execute(model.__table__.insert(), rows[table])
+            ordered = sorted(rows[table], key=METRIC_KEY_ORDER) if table == "metrics" \
+                else rows[table]
+            session.execute(model.__table__.insert(), ordered)

@@ -21,10 +21,16 @@ def test_local_ray_gives_workers_the_thread_limits_and_restores_this_process(mon
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     monkeypatch.setattr(execute.ray, "init", lambda **options: seen.update(
-        env={name: os.environ.get(name) for name in execute.WORKER_ENV}, options=options))
+        env={name: os.environ.get(name) for name in execute.WORKER_ENV}, options=options,
+        params=execute.ray_parameter.RayParams(num_cpus=2)))
+    ray_params = execute.ray_parameter.RayParams
 
     execute.start_local_ray(num_cpus=2)
 
+    # the node's own parameters for this start only (ray.init takes none of them)
+    assert (seen["params"].dashboard_agent_listen_port, seen["params"].include_log_monitor,
+            seen["params"].no_monitor) == (0, False, True)
+    assert execute.ray_parameter.RayParams is ray_params
     assert seen["env"] == execute.WORKER_ENV
     assert seen["options"]["address"] == "local" and seen["options"]["num_cpus"] == 2
     assert "runtime_env" not in seen["options"]
@@ -39,6 +45,17 @@ def test_workers_of_the_local_instance_run_with_one_blas_thread(ray_session):
         return {name: os.environ.get(name) for name in execute.WORKER_ENV}
 
     assert ray_session.get(environment.remote()) == execute.WORKER_ENV
+
+
+@pytest.mark.integration
+def test_the_local_instance_runs_no_log_or_autoscaler_monitor(ray_session):
+    """(Two Python processes that import Ray while the node starts, for nothing here.)"""
+    from ray._private import ray_constants
+
+    running = set(ray_session._private.worker._global_node.all_processes)
+    assert ray_constants.PROCESS_TYPE_RAYLET in running
+    assert not {ray_constants.PROCESS_TYPE_LOG_MONITOR, ray_constants.PROCESS_TYPE_MONITOR} \
+        & running
 
 
 @pytest.mark.integration
