@@ -33,6 +33,7 @@ Usage: python benchmarks/bench_search.py [--seeds 5] [--spaces moons sine ...] [
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import shutil
@@ -44,6 +45,7 @@ import numpy as np
 import yaml
 
 from sweeps import run_sweep
+from sweeps.execution.machine import numerics_fingerprint
 from sweeps.execution.plan import pack_variants
 from sweeps.execution.training import train_pack
 from sweeps.methods.static import random_points
@@ -205,6 +207,45 @@ def store(empty: Path, name: str) -> str:
     return f"sqlite:///{path}"
 
 
+GRID_COLUMNS = ["group_key", "variant_key", "val_loss", "train_loss"]
+
+
+def grid_frame(path: Path, sweep, work: Path, empty: Path, grids: Path | None
+               ) -> tuple["pd.DataFrame", str]:
+    """(the grid's frame (GRID_COLUMNS, one row per variant), a line saying how it came):
+    trained with `sweeps run`'s library form, or, with `grids`, read from
+    grids/<space>-<digest>/ when an earlier run kept it there. The digest hashes the grid's
+    sweep file (space, data, model, training, seeds) and the numerics fingerprint, so a changed
+    space or engine trains anew; the kept frame must also hold exactly the sweep's variant
+    keys. The store is kept beside the frame: a run stopped mid-grid resumes it."""
+    import pandas as pd
+    if grids is None:
+        return _train_grid(path, store(empty, path.stem), work / path.stem)
+    digest = hashlib.sha256((path.read_text() + numerics_fingerprint()).encode()).hexdigest()
+    kept = grids / f"{path.stem.removesuffix('-grid-0')}-{digest[:12]}"
+    csv = kept / "frame.csv"
+    if csv.exists():
+        frame = pd.read_csv(csv, usecols=GRID_COLUMNS)
+        if sorted(frame["variant_key"]) == sorted(v.key for v in sweep.variants):
+            return frame, f"kept in {kept} (not trained in this run)"
+        print(f"  {csv} does not hold this grid's variant keys: training it again")
+    kept.mkdir(parents=True, exist_ok=True)
+    db = kept / "grid.db"
+    if not db.exists():
+        shutil.copy(empty, db)
+    frame, line = _train_grid(path, f"sqlite:///{db}", kept / "out")
+    frame.to_csv(kept / "frame.partial.csv", index=False)
+    (kept / "frame.partial.csv").replace(csv)       # whole or absent
+    return frame, f"{line}; kept in {kept}"
+
+
+def _train_grid(path: Path, tracking_uri: str, out: Path) -> tuple["pd.DataFrame", str]:
+    clock = time.perf_counter()
+    grid = run_sweep(path, tracking_uri=tracking_uri, progress=False, out=out)
+    wall = time.perf_counter() - clock
+    return grid.frame[GRID_COLUMNS], phases(grid, wall)
+
+
 def phases(outcome, wall: float) -> str:
     """The sweep's wall time split into its phases."""
     t = outcome.timings
@@ -259,8 +300,12 @@ def main() -> None:
                         help="scale every space's epochs (how the ratios move with training)")
     parser.add_argument("--log-every", type=int, default=LOG_EVERY,
                         help="epochs between curve points (logging grows with their number)")
+    parser.add_argument("--grids", type=Path, default=None,
+                        help="keep each space's grid (store and frame) under this directory "
+                             "and reuse it when the space is unchanged: replays in seconds")
     args = parser.parse_args()
     LOG_EVERY = args.log_every
+    grids = args.grids.resolve() if args.grids else None     # before the chdir below
     for spec in SPACES.values():
         spec["train"]["epochs"] = max(1, round(spec["train"]["epochs"] * args.epochs_times))
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -275,25 +320,23 @@ def main() -> None:
             summary.append({"space": space, **speed(space, work, empty, tune_too)})
             continue
         grid_path = write(space, "grid", work)
-        clock = time.perf_counter()
-        grid = run_sweep(grid_path, tracking_uri=store(empty, f"{space}-grid"), progress=False,
-                         out=work / f"{space}-grid")
-        grid_wall = time.perf_counter() - clock
-        ranks = ranking(grid.frame)
+        grid_sweep = load_sweep(grid_path)
+        frame, grid_line = grid_frame(grid_path, grid_sweep, work, empty, grids)
+        ranks = ranking(frame)
         n = len(ranks)
         top = max(1, math.ceil(TOP * n))
         metrics = {r.variant_key: {"val_loss": r.val_loss, "train_loss": r.train_loss}
-                   for r in grid.frame.itertuples()}
+                   for r in frame.itertuples()}
         tpe_ranks, random_ranks, decide = [], [], []
         for seed in range(args.seeds):
             path = write(space, "tpe", work, seed)
             group, asked, seconds = tpe_pick(path, metrics)
             tpe_ranks.append(ranks[group])
             decide.append(seconds)
-            random_ranks.append(ranks[random_pick(grid.sweep, ranks, n // 4, seed)])
+            random_ranks.append(ranks[random_pick(grid_sweep, ranks, n // 4, seed)])
         print(f"\n{space}: {n} configurations x {len(SEEDS)} seeds; budget {n // 4} in rounds of "
               f"{BATCH}; top {TOP:.0%} = rank <= {top}")
-        print(f"  grid sweep: {phases(grid, grid_wall)}")
+        print(f"  grid sweep: {grid_line}")
         print(f"  tpe picks' ranks    {tpe_ranks}  mean {np.mean(tpe_ranks):.1f}  "
               f"in top {TOP:.0%}: {sum(r <= top for r in tpe_ranks)}/{args.seeds}")
         print(f"  random picks' ranks {random_ranks}  mean {np.mean(random_ranks):.1f}  "
