@@ -24,7 +24,9 @@ tpe can ask is a grid point):
            per configuration training its seeds the same way: the wall time.
 
 Prints figures measured in this run; asserts nothing (the machine is shared).
-Usage: python benchmarks/bench_search.py [--seeds 5] [--spaces moons sine ...] [--tune]
+Usage: python benchmarks/bench_search.py [--seeds 5 | --sampler-seeds 5-9] [--spaces moons sine ...]
+       [--tune] [--grids DIR] (keep the grids there and reuse them: replays in seconds)
+       [--tpe KEY=VALUE ...] (TPESampler settings over the project's, for the replays)
        [--no-loops] (quality only: the grids and replays, no Optuna or Tune loop)
        [--speed-only] [--epochs-times 2] [--log-every 20] (speed only, every space's epochs
        scaled; the same number of curve points when --log-every is scaled alike)
@@ -48,6 +50,7 @@ from sweeps import run_sweep
 from sweeps.execution.machine import numerics_fingerprint
 from sweeps.execution.plan import pack_variants
 from sweeps.execution.training import train_pack
+from sweeps.methods import model_based
 from sweeps.methods.static import random_points
 from sweeps.spec.search import scheduler_of
 from sweeps.spec.sweep import load_sweep
@@ -119,8 +122,9 @@ def ranking(frame) -> dict[str, int]:
 
 
 def tpe_pick(path: Path, metrics: dict) -> tuple[str, list[str], float]:
-    """(the best configuration's group, the variants asked, seconds in ask and tell), the
-    study replayed against logged metrics, as a resumed sweep replays it."""
+    """(the best configuration's group, the variants asked (a configuration asked again
+    repeats its seeds' keys), seconds in ask and tell), the study replayed against logged
+    metrics, as a resumed sweep replays it."""
     sweep = load_sweep(path)
     clock = time.perf_counter()
     scheduler = scheduler_of(sweep, metrics)
@@ -191,6 +195,36 @@ def tune_loop(path: Path, trials: int, seed: int) -> float:
     seconds = time.perf_counter() - clock
     ray.shutdown()
     return seconds
+
+
+def seed_list(text: str) -> list[int]:
+    """"5-9" or "0,3,7" (or both: "0-4,9") as a list of seeds."""
+    seeds = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        try:
+            seeds += list(range(int(low), int(high or low) + 1))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a seed or a range like 5-9")
+    return seeds
+
+
+def seed_text(seeds: list[int]) -> str:
+    contiguous = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+    return f"{seeds[0]}-{seeds[-1]}" if contiguous and len(seeds) > 1 else ",".join(map(str, seeds))
+
+
+def tpe_settings(pairs: list[str]) -> None:
+    """Put KEY=VALUE pairs over the project's TPESampler settings for this run."""
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--tpe {pair!r}: give KEY=VALUE, e.g. multivariate=false")
+        model_based.TPE_SETTINGS[key] = yaml.safe_load(value)
+
+
+def tpe_text() -> str:
+    return " ".join(f"{k}={v}" for k, v in model_based.TPE_SETTINGS.items())
 
 
 def empty_store(work: Path) -> Path:
@@ -289,7 +323,13 @@ def speed(space: str, work: Path, empty: Path, tune_too: bool,
 def main() -> None:
     global LOG_EVERY
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="sampler seeds 0..N-1")
+    parser.add_argument("--sampler-seeds", type=seed_list, default=None,
+                        help="the sampler seeds instead, e.g. 5-9 or 0,3,7 (tpe's random_seed "
+                             "and random search's)")
+    parser.add_argument("--tpe", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="TPESampler settings over the project's (model_based.TPE_SETTINGS)"
+                             ", e.g. multivariate=false n_ei_candidates=64 (values as YAML)")
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
     parser.add_argument("--tune", action="store_true", help="also Ray Tune + OptunaSearch")
     parser.add_argument("--no-loops", action="store_true",
@@ -305,6 +345,8 @@ def main() -> None:
                              "and reuse it when the space is unchanged: replays in seconds")
     args = parser.parse_args()
     LOG_EVERY = args.log_every
+    seeds = args.sampler_seeds or list(range(args.seeds))
+    tpe_settings(args.tpe)
     grids = args.grids.resolve() if args.grids else None     # before the chdir below
     for spec in SPACES.values():
         spec["train"]["epochs"] = max(1, round(spec["train"]["epochs"] * args.epochs_times))
@@ -327,24 +369,27 @@ def main() -> None:
         top = max(1, math.ceil(TOP * n))
         metrics = {r.variant_key: {"val_loss": r.val_loss, "train_loss": r.train_loss}
                    for r in frame.itertuples()}
-        tpe_ranks, random_ranks, decide = [], [], []
-        for seed in range(args.seeds):
+        tpe_ranks, random_ranks, decide, distinct = [], [], [], []
+        for seed in seeds:
             path = write(space, "tpe", work, seed)
             group, asked, seconds = tpe_pick(path, metrics)
             tpe_ranks.append(ranks[group])
             decide.append(seconds)
+            distinct.append(len(set(asked)) // len(SEEDS))
             random_ranks.append(ranks[random_pick(grid_sweep, ranks, n // 4, seed)])
         print(f"\n{space}: {n} configurations x {len(SEEDS)} seeds; budget {n // 4} in rounds of "
               f"{BATCH}; top {TOP:.0%} = rank <= {top}")
         print(f"  grid sweep: {grid_line}")
-        print(f"  tpe picks' ranks    {tpe_ranks}  mean {np.mean(tpe_ranks):.1f}  "
-              f"in top {TOP:.0%}: {sum(r <= top for r in tpe_ranks)}/{args.seeds}")
-        print(f"  random picks' ranks {random_ranks}  mean {np.mean(random_ranks):.1f}  "
-              f"in top {TOP:.0%}: {sum(r <= top for r in random_ranks)}/{args.seeds}")
+        print(f"  sampler seeds {seed_text(seeds)}; tpe settings {tpe_text()}")
+        print(f"  tpe picks' ranks    {tpe_ranks}  mean {np.mean(tpe_ranks):.2f}  "
+              f"in top {TOP:.0%}: {sum(r <= top for r in tpe_ranks)}/{len(seeds)}")
+        print(f"    distinct configurations asked: {distinct}")
+        print(f"  random picks' ranks {random_ranks}  mean {np.mean(random_ranks):.2f}  "
+              f"in top {TOP:.0%}: {sum(r <= top for r in random_ranks)}/{len(seeds)}")
         print(f"  ask+tell replayed (Optuna import and study included): "
               f"{min(decide):.2f}-{max(decide):.2f} s")
         row = {"space": space, "top": sum(r <= top for r in tpe_ranks) >= math.ceil(
-            0.6 * args.seeds), "beats": np.mean(tpe_ranks) < np.mean(random_ranks)}
+            0.6 * len(seeds)), "beats": np.mean(tpe_ranks) < np.mean(random_ranks)}
         if not args.no_loops:
             row.update(speed(space, work, empty, tune_too, metrics))
         summary.append(row)

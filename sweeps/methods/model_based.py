@@ -51,6 +51,9 @@ HISTORY_COLUMNS = ("round", "trial", "configuration", "value", "state")
 # Trials drawn at random before the model is fitted: Optuna's default (10), but never more than
 # a third of the budget, so a small budget still spends most of itself on the model.
 STARTUP_TRIALS = 10
+# TPESampler's settings beyond its seed and start-up trials (benchmarks/bench_search.py --tpe
+# replays other settings against kept grids).
+TPE_SETTINGS: dict[str, Any] = {"constant_liar": True}
 DEFAULT_BATCH = 8      # configurations per round: fixed, so the search does not depend on workers
 
 
@@ -164,9 +167,9 @@ class TPE(ModelBased):
 
     def sampler(self, trials: int) -> Any:
         import optuna
-        return optuna.samplers.TPESampler(seed=self.search.random_seed or 0,
-                                          n_startup_trials=_startup(trials),
-                                          constant_liar=True)
+        return optuna.samplers.TPESampler(**{"seed": self.search.random_seed or 0,
+                                             "n_startup_trials": _startup(trials),
+                                             **TPE_SETTINGS})
 
 
 class GP(ModelBased):
