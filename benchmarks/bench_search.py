@@ -27,6 +27,7 @@ Prints figures measured in this run; asserts nothing (the machine is shared).
 Usage: python benchmarks/bench_search.py [--seeds 5 | --sampler-seeds 5-9] [--spaces moons sine ...]
        [--tune] [--grids DIR] (keep the grids there and reuse them: replays in seconds)
        [--tpe KEY=VALUE ...] (TPESampler settings over the project's, for the replays)
+       [--allow-repeats] (tpe keeps a configuration asked again, as before REASKS)
        [--no-loops] (quality only: the grids and replays, no Optuna or Tune loop)
        [--speed-only] [--epochs-times 2] [--log-every 20] (speed only, every space's epochs
        scaled; the same number of curve points when --log-every is scaled alike)
@@ -132,8 +133,9 @@ def tpe_pick(path: Path, metrics: dict) -> tuple[str, list[str], float]:
     seconds = time.perf_counter() - clock
     best = scheduler.study.best_trial
     point = scheduler.space.point(best.params)
+    told = [t for t in scheduler.study.trials if t.state.is_finished()]   # re-asked repeats too
     asked = [sweep.variant_at({**scheduler.space.point(t.params), "seed": s}, 0).key
-             for t in scheduler.study.trials for s in SEEDS]
+             for t in told for s in SEEDS]
     return sweep.variant_at({**point, "seed": SEEDS[0]}, 0).group, asked, seconds
 
 
@@ -224,7 +226,9 @@ def tpe_settings(pairs: list[str]) -> None:
 
 
 def tpe_text() -> str:
-    return " ".join(f"{k}={v}" for k, v in model_based.TPE_SETTINGS.items())
+    repeats = "re-asked" if model_based.TPE.distinct else "kept"
+    return (" ".join(f"{k}={v}" for k, v in model_based.TPE_SETTINGS.items())
+            + f", repeats {repeats}")
 
 
 def empty_store(work: Path) -> Path:
@@ -327,6 +331,9 @@ def main() -> None:
     parser.add_argument("--sampler-seeds", type=seed_list, default=None,
                         help="the sampler seeds instead, e.g. 5-9 or 0,3,7 (tpe's random_seed "
                              "and random search's)")
+    parser.add_argument("--allow-repeats", action="store_true",
+                        help="tpe keeps a configuration the sampler asks again (a trial spent), "
+                             "as before model_based.REASKS")
     parser.add_argument("--tpe", nargs="+", default=[], metavar="KEY=VALUE",
                         help="TPESampler settings over the project's (model_based.TPE_SETTINGS)"
                              ", e.g. multivariate=false n_ei_candidates=64 (values as YAML)")
@@ -347,6 +354,7 @@ def main() -> None:
     LOG_EVERY = args.log_every
     seeds = args.sampler_seeds or list(range(args.seeds))
     tpe_settings(args.tpe)
+    model_based.TPE.distinct = not args.allow_repeats
     grids = args.grids.resolve() if args.grids else None     # before the chdir below
     for spec in SPACES.values():
         spec["train"]["epochs"] = max(1, round(spec["train"]["epochs"] * args.epochs_times))
