@@ -399,7 +399,8 @@ class OptunaScheduler(Scheduler):
 
     def _ask_new(self) -> tuple[Any, dict[str, Any]]:
         """(a trial, its configuration's settings): with `method.distinct`, a configuration not
-        asked before, where one is left (a repeat is told FAIL and asked again, REASKS times)."""
+        asked or warm-started before, where one is left (a repeat is asked again, at most
+        REASKS times: see REASKS for how repeats are told)."""
         import optuna
 
         exhausted = self.space.size is not None and len(self.seen) >= self.space.size

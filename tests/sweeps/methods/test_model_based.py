@@ -148,6 +148,19 @@ def test_tpe_asks_again_when_its_sampler_repeats_a_configuration(write):
     assert len({row["configuration"] for row in scheduler.history}) == 10
 
 
+def test_tpe_asks_none_of_the_configurations_it_was_warm_started_with(write):
+    sweep = _sweep(write, text=LISTS.replace("trials: 10", "trials: 2"))
+    base = dict(sweep.variants[0].settings)
+    grid = [{**base, "train.lr": lr, "model.hidden": hidden}
+            for lr in (0.001, 0.01, 0.1, 1.0) for hidden in ((2,), (8,), (4, 4))]
+    warm = [(s, {"val_loss": _loss(SimpleNamespace(settings=s))})
+            for s in ({**settings, "seed": 0} for settings in grid[:10])]
+    scheduler = scheduler_of(sweep, {}).method.scheduler(sweep, {}, earlier=warm)
+    trained = _run(scheduler)
+    left = {(g["train.lr"], g["model.hidden"]) for g in grid[10:]}
+    assert {(v.settings["train.lr"], v.settings["model.hidden"]) for v in trained} == left
+
+
 def test_a_space_with_nothing_left_unseen_repeats_instead_of_asking_on(write):
     sweep = _sweep(write, text=LISTS.replace("trials: 10", "trials: 16"))
     scheduler = scheduler_of(sweep, {})
