@@ -24,7 +24,10 @@ tpe can ask is a grid point):
            per configuration training its seeds the same way: the wall time.
 
 Prints figures measured in this run; asserts nothing (the machine is shared).
-Usage: python benchmarks/bench_search.py [--seeds 5] [--spaces moons sine ...] [--tune]
+Usage: python benchmarks/bench_search.py [--seeds 5 | --sampler-seeds 5-9] [--spaces moons sine ...]
+       [--tune] [--grids DIR] (keep the grids there and reuse them: replays in seconds)
+       [--tpe KEY=VALUE ...] (TPESampler settings over the project's, for the replays)
+       [--allow-repeats] (tpe keeps a configuration asked again, as before REASKS)
        [--no-loops] (quality only: the grids and replays, no Optuna or Tune loop)
        [--speed-only] [--epochs-times 2] [--log-every 20] (speed only, every space's epochs
        scaled; the same number of curve points when --log-every is scaled alike)
@@ -33,6 +36,7 @@ Usage: python benchmarks/bench_search.py [--seeds 5] [--spaces moons sine ...] [
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import shutil
@@ -44,8 +48,10 @@ import numpy as np
 import yaml
 
 from sweeps import run_sweep
+from sweeps.execution.machine import numerics_fingerprint
 from sweeps.execution.plan import pack_variants
 from sweeps.execution.training import train_pack
+from sweeps.methods import model_based
 from sweeps.methods.static import random_points
 from sweeps.spec.search import scheduler_of
 from sweeps.spec.sweep import load_sweep
@@ -117,8 +123,9 @@ def ranking(frame) -> dict[str, int]:
 
 
 def tpe_pick(path: Path, metrics: dict) -> tuple[str, list[str], float]:
-    """(the best configuration's group, the variants asked, seconds in ask and tell), the
-    study replayed against logged metrics, as a resumed sweep replays it."""
+    """(the best configuration's group, the variants asked (a configuration asked again
+    repeats its seeds' keys), seconds in ask and tell), the study replayed against logged
+    metrics, as a resumed sweep replays it."""
     sweep = load_sweep(path)
     clock = time.perf_counter()
     scheduler = scheduler_of(sweep, metrics)
@@ -126,8 +133,9 @@ def tpe_pick(path: Path, metrics: dict) -> tuple[str, list[str], float]:
     seconds = time.perf_counter() - clock
     best = scheduler.study.best_trial
     point = scheduler.space.point(best.params)
+    told = [t for t in scheduler.study.trials if t.state.is_finished()]   # re-asked repeats too
     asked = [sweep.variant_at({**scheduler.space.point(t.params), "seed": s}, 0).key
-             for t in scheduler.study.trials for s in SEEDS]
+             for t in told for s in SEEDS]
     return sweep.variant_at({**point, "seed": SEEDS[0]}, 0).group, asked, seconds
 
 
@@ -191,6 +199,38 @@ def tune_loop(path: Path, trials: int, seed: int) -> float:
     return seconds
 
 
+def seed_list(text: str) -> list[int]:
+    """"5-9" or "0,3,7" (or both: "0-4,9") as a list of seeds."""
+    seeds = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        try:
+            seeds += list(range(int(low), int(high or low) + 1))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a seed or a range like 5-9")
+    return seeds
+
+
+def seed_text(seeds: list[int]) -> str:
+    contiguous = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+    return f"{seeds[0]}-{seeds[-1]}" if contiguous and len(seeds) > 1 else ",".join(map(str, seeds))
+
+
+def tpe_settings(pairs: list[str]) -> None:
+    """Put KEY=VALUE pairs over the project's TPESampler settings for this run."""
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--tpe {pair!r}: give KEY=VALUE, e.g. multivariate=false")
+        model_based.TPE_SETTINGS[key] = yaml.safe_load(value)
+
+
+def tpe_text() -> str:
+    repeats = "re-asked" if model_based.TPE.distinct else "kept"
+    return (" ".join(f"{k}={v}" for k, v in model_based.TPE_SETTINGS.items())
+            + f", repeats {repeats}")
+
+
 def empty_store(work: Path) -> Path:
     """An SQLite MLflow store with its schema built (copied for each sweep)."""
     from mlflow import MlflowClient
@@ -203,6 +243,45 @@ def store(empty: Path, name: str) -> str:
     path = empty.with_name(f"{name}.db")
     shutil.copy(empty, path)
     return f"sqlite:///{path}"
+
+
+GRID_COLUMNS = ["group_key", "variant_key", "val_loss", "train_loss"]
+
+
+def grid_frame(path: Path, sweep, work: Path, empty: Path, grids: Path | None
+               ) -> tuple["pd.DataFrame", str]:
+    """(the grid's frame (GRID_COLUMNS, one row per variant), a line saying how it came):
+    trained with `sweeps run`'s library form, or, with `grids`, read from
+    grids/<space>-<digest>/ when an earlier run kept it there. The digest hashes the grid's
+    sweep file (space, data, model, training, seeds) and the numerics fingerprint, so a changed
+    space or engine trains anew; the kept frame must also hold exactly the sweep's variant
+    keys. The store is kept beside the frame: a run stopped mid-grid resumes it."""
+    import pandas as pd
+    if grids is None:
+        return _train_grid(path, store(empty, path.stem), work / path.stem)
+    digest = hashlib.sha256((path.read_text() + numerics_fingerprint()).encode()).hexdigest()
+    kept = grids / f"{path.stem.removesuffix('-grid-0')}-{digest[:12]}"
+    csv = kept / "frame.csv"
+    if csv.exists():
+        frame = pd.read_csv(csv, usecols=GRID_COLUMNS)
+        if sorted(frame["variant_key"]) == sorted(v.key for v in sweep.variants):
+            return frame, f"kept in {kept} (not trained in this run)"
+        print(f"  {csv} does not hold this grid's variant keys: training it again")
+    kept.mkdir(parents=True, exist_ok=True)
+    db = kept / "grid.db"
+    if not db.exists():
+        shutil.copy(empty, db)
+    frame, line = _train_grid(path, f"sqlite:///{db}", kept / "out")
+    frame.to_csv(kept / "frame.partial.csv", index=False)
+    (kept / "frame.partial.csv").replace(csv)       # whole or absent
+    return frame, f"{line}; kept in {kept}"
+
+
+def _train_grid(path: Path, tracking_uri: str, out: Path) -> tuple["pd.DataFrame", str]:
+    clock = time.perf_counter()
+    grid = run_sweep(path, tracking_uri=tracking_uri, progress=False, out=out)
+    wall = time.perf_counter() - clock
+    return grid.frame[GRID_COLUMNS], phases(grid, wall)
 
 
 def phases(outcome, wall: float) -> str:
@@ -309,7 +388,16 @@ def speed(space: str, work: Path, empty: Path, tune_too: bool,
 def main() -> None:
     global LOG_EVERY
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="sampler seeds 0..N-1")
+    parser.add_argument("--sampler-seeds", type=seed_list, default=None,
+                        help="the sampler seeds instead, e.g. 5-9 or 0,3,7 (tpe's random_seed "
+                             "and random search's)")
+    parser.add_argument("--allow-repeats", action="store_true",
+                        help="tpe keeps a configuration the sampler asks again (a trial spent), "
+                             "as before model_based.REASKS")
+    parser.add_argument("--tpe", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="TPESampler settings over the project's (model_based.TPE_SETTINGS)"
+                             ", e.g. multivariate=false n_ei_candidates=64 (values as YAML)")
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
     parser.add_argument("--tune", action="store_true", help="also Ray Tune + OptunaSearch")
     parser.add_argument("--no-loops", action="store_true",
@@ -320,8 +408,15 @@ def main() -> None:
                         help="scale every space's epochs (how the ratios move with training)")
     parser.add_argument("--log-every", type=int, default=LOG_EVERY,
                         help="epochs between curve points (logging grows with their number)")
+    parser.add_argument("--grids", type=Path, default=None,
+                        help="keep each space's grid (store and frame) under this directory "
+                             "and reuse it when the space is unchanged: replays in seconds")
     args = parser.parse_args()
     LOG_EVERY = args.log_every
+    seeds = args.sampler_seeds or list(range(args.seeds))
+    tpe_settings(args.tpe)
+    model_based.TPE.distinct = not args.allow_repeats
+    grids = args.grids.resolve() if args.grids else None     # before the chdir below
     for spec in SPACES.values():
         spec["train"]["epochs"] = max(1, round(spec["train"]["epochs"] * args.epochs_times))
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -336,33 +431,34 @@ def main() -> None:
             summary.append({"space": space, **speed(space, work, empty, tune_too)})
             continue
         grid_path = write(space, "grid", work)
-        clock = time.perf_counter()
-        grid = run_sweep(grid_path, tracking_uri=store(empty, f"{space}-grid"), progress=False,
-                         out=work / f"{space}-grid")
-        grid_wall = time.perf_counter() - clock
-        ranks = ranking(grid.frame)
+        grid_sweep = load_sweep(grid_path)
+        frame, grid_line = grid_frame(grid_path, grid_sweep, work, empty, grids)
+        ranks = ranking(frame)
         n = len(ranks)
         top = max(1, math.ceil(TOP * n))
         metrics = {r.variant_key: {"val_loss": r.val_loss, "train_loss": r.train_loss}
-                   for r in grid.frame.itertuples()}
-        tpe_ranks, random_ranks, decide = [], [], []
-        for seed in range(args.seeds):
+                   for r in frame.itertuples()}
+        tpe_ranks, random_ranks, decide, distinct = [], [], [], []
+        for seed in seeds:
             path = write(space, "tpe", work, seed)
             group, asked, seconds = tpe_pick(path, metrics)
             tpe_ranks.append(ranks[group])
             decide.append(seconds)
-            random_ranks.append(ranks[random_pick(grid.sweep, ranks, n // 4, seed)])
+            distinct.append(len(set(asked)) // len(SEEDS))
+            random_ranks.append(ranks[random_pick(grid_sweep, ranks, n // 4, seed)])
         print(f"\n{space}: {n} configurations x {len(SEEDS)} seeds; budget {n // 4} in rounds of "
               f"{BATCH}; top {TOP:.0%} = rank <= {top}")
-        print(f"  grid sweep: {phases(grid, grid_wall)}")
-        print(f"  tpe picks' ranks    {tpe_ranks}  mean {np.mean(tpe_ranks):.1f}  "
-              f"in top {TOP:.0%}: {sum(r <= top for r in tpe_ranks)}/{args.seeds}")
-        print(f"  random picks' ranks {random_ranks}  mean {np.mean(random_ranks):.1f}  "
-              f"in top {TOP:.0%}: {sum(r <= top for r in random_ranks)}/{args.seeds}")
+        print(f"  grid sweep: {grid_line}")
+        print(f"  sampler seeds {seed_text(seeds)}; tpe settings {tpe_text()}")
+        print(f"  tpe picks' ranks    {tpe_ranks}  mean {np.mean(tpe_ranks):.2f}  "
+              f"in top {TOP:.0%}: {sum(r <= top for r in tpe_ranks)}/{len(seeds)}")
+        print(f"    distinct configurations asked: {distinct}")
+        print(f"  random picks' ranks {random_ranks}  mean {np.mean(random_ranks):.2f}  "
+              f"in top {TOP:.0%}: {sum(r <= top for r in random_ranks)}/{len(seeds)}")
         print(f"  ask+tell replayed (Optuna import and study included): "
               f"{min(decide):.2f}-{max(decide):.2f} s")
         row = {"space": space, "top": sum(r <= top for r in tpe_ranks) >= math.ceil(
-            0.6 * args.seeds), "beats": np.mean(tpe_ranks) < np.mean(random_ranks)}
+            0.6 * len(seeds)), "beats": np.mean(tpe_ranks) < np.mean(random_ranks)}
         if not args.no_loops:
             row.update(speed(space, work, empty, tune_too, metrics))
         summary.append(row)

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from sweeps.methods import model_based
 from sweeps.methods.model_based import HISTORY_TABLE, Space
 from sweeps.scheduling import _packs
 from sweeps.spec.config import Distribution
@@ -131,6 +132,42 @@ def test_a_run_again_replays_the_study_from_the_store_and_trains_only_what_is_mi
     resumed = scheduler_of(sweep, first_round)
     assert [v.key for v in _run(resumed)] == [v.key for v in trained[8:]]
     assert resumed.tables()[HISTORY_TABLE] == scheduler.tables()[HISTORY_TABLE]
+
+
+LISTS = BASE.replace("{distribution: log_uniform, low: 0.001, high: 1.0}",
+                     "[0.001, 0.01, 0.1, 1.0]")      # 4 x 3 = 12 configurations
+
+
+def test_tpe_asks_again_when_its_sampler_repeats_a_configuration(write):
+    sweep = _sweep(write, text=LISTS)
+    scheduler = scheduler_of(sweep, {})
+    trained = _run(scheduler)
+    assert len({v.group for v in trained}) == 10 and len(trained) == 10 * 2
+    repeats = len(scheduler.study.trials) - 10        # told FAIL and asked again
+    assert repeats > 0 and len(scheduler.history) == 10
+    assert len({row["configuration"] for row in scheduler.history}) == 10
+
+
+def test_tpe_asks_none_of_the_configurations_it_was_warm_started_with(write):
+    sweep = _sweep(write, text=LISTS.replace("trials: 10", "trials: 2"))
+    base = dict(sweep.variants[0].settings)
+    grid = [{**base, "train.lr": lr, "model.hidden": hidden}
+            for lr in (0.001, 0.01, 0.1, 1.0) for hidden in ((2,), (8,), (4, 4))]
+    warm = [(s, {"val_loss": _loss(SimpleNamespace(settings=s))})
+            for s in ({**settings, "seed": 0} for settings in grid[:10])]
+    scheduler = scheduler_of(sweep, {}).method.scheduler(sweep, {}, earlier=warm)
+    trained = _run(scheduler)
+    left = {(g["train.lr"], g["model.hidden"]) for g in grid[10:]}
+    assert {(v.settings["train.lr"], v.settings["model.hidden"]) for v in trained} == left
+
+
+def test_a_space_with_nothing_left_unseen_repeats_instead_of_asking_on(write):
+    sweep = _sweep(write, text=LISTS.replace("trials: 10", "trials: 16"))
+    scheduler = scheduler_of(sweep, {})
+    trained = _run(scheduler)
+    assert len({v.group for v in trained}) == 12 == scheduler.space.size
+    assert len(scheduler.history) == 16
+    assert len(scheduler.study.trials) <= 16 + 12 * model_based.REASKS
 
 
 def test_a_configuration_with_a_diverged_seed_is_a_failed_trial(write):
