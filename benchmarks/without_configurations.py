@@ -1,12 +1,12 @@
 """`sweeps ...` exactly as the console entry point runs it, but writing no configuration runs:
 the baseline of what writing them costs (issue 24: at most 5% of the card sweep's wall time).
 
-    farm-bench -n 7 --timeout 900 \\
-        --vs "sh -c 'rm -rf /tmp/cfgB && mkdir /tmp/cfgB && cd /tmp/cfgB && exec \\
-              $PWD/.venv/bin/python $PWD/benchmarks/without_configurations.py run \\
-              $PWD/configs/card.yaml --no-progress'" \\
-        -- sh -c 'rm -rf /tmp/cfgA && mkdir /tmp/cfgA && cd /tmp/cfgA && exec \\
-              $PWD/.venv/bin/sweeps run $PWD/configs/card.yaml --no-progress'
+    repo=$PWD; for i in 1 2 3 4 5; do   # A (as shipped) and B (no configuration runs), alternated
+      for main in "-m sweeps" "$repo/benchmarks/without_configurations.py"; do
+        rm -rf /tmp/cfg && mkdir /tmp/cfg && (cd /tmp/cfg && /usr/bin/time -f "%e s  $main" \\
+          $repo/.venv/bin/python $main run $repo/configs/card.yaml --no-progress >/dev/null)
+      done
+    done
 """
 
 from sweeps import cli

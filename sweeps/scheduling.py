@@ -5,15 +5,13 @@ Each round (`sweeps.methods.base.Round`) packs its work (variants that start fro
 initializers and variants that go on from a state apart: a pack starts from one or the other),
 trains the packs on Ray or serially to the round's stops, and tells the scheduler the
 results. Variants are logged as complete child runs: in a final round as their packs come
-in (in a final round that is not the last, model-based search's, once the next round's
-packs are on their way: the scheduler asks from the results alone, so the writes overlap
-training; `_Held`); the ones a scheduler stops after a round (``pruned``, or ``diverged``
-when training says so) while the next round's packs train (the driver waits on them
-anyway). Then, for a scheduler with a `checkpoint`, its state and the states of the variants
-it keeps are written to the parent run, so a sweep stopped by Ctrl-C or SIGKILL continues
-after its last told round; a round in progress is trained again, and variants it had logged
-are not logged twice. A round that is interrupted before its checkpoint is trained again, so
-the order costs nothing on resume.
+in; the ones a scheduler stops after a round (``pruned``, or ``diverged`` when training says
+so) while the next round's packs train (the driver waits on them anyway). Then, for a
+scheduler with a `checkpoint`, its state and the states of the variants it keeps are written
+to the parent run, so a sweep stopped by Ctrl-C or SIGKILL continues after its last told
+round; a round in progress is trained again, and variants it had logged are not logged twice.
+A round that is interrupted before its checkpoint is trained again, so the order costs nothing
+on resume.
 
 Where workers can write to the store (`Tracker.pack_writer`: PostgreSQL), a round whose results
 the scheduler does not read (`Scheduler.reads_results` False: grid and random) is written by the
@@ -38,7 +36,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import core
-from sweeps import stopping
 from sweeps.execution.plan import PACKS_PER_WORKER, pack_variants
 from sweeps.execution.trails import Trail, dump, load
 from sweeps.execution.training import VariantResult
@@ -89,20 +86,6 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
     log_stopped = _Stopped(tracker, by_key, sweep.datasets, outcome,
                            pack_writer if submit_writes else None, submit_writes, workers)
     trails = _resume(tracker, scheduler)
-    held = _Held(tracker, outcome)     # a told round's children, logged as the next one trains
-    try:
-        _rounds(sweep, tracker, scheduler, run_packs, workers, progress, pack_writer, outcome,
-                by_key, log_stopped, trails, held)
-    except BaseException:
-        held.log_on_the_way_out()
-        raise
-    return outcome
-
-
-def _rounds(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: RunPacks, workers: int,
-            progress: bool, pack_writer: Any, outcome: Outcome, by_key: dict[str, Any],
-            log_stopped: "_Stopped", trails: dict[str, Trail], held: "_Held") -> None:
-    """Ask, train, log and tell until the scheduler says the search is over (`run_scheduled`)."""
     pending: Callable[[], None] = lambda: None  # noqa: E731 - the last told round's logging
     told = False
     while (work := _timed(outcome, scheduler.ask)) is not None:
@@ -136,10 +119,7 @@ def _rounds(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: RunPacks,
                     if work.keep:
                         trails[result.key] = (trails[result.key].extend(result)
                                               if result.key in trails else Trail.first(result))
-                if work.final and not (work.last or work.keep):
-                    # the scheduler needs only the results: stored while the next round trains
-                    held.add([(by_key[r.key], r) for r in pack_results])
-                elif work.final or work.last:  # nothing left to decide for these: log now
+                if work.final or work.last:  # nothing left to decide for these: log now
                     clock = time.perf_counter()
                     if work.keep:
                         writes.append(log_stopped(
@@ -158,8 +138,7 @@ def _rounds(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: RunPacks,
 
             # (Ray stays up through a last round whose stopped variants it writes)
             nodes = run_packs(packs, on_done, on_failed,
-                              work.last and not (work.keep and log_stopped.remote),
-                              _both(held.taken(), pending),
+                              work.last and not (work.keep and log_stopped.remote), pending,
                               pack_writer if written_by_workers else None)
             clock = time.perf_counter()
             for wait in writes:
@@ -168,67 +147,13 @@ def _rounds(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: RunPacks,
         for node, count in nodes.items():
             outcome.nodes[node] = outcome.nodes.get(node, 0) + count
         if outcome.failed:
-            held.taken()()
-            return
+            return outcome
         _timed(outcome, scheduler.tell, results)
         told = True
     pending()
-    held.taken()()
     for path, data in scheduler.tables().items():
         tracker.write_parent_file(path, data)
-
-
-def _both(first: Callable[[], None], then: Callable[[], None]) -> Callable[[], None]:
-    """One callable that calls `first`, then `then`."""
-    def both() -> None:
-        first()
-        then()
-    return both
-
-
-class _Held:
-    """Children of a final round that is not the last (model-based search), held until the
-    next round's packs are on their way: the scheduler asks its next round from the
-    results alone, so their writes overlap training instead of delaying it.
-
-    If the sweep stops or fails first, they are written on the way out (`run_scheduled`); a
-    SIGKILL loses them and their configurations are trained again when the sweep resumes
-    (model-based search replays its study from the store, so nothing is logged twice).
-    """
-
-    def __init__(self, tracker: Any, outcome: Outcome) -> None:
-        self.tracker, self.outcome = tracker, outcome
-        self.batch: list[tuple[Any, VariantResult]] = []
-
-    def add(self, pairs: list[tuple[Any, VariantResult]]) -> None:
-        self.batch += pairs
-
-    def taken(self) -> Callable[[], None]:
-        """What logs the children held now (those added later wait for the next call). They
-        leave the hold when their write starts: one that fails raises, as any write does,
-        and is not tried again on the way out."""
-        ready = len(self.batch)
-
-        def log() -> None:
-            nonlocal ready
-            batch, ready = self.batch[:ready], 0
-            del self.batch[:len(batch)]
-            if batch:
-                clock = time.perf_counter()
-                self.tracker.log_variants(batch)
-                self.outcome.logging += time.perf_counter() - clock
-        return log
-
-    def log_on_the_way_out(self) -> None:
-        """Write what is held after a stop or an error (a second stop signal cannot cut it
-        short); a failure here is only reported: the error that ended the sweep is the one
-        to raise."""
-        count = len(self.batch)
-        try:
-            with stopping.ignored():
-                self.taken()()
-        except Exception as error:  # noqa: BLE001 - see above
-            log.warning("%d finished variants could not be logged: %s", count, error)
+    return outcome
 
 
 def _timed(outcome: Outcome, call: Callable, *args: Any) -> Any:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
-
 import core
 from sweeps.methods.base import Continue, Fork, Round, Scheduler, Start, Stop
 from sweeps.methods.static import StaticScheduler
@@ -168,68 +166,3 @@ def _at(epoch, value):
     class Result:
         at_stops = {epoch: {"val_loss": value}}
     return Result()
-
-
-FOUR_RATES = SWEEP + "search:\n  parameters:\n    train.lr: [0.1, 0.2, 0.3, 0.4]\n"
-
-
-class TwoFinalRounds(Scheduler):
-    """Model-based search's shape: rounds whose variants all end with them, the last one last."""
-
-    def __init__(self, sweep):
-        first, second = sweep.variants[:2], sweep.variants[2:]
-        self.rounds = [Round(work=tuple(Start(v) for v in first), final=True),
-                       Round(work=tuple(Start(v) for v in second), final=True, last=True)]
-        self.told: list[set] = []
-
-    def ask(self):
-        return self.rounds.pop(0) if self.rounds else None
-
-    def tell(self, results):
-        self.told.append(set(results))
-
-
-def test_a_final_round_is_logged_while_the_next_round_trains(tmp_path):
-    sweep = _sweep(tmp_path, FOUR_RATES)
-    tracker = open_tracker(f"sqlite:///{tmp_path}/mlflow.db", sweep)
-    tracker.start()
-    serial = _pack_runner(sweep, None)
-    seen = []             # the variants logged when each round's packs were on their way
-
-    def run_packs(packs, on_done, on_failed, last, on_submitted=None, writer=None):
-        def submitted():
-            on_submitted()
-            seen.append({r.variant_key for r in tracker.records()})
-        return serial(packs, on_done, on_failed, last, submitted, writer)
-
-    scheduler = TwoFinalRounds(sweep)
-    tell = scheduler.tell
-    scheduler.tell = lambda results: (seen.append({r.variant_key for r in tracker.records()}),
-                                      tell(results))
-    outcome = run_scheduled(sweep, tracker, scheduler, run_packs, workers=1, progress=False)
-    keys = [v.key for v in sweep.variants]
-    assert not outcome.failed and scheduler.told == [set(keys[:2]), set(keys[2:])]
-    # the first round was told before its children were stored, which happened once the
-    # second round was under way; the last round's as its packs came in
-    assert seen == [set(), set(), set(keys[:2]), set(keys)]
-    assert sorted(r.variant_key for r in tracker.records()) == sorted(keys)
-
-
-def test_a_final_round_held_for_logging_is_logged_when_the_next_round_is_interrupted(tmp_path):
-    sweep = _sweep(tmp_path, FOUR_RATES)
-    tracker = open_tracker(f"sqlite:///{tmp_path}/mlflow.db", sweep)
-    tracker.start()
-    serial = _pack_runner(sweep, None)
-    rounds = []
-
-    def run_packs(packs, on_done, on_failed, last, on_submitted=None, writer=None):
-        rounds.append(packs)
-        if len(rounds) == 2:          # Ctrl-C before the second round's packs are submitted
-            raise KeyboardInterrupt
-        return serial(packs, on_done, on_failed, last, on_submitted, writer)
-
-    with pytest.raises(KeyboardInterrupt):
-        run_scheduled(sweep, tracker, TwoFinalRounds(sweep), run_packs, workers=1,
-                      progress=False)
-    assert sorted(r.variant_key for r in tracker.records()) == sorted(
-        v.key for v in sweep.variants[:2])
