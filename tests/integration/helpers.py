@@ -76,7 +76,9 @@ def sweeps_command(*args: str, cwd: Path, name: str = "sweeps", **spawn_options)
 
 
 def pack_task_pids() -> list[int]:
-    """PIDs of Ray workers currently running a pack (Ray sets their process title)."""
+    """PIDs of this process's Ray workers currently running a pack (Ray sets their process
+    title). Only descendants of this process: the machine is shared, and a worker of another
+    user's Ray (a benchmark, another test run) must never be the one a test kills."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -85,9 +87,23 @@ def pack_task_pids() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if cmdline.startswith(b"ray::_train_pack_task"):
+        if cmdline.startswith(b"ray::_train_pack_task") and _descends_from_us(int(entry.name)):
             pids.append(int(entry.name))
     return pids
+
+
+def _descends_from_us(pid: int) -> bool:
+    """Whether this process is among pid's ancestors (the local Ray node this process started
+    spawns its workers)."""
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])     # the field after the state: ppid
+    return False
 
 
 def assert_logged_once(tracking_uri: str, experiment: str, before: Mapping[str, str],
