@@ -63,7 +63,7 @@ def choose(records: Sequence[RunRecord], metric: str | None = None,
     variant : a variant key, run id or run name instead of the ranking.
     """
     from sweeps.report.results import default_metric, frame_from_records, summarize
-    from sweeps.vocabulary import Status, higher_is_better
+    from sweeps.vocabulary import Status, direction
 
     records = list(records)
     if not records:
@@ -83,8 +83,7 @@ def choose(records: Sequence[RunRecord], metric: str | None = None,
     if "group_key" in summary.columns:
         rows = frame[frame["group_key"] == summary["group_key"].iloc[0]]
     rows = rows[(rows["status"] == Status.OK) & rows[metric].notna()]
-    higher = higher_is_better(metric)
-    position = rows[metric].idxmax() if higher else rows[metric].idxmin()
+    position = rows[metric].idxmax() if direction(metric) == "max" else rows[metric].idxmin()
     return records[position], metric, float(mean)
 
 

@@ -36,7 +36,7 @@ class Metric(NamedTuple):
     """A metric a variant logs."""
 
     name: str
-    mode: str                   # the better direction: "min" or "max"
+    mode: str                   # the better direction: "min" or "max" (read it by `direction`)
     task: Optional[str]         # the data set task that has it (None: any)
 
 
@@ -59,7 +59,16 @@ RANKING_HELP = (f"Metric to rank by (default: the first of {', '.join(DEFAULT_RA
                 "sweep has; accuracy: higher is better).")
 
 
-def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of `metric` is better (a metric not in METRICS: no)."""
+def direction(metric: str) -> str:
+    """Which way `metric` is better: "min" or "max", its entry in METRICS (the one place a
+    metric's direction is read: ranking, `best`, halving, tpe and gp, Pareto fronts, plots).
+
+    Raises ValueError for a metric not in METRICS: its direction is not known, so nothing
+    ranks on it (a config names only known metrics: `sweeps.methods.validation` reports
+    others first).
+    """
     known = METRICS.get(metric)
-    return known is not None and known.mode == "max"
+    if known is None:
+        raise ValueError(f"no direction known for metric {metric!r}: not one of "
+                         f"{', '.join(METRICS)}")
+    return known.mode

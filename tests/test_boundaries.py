@@ -44,3 +44,27 @@ def test_the_check_sees_an_mlflow_import(tmp_path):
                      "    import mlflow.tracking\n")
     assert ("mlflow.tracking", set()) in imports(probe)
     assert ("sweeps.tracking.store", {"make_client"}) in imports(probe)
+
+
+# The tracker's own modules: the only ones that may touch its private members.
+TRACKER_OWN = {TRACKING / "track.py", TRACKING / "bulk.py"}
+
+
+def private_uses(path: Path, name: str) -> list[str]:
+    """`name._x` attribute uses in the file (a private member of what `name` holds)."""
+    return sorted({node.attr for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                   if isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                   and not node.attr.startswith("__")
+                   and isinstance(node.value, ast.Name) and node.value.id == name})
+
+
+@pytest.mark.parametrize("path", sorted(set(SWEEPS.rglob("*.py")) - TRACKER_OWN),
+                         ids=lambda p: str(p.relative_to(SWEEPS)))
+def test_other_modules_use_only_the_trackers_public_methods(path):
+    assert not private_uses(path, "tracker"), f"{path.name} reaches into the tracker"
+
+
+def test_the_check_sees_a_private_tracker_member(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f(tracker):\n    tracker._retry('x', f)\n    tracker.__class__\n")
+    assert private_uses(probe, "tracker") == ["_retry"]

@@ -17,8 +17,8 @@ from sweeps.methods.base import Continue, Round, Scheduler, SearchMethod, Start,
 from sweeps.methods.brackets import (Schedule, Search, auto_brackets, kept, search_from_state,
                                      search_state)
 from sweeps.methods.static import SAMPLERS
-from sweeps.methods.validation import (VAL_METRICS, dataset_problems, metric_problems,
-                                       mode_of, validation_problems)
+from sweeps.methods.validation import (dataset_problems, metric_problems, mode_of,
+                                       validation_problems)
 from sweeps.spec.config import SweepConfig
 from sweeps.spec.parameters import BASE
 from sweeps.spec.problems import Problem, suggest
@@ -88,11 +88,14 @@ class Halving(SearchMethod):
         self.min_epochs: Optional[int] = search.min_epochs
         self.eta: int = search.eta
         self.metric: str = search.metric
-        self.mode: str = (mode_of(search.metric, search.mode)
-                          if isinstance(search.metric, str) and not isinstance(search.mode, list)
-                          else "min")
         self.brackets = search.brackets
         self.rankings: tuple[str, ...] = RANKINGS[search.ranking]
+
+    @property
+    def mode(self) -> str:
+        """The better direction of `metric`: search.mode, else the metric's own (a validated
+        config's: `check` reports an unknown metric or a list first)."""
+        return mode_of(self.metric, self.search.mode)
 
     @property
     def reads(self) -> tuple[str, ...]:

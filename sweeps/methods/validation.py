@@ -8,23 +8,24 @@ from typing import Any, Optional
 
 from sweeps.spec.parameters import BASE
 from sweeps.spec.problems import Problem, suggest
-from sweeps.vocabulary import METRICS
+from sweeps.vocabulary import METRICS, direction
 
-# The validation metrics (from `sweeps.vocabulary.METRICS`: direction and task).
-VAL_METRICS = {name: metric for name, metric in METRICS.items() if name.startswith("val_")}
+# The names a method may rank on: the validation metrics of `sweeps.vocabulary.METRICS`
+# (their direction and task are read there, never copied here).
+VAL_METRICS = tuple(name for name in METRICS if name.startswith("val_"))
 # What a list of metrics (a Pareto front) may also hold: recorded by every variant when asked
 # (`Pack.record`), never ranked on alone.
-RECORDED = {"n_params": METRICS["n_params"]}
-OBJECTIVES = {**VAL_METRICS, **RECORDED}
+RECORDED = ("n_params",)
+OBJECTIVES = VAL_METRICS + RECORDED
 
 
 def objectives(metric: str | list[str], mode: Any) -> list[tuple[str, str]]:
     """(metric, mode) of each objective: one for a single metric, one per listed metric (the
-    mode listed alongside, else the metric's own)."""
+    mode listed alongside, else the metric's own, `direction`; a validated config names only
+    known metrics, an unknown one raises ValueError)."""
     metrics = [metric] if isinstance(metric, str) else list(metric)
     modes = mode if isinstance(mode, list) else [mode] * len(metrics)
-    return [(m, d or (OBJECTIVES[m].mode if m in OBJECTIVES else "min"))
-            for m, d in zip(metrics, modes)]
+    return [(m, mode_of(m, d)) for m, d in zip(metrics, modes)]
 
 
 def objectives_problems(metric: str | list[str], mode: Any) -> list[Problem]:
@@ -56,23 +57,23 @@ def objectives_problems(metric: str | list[str], mode: Any) -> list[Problem]:
 
 
 def mode_of(metric: str, mode: Optional[str]) -> str:
-    """The better direction: `mode` when given, else the metric's own."""
-    own = VAL_METRICS.get(metric)
-    return mode or (own.mode if own else "min")
+    """The better direction: `mode` when given, else the metric's own (`direction`: raises
+    ValueError for a metric not in `sweeps.vocabulary.METRICS`)."""
+    return mode or direction(metric)
 
 
 def metric_problems(metric: str, mode: Optional[str], at: tuple = ("search", "metric"),
                     mode_at: tuple = ("search", "mode")) -> list[Problem]:
     """An unknown metric, or a mode against the metric's direction."""
-    known = VAL_METRICS.get(metric)
-    if known is None:
+    if metric not in VAL_METRICS:
         return [Problem(at, (f"unknown metric {metric!r}{suggest(metric, VAL_METRICS)} "
                              f"(one of: {', '.join(VAL_METRICS)})"))]
-    if mode is not None and mode != known.mode:
-        better = "higher" if known.mode == "max" else "lower"
+    own = direction(metric)
+    if mode is not None and mode != own:
+        better = "higher" if own == "max" else "lower"
         return [Problem(mode_at, (
             f"mode {mode} contradicts metric {metric}, where {better} is better "
-            f"(use mode: {known.mode}, or leave mode out)"))]
+            f"(use mode: {own}, or leave mode out)"))]
     return []
 
 
@@ -93,10 +94,10 @@ def dataset_problems(metric: str | list[str], dataset: Any) -> list[Problem]:
     """A metric that needs another task than the data set's."""
     if not isinstance(metric, str):
         return [p for name in metric for p in dataset_problems(name, dataset)]
-    known = VAL_METRICS.get(metric)
+    known = METRICS[metric] if metric in VAL_METRICS else None
     if known is None or known.task is None or dataset.task == known.task:
         return []
-    usable = [m for m, spec in VAL_METRICS.items() if spec.task in (None, dataset.task)]
+    usable = [m for m in VAL_METRICS if METRICS[m].task in (None, dataset.task)]
     return [Problem(("search", "metric"), (
         f"{metric} needs a {known.task} data set, but {dataset.name!r} is "
         f"{dataset.task} (use {' or '.join(usable)})"))]

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from sweeps.report import figures, plots
-from sweeps.vocabulary import RunState
+from sweeps.vocabulary import RunState, direction
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def write_configurations(tracker: Any, summary: pd.DataFrame, records: list) -> 
     if summary.empty or "group_key" not in summary:
         return
     metric = results.ranking_metric(summary)
-    ascending = results.lower_is_better(metric)
+    ascending = direction(metric) == "min"
     sweep_run = tracker.parent_run_id
     runs = configurations.group_runs(
         summary, records, sweep_run, describe=lambda key: (

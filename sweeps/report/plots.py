@@ -31,6 +31,7 @@ import pandas as pd
 from sweeps.records import format_value
 from sweeps.report import figures, rung_plot
 from sweeps.report.results import ranking_metric, setting_columns
+from sweeps.vocabulary import direction
 
 X_PREFERRED = ("train.lr",)
 LINE_PREFERRED = ("model.hidden",)
@@ -202,9 +203,7 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
         log_y = bool((summary[f"{metric}_mean"] > 0).any())
         for value in line_values:
             part = summary if line is None else summary[summary[line].map(_key) == value]
-            # Other swept settings: the best group (by the ranking metric) for each x.
-            part = part.sort_values(f"{rank_metric}_mean", na_position="last", kind="stable")
-            part = part[~part[x].map(_key).duplicated()]
+            part = best_for_each_x(part, x, rank_metric)
             xs = part[x].to_numpy(dtype=np.float64) if numeric_x else \
                 np.array([position[_key(v)] for v in part[x]], dtype=np.float64)
             order = np.argsort(xs, kind="stable")
@@ -234,6 +233,15 @@ def loss_vs_setting(path: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> b
         title += f"; {dead} all-diverged groups not drawn"
     fig.suptitle(title)
     return figures.write_png(fig, path)
+
+
+def best_for_each_x(groups: pd.DataFrame, x: str, metric: str) -> pd.DataFrame:
+    """Of summary rows that differ in other swept settings too, the best one for each value
+    of the setting `x`: by `metric`'s mean in its own direction (`vocabulary.direction`),
+    rows without a value last."""
+    ordered = groups.sort_values(f"{metric}_mean", ascending=direction(metric) == "min",
+                                 na_position="last", kind="stable")
+    return ordered[~ordered[x].map(_key).duplicated()]
 
 
 def error_bars(rows: pd.DataFrame, metric: str, log_y: bool) -> tuple[np.ndarray, str]:

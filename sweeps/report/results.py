@@ -39,7 +39,7 @@ import pandas as pd
 
 from sweeps.records import format_value
 from sweeps.tracking.run_records import Predictions, RunRecord
-from sweeps.vocabulary import DEFAULT_RANKING, METRICS, Status, higher_is_better
+from sweeps.vocabulary import DEFAULT_RANKING, METRICS, Status, direction
 
 ID_COLUMNS = ("run_id", "variant_key", "group_key", "status", "name")
 HALVING_COLUMNS = ("rung", "stopped_epoch")     # successive halving's, from the run's tags
@@ -233,9 +233,10 @@ def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
 
     Statistics (n, mean, std, sem = std / sqrt(count), min, max) are over the group's variants
     that did not diverge; diverged ones are counted in ``diverged``, never averaged in. Ranked
-    by the mean of `metric` (default `default_metric`; accuracy: higher is better), groups
-    without a value last; under successive halving the groups of a later rung first. Rows
-    sorted best first.
+    by the mean of `metric` (default `default_metric`; which way is better:
+    `sweeps.vocabulary.direction`), groups without a value last; under successive halving the
+    groups of a later rung first. Rows sorted best first. Raises ValueError for a metric the
+    frame lacks or whose direction is not known.
     """
     over_cols = [over] if isinstance(over, str) else list(over or [])
     settings = setting_columns(frame)
@@ -250,6 +251,7 @@ def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
     if metric not in frame.columns:
         raise ValueError(f"no metric {metric!r} in the frame; have "
                          f"{', '.join(metric_columns(c for c in frame.columns if _is_metric(c)))}")
+    ascending = direction(metric) == "min"          # (before the work: an unknown one raises)
     metrics = [c for c in metric_columns(c for c in frame.columns if _is_metric(c))
                if c != "diverged_epoch"]
 
@@ -285,7 +287,6 @@ def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
 
     summary = pd.DataFrame(out)
     score = summary[f"{metric}_mean"]
-    ascending = lower_is_better(metric)
     rank = score.rank(method="min", ascending=ascending, na_option="bottom")
     if halving:     # a later rung first: rank within rung, offset by the groups of later rungs
         rung = summary["rung"].fillna(-1).astype(np.int64)
@@ -295,11 +296,6 @@ def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
     summary = summary.sort_values("rank", kind="stable").reset_index(drop=True)
     summary.attrs.update({"by": by, "over": over_cols, "metric": metric})
     return summary
-
-
-def lower_is_better(metric: str) -> bool:
-    """Whether a smaller value of `metric` is better (`sweeps.vocabulary.METRICS`)."""
-    return not higher_is_better(metric)
 
 
 def _group_ids(frame: pd.DataFrame, by: list[str]) -> list:

@@ -83,7 +83,7 @@ class BulkTracker(SweepTracker):
 
     def start(self) -> set[str]:
         done = super().start()
-        store = self.client._tracking_client.store
+        store = self.store
         reason = unsupported_reason(store)
         self.bulk = reason is None
         if reason is not None and reason not in _warned:
@@ -111,19 +111,9 @@ class BulkTracker(SweepTracker):
                                        self.kinds, self.histories)
                 for variant, result in batch if variant.key not in self._records}
         if todo:
-            self._retry("log_variants", lambda: self._write_batch(list(todo.values())),
-                        on_retry=lambda: self._drop_written(todo))
+            self.with_retries("log_variants", lambda: self._write_batch(list(todo.values())),
+                              on_retry=lambda: self.adopt_written(todo))
         return [self._records[variant.key].run_id for variant, _ in batch]
-
-    def _drop_written(self, todo: dict[str, ChildRun]) -> bool | None:
-        """Before a retry: keep what a lost commit wrote, delete anything else found."""
-        records, drop = self._finished_children(set(todo))
-        for run_id in drop:
-            self.client.delete_run(run_id)
-        for record in records:
-            self._records[record.variant_key] = record
-            del todo[record.variant_key]
-        return True if not todo else None
 
     def _write_batch(self, children: list[ChildRun]) -> None:
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -138,7 +128,7 @@ class BulkTracker(SweepTracker):
         artifact_uris = [append_to_uri_path(self._artifact_location, run_id,
                                             SqlAlchemyStore.ARTIFACTS_FOLDER_NAME)
                          for run_id in run_ids]
-        store = self.client._tracking_client.store
+        store = self.store
         touched: list[tuple[str, str]] = []         # (run id, artifact URI) written to
         try:
             for child, run_id, artifact_uri in zip(children, run_ids, artifact_uris):
@@ -149,7 +139,7 @@ class BulkTracker(SweepTracker):
                               start, metric_time=start, end_time=_now())
             _insert(store, rows)
         except BaseException:
-            self._remove_orphans(store, touched)
+            remove_orphaned_artifacts(store, self.tracking_uri, touched)
             raise
         self._wrote = True
         for child, run_id in zip(children, run_ids):
@@ -162,7 +152,7 @@ class BulkTracker(SweepTracker):
     def _write_postgresql(self, children: list[ChildRun]) -> None:
         """The batch as a worker writes a pack (`pack_writer.write_children`: COPY, run ids
         derived from the variant, so a retry after a lost commit finds what it wrote)."""
-        store = self.client._tracking_client.store
+        store = self.store
         raw = store.engine.raw_connection()
         try:
             records = write_children(raw.driver_connection, children, self.experiment_id,
@@ -190,7 +180,7 @@ class BulkTracker(SweepTracker):
             server = artifacts_tracking_uri(location, self.tracking_uri)
         elif local_artifact_dir(location) is None:
             return None
-        url = self.client._tracking_client.store.engine.url
+        url = self.store.engine.url
         connect = url.translate_connect_args(username="user", database="dbname")
         if "password" not in connect and os.environ.get("PGPASSWORD"):
             connect["password"] = os.environ["PGPASSWORD"]
@@ -215,22 +205,6 @@ class BulkTracker(SweepTracker):
         path = child.write_predictions(staging)
         artifact_repository(artifact_uri, self.tracking_uri).log_artifact(str(path))
 
-    def _remove_orphans(self, store: Any, touched: list[tuple[str, str]]) -> None:
-        """After a failed batch: delete the artifacts of its runs that are not in the store
-        (all of them, unless the commit went through and only its answer was lost)."""
-        from sweeps.tracking.sqlread import existing_run_ids
-
-        if not touched:
-            return
-        try:
-            written = existing_run_ids(store, [run_id for run_id, _ in touched])
-            for run_id, artifact_uri in touched:
-                if run_id not in written:
-                    remove_run_artifacts(artifact_uri, self.tracking_uri)
-        except Exception as error:  # noqa: BLE001 - the batch's own error matters more
-            log.warning("a failed batch may have left predictions files that no run points "
-                        "to: %s", error)
-
     def write_groups(self, runs: Sequence[Any], experiment_tags: Mapping[str, str]) -> list[str]:
         if not self.bulk:
             return super().write_groups(runs, experiment_tags)
@@ -244,14 +218,36 @@ class BulkTracker(SweepTracker):
             # Without statistics SQLite plans a metric-history read as a scan of every metric
             # row (19 s instead of 0.7 s at 4,800 runs), and MLflow itself never runs ANALYZE.
             from sqlalchemy import text
-            store = self.client._tracking_client.store
+            store = self.store
 
             def analyze() -> None:
                 with store.ManagedSessionMaker(read_only=False) as session:
                     session.execute(text("ANALYZE"))
 
-            self._retry("analyze", analyze)       # (held against stop signals, as every write)
+            self.with_retries("analyze", analyze)   # (held against stop signals, as every write)
             self._wrote = False
+
+
+def remove_orphaned_artifacts(store: Any, tracking_uri: str,
+                              touched: Sequence[tuple[str, str]]) -> None:
+    """After a failed batch on a database store: delete the artifacts of its runs that are
+    not in the store (all of them, unless the commit went through and only its answer was
+    lost). Never raises: the batch's own error matters more (a warning says what is left).
+
+    touched : (run id, artifact URI) of each run the batch wrote files for.
+    """
+    from sweeps.tracking.sqlread import existing_run_ids
+
+    if not touched:
+        return
+    try:
+        written = existing_run_ids(store, [run_id for run_id, _ in touched])
+        for run_id, artifact_uri in touched:
+            if run_id not in written:
+                remove_run_artifacts(artifact_uri, tracking_uri)
+    except Exception as error:  # noqa: BLE001 - the batch's own error matters more
+        log.warning("a failed batch may have left predictions files that no run points "
+                    "to: %s", error)
 
 
 def _now() -> int:

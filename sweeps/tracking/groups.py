@@ -71,7 +71,7 @@ def write_in_bulk(tracker: Any, runs: Sequence[GroupRun],
 
     for key, value in experiment_tags.items():
         _validate_experiment_tag(key, value)
-    store = tracker.client._tracking_client.store
+    store = tracker.store
     location = store.get_experiment(tracker.experiment_id).artifact_location
     run_ids = [uuid.uuid4().hex for _ in runs]
     artifact_uris = [append_to_uri_path(location, run_id, SqlAlchemyStore.ARTIFACTS_FOLDER_NAME)
@@ -97,7 +97,7 @@ def write_in_bulk(tracker: Any, runs: Sequence[GroupRun],
                     dict(experiment_id=experiment, key=key, value=value)
                     for key, value in experiment_tags.items()])
 
-    tracker._retry("write_groups", replace)
+    tracker.with_retries("write_groups", replace)
     return run_ids
 
 
@@ -115,7 +115,7 @@ def write_through_client(tracker: Any, runs: Sequence[GroupRun],
     from sweeps.tracking.store import search_all
 
     client = tracker.client
-    old = tracker._retry("write_groups", lambda: search_all(
+    old = tracker.with_retries("write_groups", lambda: search_all(
         client, [tracker.experiment_id], group_filter(tracker.parent_run_id)))
 
     def write(run: GroupRun) -> str:
@@ -130,12 +130,12 @@ def write_through_client(tracker: Any, runs: Sequence[GroupRun],
         return info.run_id
 
     with ThreadPoolExecutor(max(1, tracker.writers), thread_name_prefix="sweeps-groups") as pool:
-        for _ in pool.map(lambda run: tracker._retry(
+        for _ in pool.map(lambda run: tracker.with_retries(
                 "delete_group", lambda: client.delete_run(run.info.run_id)), old):
             pass
-        for _ in pool.map(lambda item: tracker._retry("set_experiment_tag", lambda: (
+        for _ in pool.map(lambda item: tracker.with_retries("set_experiment_tag", lambda: (
                 client.set_experiment_tag(tracker.experiment_id, *item))),
                 experiment_tags.items()):
             pass
-        return list(pool.map(lambda run: tracker._retry("write_group", lambda: write(run)),
+        return list(pool.map(lambda run: tracker.with_retries("write_group", lambda: write(run)),
                              runs))

@@ -76,8 +76,8 @@ def find_sources(tracker: Any, keys: Sequence[str], numerics: str) -> dict[str, 
     and ``sweep.numerics`` equal to `numerics`}, for the keys found. Started tracker."""
     if not keys:
         return {}
-    if getattr(tracker, "bulk", False):
-        store = tracker.client._tracking_client.store
+    if tracker.bulk:
+        store = tracker.store
         found = _sql_sources(store, tracker.experiment_id, keys, numerics)
     else:
         found = _client_sources(tracker.client, tracker.experiment_id, keys, numerics)
@@ -100,7 +100,7 @@ def count_unfound(tracker: Any, experiment: str, keys: Sequence[str], numerics: 
     found = client.get_experiment_by_name(experiment)
     if found is None or not keys:
         return len(set(keys))
-    store = client._tracking_client.store
+    store = tracker.store
     if is_sql_store(store):
         sources = _sql_sources(store, found.experiment_id, keys, numerics)
     else:
@@ -120,7 +120,7 @@ def copy_sources(tracker: Any, pairs: Sequence[tuple[Any, Source]],
     copies' ~10 s; a reading thread started with the batch instead held the GIL against the
     threads that link the predictions files: 8 s of copying became 13-20 s.)
     """
-    if not getattr(tracker, "bulk", False):
+    if not tracker.bulk:
         for batch in chunks(list(pairs), BATCH):
             _copy_through_client(tracker, batch)
             on_batch(len(batch))
@@ -132,13 +132,13 @@ def copy_sources(tracker: Any, pairs: Sequence[tuple[Any, Source]],
 
         def before_retry(todo=todo, retried=retried) -> bool | None:
             retried.append(True)
-            return _drop_written(tracker, todo)
+            return tracker.adopt_written(todo)
 
-        written = tracker._retry(
+        written = tracker.with_retries(
             "reuse", lambda: _copy_in_database(tracker, list(todo.values()), sources.start),
             on_retry=before_retry)
         if retried:
-            records, _ = tracker._finished_children({variant.key for variant, _ in batch})
+            records = tracker.keep_finished_children({variant.key for variant, _ in batch})
         else:
             start, copies = written
             read = sources.result()
@@ -179,7 +179,7 @@ def _read_sources(tracker: Any, batch: Sequence[tuple[Any, Source]]) -> dict[str
     """{source run id: its `RunRecord`, histories attached}, as `sqlread` reads a sweep."""
     from sweeps.tracking.sqlread import read_curves, read_runs, runs_with_ids
 
-    store = tracker.client._tracking_client.store
+    store = tracker.store
     ids = runs_with_ids({source.run_id for _, source in batch})
     records = read_curves(store, ids, read_runs(store, ids, tracker.kinds))
     return {record.run_id: record for record in records}
@@ -255,16 +255,6 @@ def _sql_sources(store: Any, experiment_id: str, keys: Sequence[str],
     return found
 
 
-def _drop_written(tracker: Any, todo: dict[str, tuple[Any, Source]]) -> bool | None:
-    """Before a retry: the copies a lost commit did write count, anything else is deleted."""
-    records, drop = tracker._finished_children(set(todo))
-    for run_id in drop:
-        tracker.client.delete_run(run_id)
-    for record in records:
-        todo.pop(record.variant_key, None)
-    return True if not todo else None
-
-
 def _copy_in_database(tracker: Any, pairs: list[tuple[Any, Source]],
                       before_metrics: Callable[[], None] = lambda: None
                       ) -> tuple[int, list[tuple[str, Any, Source, dict[str, str]]]]:
@@ -277,6 +267,8 @@ def _copy_in_database(tracker: Any, pairs: list[tuple[Any, Source]],
     from mlflow.utils.validation import (MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH,
                                          _validate_param, _validate_tag)
 
+    from sweeps.tracking.bulk import remove_orphaned_artifacts
+
     checked: set = set()
 
     def row(validate, limit: int, key: str, value: str, run_id: str) -> dict:
@@ -288,7 +280,7 @@ def _copy_in_database(tracker: Any, pairs: list[tuple[Any, Source]],
             key, value = entity.key, entity.value
         return dict(key=key, value=value, run_uuid=run_id)
 
-    store = tracker.client._tracking_client.store
+    store = tracker.store
     location = store.get_experiment(tracker.experiment_id).artifact_location
     now = int(time.time() * 1000)
     copies = [(run_id, variant, source)
@@ -314,7 +306,7 @@ def _copy_in_database(tracker: Any, pairs: list[tuple[Any, Source]],
             with _page_cache(db):
                 _copy_rows(db, mapping, tags, params, now, before_metrics)
     except BaseException:
-        tracker._remove_orphans(store, touched)
+        remove_orphaned_artifacts(store, tracker.tracking_uri, touched)
         raise
     stored: dict[str, dict[str, str]] = {}
     for param in params:

@@ -59,6 +59,10 @@ class SweepTracker:
         serves them in parallel; one for a database written through the client).
     """
 
+    # Whether `log_variants` writes a batch in one transaction (`BulkTracker` on a store it
+    # was tested with, known after `start`); here every child goes through the client.
+    bulk: bool = False
+
     def __init__(self, sweep: Any, tracking_uri: str | None = None, fresh: bool = False, *,
                  retries: int = 4, backoff: float = 1.0,
                  histories: Collection[str] | None = None, writers: int = 1):
@@ -88,11 +92,21 @@ class SweepTracker:
             self._client = make_client(self.tracking_uri)
         return self._client
 
-    def _retry(self, what: str, fn: Callable[[], Any], on_retry: Callable[[], Any] | None = None):
-        """fn(), retried after transient errors; on_retry() runs before each new attempt.
+    @property
+    def store(self):
+        """MLflow's tracking store behind `client` (a ``SqlAlchemyStore`` on a database URI,
+        a REST store on a server): what the bulk writer and `sweeps.tracking.reuse` write."""
+        return self.client._tracking_client.store
+
+    def with_retries(self, what: str, fn: Callable[[], Any],
+                     on_retry: Callable[[], Any] | None = None) -> Any:
+        """What fn() returns, retried `retries` times after transient errors (`what` names it
+        in the warning); before each new attempt on_retry() runs, and when it returns
+        something other than None that is returned instead (the write is already done).
 
         Each attempt runs with stop signals held (`sweeps.stopping`): Ctrl-C never cuts a
-        write in two, and a signal that arrived during it is raised right after.
+        write in two, and a signal that arrived during it is raised right after. Every write
+        of the tracking package goes through here (`groups`, `reuse`).
         """
         for attempt in range(self.retries + 1):
             try:
@@ -126,7 +140,7 @@ class SweepTracker:
         duplicates are deleted.
         """
         check_tracking_server(self.tracking_uri)
-        return self._retry("start", self._start)
+        return self.with_retries("start", self._start)
 
     def _start(self) -> set[str]:
         self.experiment_id = ensure_experiment(self.client, self.sweep.name, self.tracking_uri)
@@ -150,23 +164,26 @@ class SweepTracker:
         self._parent_artifacts = parent.info.artifact_uri
         if parent.info.status != RunState.RUNNING:
             self.client.update_run(self.parent_run_id, status=RunState.RUNNING)
-        records, drop = self._finished_children()
-        for run_id in drop:
-            self.client.delete_run(run_id)
+        records = self.keep_finished_children()
         wanted = {v.key for v in self.sweep.variants}
         # a method that chooses its variants while running (tpe) knows them only from here
         fixed = getattr(self.sweep, "variants_fixed", True)
         self._records = {r.variant_key: r for r in records if not fixed or r.variant_key in wanted}
-        if drop:
-            log.info("resume: deleted %d unfinished or duplicate child runs", len(drop))
         return set(self._records)
 
-    def _finished_children(self, keys: Collection[str] | None = None
-                           ) -> tuple[list[RunRecord], list[str]]:
-        """(records of the parent's newest FINISHED child per variant, run ids of the other
-        children), of the variants `keys` only when given (`readback.finished_children`)."""
-        return finished_children(self.client, self.experiment_id, self.parent_run_id,
-                                 self.kinds, keys)
+    def keep_finished_children(self, keys: Collection[str] | None = None) -> list[RunRecord]:
+        """The records of the parent's newest FINISHED child of each variant (of the variants
+        `keys` only, when given), after deleting their other children (unfinished ones,
+        older duplicates): what a resume and a retry after a lost answer go on from
+        (`readback.finished_children` reads them). Started tracker; not retried here (the
+        callers run inside `with_retries`)."""
+        records, drop = finished_children(self.client, self.experiment_id, self.parent_run_id,
+                                          self.kinds, keys)
+        for run_id in drop:
+            self.client.delete_run(run_id)
+        if drop:
+            log.info("deleted %d unfinished or duplicate child runs", len(drop))
+        return records
 
     def _fill_parent(self, run_id: str) -> None:
         """Shared settings and the machine (``env.*``) as params, the sweep file as given
@@ -191,13 +208,13 @@ class SweepTracker:
     def log_artifacts(self, directory: str | Path) -> None:
         """Every file under `directory` onto the parent run (results tables, plots)."""
         self._require_started()
-        self._retry("log_artifacts", lambda: artifact_repository(
+        self.with_retries("log_artifacts", lambda: artifact_repository(
             self._parent_artifacts, self.tracking_uri).log_artifacts(str(directory)))
 
     def write_parent_file(self, path: str, data: bytes) -> None:
         """Bytes as the parent run's artifact `path` ("dir/name"), replacing an older one."""
         self._require_started()
-        self._retry("write_parent_file", lambda: write_artifact(
+        self.with_retries("write_parent_file", lambda: write_artifact(
             self._parent_artifacts, self.tracking_uri, path, data, self._tmpdir()))
 
     def read_parent_file(self, path: str) -> bytes | None:
@@ -205,13 +222,13 @@ class SweepTracker:
         self._require_started()
         folder, _, name = path.rpartition("/")
         repo = artifact_repository(self._parent_artifacts, self.tracking_uri)
-        listed = {item.path for item in self._retry(
+        listed = {item.path for item in self.with_retries(
             "read_parent_file", lambda: repo.list_artifacts(folder or None))}
         if path not in listed:
             return None
         with tempfile.TemporaryDirectory(dir=self._tmpdir()) as directory:
-            local = self._retry("read_parent_file",
-                                lambda: repo.download_artifacts(path, directory))
+            local = self.with_retries("read_parent_file",
+                                      lambda: repo.download_artifacts(path, directory))
             return Path(local).read_bytes()
 
     def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
@@ -222,8 +239,8 @@ class SweepTracker:
         batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()
                  if v is not None and not (isinstance(v, float) and math.isnan(v))]
         for chunk in chunks(batch, MAX_METRICS):
-            self._retry("log_parent_metrics",
-                        lambda chunk=chunk: self.client.log_batch(self.parent_run_id, metrics=chunk))
+            self.with_retries("log_parent_metrics", lambda chunk=chunk: self.client.log_batch(
+                self.parent_run_id, metrics=chunk))
 
     def write_groups(self, runs: Sequence[Any], experiment_tags: Mapping[str, str]) -> list[str]:
         """Replace the sweep run's configuration runs (`sweeps.tracking.groups`) and set
@@ -245,7 +262,7 @@ class SweepTracker:
                 self.client.delete_run(run.info.run_id)
             self.client.set_terminated(self.parent_run_id, status)
 
-        self._retry("finish", _finish)
+        self.with_retries("finish", _finish)
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -277,19 +294,13 @@ class SweepTracker:
 
         def _existing() -> str | None:
             """Before re-trying: a FINISHED child counts, anything else is deleted."""
-            records, drop = self._finished_children({key})
-            for run_id in drop:
-                self.client.delete_run(run_id)
-            if records:
-                self._records[key] = records[0]
-                return records[0].run_id
-            return None
+            return self._records[key].run_id if self.adopt_written({key: make_child}) else None
 
         def _write() -> str:
             record = self._records[key] = self._write_run(make_child())
             return record.run_id
 
-        return self._retry("log_variant", _write, on_retry=_existing)
+        return self.with_retries("log_variant", _write, on_retry=_existing)
 
     def log_variants(self, batch: Sequence[tuple[Any, Any]]) -> list[str]:
         """Write the child runs of a batch of (variant, result) pairs; return their run ids.
@@ -312,9 +323,22 @@ class SweepTracker:
         futures = [self._pool.submit(self.log_child, key, make) for key, make in batch]
         return [future.result() for future in futures]
 
+    def adopt_written(self, todo: dict[str, Any]) -> bool | None:
+        """Before a write's retry: the children of the variants in `todo` ({variant key: what
+        writes its child}) that a lost commit or answer did write FINISHED are adopted and
+        their keys taken out of `todo`; every other child of those variants is deleted. True
+        when nothing is left to write, else None (the on_retry contract of `with_retries`).
+        The bulk writer and `sweeps.tracking.reuse`'s copies retry with it."""
+        records = self.keep_finished_children(set(todo))
+        self.adopt(records)
+        for record in records:
+            todo.pop(record.variant_key, None)
+        return True if not todo else None
+
     def adopt(self, records: Sequence[RunRecord]) -> None:
-        """Count children written under this parent by other means (`sweeps.tracking.reuse`'s
-        copies inside the database) as FINISHED, like resumed ones."""
+        """Count children written under this parent by other means (the Ray workers'
+        packs, `sweeps.tracking.reuse`'s copies inside the database) as FINISHED, like
+        resumed ones."""
         self._records.update((record.variant_key, record) for record in records)
 
     def _write_run(self, child: ChildRun) -> RunRecord:
@@ -341,11 +365,6 @@ class SweepTracker:
         """What would let Ray workers write their packs' children: None, the client path
         writes from the driver (see `BulkTracker.pack_writer`)."""
         return None
-
-    def adopt(self, records: Sequence[RunRecord]) -> None:
-        """Records of children written elsewhere (by the workers), as if logged here."""
-        for record in records:
-            self._records[record.variant_key] = record
 
     def records(self) -> list[RunRecord]:
         """What the FINISHED child runs hold (this session's and resumed ones), by variant index."""

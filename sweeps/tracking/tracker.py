@@ -9,7 +9,7 @@ server's workers run in parallel.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Collection, Mapping, Protocol, Sequence
 
 from sweeps.tracking.run_records import Predictions, RunRecord
 from sweeps.tracking.store import default_tracking_uri
@@ -19,11 +19,18 @@ SERVER_WRITERS = 4      # threads writing children to a tracking server
 
 
 class Tracker(Protocol):
-    """Writes one sweep to MLflow, resumably (see `sweeps.tracking.track.SweepTracker`)."""
+    """Writes one sweep to MLflow, resumably (see `sweeps.tracking.track.SweepTracker`).
+
+    `sweeps.run`, `sweeps.scheduling` and `sweeps.report` use the methods down to `finish`;
+    the modules of this package that write beside the tracker (`reuse`, `groups`) also use
+    the ones after it. Every tracker class offers all of them (`BulkTracker` is a
+    `SweepTracker`); anything with a leading underscore is the tracker's own.
+    """
 
     tracking_uri: str
     parent_run_id: str | None
     experiment_id: str | None
+    bulk: bool          # batches go in one transaction (database store; known after start)
 
     def start(self) -> set[str]:
         """Create or resume the parent run; the keys of variants already FINISHED."""
@@ -63,6 +70,27 @@ class Tracker(Protocol):
 
     def finish(self, status: RunState = RunState.FINISHED) -> None:
         """End the parent run: FINISHED | KILLED | FAILED (`sweeps.vocabulary.ENDED`)."""
+
+    def log_children(self, batch: Sequence[tuple[str, Callable[[], Any]]]) -> list[str]:
+        """Write the child run make_child() of each (variant key, make_child) unless one is
+        FINISHED already (`reuse`'s copies through the client); their run ids."""
+
+    def with_retries(self, what: str, fn: Callable[[], Any],
+                     on_retry: Callable[[], Any] | None = None) -> Any:
+        """fn()'s result, retried after transient errors with stop signals held; on_retry()
+        before each new attempt, whose result other than None is returned instead."""
+
+    def keep_finished_children(self, keys: Collection[str] | None = None) -> list[RunRecord]:
+        """The newest FINISHED child's record of each variant (of `keys`, when given), after
+        deleting the variants' other children (unfinished, duplicates)."""
+
+    def adopt_written(self, todo: dict[str, Any]) -> bool | None:
+        """Before a retry: adopt what a lost commit wrote of `todo` {variant key: writer},
+        taking those keys out, delete the rest's children; True when nothing is left."""
+
+    @property
+    def store(self) -> Any:
+        """MLflow's tracking store behind the client (SQLAlchemy or REST)."""
 
 
 def open_tracker(tracking_uri: str | None, sweep: Any, fresh: bool = False,

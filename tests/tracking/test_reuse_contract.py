@@ -69,7 +69,7 @@ def test_a_reused_child_reads_back_as_the_child_it_copies(store_uri, serve, tmp_
     if path == "database":
         assert copying.bulk, "a database store must be copied inside the database"
         # The copies' records are made from their sources', not read back: the same.
-        read_back, _ = copying._finished_children()
+        read_back = copying.keep_finished_children()
         held = by_index(copying.records())
         assert_same_records(held, by_index(read_back))
         assert [(r.rung, r.stopped_epoch) for r in held] == \
@@ -141,3 +141,41 @@ def test_only_grid_children_of_these_numerics_are_found(tracking_uri, tmp_path):
     third.start()
     assert find_sources(third, [kept], numerics_fingerprint())[kept].run_id == copy.run_id
     third.finish()
+
+
+def test_a_copy_whose_commit_answer_is_lost_is_not_copied_twice(store_uri, tmp_path,
+                                                               monkeypatch):
+    """The in-database copy commits, then its answer is lost: the retry adopts the copies
+    the commit wrote (`adopt_written`) instead of copying again."""
+    from sweeps.tracking import reuse
+
+    sweep = load_small_sweep(tmp_path, name="lost", epochs=1000, log_every=100)
+    batch = [(variant, dataclasses.replace(result, numerics=numerics_fingerprint()))
+             for variant, result in contract_batch(sweep)[:4]]
+    trained = open_tracker(store_uri, sweep)
+    trained.start()
+    trained.log_variants(batch)
+    trained.finish()
+    copying = open_tracker(store_uri, sweep, fresh=True)
+    copying._sleep = lambda seconds: None
+    copying.start()
+    assert copying.bulk
+    copy_in_database, calls = reuse._copy_in_database, []
+
+    def commit_then_lose_the_answer(*args, **kwargs):
+        calls.append(True)
+        copy_in_database(*args, **kwargs)
+        raise ConnectionError("connection reset by peer")
+
+    monkeypatch.setattr(reuse, "_copy_in_database", commit_then_lose_the_answer)
+    sources = find_sources(copying, [v.key for v, _ in batch], numerics_fingerprint())
+    copy_sources(copying, [(v, sources[v.key]) for v, _ in batch])
+    copying.finish()
+    assert calls == [True]                         # the retry found all four copied
+    children = MlflowClient(store_uri).search_runs(
+        [copying.experiment_id], f"tags.`mlflow.parentRunId` = '{copying.parent_run_id}'")
+    held = by_index(copying.records())
+    assert sorted(run.info.run_id for run in children) == sorted(r.run_id for r in held)
+    assert [r.variant_key for r in held] == [v.key for v, _ in batch]
+    assert {run.data.tags[REUSED_FROM] for run in children} == \
+        {r.run_id for r in trained.records()}

@@ -59,3 +59,16 @@ def test_transient_errors_are_told_apart_from_bugs():
     assert not store.is_transient(ValueError("bad value"))
     assert not store.is_transient(MlflowException("Run x not found",
                                                   error_code=RESOURCE_DOES_NOT_EXIST))
+
+
+def test_every_tracker_class_offers_every_method_of_the_tracker_seam():
+    from sweeps.tracking.bulk import BulkTracker
+    from sweeps.tracking.tracker import Tracker
+
+    members = [name for name in vars(Tracker) if not name.startswith("_")]
+    assert {"with_retries", "keep_finished_children", "adopt_written", "store",
+            "log_children"} <= set(members)
+    for tracker_class in (track.SweepTracker, BulkTracker):
+        missing = [name for name in members if not hasattr(tracker_class, name)]
+        assert not missing, f"{tracker_class.__name__} lacks {missing}"
+        assert tracker_class.bulk is False      # (until a BulkTracker starts on its store)

@@ -98,3 +98,21 @@ def test_error_bars_stay_above_zero_on_a_log_axis():
     err, what = plots.error_bars(rows, "train_loss", log_y=False)
     np.testing.assert_allclose(err, [[5e-3, 0.5], [5e-3, 0.5]])
     assert "std" in what
+
+
+@pytest.mark.parametrize("metric, best", [("val_loss", [0.1, 0.5]),
+                                          ("val_accuracy", [0.9, 0.6])])
+def test_the_best_group_for_each_x_is_best_in_the_metrics_own_direction(metric, best):
+    # Two groups per learning rate (hidden 2 and 4); the better one by the ranking metric is
+    # drawn: the lower loss, the higher accuracy.
+    groups = pd.DataFrame({"train.lr": [0.1, 0.1, 1.0, 1.0], "model.hidden": [2, 4, 2, 4],
+                           f"{metric}_mean": [0.1, 0.9, 0.5, 0.6]})
+    drawn = plots.best_for_each_x(groups, "train.lr", metric)
+    assert drawn["train.lr"].tolist() == [0.1, 1.0]
+    assert drawn[f"{metric}_mean"].tolist() == best
+
+
+def test_the_best_group_for_each_x_needs_a_metric_of_known_direction():
+    groups = pd.DataFrame({"train.lr": [0.1], "train_custom_mean": [0.1]})
+    with pytest.raises(ValueError, match="no direction known for metric 'train_custom'"):
+        plots.best_for_each_x(groups, "train.lr", "train_custom")

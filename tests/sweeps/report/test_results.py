@@ -253,6 +253,11 @@ def test_summarize_ranks_by_the_metric_asked_for():
     assert by_accuracy["test_accuracy_mean"].iloc[0] == pytest.approx(0.8)
     with pytest.raises(ValueError, match="no metric 'val_loss'"):
         results.summarize(hand_frame(), metric="val_loss")
+    # A column read back that `sweeps.vocabulary.METRICS` does not know: which way is better
+    # is not guessed (it ranked as a loss before).
+    custom = hand_frame().assign(train_custom=[0.9, 0.8, 0.7, 0.5, 0.0, 0.6, 0.0])
+    with pytest.raises(ValueError, match="no direction known for metric 'train_custom'"):
+        results.summarize(custom, metric="train_custom")
 
 
 def test_summarize_over_another_setting_or_nothing():
