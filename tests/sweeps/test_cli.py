@@ -315,7 +315,7 @@ def test_each_halving_rule_is_one_line_naming_its_key(tmp_path, change, key, wor
 
 @pytest.mark.parametrize("method", ["grid", "random"])
 @pytest.mark.parametrize("key, value", [("sampler", "grid"), ("min_epochs", 10), ("eta", 3),
-                                        ("metric", "val_loss"), ("mode", "min"), ("brackets", "auto")])
+                                        ("brackets", "auto")])
 def test_halving_keys_under_another_method(tmp_path, method, key, value):
     text = edit(HALVING, "  method: halving\n  min_epochs: 10\n",
                 f"  method: {method}\n  {key}: {value}\n" + ("  samples: 2\n" if method == "random" else ""))
