@@ -158,7 +158,14 @@ def test_a_parent_from_before_the_tag_ranks_by_the_file_or_else_by_default(
     assert client.get_run(tracker.parent_run_id).data.tags[RANKING_METRIC] == "val_accuracy"
 
 
-def test_a_grid_naming_no_metric_keeps_the_default_ranking(tmp_path):
-    path = tmp_path / "plain.yaml"
-    path.write_text(GRID.replace("  metric: val_accuracy\n", ""))
-    assert load_sweep(path).ranking_metric is None
+@pytest.mark.parametrize("search, ranking", [
+    ("  metric: val_accuracy\n", "val_accuracy"),
+    ("", None),                                               # the default: val_loss here
+    ("  mode: min\n", "val_loss"),                            # search.metric's default
+    ("  metric: [n_params, val_accuracy]\n", "val_accuracy"),  # a front: its first val_*
+    ("  metric: [val_loss, val_accuracy]\n", "val_loss"),
+])
+def test_the_ranking_metric_is_the_one_the_file_names(tmp_path, search, ranking):
+    path = tmp_path / "ranked.yaml"
+    path.write_text(GRID.replace("  metric: val_accuracy\n", search))
+    assert load_sweep(path).ranking_metric == ranking
