@@ -10,6 +10,7 @@ import dataclasses
 import json
 
 import pytest
+import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -32,20 +33,6 @@ LRS, HIDDEN, SEEDS = (0.03, 0.3, 1.0, 3.0), (2, 8), (0, 1, 2)
 # g = 7 best, g = 6 within the seeds' noise of it (tied), the rest a constant step below it
 # (paired differences without spread: worse).
 NOISE = {"best": (0.0, 0.02, -0.01), "twin": (0.015, -0.01, 0.0)}
-
-GRID = """\
-name: ranked
-data: {source: moons, validation: 0.25}
-model: {activation: tanh, output_activation: sigmoid, bias: true}
-train: {loss: bce, epochs: 40, log_every: 5}
-search:
-  method: grid
-  metric: val_accuracy
-  parameters:
-    train.lr: [0.03, 0.3, 1.0, 3.0]
-    model.hidden: [2, 8]
-    seed: [0, 1, 2]
-"""
 
 
 def _group(settings) -> int:
@@ -70,12 +57,17 @@ def _logged(sweep, tracker_class, tracking_uri):
     return tracker
 
 
-def _sweep_file(kind, tmp_path):
-    if kind == "halving":       # halving's own metric; the variants logged as a grid's
-        return write_halving_sweep(tmp_path, name="ranked", lrs=LRS, seeds=SEEDS,
-                                   metric="val_accuracy")
-    path = tmp_path / "ranked.yaml"
-    path.write_text(GRID)
+def _sweep_file(tmp_path, method="halving", search=None):
+    """Halving on val_accuracy over LRS x HIDDEN x SEEDS on moons; under another method, its
+    parameters with the `search` keys (default: metric val_accuracy)."""
+    path = write_halving_sweep(tmp_path, name="ranked", lrs=LRS, seeds=SEEDS,
+                               metric="val_accuracy")
+    if method != "halving":      # the same points as a grid (the variants are logged as one's)
+        config = yaml.safe_load(path.read_text())
+        search = {"metric": "val_accuracy"} if search is None else search
+        config["search"] = {"method": method, **search,
+                            "parameters": config["search"]["parameters"]}
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
@@ -83,7 +75,7 @@ def _sweep_file(kind, tmp_path):
                                                  ("grid", BulkTracker)])
 def test_a_sweep_on_val_accuracy_ranks_every_output_by_accuracy(
         tmp_path, tracking_uri, kind, tracker_class):
-    sweep = load_sweep(_sweep_file(kind, tmp_path))
+    sweep = load_sweep(_sweep_file(tmp_path, kind))
     assert sweep.ranking_metric == "val_accuracy"
     tracker = _logged(sweep, tracker_class, tracking_uri)
     summary = write_outputs(tracker, tmp_path / "out").summary
@@ -138,7 +130,7 @@ def _order(tracking_uri, tmp_path, *target):
 
 def test_a_parent_from_before_the_tag_ranks_by_the_file_or_else_by_default(
         tmp_path, tracking_uri):
-    path = _sweep_file("grid", tmp_path)
+    path = _sweep_file(tmp_path, "grid")
     sweep = load_sweep(path)
     tracker = _logged(sweep, BulkTracker, tracking_uri)
     write_outputs(tracker, tmp_path / "out")
@@ -159,13 +151,11 @@ def test_a_parent_from_before_the_tag_ranks_by_the_file_or_else_by_default(
 
 
 @pytest.mark.parametrize("search, ranking", [
-    ("  metric: val_accuracy\n", "val_accuracy"),
-    ("", None),                                               # the default: val_loss here
-    ("  mode: min\n", "val_loss"),                            # search.metric's default
-    ("  metric: [n_params, val_accuracy]\n", "val_accuracy"),  # a front: its first val_*
-    ("  metric: [val_loss, val_accuracy]\n", "val_loss"),
+    ({"metric": "val_accuracy"}, "val_accuracy"),
+    ({}, None),                                              # no metric: the default, val_loss
+    ({"mode": "min"}, "val_loss"),                           # search.metric's default
+    ({"metric": ["n_params", "val_accuracy"]}, "val_accuracy"),     # a front: its first val_*
+    ({"metric": ["val_loss", "val_accuracy"]}, "val_loss"),
 ])
 def test_the_ranking_metric_is_the_one_the_file_names(tmp_path, search, ranking):
-    path = tmp_path / "ranked.yaml"
-    path.write_text(GRID.replace("  metric: val_accuracy\n", search))
-    assert load_sweep(path).ranking_metric == ranking
+    assert load_sweep(_sweep_file(tmp_path, "grid", search)).ranking_metric == ranking
