@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 from sweeps.best import choose
 from sweeps.cli import app
 from sweeps.report.outputs import write_outputs
+from sweeps.report.results import summarize
+from sweeps.run import run_sweep
 from sweeps.spec.sweep import load_sweep
 from sweeps.tracking import readback, ui
 from sweeps.tracking.bulk import BulkTracker
@@ -159,3 +161,20 @@ def test_a_parent_from_before_the_tag_ranks_by_the_file_or_else_by_default(
 ])
 def test_the_ranking_metric_is_the_one_the_file_names(tmp_path, search, ranking):
     assert load_sweep(_sweep_file(tmp_path, "grid", search)).ranking_metric == ranking
+
+
+def test_sweeps_best_picks_by_the_metric_the_file_searched_on(tmp_path, tracking_uri):
+    """A real (serial) grid on val_accuracy: `sweeps best` on the file and on the experiment
+    name (the parent's tag) log the winner by accuracy, and say so."""
+    path = _sweep_file(tmp_path, "grid")
+    outcome = run_sweep(path, tracking_uri=tracking_uri, executor="serial", progress=False,
+                        out=tmp_path / "out")
+    by_accuracy = summarize(outcome.frame, metric="val_accuracy")["group_key"].iloc[0]
+    winners = outcome.frame[outcome.frame["group_key"] == by_accuracy]
+    winner = winners.loc[winners["val_accuracy"].idxmax(), "run_id"]
+    for target in (str(path), "ranked"):
+        result = CliRunner().invoke(app, ["best", target, "--tracking-uri", tracking_uri])
+        assert result.exit_code == 0, result.output
+        report = result.output[result.output.index("best variant: "):].splitlines()
+        assert f"(run {winner}," in report[0]
+        assert report[1].split()[0] == "val_accuracy"
