@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import json
 
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -86,6 +87,8 @@ def test_a_sweep_on_val_accuracy_ranks_every_output_by_accuracy(
     assert by_accuracy[0] == 7 and by_accuracy[0] != min(groups)   # val_loss's best is g = 0
 
     assert summary.attrs["metric"] == "val_accuracy"
+    saved = pd.read_parquet(tmp_path / "out" / "results.parquet")    # keeps the frame's attrs
+    assert summarize(saved).attrs["metric"] == "val_accuracy"
     assert list(summary["group_key"]) == [groups[g] for g in by_accuracy]
     assert list(summary["tied"]) == [True, True] + [False] * 6
 
@@ -169,6 +172,8 @@ def test_sweeps_best_picks_by_the_metric_the_file_searched_on(tmp_path, tracking
     path = _sweep_file(tmp_path, "grid")
     outcome = run_sweep(path, tracking_uri=tracking_uri, executor="serial", progress=False,
                         out=tmp_path / "out")
+    header = outcome.report().splitlines()[2].split()          # the run's report's table
+    assert header[header.index("diverged") + 1] == "val_accuracy"
     by_accuracy = summarize(outcome.frame, metric="val_accuracy")["group_key"].iloc[0]
     winners = outcome.frame[outcome.frame["group_key"] == by_accuracy]
     winner = winners.loc[winners["val_accuracy"].idxmax(), "run_id"]
