@@ -29,8 +29,7 @@ import numpy as np
 from sweeps.spec.config import SETTING_PATHS, TEXT_SETTINGS
 from sweeps.tracking.contract import (CONFIG_HASH, PARENT_ID, PREDICTIONS_FILE, RANKING_METRIC,
                                       ROLE, SWEPT, VARIANT_KEY, FINISHED_VARIANTS, RunRole,
-                                      decode_metric,
-                                      decode_param, sweep_kinds)
+                                      decode_metric, decode_param, sweep_kinds)
 from sweeps.tracking.run_records import (Predictions, RunRecord, by_index, decode_record,
                                          newest_per_variant)
 from sweeps.tracking.store import (artifact_repository, chunks, default_tracking_uri, make_client,
