@@ -332,6 +332,8 @@ def test_grid_and_random_rank_on_one_named_validation_metric(tmp_path, method):
                 + ("  samples: 2\n" if method == "random" else "") + "  metric: val_accuracy\n")
     path = halving_file(tmp_path, base)
     assert runner.invoke(app, ["validate", str(path)]).exit_code == 0
+    assert "  ranked on: val_accuracy (search.metric)\n" in runner.invoke(
+        app, ["plan", str(path)]).output
     for change, key, words in [
             (("metric: val_accuracy", "metric: test_accuracy"), "search.metric",
              ["unknown metric 'test_accuracy'", "val_accuracy"]),
