@@ -1,8 +1,8 @@
 """`sweeps best`: the winning variant, re-trained from its logged params, as an MLflow model.
 
-The winner: the best group by the ranking metric's mean over seeds
-(`sweeps.report.results.summarize`,
-the table `sweeps summary` prints), then that group's best seed; or a variant named by key,
+The winner: the best group by the ranking metric's mean over seeds (the metric the sweep
+searched on, else the default; `sweeps.report.results.summarize`, the table `sweeps summary`
+prints), then that group's best seed; or a variant named by key,
 run id or run name. It is re-trained from its params alone (`sweeps.execution.retrain`; training is
 deterministic) rather than every variant's weights being kept: that costs one variant's
 training once, where an ``.npz`` per variant costs an artifact write on every child of every
@@ -94,9 +94,11 @@ def best_model(experiment: str | None = None, tracking_uri: str | None = None,
     """Pick the best variant of a sweep run, re-train it and log it as a pyfunc model.
 
     experiment, sweep, parent_run_id : which sweep run, as for `sweeps.load_runs`.
-    metric : the ranking metric (default: the first of `sweeps.vocabulary.DEFAULT_RANKING` the
-        sweep has; which way is better from `sweeps.vocabulary.METRICS`; under successive
-        halving the groups of the last rung first).
+    metric : the ranking metric (default: the metric the sweep searched on, as its file or
+        else its parent run says, `readback.SweepRead.ranking_metric`; without one the first
+        of `sweeps.vocabulary.DEFAULT_RANKING` the sweep has; which way is better from
+        `sweeps.vocabulary.direction`; under successive halving the groups of the last rung
+        first).
     register : also register the model under this name in the model registry.
     variant : a variant key, run id or run name to log instead of the winner.
     base_dir : where a CSV data source is relative to (default: the sweep file's directory).
@@ -110,9 +112,8 @@ def best_model(experiment: str | None = None, tracking_uri: str | None = None,
     experiment = readback.experiment_name(experiment, sweep)
     if base_dir is None:
         base_dir = Path(sweep.path).resolve().parent if sweep is not None else Path(".")
-    records = readback.read_sweep(experiment, tracking_uri, sweep,
-                                  parent_run_id=parent_run_id).records
-    record, metric, group_mean = choose(records, metric, variant)
+    read = readback.read_sweep(experiment, tracking_uri, sweep, parent_run_id=parent_run_id)
+    record, metric, group_mean = choose(read.records, metric or read.ranking_metric, variant)
     check, retrained = check_record(tracking_uri, record, Path(base_dir))
     if retrained is None or check.verdict == DIFFERENT:
         raise RuntimeError(

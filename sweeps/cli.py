@@ -225,7 +225,8 @@ def ui(
     tracking_uri: Optional[str] = TrackingUriOpt,
     port: int = typer.Option(5000, help="Port on 127.0.0.1."),
 ) -> None:
-    """Start the MLflow UI on loopback and print the address of the sweep's configurations."""
+    """Start the MLflow UI on loopback and print the address of the sweep's configurations
+    (best first by the metric the sweep ranked on: its search.metric, else the default)."""
     if file is not None and experiment is not None:
         _fail("give either a sweep FILE or --experiment NAME, not both")
     name = _load(file).name if file is not None else experiment

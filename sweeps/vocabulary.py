@@ -52,11 +52,14 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
     Metric("n_params", "min", None),        # recorded when a Pareto front asks for it
 )}
 
-# What ranks variants when no metric is named: the first of these a sweep has (val_* needs a
+# What ranks variants when neither --metric nor the sweep names one (`search.metric`, or the
+# parent run's tag when no file is given): the first of these a sweep has (val_* needs a
 # validation split; test_* a test split).
 DEFAULT_RANKING = ("val_loss", "test_loss", "train_loss")
-RANKING_HELP = (f"Metric to rank by (default: the first of {', '.join(DEFAULT_RANKING)} the "
-                "sweep has; accuracy: higher is better).")
+RANKING_HELP = ("Metric to rank by (default: the sweep's search.metric, of a list the first "
+                "validation metric, as the file or else the sweep run says; without one the "
+                f"first of {', '.join(DEFAULT_RANKING)} the sweep has; accuracy: higher is "
+                "better).")
 
 
 def direction(metric: str) -> str:

@@ -24,6 +24,7 @@ from sweeps.spec.config import PACK_SHARED
 from sweeps.spec.search import describe_search, method_of
 from sweeps.records import Pack, Variant, format_value
 from sweeps.execution.training import layer_sizes
+from sweeps.vocabulary import DEFAULT_RANKING
 
 PACKS_PER_WORKER = 4      # aim for at least this many packs per worker where variants allow
 MAX_PACK = 64             # variants per pack at most
@@ -153,6 +154,9 @@ def describe(sweep, packs: list[Pack], workers: int | None = None) -> str:
     groups = len({v.group for v in sweep.variants})
     if groups != n:
         lines.append(f"  groups (same settings but seed): {groups}, {n / groups:.3g} seeds each on average")
+    ranking = sweep.ranking_metric
+    lines.append(f"  ranked on: {ranking} (search.metric)" if ranking else
+                 f"  ranked on: the first of {', '.join(DEFAULT_RANKING)} it logs (the default)")
     lines.append("data:")
     for key, dataset in sweep.datasets.items():
         lines.append(f"  {dataset.describe()}  [{key}]")

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 
+from sweeps.methods.validation import ranked_on
 from sweeps.records import Variant
 from sweeps.spec.config import SearchConfig, SweepConfig
 from sweeps.spec.problems import Problem
@@ -184,6 +185,15 @@ class SearchMethod:
         """None when parameters may be ranges to draw from, else the message a range gets."""
         return (f"a distribution needs a method that draws (method: random, tpe or gp, or "
                 f"sampler: random under method: halving); {self.label} takes a list of values")
+
+    @property
+    def ranks_on(self) -> Optional[str]:
+        """The metric the sweep searched on, which its outputs rank on by default (summary,
+        configuration runs, the parent's best metrics, plots, `sweeps summary` and `best`):
+        `search.metric` (of a list, the first validation metric: `validation.ranked_on`).
+        None: the file names none, so the first of `sweeps.vocabulary.DEFAULT_RANKING` the
+        sweep has ranks (grid and random without `search.metric`)."""
+        return ranked_on(self.search.metric)
 
     def check(self, clean: bool) -> list[Problem]:
         """Problems of the method's own settings. clean: search.parameters had none."""

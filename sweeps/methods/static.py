@@ -56,40 +56,46 @@ class StaticScheduler(Scheduler):
 
 class _Static(SearchMethod):
     """A method whose points are its variants, all trained to the end in one round. It reads
-    `metric` (and `mode`) only as a list of two or more: the Pareto front `sweeps summary`
+    `metric` (and `mode`) only to rank: one validation metric its outputs rank on instead of
+    the default (`ranks_on`), or a list of two or more, the Pareto front `sweeps summary`
     and ``pareto.png`` show (n_params among them is then recorded by every variant)."""
 
     @property
     def reads(self) -> tuple[str, ...]:
         return self.keys + ("metric", "mode")
 
+    @property
+    def names_metric(self) -> bool:
+        """As the method (not halving's sampler), the file names `search.metric` or
+        `search.mode` (else the default ranking)."""
+        search = self.search
+        return self.role == "method" and ("metric" in search.model_fields_set
+                                          or search.mode is not None)
+
+    @property
+    def ranks_on(self) -> Optional[str]:
+        return super().ranks_on if self.names_metric else None
+
     def check(self, clean: bool) -> list[Problem]:
-        return self.check_points(clean) + (self._front_problems() if self.role == "method"
-                                           else [])
+        return self.check_points(clean) + self._metric_problems()
 
     def check_points(self, clean: bool) -> list[Problem]:
         """Problems of the method's own settings (also as another method's sampler)."""
         return []
 
-    def _front_problems(self) -> list[Problem]:
+    def _metric_problems(self) -> list[Problem]:
         search = self.search
-        if not isinstance(search.metric, list):
-            return [Problem(("search", key), (
-                f"only used by method: halving, tpe or gp as one metric; under {self.label} "
-                "list two or more metrics for a Pareto front"))
-                for key in ("metric", "mode") if key in search.model_fields_set
-                and getattr(search, key) is not None]
-        return objectives_problems(search.metric, search.mode)
+        return objectives_problems(search.metric, search.mode) if self.names_metric else []
 
     def check_config(self) -> list[Problem]:
         metrics = self.search.metric
-        if self.role == "method" and isinstance(metrics, list) and set(metrics) & set(VAL_METRICS):
+        metrics = [metrics] if isinstance(metrics, str) else metrics
+        if self.names_metric and set(metrics) & set(VAL_METRICS):
             return validation_problems(self.config, self.label)
         return []
 
     def check_dataset(self, dataset) -> list[Problem]:
-        metrics = self.search.metric
-        return dataset_problems(metrics, dataset) if isinstance(metrics, list) else []
+        return dataset_problems(self.search.metric, dataset) if self.names_metric else []
 
     def scheduler(self, sweep: Any, finished: Mapping[str, Any], earlier=()) -> Scheduler:
         metrics = self.search.metric

@@ -28,6 +28,15 @@ def objectives(metric: str | list[str], mode: Any) -> list[tuple[str, str]]:
     return [(m, mode_of(m, d)) for m, d in zip(metrics, modes)]
 
 
+def ranked_on(metric: str | list[str]) -> str:
+    """The one metric a sweep's outputs rank on (summary, configuration runs, `best`, plots):
+    `metric` itself, or of a list (a Pareto front) the first validation metric listed (the
+    front is marked beside the ranking, `sweeps.report.pareto`)."""
+    if isinstance(metric, str):
+        return metric
+    return next((name for name in metric if name in VAL_METRICS), metric[0])
+
+
 def objectives_problems(metric: str | list[str], mode: Any) -> list[Problem]:
     """`metric_problems` for one metric; for a list: two or more distinct known objectives,
     validation metrics among them, and a list of as many modes (or none)."""

@@ -198,9 +198,12 @@ def write_outputs(tracker: Any, out_dir: Path, plotter: PlotWorker | None = None
 
     clock = _Clock(timings)
     records = tracker.records()      # every finished variant, this run's and earlier ones'
-    frame = results.frame_from_records(records)
+    sweep = getattr(tracker, "sweep", None)
+    # ranked on the metric the file searched on (the default ranking when it names none)
+    frame = results.frame_from_records(
+        records, ranking_metric=getattr(sweep, "ranking_metric", None))
     summary = ties.mark_ties(frame, results.summarize(frame))
-    summary.attrs["objectives"] = search_objectives(getattr(tracker, "sweep", None))
+    summary.attrs["objectives"] = search_objectives(sweep)
     curves = results.curves_from_records(records)
     drawn = curves[curves["run_id"].isin(plots.curves_wanted(frame, summary))]
     rungs = rung_plot.group_curves(frame, summary, curves)

@@ -52,10 +52,13 @@ STATS = ("mean", "std", "sem", "min", "max")
 # Builders (records -> tables)
 
 def frame_from_records(records: Sequence[RunRecord],
-                       swept: Mapping[str, str] | None = None) -> pd.DataFrame:
+                       swept: Mapping[str, str] | None = None,
+                       ranking_metric: str | None = None) -> pd.DataFrame:
     """The per-variant table from run records (`SweepTracker.records()` or `load_runs`).
 
     swept : {dotted path: kind} of the setting columns; default: the records' own.
+    ranking_metric : the metric the sweep searched on (`Sweep.ranking_metric`), kept as
+        ``frame.attrs["ranking_metric"]``: `summarize` ranks on it when given no metric.
     """
     records = list(records)
     if swept is None:
@@ -85,6 +88,8 @@ def frame_from_records(records: Sequence[RunRecord],
             columns[key] = values
     frame = pd.DataFrame(columns)
     frame.attrs["swept"] = list(swept)
+    if ranking_metric:
+        frame.attrs["ranking_metric"] = ranking_metric
     return frame
 
 
@@ -164,7 +169,8 @@ def predictions_frame(predictions: Predictions) -> pd.DataFrame:
 
 def load_runs(experiment: str | None = None, tracking_uri: str | None = None, sweep: Any = None,
               *, parent_run_id: str | None = None) -> pd.DataFrame:
-    """One row per variant of a sweep, read back from MLflow alone.
+    """One row per variant of a sweep, read back from MLflow alone; ``attrs["ranking_metric"]``
+    the metric it searched on when the file or the parent run says (`readback.SweepRead`).
 
     experiment : the sweep's name (default: `sweep.name`).
     sweep : optional loaded Sweep; picks the newest run of exactly this config (hash).
@@ -174,7 +180,7 @@ def load_runs(experiment: str | None = None, tracking_uri: str | None = None, sw
 
     read = read_sweep(experiment_name(experiment, sweep), tracking_uri, sweep,
                       parent_run_id=parent_run_id)
-    return frame_from_records(read.records, swept=read.swept)
+    return frame_from_records(read.records, swept=read.swept, ranking_metric=read.ranking_metric)
 
 
 def load_curves(experiment: str | None = None, tracking_uri: str | None = None,
@@ -213,7 +219,11 @@ def _is_metric(column: str) -> bool:
 
 
 def default_metric(frame: pd.DataFrame) -> str:
-    """The first of `DEFAULT_RANKING` (val_loss, test_loss, train_loss) the frame has."""
+    """The metric the sweep searched on (``frame.attrs["ranking_metric"]``, from the sweep file
+    or its parent run), else the first of `DEFAULT_RANKING` (val_loss, test_loss, train_loss)
+    the frame has."""
+    if frame.attrs.get("ranking_metric"):
+        return frame.attrs["ranking_metric"]
     for metric in DEFAULT_RANKING:
         if metric in frame.columns:
             return metric

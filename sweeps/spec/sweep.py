@@ -57,6 +57,13 @@ class Sweep:
         variant = make_variants([resolved], [data_key], self.swept, self.config.name)[0]
         return replace(variant, index=index)
 
+    @property
+    def ranking_metric(self) -> Optional[str]:
+        """The metric the file searched on, which the sweep's outputs and readers rank on by
+        default (`SearchMethod.ranks_on`); None: the first of
+        `sweeps.vocabulary.DEFAULT_RANKING` the sweep has (grid or random naming none)."""
+        return method_of(self.config).ranks_on if self.config.search is not None else None
+
     def group_name(self, variant: Variant) -> str:
         """"lr=0.1 hidden=4": the name of the variant's group, its name without the seed."""
         return group_name(variant.settings, self.swept, self.config.name)

@@ -64,6 +64,9 @@ ROLE = "sweep.role"
 NAME = "sweep.name"
 CONFIG_HASH = "sweep.config_hash"
 SWEPT = "sweep.swept"
+# The parent's: the metric the sweep's file searched on (`Sweep.ranking_metric`), which readers
+# given no file rank on; absent when the file names none, and on parents written before it.
+RANKING_METRIC = "sweep.ranking_metric"
 VARIANT_KEY = "sweep.variant_key"
 GROUP_KEY = "sweep.group_key"
 STATUS = "sweep.status"

@@ -27,9 +27,9 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 
 from sweeps.spec.config import SETTING_PATHS, TEXT_SETTINGS
-from sweeps.tracking.contract import (CONFIG_HASH, PARENT_ID, PREDICTIONS_FILE, ROLE, SWEPT,
-                                      VARIANT_KEY, FINISHED_VARIANTS, RunRole, decode_metric,
-                                      decode_param, sweep_kinds)
+from sweeps.tracking.contract import (CONFIG_HASH, PARENT_ID, PREDICTIONS_FILE, RANKING_METRIC,
+                                      ROLE, SWEPT, VARIANT_KEY, FINISHED_VARIANTS, RunRole,
+                                      decode_metric, decode_param, sweep_kinds)
 from sweeps.tracking.run_records import (Predictions, RunRecord, by_index, decode_record,
                                          newest_per_variant)
 from sweeps.tracking.store import (artifact_repository, chunks, default_tracking_uri, make_client,
@@ -42,13 +42,16 @@ READERS = ("auto", "sql", "client")
 @dataclass(frozen=True)
 class SweepRead:
     """One sweep run read back: its parent run id, swept kinds and children (sweep order),
-    and the parent's params (``env.*``: the machine it ran on) and artifact location."""
+    the parent's params (``env.*``: the machine it ran on) and artifact location, and the
+    metric to rank on by default (the sweep file's `Sweep.ranking_metric` when given, else
+    the parent's ``sweep.ranking_metric`` tag; None: neither says, the default ranking)."""
 
     parent_run_id: str
     swept: Mapping[str, str]
     records: list[RunRecord]
     parent_params: Mapping[str, str] = field(default_factory=dict)
     parent_artifact_uri: str = ""
+    ranking_metric: str | None = None
 
 
 def experiment_name(experiment: str | None, sweep: Any) -> str:
@@ -264,9 +267,10 @@ def read_sweep(experiment: str, tracking_uri: str | None = None, sweep: Any = No
         records = [run_record(run, swept) for run in keep]
         if histories:
             records = attach_histories(client, records)
+    ranking = getattr(sweep, "ranking_metric", None) or parent.data.tags.get(RANKING_METRIC)
     return SweepRead(parent_run_id=parent.info.run_id, swept=swept, records=by_index(records),
                      parent_params=dict(parent.data.params),
-                     parent_artifact_uri=parent.info.artifact_uri)
+                     parent_artifact_uri=parent.info.artifact_uri, ranking_metric=ranking or None)
 
 
 def fetch_settings(tracking_uri: str | None, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -23,8 +23,8 @@ from sweeps import stopping
 from sweeps.vocabulary import ENDED, RunState
 from sweeps.tracking.child import ChildRun, child_run
 from sweeps.tracking.contract import (CONFIG_HASH, MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS,
-                                      NAME, PARENT_ID, ROLE, SWEPT, RunRole, shared_settings,
-                                      sweep_kinds)
+                                      NAME, PARENT_ID, RANKING_METRIC, ROLE, SWEPT, RunRole,
+                                      shared_settings, sweep_kinds)
 from sweeps.tracking.readback import fetch_predictions, find_parent, finished_children
 from sweeps.tracking.run_records import Predictions, RunRecord, by_index
 from sweeps.tracking.store import (artifact_repository, check_tracking_server, chunks,
@@ -153,17 +153,26 @@ class SweepTracker:
             info = self.client.create_run(
                 self.experiment_id, run_name=self.sweep.name,
                 tags={ROLE: RunRole.PARENT, NAME: self.sweep.name,
-                      CONFIG_HASH: self.sweep.config_hash, SWEPT: json.dumps(self.kinds)}).info
+                      CONFIG_HASH: self.sweep.config_hash, SWEPT: json.dumps(self.kinds),
+                      **self._ranking_tag()}).info
             self._new_parent, self._parent_artifacts = info.run_id, info.artifact_uri
         self.parent_run_id = self._new_parent
         self._fill_parent(self.parent_run_id)
         return set()
+
+    def _ranking_tag(self) -> dict[str, str]:
+        """{RANKING_METRIC: the metric the file searched on}, or {} when it names none."""
+        metric = getattr(self.sweep, "ranking_metric", None)
+        return {RANKING_METRIC: metric} if metric else {}
 
     def _resume(self, parent) -> set[str]:
         self.parent_run_id = parent.info.run_id
         self._parent_artifacts = parent.info.artifact_uri
         if parent.info.status != RunState.RUNNING:
             self.client.update_run(self.parent_run_id, status=RunState.RUNNING)
+        for key, value in self._ranking_tag().items():     # a parent from before the tag
+            if parent.data.tags.get(key) != value:
+                self.client.set_tag(self.parent_run_id, key, value)
         records = self.keep_finished_children()
         wanted = {v.key for v in self.sweep.variants}
         # a method that chooses its variants while running (tpe) knows them only from here

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
 from sweeps import run_sweep
+from sweeps.cli import app
 from sweeps.execution.retrain import retrain
 from sweeps.tracking import readback
 from tests.integration.helpers import (START_TIMEOUT, assert_logged_once, child_runs,
@@ -101,15 +103,30 @@ def test_every_logged_run_equals_a_straight_run_to_its_stopped_epoch(
 
 
 def test_serial_and_ray_halving_make_the_same_choices(ray_session, tmp_path, monkeypatch):
+    """On val_accuracy (not the default val_loss): both executors choose alike, and the
+    outputs and `sweeps summary` rank on the metric the search chose on (its pick first)."""
     monkeypatch.chdir(tmp_path)
-    path = write_halving_sweep(tmp_path, name="executors")
-    ray = run_sweep(path, tracking_uri=f"sqlite:///{tmp_path / 'ray.db'}", progress=False)
+    path = write_halving_sweep(tmp_path, name="executors", metric="val_accuracy")
+    uri = f"sqlite:///{tmp_path / 'ray.db'}"
+    ray = run_sweep(path, tracking_uri=uri, progress=False)
     serial = run_sweep(path, tracking_uri=f"sqlite:///{tmp_path / 'serial.db'}",
                        executor="serial", progress=False, out=tmp_path / "serial")
-    columns = ["variant_key", "status", "stopped_epoch", "val_loss", "test_loss"]
+    columns = ["variant_key", "status", "stopped_epoch", "val_accuracy", "val_loss", "test_loss"]
     a = ray.frame[columns].sort_values("variant_key").reset_index(drop=True)
     b = serial.frame[columns].sort_values("variant_key").reset_index(drop=True)
     assert a.equals(b)
+
+    summary = ray.summary
+    assert summary.attrs["metric"] == "val_accuracy"
+    search = json.loads(_parent_file(uri, "executors", "halving/search.json"))
+    assert search["pick"] == summary["group_key"].iloc[0]
+    table = tmp_path / "summary.csv"
+    result = CliRunner().invoke(app, ["summary", str(path), "--tracking-uri", uri,
+                                      "--csv", str(table)])
+    assert result.exit_code == 0, result.output
+    assert "val_accuracy" in result.output.splitlines()[0]
+    with table.open() as file:
+        assert next(csv.DictReader(file))["group_key"] == search["pick"]
 
 
 def test_a_diverging_variant_is_dropped_not_ranked(ray_session, tracking_uri, tmp_path):

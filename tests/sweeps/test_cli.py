@@ -315,13 +315,38 @@ def test_each_halving_rule_is_one_line_naming_its_key(tmp_path, change, key, wor
 
 @pytest.mark.parametrize("method", ["grid", "random"])
 @pytest.mark.parametrize("key, value", [("sampler", "grid"), ("min_epochs", 10), ("eta", 3),
-                                        ("metric", "val_loss"), ("mode", "min"), ("brackets", "auto")])
+                                        ("brackets", "auto")])
 def test_halving_keys_under_another_method(tmp_path, method, key, value):
     text = edit(HALVING, "  method: halving\n  min_epochs: 10\n",
                 f"  method: {method}\n  {key}: {value}\n" + ("  samples: 2\n" if method == "random" else ""))
     result = runner.invoke(app, ["validate", str(halving_file(tmp_path, text))])
     assert_refused(result, f": search.{key}: only used by method: halving")
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("method", ["grid", "random"])
+def test_grid_and_random_rank_on_one_named_validation_metric(tmp_path, method):
+    """search.metric under grid or random names what the outputs rank on: a validation metric
+    of the data set's task, with a validation split, its mode never against it."""
+    base = edit(HALVING, "  method: halving\n  min_epochs: 10\n", f"  method: {method}\n"
+                + ("  samples: 2\n" if method == "random" else "") + "  metric: val_accuracy\n")
+    path = halving_file(tmp_path, base)
+    assert runner.invoke(app, ["validate", str(path)]).exit_code == 0
+    assert "  ranked on: val_accuracy (search.metric)\n" in runner.invoke(
+        app, ["plan", str(path)]).output
+    for change, key, words in [
+            (("metric: val_accuracy", "metric: test_accuracy"), "search.metric",
+             ["unknown metric 'test_accuracy'", "val_accuracy"]),
+            (("metric: val_accuracy", "metric: val_mse"), "search.metric",
+             ["val_mse needs a regression data set"]),
+            (("metric: val_accuracy\n", "metric: val_accuracy\n  mode: min\n"), "search.mode",
+             ["mode min contradicts metric val_accuracy"]),
+            (("validation: 0.2", "validation: null"), "data.validation",
+             [f"method: {method} ranks variants on a validation metric"])]:
+        result = runner.invoke(app, ["validate", str(halving_file(tmp_path, edit(base, *change)))])
+        assert_refused(result, *words)
+        (line,) = result.output.strip().splitlines()
+        assert f": {key}: " in line
 
 
 def test_unknown_method_names_it_and_the_closest(tmp_path):
