@@ -54,7 +54,6 @@ from sweeps.vocabulary import RunState
 COPIED_TAGS = (ROLE, VARIANT_KEY, STATUS, CURVES, NUMERICS)
 BATCH = 1000         # children per transaction (stop signals wait for one: ~0.5 s on SQLite)
 _LOOKUP_CHUNK = 500  # keys per IN list
-FILE_THREADS = 4     # threads copying predictions.csv files
 
 
 @dataclass(frozen=True)
@@ -305,14 +304,17 @@ def _copy_in_database(tracker: Any, pairs: list[tuple[Any, Source]],
                    for key, value in _params(variant).items()]
     touched = [(run_id, uris[run_id]) for run_id, _, _ in copies]
     try:
-        # Files on several threads: links and directories are system calls, 1 ms each.
-        with ThreadPoolExecutor(max_workers=FILE_THREADS) as pool:
-            list(pool.map(lambda copy: _copy_predictions(tracker, copy[2].artifact_uri,
-                                                         uris[copy[0]]), copies))
-        with store.ManagedSessionMaker(read_only=False) as session:   # commits on exit
-            db = session.connection()
-            with _page_cache(db):
-                _copy_rows(db, mapping, tags, params, now, before_metrics)
+        # The files on a thread while the database copies the rows (SQLite runs without the
+        # GIL), every one in place before the commit.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeps-reuse-files") as files:
+            linked = files.submit(lambda: [_copy_predictions(tracker, source.artifact_uri,
+                                                             uris[run_id])
+                                           for run_id, _, source in copies])
+            with store.ManagedSessionMaker(read_only=False) as session:   # commits on exit
+                db = session.connection()
+                with _page_cache(db):
+                    _copy_rows(db, mapping, tags, params, now, before_metrics)
+                linked.result()
     except BaseException:
         tracker._remove_orphans(store, touched)
         raise
