@@ -22,7 +22,7 @@ but for its tag ``sweep.reused_from=<source run id>``: the source's metric rows 
 every history, at the same time from the run's start), its ``sweep.*`` result tags and its
 predictions.csv; the params, name, index, group and parent of the new variant, written as
 the writers write them. On a database store with the bulk writer, one transaction per batch
-copies the rows inside the database (INSERT ... SELECT) after the files, and the copies'
+copies the rows inside the database (INSERT ... SELECT) while a thread links the files, and the copies'
 records are made from their sources' (read meanwhile), not read back; elsewhere (a tracking
 server) each source is read through the client and written as a `ChildRun`.
 """
@@ -268,7 +268,8 @@ def _copy_in_database(tracker: Any, pairs: list[tuple[Any, Source]],
                       before_metrics: Callable[[], None] = lambda: None
                       ) -> tuple[int, list[tuple[str, Any, Source, dict[str, str]]]]:
     """One transaction: the runs, tags, params and metric rows of the copies; their
-    predictions.csv before it (removed again if it fails); before_metrics() when the
+    predictions.csv linked meanwhile on a thread, every one before the commit (removed again
+    if it fails); before_metrics() when the
     metric rows are about to be copied. Returns (the copies' start time in ms,
     [(run id, variant, source, {param: value as stored})])."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
