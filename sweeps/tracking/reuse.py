@@ -269,8 +269,7 @@ def _copy_in_database(tracker: Any, pairs: list[tuple[Any, Source]],
                       ) -> tuple[int, list[tuple[str, Any, Source, dict[str, str]]]]:
     """One transaction: the runs, tags, params and metric rows of the copies; their
     predictions.csv linked meanwhile on a thread, every one before the commit (removed again
-    if it fails); before_metrics() when the
-    metric rows are about to be copied. Returns (the copies' start time in ms,
+    if it fails); before_metrics() when the metric rows are about to be copied. Returns (the copies' start time in ms,
     [(run id, variant, source, {param: value as stored})])."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from mlflow.utils.uri import append_to_uri_path
