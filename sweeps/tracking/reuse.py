@@ -22,7 +22,7 @@ but for its tag ``sweep.reused_from=<source run id>``: the source's metric rows 
 every history, at the same time from the run's start), its ``sweep.*`` result tags and its
 predictions.csv; the params, name, index, group and parent of the new variant, written as
 the writers write them. On a database store with the bulk writer, one transaction per batch
-copies the rows inside the database (INSERT ... SELECT) after the files, and the copies'
+copies the rows inside the database (INSERT ... SELECT) while a thread links the files, and the copies'
 records are made from their sources' (read meanwhile), not read back; elsewhere (a tracking
 server) each source is read through the client and written as a `ChildRun`.
 """
@@ -54,7 +54,6 @@ from sweeps.vocabulary import RunState
 COPIED_TAGS = (ROLE, VARIANT_KEY, STATUS, CURVES, NUMERICS)
 BATCH = 1000         # children per transaction (stop signals wait for one: ~0.5 s on SQLite)
 _LOOKUP_CHUNK = 500  # keys per IN list
-FILE_THREADS = 4     # threads copying predictions.csv files
 
 
 @dataclass(frozen=True)
@@ -259,8 +258,8 @@ def _copy_in_database(tracker: Any, pairs: list[tuple[Any, Source]],
                       before_metrics: Callable[[], None] = lambda: None
                       ) -> tuple[int, list[tuple[str, Any, Source, dict[str, str]]]]:
     """One transaction: the runs, tags, params and metric rows of the copies; their
-    predictions.csv before it (removed again if it fails); before_metrics() when the
-    metric rows are about to be copied. Returns (the copies' start time in ms,
+    predictions.csv linked meanwhile on a thread, every one before the commit (removed again
+    if it fails); before_metrics() when the metric rows are about to be copied. Returns (the copies' start time in ms,
     [(run id, variant, source, {param: value as stored})])."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from mlflow.utils.uri import append_to_uri_path
@@ -297,14 +296,17 @@ def _copy_in_database(tracker: Any, pairs: list[tuple[Any, Source]],
                    for key, value in _params(variant).items()]
     touched = [(run_id, uris[run_id]) for run_id, _, _ in copies]
     try:
-        # Files on several threads: links and directories are system calls, 1 ms each.
-        with ThreadPoolExecutor(max_workers=FILE_THREADS) as pool:
-            list(pool.map(lambda copy: _copy_predictions(tracker, copy[2].artifact_uri,
-                                                         uris[copy[0]]), copies))
-        with store.ManagedSessionMaker(read_only=False) as session:   # commits on exit
-            db = session.connection()
-            with _page_cache(db):
-                _copy_rows(db, mapping, tags, params, now, before_metrics)
+        # The files on a thread while the database copies the rows (SQLite runs without the
+        # GIL), every one in place before the commit.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeps-reuse-files") as files:
+            linked = files.submit(lambda: [_copy_predictions(tracker, source.artifact_uri,
+                                                             uris[run_id])
+                                           for run_id, _, source in copies])
+            with store.ManagedSessionMaker(read_only=False) as session:   # commits on exit
+                db = session.connection()
+                with _page_cache(db):
+                    _copy_rows(db, mapping, tags, params, now, before_metrics)
+                linked.result()
     except BaseException:
         remove_orphaned_artifacts(store, tracker.tracking_uri, touched)
         raise
