@@ -139,15 +139,15 @@ def run_sweep(
     look_up = reuse and _method(sweep) in ("grid", "random")
     timings: dict[str, float] = {}
 
-    with _timed_phase(timings, "startup"):
-        tracker = open_tracker(tracking_uri, sweep, fresh=fresh)
-        started = _start_up(tracker, sweep, look_up, executor, address)
-    timings["ray_start"] = started.ray_start
-    plotter = None
+    # The plot helper imports matplotlib and Optuna's importance on the second core while this
+    # one imports MLflow, so it is ready before training or copying needs both cores.
+    plotter = PlotWorker()
     try:
+        with _timed_phase(timings, "startup"):
+            tracker = open_tracker(tracking_uri, sweep, fresh=fresh)
+            started = _start_up(tracker, sweep, look_up, executor, address)
+        timings["ray_start"] = started.ray_start
         try:
-            # Imports matplotlib while the packs train (started earlier, it slows start-up).
-            plotter = PlotWorker()
             with _timed_phase(timings, "train_and_log"):
                 done = _copy_and_train(sweep, tracker, started, progress, timings)
             # Ray shuts down (begun once every pack was in) while the outputs are written.
@@ -159,8 +159,7 @@ def run_sweep(
             if started.connection is not None:
                 started.connection.close()
     finally:
-        if plotter is not None:
-            plotter.close()
+        plotter.close()
     return SweepOutcome(
         sweep=sweep, parent_run_id=tracker.parent_run_id, tracking_uri=tracker.tracking_uri,
         frame=made.frame, summary=made.summary, curves=made.curves, out_dir=out_dir,

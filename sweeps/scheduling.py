@@ -103,14 +103,15 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
         written_by_workers = (pack_writer is not None and not scheduler.reads_results
                               and (work.final or work.last) and not work.keep)
 
-        with SweepProgress(len(work.work), work.label, enabled=progress) as bar:
+        with SweepProgress(len(work.work), work.label, enabled=progress,
+                           metric=sweep.ranking_metric) as bar:
             def on_done(pack: Pack, pack_results: list[VariantResult]) -> None:
                 if written_by_workers:      # records (or results the driver writes now)
                     clock = time.perf_counter()
                     pack_results, writer = settle(tracker, by_key, pack_results)
                     outcome.writers[writer] = outcome.writers.get(writer, 0) + 1
                     outcome.logging += time.perf_counter() - clock
-                    bar.advance([r.metrics["train_loss"] for r in pack_results],
+                    bar.advance([r.metrics for r in pack_results],
                                 diverged=sum(r.status == Status.DIVERGED for r in pack_results))
                     return
                 for result in pack_results:
@@ -128,7 +129,7 @@ def run_scheduled(sweep: Any, tracker: Any, scheduler: Scheduler, run_packs: Run
                     else:
                         tracker.log_variants([(by_key[r.key], r) for r in pack_results])
                     outcome.logging += time.perf_counter() - clock
-                bar.advance([r.metrics["train_loss"] for r in pack_results],
+                bar.advance([r.metrics for r in pack_results],
                             diverged=sum(r.status == Status.DIVERGED for r in pack_results))
 
             def on_failed(pack: Pack, error: str) -> None:

@@ -1,5 +1,5 @@
-"""Progress over variants: done / total (copied from the store or trained), rate, ETA, best loss
-so far, diverged and failed counts.
+"""Progress over variants: done / total (copied from the store or trained), rate, ETA, the best
+value so far of the metric the sweep ranks on, diverged and failed counts.
 
 A live bar on a terminal; on a pipe or in CI, a plain line every few seconds instead of
 escape codes.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from typing import Mapping, Sequence
 
 from rich.console import Console
 from rich.progress import (
@@ -21,19 +22,28 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from sweeps.vocabulary import DEFAULT_RANKING, direction
+
 PLAIN_EVERY_SECONDS = 5.0
 
 
 class SweepProgress:
-    """Report trained variants as packs finish. Use as a context manager."""
+    """Report trained variants as packs finish. Use as a context manager.
 
-    def __init__(self, total: int, description: str, enabled: bool = True) -> None:
+    metric : the metric whose best value is shown (`Sweep.ranking_metric`, better as
+        `sweeps.vocabulary.direction` says); None: the first of `DEFAULT_RANKING` the first
+        trained variant has, as the outputs rank without a search metric.
+    """
+
+    def __init__(self, total: int, description: str, enabled: bool = True,
+                 metric: str | None = None) -> None:
         self.total = total
         self.done = 0
         self.reused = 0
         self.diverged = 0
         self.failed = 0
-        self.best = math.inf
+        self.metric = metric
+        self.best: float | None = None      # of `metric`, over the trained variants
         self.description = description
         self.enabled = enabled and total > 0
         self._console = Console(stderr=True)
@@ -55,7 +65,7 @@ class SweepProgress:
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
-                TextColumn("best loss {task.fields[best]}  diverged {task.fields[diverged]}"
+                TextColumn("best {task.fields[best]}  diverged {task.fields[diverged]}"
                            "{task.fields[failed]}"),
                 console=self._console,
             )
@@ -71,7 +81,7 @@ class SweepProgress:
 
     def _fields(self) -> dict[str, str]:
         elapsed = max(time.perf_counter() - self._started, 1e-9)
-        best = "-" if math.isinf(self.best) else f"{self.best:.4g}"
+        best = "-" if self.best is None else f"{self.metric} {self.best:.4g}"
         failed = f"  failed {self.failed}" if self.failed else ""
         return {"rate": f"{self.done / elapsed:.1f}", "best": best, "diverged": str(self.diverged),
                 "failed": failed, "split": self.split()}
@@ -94,7 +104,7 @@ class SweepProgress:
         print(
             f"{self.description}: {self.done}/{self.total} variants"
             f"{': ' + fields['split'] if fields['split'] else ''}, {fields['rate']}/s, "
-            f"ETA {eta_text}, best loss {fields['best']}, diverged {fields['diverged']}"
+            f"ETA {eta_text}, best {fields['best']}, diverged {fields['diverged']}"
             f"{fields['failed'].replace('  ', ', ')}",
             file=sys.stderr, flush=True,
         )
@@ -104,16 +114,20 @@ class SweepProgress:
         self.reused += count
         self.advance([], reused=count)
 
-    def advance(self, losses: list[float], diverged: int = 0, failed: int = 0,
-                reused: int = 0) -> None:
-        """Count variants done: trained ones (`losses`: their final training losses, of which
+    def advance(self, trained: Sequence[Mapping[str, float]], diverged: int = 0,
+                failed: int = 0, reused: int = 0) -> None:
+        """Count variants done: trained ones (`trained`: each one's final metrics, of which
         `diverged` diverged), `failed` ones (their pack's task failed) and `reused` ones."""
-        self.done += len(losses) + failed + reused
+        self.done += len(trained) + failed + reused
         self.diverged += diverged
         self.failed += failed
-        finite = [loss for loss in losses if math.isfinite(loss)]
-        if finite:
-            self.best = min(self.best, min(finite))
+        if trained and self.metric is None:
+            self.metric = next((m for m in DEFAULT_RANKING if m in trained[0]), None)
+        values = [v for v in (metrics.get(self.metric, math.nan) for metrics in trained)
+                  if math.isfinite(v)]
+        if values:
+            better = max if direction(self.metric) == "max" else min
+            self.best = better(values if self.best is None else [self.best, *values])
         if not self.enabled:
             return
         if self._bar is not None:
