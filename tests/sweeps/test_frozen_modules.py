@@ -1,0 +1,39 @@
+"""`run_sweep` keeps the objects alive at its start out of the collector's full passes while
+it copies, trains and writes, and gives the process its collector back as it found it."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from sweeps.run import _modules_frozen
+
+
+@pytest.fixture
+def nothing_frozen():
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def test_objects_alive_at_the_start_are_frozen_until_the_block_ends(nothing_frozen):
+    alive = [object() for _ in range(10)]
+    with _modules_frozen():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    del alive
+
+
+def test_unfrozen_when_the_block_raises(nothing_frozen):
+    with pytest.raises(RuntimeError), _modules_frozen():
+        raise RuntimeError("a sweep that failed")
+    assert gc.get_freeze_count() == 0
+
+
+def test_what_the_process_froze_itself_stays_frozen(nothing_frozen):
+    gc.freeze()
+    before = gc.get_freeze_count()
+    with _modules_frozen():
+        pass
+    assert gc.get_freeze_count() == before
