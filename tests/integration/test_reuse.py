@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -108,3 +109,28 @@ def test_a_sweep_with_nothing_to_train_does_not_start_ray(ray_session, tracking_
         [MlflowClient(tracking_uri).get_experiment_by_name(NAME).experiment_id],
         "tags.`sweep.role` = 'parent'")
     assert len(parents) == 2 and {p.info.status for p in parents} == {"FINISHED"}
+
+
+def test_naming_a_ranking_metric_starts_a_new_parent_that_reuses_every_variant(
+        ray_session, tracking_uri, tmp_path):
+    # The file changes (its hash: a new parent), the variants do not (their keys: reused).
+    path = write_sweep(tmp_path, NAME, epochs=100, lrs=(0.1, 0.5), seeds=(0, 1),
+                       source="moons", loss="bce")
+    config = yaml.safe_load(path.read_text())
+    config["data"]["validation"] = 0.25
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    first = run_sweep(path, tracking_uri=tracking_uri, progress=False)
+    assert first.trained == 8 and first.summary.attrs["metric"] == "val_loss"
+    config["search"]["metric"] = "val_accuracy"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    named = run_sweep(path, tracking_uri=tracking_uri, progress=False)
+    assert named.parent_run_id != first.parent_run_id
+    assert (named.trained, named.reused, named.skipped) == (0, 8, 0)
+    assert named.frame.attrs["ranking_metric"] == "val_accuracy"
+    assert named.summary.attrs["metric"] == "val_accuracy"
+    means = list(named.summary["val_accuracy_mean"])
+    assert means == sorted(means, reverse=True)
+    copies = children_of(tracking_uri, named.parent_run_id)
+    assert {run.data.tags[REUSED_FROM] for run in copies.values()} == {
+        run.info.run_id for run in children_of(tracking_uri, first.parent_run_id).values()}
