@@ -26,12 +26,14 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from sweeps.tracking.contract import MAX_METRICS, MAX_PARAMS_TAGS, ROLE, SWEEP_RUN, RunRole
 from sweeps.tracking.store import chunks
 from sweeps.vocabulary import RunState
 
+if TYPE_CHECKING:
+    from sweeps.tracking.tracker import Tracker
 
 
 @dataclass
@@ -53,7 +55,7 @@ def group_filter(sweep_run_id: str) -> str:
     return f"tags.`{ROLE}` = '{RunRole.GROUP}' and tags.`{SWEEP_RUN}` = '{sweep_run_id}'"
 
 
-def write_in_bulk(tracker: Any, runs: Sequence[GroupRun],
+def write_in_bulk(tracker: Tracker, runs: Sequence[GroupRun],
                   experiment_tags: Mapping[str, str]) -> list[str]:
     """Replace the parent's configuration runs on a database store: the old ones marked
     deleted as `MlflowClient.delete_run` marks them, the new ones inserted as the bulk
@@ -101,7 +103,7 @@ def write_in_bulk(tracker: Any, runs: Sequence[GroupRun],
     return run_ids
 
 
-def write_through_client(tracker: Any, runs: Sequence[GroupRun],
+def write_through_client(tracker: Tracker, runs: Sequence[GroupRun],
                          experiment_tags: Mapping[str, str]) -> list[str]:
     """Replace the parent's configuration runs through `MlflowClient` (tracking servers):
     old ones deleted, each new one created, logged and set FINISHED, the experiment tags

@@ -38,7 +38,7 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from sweeps.tracking.child import ChildRun
 from sweeps.tracking.contract import (CURVES, FINISHED_VARIANTS, GROUP_KEY, NUMERICS, PARENT_ID,
@@ -48,6 +48,9 @@ from sweeps.tracking.contract import (CURVES, FINISHED_VARIANTS, GROUP_KEY, NUME
 from sweeps.tracking.run_records import Predictions
 from sweeps.tracking.store import artifact_repository, chunks, local_artifact_dir, search_all
 from sweeps.vocabulary import RunState
+
+if TYPE_CHECKING:
+    from sweeps.tracking.tracker import Tracker
 
 # Result tags a copy takes from its source; every other tag says where the copy sits (written
 # for the new variant) or belongs to the source alone (`sweeps best`'s model, notes).
@@ -70,7 +73,7 @@ class Source:
     run: Any = None
 
 
-def find_sources(tracker: Any, keys: Sequence[str], numerics: str) -> dict[str, Source]:
+def find_sources(tracker: Tracker, keys: Sequence[str], numerics: str) -> dict[str, Source]:
     """{variant key: newest FINISHED variant child of the tracker's experiment with that key
     and ``sweep.numerics`` equal to `numerics`}, for the keys found. Started tracker."""
     if not keys:
@@ -86,7 +89,7 @@ def find_sources(tracker: Any, keys: Sequence[str], numerics: str) -> dict[str, 
     return newest
 
 
-def count_unfound(tracker: Any, experiment: str, keys: Sequence[str], numerics: str) -> int:
+def count_unfound(tracker: Tracker, experiment: str, keys: Sequence[str], numerics: str) -> int:
     """How many of `keys` no FINISHED child of the experiment holds under `numerics`, asked
     before the tracker starts (creating and filling the parent takes seconds): the answer
     decides whether Ray starts, beside the rest of the start-up. Children of the parent a
@@ -107,7 +110,7 @@ def count_unfound(tracker: Any, experiment: str, keys: Sequence[str], numerics: 
     return len(set(keys) - {source.variant_key for source in sources})
 
 
-def copy_sources(tracker: Any, pairs: Sequence[tuple[Any, Source]],
+def copy_sources(tracker: Tracker, pairs: Sequence[tuple[Any, Source]],
                  on_batch: Callable[[int], None] = lambda n: None) -> None:
     """Write each (variant, source) as a complete child run of the tracker's parent, in
     batches of `BATCH`; on_batch(count) after each. The tracker then counts them as done.
@@ -151,7 +154,7 @@ class _SourceReader:
     """The records of a batch's sources (`_read_sources`), read on a daemon thread from
     `start()` on (a stopped sweep does not wait for it)."""
 
-    def __init__(self, tracker: Any, batch: Sequence[tuple[Any, Source]]) -> None:
+    def __init__(self, tracker: Tracker, batch: Sequence[tuple[Any, Source]]) -> None:
         self._tracker, self._batch = tracker, batch
         self._future: Future = Future()
         self._started = False
@@ -174,7 +177,7 @@ class _SourceReader:
         return self._future.result()
 
 
-def _read_sources(tracker: Any, batch: Sequence[tuple[Any, Source]]) -> dict[str, Any]:
+def _read_sources(tracker: Tracker, batch: Sequence[tuple[Any, Source]]) -> dict[str, Any]:
     """{source run id: its `RunRecord`, histories attached}, as `sqlread` reads a sweep."""
     from sweeps.tracking.sqlread import read_curves, read_runs, runs_with_ids
 
@@ -198,7 +201,7 @@ def _copy_record(variant: Any, source: Any, run_id: str, start: int,
                    predictions=None, rung=None, stopped_epoch=None)
 
 
-def _new_tags(tracker: Any, variant: Any, source_run_id: str) -> dict[str, str]:
+def _new_tags(tracker: Tracker, variant: Any, source_run_id: str) -> dict[str, str]:
     """The tags that place a copy in this sweep (the rest are its source's `COPIED_TAGS`)."""
     from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
@@ -254,7 +257,7 @@ def _sql_sources(store: Any, experiment_id: str, keys: Sequence[str],
     return found
 
 
-def _copy_in_database(tracker: Any, pairs: list[tuple[Any, Source]],
+def _copy_in_database(tracker: Tracker, pairs: list[tuple[Any, Source]],
                       before_metrics: Callable[[], None] = lambda: None
                       ) -> tuple[int, list[tuple[str, Any, Source, dict[str, str]]]]:
     """One transaction: the runs, tags, params and metric rows of the copies; their
@@ -388,7 +391,7 @@ def _copy_rows(db: Any, mapping: list[dict], tags: list[dict], params: list[dict
     m.drop(db)
 
 
-def _copy_predictions(tracker: Any, source_uri: str, target_uri: str) -> None:
+def _copy_predictions(tracker: Tracker, source_uri: str, target_uri: str) -> None:
     """The source's predictions.csv into the copy's artifacts (none: nothing): a hard link on
     one local disk (artifacts never change; the copy keeps the bytes if the source's are
     collected), else through the artifact repositories."""
@@ -428,7 +431,7 @@ def _client_sources(client: Any, experiment_id: str, keys: Sequence[str],
             and RUNG not in run.data.tags]
 
 
-def _copy_through_client(tracker: Any, pairs: Sequence[tuple[Any, Source]]) -> None:
+def _copy_through_client(tracker: Tracker, pairs: Sequence[tuple[Any, Source]]) -> None:
     """Each source's every metric point and predictions.csv read through the client, written
     as a `ChildRun` by the tracker's writer threads."""
     from sweeps.tracking.readback import fetch_predictions, metric_histories
@@ -448,7 +451,7 @@ def _copy_through_client(tracker: Any, pairs: Sequence[tuple[Any, Source]]) -> N
         for variant, source in pairs])
 
 
-def _child(tracker: Any, variant: Any, source: Source, points: dict[str, tuple],
+def _child(tracker: Tracker, variant: Any, source: Source, points: dict[str, tuple],
            predictions: Predictions | None) -> ChildRun:
     """The copy of `source` as the `ChildRun` of `variant`."""
     tags = {key: value for key, value in source.run.data.tags.items() if key in COPIED_TAGS}

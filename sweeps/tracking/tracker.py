@@ -31,6 +31,8 @@ class Tracker(Protocol):
     parent_run_id: str | None
     experiment_id: str | None
     bulk: bool          # batches go in one transaction (database store; known after start)
+    kinds: dict[str, str]   # {swept path: kind} (`contract.sweep_kinds`): how params decode
+    writers: int        # threads writing children through the client
 
     def start(self) -> set[str]:
         """Create or resume the parent run; the keys of variants already FINISHED."""
@@ -87,6 +89,10 @@ class Tracker(Protocol):
     def adopt_written(self, todo: dict[str, Any]) -> bool | None:
         """Before a retry: adopt what a lost commit wrote of `todo` {variant key: writer},
         taking those keys out, delete the rest's children; True when nothing is left."""
+
+    @property
+    def client(self) -> Any:
+        """The `MlflowClient` of `tracking_uri`, made on first use."""
 
     @property
     def store(self) -> Any:
