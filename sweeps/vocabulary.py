@@ -9,7 +9,7 @@ a member is its own text, so what reaches MLflow, CSV files and JSON is unchange
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import NamedTuple, Optional
+from typing import Collection, NamedTuple, Optional
 
 
 class Status(StrEnum):
@@ -60,6 +60,11 @@ RANKING_HELP = ("Metric to rank by (default: the sweep's search.metric, of a lis
                 "validation metric, as the file or else the sweep run says; without one the "
                 f"first of {', '.join(DEFAULT_RANKING)} the sweep has; accuracy: higher is "
                 "better).")
+
+
+def default_ranking(logged: Collection[str]) -> str | None:
+    """The first of `DEFAULT_RANKING` among the `logged` metric names (None: none of them)."""
+    return next((metric for metric in DEFAULT_RANKING if metric in logged), None)
 
 
 def direction(metric: str) -> str:

@@ -22,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from sweeps.vocabulary import DEFAULT_RANKING, direction
+from sweeps.vocabulary import default_ranking, direction
 
 PLAIN_EVERY_SECONDS = 5.0
 
@@ -31,8 +31,8 @@ class SweepProgress:
     """Report trained variants as packs finish. Use as a context manager.
 
     metric : the metric whose best value is shown (`Sweep.ranking_metric`, better as
-        `sweeps.vocabulary.direction` says); None: the first of `DEFAULT_RANKING` the first
-        trained variant has, as the outputs rank without a search metric.
+        `sweeps.vocabulary.direction` says); None: `vocabulary.default_ranking` of the first
+        trained variant's metrics, as the outputs rank without a search metric.
     """
 
     def __init__(self, total: int, description: str, enabled: bool = True,
@@ -122,7 +122,7 @@ class SweepProgress:
         self.diverged += diverged
         self.failed += failed
         if trained and self.metric is None:
-            self.metric = next((m for m in DEFAULT_RANKING if m in trained[0]), None)
+            self.metric = default_ranking(trained[0])
         values = [v for v in (metrics.get(self.metric, math.nan) for metrics in trained)
                   if math.isfinite(v)]
         if values:

@@ -39,7 +39,7 @@ import pandas as pd
 
 from sweeps.records import format_value
 from sweeps.tracking.run_records import Predictions, RunRecord
-from sweeps.vocabulary import DEFAULT_RANKING, METRICS, Status, direction
+from sweeps.vocabulary import METRICS, Status, default_ranking, direction
 
 ID_COLUMNS = ("run_id", "variant_key", "group_key", "status", "name")
 HALVING_COLUMNS = ("rung", "stopped_epoch")     # successive halving's, from the run's tags
@@ -222,11 +222,9 @@ def default_metric(frame: pd.DataFrame) -> str:
     """The metric the sweep searched on (``frame.attrs["ranking_metric"]``, from the sweep file
     or its parent run), else the first of `DEFAULT_RANKING` (val_loss, test_loss, train_loss)
     the frame has."""
-    if frame.attrs.get("ranking_metric"):
-        return frame.attrs["ranking_metric"]
-    for metric in DEFAULT_RANKING:
-        if metric in frame.columns:
-            return metric
+    metric = frame.attrs.get("ranking_metric") or default_ranking(frame.columns)
+    if metric:
+        return metric
     raise ValueError("the frame has neither test_loss nor train_loss")
 
 

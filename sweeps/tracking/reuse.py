@@ -22,9 +22,9 @@ but for its tag ``sweep.reused_from=<source run id>``: the source's metric rows 
 every history, at the same time from the run's start), its ``sweep.*`` result tags and its
 predictions.csv; the params, name, index, group and parent of the new variant, written as
 the writers write them. On a database store with the bulk writer, one transaction per batch
-copies the rows inside the database (INSERT ... SELECT) while a thread links the files, and the copies'
-records are made from their sources' (read meanwhile), not read back; elsewhere (a tracking
-server) each source is read through the client and written as a `ChildRun`.
+copies the rows inside the database (INSERT ... SELECT) while a thread links the files, and
+the copies' records are made from their sources' (read meanwhile), not read back; elsewhere
+(a tracking server) each source is read through the client and written as a `ChildRun`.
 """
 
 from __future__ import annotations
@@ -262,8 +262,8 @@ def _copy_in_database(tracker: Tracker, pairs: list[tuple[Any, Source]],
                       ) -> tuple[int, list[tuple[str, Any, Source, dict[str, str]]]]:
     """One transaction: the runs, tags, params and metric rows of the copies; their
     predictions.csv linked meanwhile on a thread, every one before the commit (removed again
-    if it fails); before_metrics() when the metric rows are about to be copied. Returns (the copies' start time in ms,
-    [(run id, variant, source, {param: value as stored})])."""
+    if it fails); before_metrics() when the metric rows are about to be copied. Returns (the
+    copies' start time in ms, [(run id, variant, source, {param: value as stored})])."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from mlflow.utils.uri import append_to_uri_path
     from mlflow.utils.validation import (MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH,
