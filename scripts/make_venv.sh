@@ -18,6 +18,12 @@
 # instead of 6 with uv's cache warm).
 # uv compiles only what it installs, so a venv made before (nothing left to install) is
 # compiled by compileall, which skips every module whose .pyc is current (~2 s when all are).
+#
+# search.method: gp runs on PyTorch, the optional `gp` extra. PyPI offers only its CUDA build
+# (~3.8 GB with its libraries), so it is not installed from there. Where pip is configured to
+# reach a CPU-only build of the pinned version (a find-links directory, or
+# https://download.pytorch.org/whl/cpu as an index), that build is installed (~190 MB, ~30 s),
+# and gp works and is tested; elsewhere gp's tests skip, saying why. TORCH=no leaves it out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,11 +46,22 @@ with_uv() {
             -c constraints.txt -e '.[dev]'
 }
 
+with_cpu_torch() {
+    local version
+    version=$(sed -n 's/^torch==//p' constraints.txt)
+    # The local label "+cpu" matches only a CPU build: PyPI (no local labels) never does.
+    "$BIN/python" -m pip install --quiet --only-binary=:all: -c constraints.txt \
+        "torch==$version+cpu" 2>/dev/null ||
+        echo "make_venv: no CPU build of torch $version reachable by pip;" \
+            "search.method: gp stays unavailable (its tests skip)" >&2
+}
+
 case "$INSTALLER" in
     pip) with_pip ;;
     uv) with_uv || { echo "make_venv: installing with uv failed; using pip" >&2; with_pip; } ;;
     *) echo "make_venv: INSTALLER must be uv or pip, not '$INSTALLER'" >&2; exit 2 ;;
 esac
+[ "${TORCH:-yes}" = no ] || "$BIN/python" -c 'import torch' 2>/dev/null || with_cpu_torch
 
 if [ -n "$existing" ]; then
     # Modules that fail to compile (test data, other Pythons' syntax) are skipped, as pip and

@@ -210,3 +210,13 @@ def test_configurations_of_earlier_sweeps_inside_the_space_warm_start_the_study(
 def test_a_model_based_file_names_what_is_wrong(write, change, key):
     lines = problems_of(write(BASE.replace("METHOD", "tpe").replace(*change)))
     assert len(lines) == 1 and f": {key}: " in lines[0], lines
+
+
+def test_gp_without_pytorch_is_a_problem_of_the_file_naming_the_extra(write, monkeypatch):
+    """Wherever torch is installed or not: the file fails validation, saying what to install."""
+    find_spec = model_based.importlib.util.find_spec
+    monkeypatch.setattr(model_based.importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "torch" else find_spec(name, *rest))
+    lines = problems_of(write(BASE.replace("METHOD", "gp")))
+    assert len(lines) == 1 and ": search.method: " in lines[0], lines
+    assert "PyTorch" in lines[0] and "[gp]" in lines[0] and "method: tpe" in lines[0]
