@@ -138,7 +138,7 @@ def summary(
     except (LookupError, ValueError) as error:
         _fail(str(error))
     if csv is not None:
-        table.to_csv(csv, index=False)
+        results.save_summary_csv(table, csv)
     typer.echo(results.format_summary(table, top=top))
     from sweeps.report.outputs import search_objectives
     front = search_objectives(sweep)

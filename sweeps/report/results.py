@@ -46,6 +46,7 @@ HALVING_COLUMNS = ("rung", "stopped_epoch")     # successive halving's, from the
 # Metric columns first in this order, any others after them (sorted).
 METRIC_ORDER = tuple(METRICS)
 STATS = ("mean", "std", "sem", "min", "max")
+RANKED_ON = "ranked_on"    # summary.csv: the metric its `rank` column ranks on
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,9 +231,12 @@ def default_metric(frame: pd.DataFrame) -> str:
 
 def ranking_metric(summary: pd.DataFrame) -> str:
     """The metric a summary is ranked by: what `summarize` recorded, else (a summary read back
-    from CSV) the default for its columns."""
-    return summary.attrs.get("metric") or default_metric(
-        summary.rename(columns=lambda c: c.removesuffix("_mean")))
+    from CSV) its ``ranked_on`` column, else (a CSV written before that column) the default
+    for its columns."""
+    recorded = summary.attrs.get("metric")
+    if not recorded and RANKED_ON in summary and summary[RANKED_ON].notna().any():
+        recorded = str(summary[RANKED_ON].dropna().iloc[0])
+    return recorded or default_metric(summary.rename(columns=lambda c: c.removesuffix("_mean")))
 
 
 def summarize(frame: pd.DataFrame, over: str | Sequence[str] | None = "seed",
@@ -422,9 +426,19 @@ def save(out_dir: str | Path, frame: pd.DataFrame, summary: pd.DataFrame,
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "results.parquet", out / "summary.csv", out / "curves.parquet"]
     _for_file(frame).to_parquet(paths[0], index=False)
-    summary.to_csv(paths[1], index=False)
+    save_summary_csv(summary, paths[1])
     curves.to_parquet(paths[2], index=False)
     return paths
+
+
+def save_summary_csv(summary: pd.DataFrame, path: str | Path) -> None:
+    """The summary as CSV, with a ``ranked_on`` column after ``rank`` (the metric, on every
+    row): a CSV keeps no attrs, and its ranks must say what they rank by."""
+    metric = summary.attrs.get("metric")
+    if metric and "rank" in summary and RANKED_ON not in summary:
+        summary = summary.copy()
+        summary.insert(summary.columns.get_loc("rank") + 1, RANKED_ON, metric)
+    summary.to_csv(path, index=False)
 
 
 def _for_file(frame: pd.DataFrame) -> pd.DataFrame:

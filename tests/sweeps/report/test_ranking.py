@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from sweeps.best import choose
 from sweeps.cli import app
 from sweeps.report.outputs import write_outputs
-from sweeps.report.results import summarize
+from sweeps.report.results import format_summary, ranking_metric, summarize
 from sweeps.run import run_sweep
 from sweeps.spec.sweep import load_sweep
 from sweeps.tracking import readback, ui
@@ -115,8 +115,12 @@ def test_a_sweep_on_val_accuracy_ranks_every_output_by_accuracy(
     assert result.exit_code == 0, result.output
     assert "val_accuracy" in result.output.splitlines()[0]
     with table.open() as file:
-        assert [row["group_key"] for row in csv.DictReader(file)] == \
-            [groups[g] for g in by_accuracy]
+        rows = list(csv.DictReader(file))
+    assert [row["group_key"] for row in rows] == [groups[g] for g in by_accuracy]
+    assert {row["ranked_on"] for row in rows} == {"val_accuracy"}
+    from_csv = pd.read_csv(table)       # no attrs: the column says what the ranks mean
+    assert ranking_metric(from_csv) == "val_accuracy"
+    assert "val_accuracy" in format_summary(from_csv).splitlines()[0]
     read = readback.read_sweep("ranked", tracking_uri)       # no file: the parent's tag
     assert read.ranking_metric == "val_accuracy"
     winner, metric, _ = choose(read.records, read.ranking_metric)

@@ -310,6 +310,9 @@ def test_save_writes_the_three_tables(tmp_path, tracking_uri):
     pd.testing.assert_frame_equal(pd.read_parquet(paths[2]), curves)
     from_csv = pd.read_csv(paths[1])
     assert len(from_csv) == len(summary) and from_csv["rank"].tolist() == [1, 2, 3, 4]
+    columns = list(from_csv.columns)
+    assert columns[columns.index("rank") + 1] == "ranked_on"
+    assert set(from_csv["ranked_on"]) == {summary.attrs["metric"]}
     assert results.format_summary(from_csv).splitlines()[1].split()[0] == "1"
 
 
