@@ -49,9 +49,10 @@ with_uv() {
 with_cpu_torch() {
     local version
     version=$(sed -n 's/^torch==//p' constraints.txt)
-    # The local label "+cpu" matches only a CPU build: PyPI (no local labels) never does.
+    # The gp extra's packages. The local label "+cpu" matches only a CPU build: PyPI (no
+    # local labels) never does.
     "$BIN/python" -m pip install --quiet --only-binary=:all: -c constraints.txt \
-        "torch==$version+cpu" 2>/dev/null ||
+        "torch==$version+cpu" greenlet 2>/dev/null ||
         echo "make_venv: no CPU build of torch $version reachable by pip;" \
             "search.method: gp stays unavailable (its tests skip)" >&2
 }
@@ -61,7 +62,7 @@ case "$INSTALLER" in
     uv) with_uv || { echo "make_venv: installing with uv failed; using pip" >&2; with_pip; } ;;
     *) echo "make_venv: INSTALLER must be uv or pip, not '$INSTALLER'" >&2; exit 2 ;;
 esac
-[ "${TORCH:-yes}" = no ] || "$BIN/python" -c 'import torch' 2>/dev/null || with_cpu_torch
+[ "${TORCH:-yes}" = no ] || "$BIN/python" -c 'import torch, greenlet' 2>/dev/null || with_cpu_torch
 
 if [ -n "$existing" ]; then
     # Modules that fail to compile (test data, other Pythons' syntax) are skipped, as pip and
