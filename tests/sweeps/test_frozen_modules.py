@@ -1,5 +1,6 @@
-"""`run_sweep` keeps the objects alive at its start out of the collector's full passes while
-it copies, trains and writes, and gives the process its collector back as it found it."""
+"""`run_sweep` collects no garbage while it starts (its imports), keeps the objects alive at
+its start out of the collector's full passes while it copies, trains and writes, and gives the
+process its collector back as it found it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import gc
 
 import pytest
 
-from sweeps.run import _modules_frozen
+from sweeps.run import _collector_paused, _modules_frozen
 
 
 @pytest.fixture
@@ -37,3 +38,26 @@ def test_what_the_process_froze_itself_stays_frozen(nothing_frozen):
     with _modules_frozen():
         pass
     assert gc.get_freeze_count() == before
+
+
+@pytest.fixture
+def collector_on():
+    gc.enable()
+    yield
+    gc.enable()
+
+
+def test_the_collector_is_off_in_the_block_and_on_after_it(collector_on):
+    with _collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), _collector_paused():
+        raise RuntimeError("a start-up that failed")
+    assert gc.isenabled()
+
+
+def test_a_collector_the_process_turned_off_stays_off(collector_on):
+    gc.disable()
+    with _collector_paused():
+        assert not gc.isenabled()
+    assert not gc.isenabled()
