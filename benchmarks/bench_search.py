@@ -28,6 +28,7 @@ Usage: python benchmarks/bench_search.py [--seeds 5 | --sampler-seeds 5-9] [--sp
        [--tune] [--grids DIR] (keep the grids there and reuse them: replays in seconds)
        [--tpe KEY=VALUE ...] (TPESampler settings over the project's, for the replays)
        [--allow-repeats] (tpe keeps a configuration asked again, as before REASKS)
+       [--method gp] (the replays search with gp instead of tpe; needs PyTorch)
        [--no-loops] (quality only: the grids and replays, no Optuna or Tune loop)
        [--speed-only] [--epochs-times 2] [--log-every 20] (speed only, every space's epochs
        scaled; the same number of curve points when --log-every is scaled alike)
@@ -102,11 +103,11 @@ LOG_EVERY = 10              # epochs between curve points (--log-every)
 
 
 def write(space: str, method: str, workdir: Path, random_seed: int = 0) -> Path:
-    """The space as a sweep file: the grid, or tpe with a quarter of its configurations."""
+    """The space as a sweep file: the grid, or tpe (gp) with a quarter of its configurations."""
     spec = SPACES[space]
     n = math.prod(len(v) for v in spec["parameters"].values())
     search = {"method": method, "parameters": {**spec["parameters"], "seed": SEEDS}}
-    if method == "tpe":
+    if method in ("tpe", "gp"):
         search.update(trials=n // 4, batch=BATCH, random_seed=random_seed)
     config = {"name": f"{space}-{method}-{random_seed}", "data": spec["data"],
               "model": spec["model"], "train": {"log_every": LOG_EVERY, **spec["train"]},
@@ -393,12 +394,15 @@ def main() -> None:
                         help="the sampler seeds instead, e.g. 5-9 or 0,3,7 (tpe's random_seed "
                              "and random search's)")
     parser.add_argument("--allow-repeats", action="store_true",
-                        help="tpe keeps a configuration the sampler asks again (a trial spent), "
-                             "as before model_based.REASKS")
+                        help="tpe (gp) keeps a configuration the sampler asks again (a trial "
+                             "spent), as before model_based.REASKS")
     parser.add_argument("--tpe", nargs="+", default=[], metavar="KEY=VALUE",
                         help="TPESampler settings over the project's (model_based.TPE_SETTINGS)"
                              ", e.g. multivariate=false n_ei_candidates=64 (values as YAML)")
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
+    parser.add_argument("--method", choices=["tpe", "gp"], default="tpe",
+                        help="the model-based method the replays search with (gp needs "
+                             "PyTorch); the speed comparison is tpe's")
     parser.add_argument("--tune", action="store_true", help="also Ray Tune + OptunaSearch")
     parser.add_argument("--no-loops", action="store_true",
                         help="quality only: no tpe sweep, Optuna loop or Ray Tune")
@@ -415,7 +419,7 @@ def main() -> None:
     LOG_EVERY = args.log_every
     seeds = args.sampler_seeds or list(range(args.seeds))
     tpe_settings(args.tpe)
-    model_based.TPE.distinct = not args.allow_repeats
+    model_based.TPE.distinct = model_based.GP.distinct = not args.allow_repeats
     grids = args.grids.resolve() if args.grids else None     # before the chdir below
     for spec in SPACES.values():
         spec["train"]["epochs"] = max(1, round(spec["train"]["epochs"] * args.epochs_times))
@@ -440,7 +444,7 @@ def main() -> None:
                    for r in frame.itertuples()}
         tpe_ranks, random_ranks, decide, distinct = [], [], [], []
         for seed in seeds:
-            path = write(space, "tpe", work, seed)
+            path = write(space, args.method, work, seed)
             group, asked, seconds = tpe_pick(path, metrics)
             tpe_ranks.append(ranks[group])
             decide.append(seconds)
@@ -449,8 +453,9 @@ def main() -> None:
         print(f"\n{space}: {n} configurations x {len(SEEDS)} seeds; budget {n // 4} in rounds of "
               f"{BATCH}; top {TOP:.0%} = rank <= {top}")
         print(f"  grid sweep: {grid_line}")
-        print(f"  sampler seeds {seed_text(seeds)}; tpe settings {tpe_text()}")
-        print(f"  tpe picks' ranks    {tpe_ranks}  mean {np.mean(tpe_ranks):.2f}  "
+        settings = tpe_text() if args.method == "tpe" else "GPSampler's (model_based.GP)"
+        print(f"  sampler seeds {seed_text(seeds)}; {args.method} settings {settings}")
+        print(f"  {args.method} picks' ranks    {tpe_ranks}  mean {np.mean(tpe_ranks):.2f}  "
               f"in top {TOP:.0%}: {sum(r <= top for r in tpe_ranks)}/{len(seeds)}")
         print(f"    distinct configurations asked: {distinct}")
         print(f"  random picks' ranks {random_ranks}  mean {np.mean(random_ranks):.2f}  "

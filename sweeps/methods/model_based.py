@@ -10,8 +10,8 @@ seeds, every configuration of the round together), and their means are told in t
 were asked. While a round's trials are pending the sampler treats them as the constant liar
 does (`TPESampler(constant_liar=True)`; `GPSampler` conditions on running trials itself), so a
 batch spreads out instead of asking one point eight times. TPE still asks a configuration it
-asked before now and then; such a repeat is asked again (`REASKS`), so `search.trials` counts
-distinct configurations (GP keeps its repeats: not measured without PyTorch here).
+asked before now and then, GP more often on a space of lists; such a repeat is asked again
+(`REASKS`, `GP_REASKS`), so `search.trials` counts distinct configurations.
 
 Deterministic: the sampler is seeded with `search.random_seed`, the batch size is the file's
 (not the number of workers), and results are told in asking order, never finishing order. So a
@@ -36,6 +36,7 @@ import importlib.util
 import io
 import itertools
 import math
+import random
 from typing import Any, Mapping, Optional, Sequence
 
 from sweeps.methods.base import Round, Scheduler, SearchMethod, Start
@@ -60,13 +61,26 @@ TPE_SETTINGS: dict[str, Any] = {"constant_liar": True}
 # benchmarks/bench_search.py's spaces), which spends a trial of the budget on nothing new. So a
 # repeat is asked again: the first is told FAIL (TPE's model ignores failed trials; told FAIL
 # every time, a sampler sure of one point repeated it up to 100 times), later ones stay running
-# until the round is told, so the constant liar steers the next ask away. At most REASKS asks
+# until the round is told, so the constant liar steers the next ask away (GPSampler conditions
+# on running trials alike). At most REASKS asks
 # per configuration (then the repeat stands); a list space with nothing left unseen repeats.
 # Chosen on development sampler seeds 100-199 of bench_search's four spaces (never its report
 # seeds), where it moved the mean rank of tpe's pick from 2.05/1.66/1.69/3.11 to
 # 1.54/1.38/1.42/2.82 (moons/breast_cancer/sine/iris; random search: 3.98/3.87/4.10/3.50):
 # docs/DESIGN.md, "Model-based search", has the protocol and the figures.
 REASKS = 20
+# GP repeats more (48-61 distinct configurations of 64 asked on sine) and each of its asks
+# optimizes an acquisition function (~0.1 s), so it asks again at most 5 times. On development
+# seeds 100-119 of bench_search's spaces the mean rank of gp's pick went from 2.70/3.85/3.80/1.40
+# (repeats kept) to 2.80/3.25/3.00/1.50 (random: 3.85/4.10/4.00/2.70), alike with 20 re-asks,
+# which cost up to 48 s of asking a sweep where 5 (and the draw below) cost at most 21 s.
+GP_REASKS = 5
+# Where the sampler still insists, an unseen configuration is drawn at random (seeded by the
+# file's random_seed and the trial's number, so a replay draws the same): all of a space of up
+# to UNSEEN_LISTED lists' configurations are looked at, a larger one drawn up to UNSEEN_DRAWS
+# times.
+UNSEEN_LISTED = 100_000
+UNSEEN_DRAWS = 1_000
 DEFAULT_BATCH = 8      # configurations per round: fixed, so the search does not depend on workers
 
 
@@ -92,6 +106,7 @@ class ModelBased(SearchMethod):
     keys = ("trials", "batch", "random_seed", "metric", "mode")
     chooses_while_running = True
     distinct = False        # ask again when the sampler repeats a configuration (REASKS)
+    reasks = REASKS         # ... at most this many times
 
     @property
     def refuse_distribution(self) -> Optional[str]:
@@ -189,10 +204,13 @@ class TPE(ModelBased):
 
 
 class GP(ModelBased):
-    """A Gaussian process with expected improvement (`optuna.samplers.GPSampler`; needs
-    PyTorch)."""
+    """A Gaussian process with expected improvement (`optuna.samplers.GPSampler`, which
+    conditions on running trials; needs PyTorch); a configuration asked again is asked anew
+    (GP_REASKS)."""
 
     name = "gp"
+    distinct = True
+    reasks = GP_REASKS
 
     def missing_module(self) -> Optional[str]:
         if importlib.util.find_spec("torch") is None:
@@ -273,6 +291,37 @@ class Space:
             point[path] = coerce(path, value)
         return point
 
+    def unseen(self, seen: set[str], rng: random.Random) -> Optional[dict[str, Any]]:
+        """A configuration (settings) not in `seen` (configurations as text), drawn with
+        `rng`, or None when none is found: every one of a small space of lists is looked at,
+        else up to UNSEEN_DRAWS random draws are."""
+        if self.size is not None and self.size <= UNSEEN_LISTED:
+            return _unseen_lists(self, seen, rng)
+        for _ in range(UNSEEN_DRAWS):
+            point = {}
+            for path in self.paths:
+                if path in self.lists:
+                    point[path] = rng.choice(self.lists[path])
+                else:
+                    spec = self.ranges[path]
+                    if spec.distribution == "int_uniform":
+                        value: Any = rng.randint(int(spec.low), int(spec.high))
+                    elif spec.distribution == "log_uniform":
+                        value = math.exp(rng.uniform(math.log(spec.low), math.log(spec.high)))
+                    else:
+                        value = rng.uniform(spec.low, spec.high)
+                    point[path] = value
+            point = self.point(self.params_of_draw(point))
+            if _configuration(point) not in seen and self.params(point) is not None:
+                return point        # (a float rounded as drawn, still inside its range)
+        return None
+
+    def params_of_draw(self, draw: Mapping[str, Any]) -> dict[str, Any]:
+        """Trial params of a drawn point (list values as the sampler's choices)."""
+        return {path: (self.lists[path].index(value) if path in self.ordinal
+                       else _choice(value) if path in self.lists else value)
+                for path, value in draw.items()}
+
     def params(self, settings: Mapping[str, Any]) -> Optional[dict[str, Any]]:
         """A variant's settings as trial params, or None when they lie outside the space."""
         params = {}
@@ -293,6 +342,14 @@ class Space:
                     return None
                 params[path] = int(value) if spec.distribution == "int_uniform" else float(value)
         return params
+
+
+def _unseen_lists(space: "Space", seen: set[str], rng: random.Random) -> Optional[dict]:
+    """A configuration of a space of lists that `seen` lacks, uniformly among them."""
+    points = (space.point(space.params_of_draw(dict(zip(space.paths, values))))
+              for values in itertools.product(*(space.lists[p] for p in space.paths)))
+    unseen = [point for point in points if _configuration(point) not in seen]
+    return rng.choice(unseen) if unseen else None
 
 
 def _ordered(values: list) -> bool:
@@ -400,21 +457,31 @@ class OptunaScheduler(Scheduler):
     def _ask_new(self) -> tuple[Any, dict[str, Any]]:
         """(a trial, its configuration's settings): with `method.distinct`, a configuration not
         asked or warm-started before, where one is left (a repeat is asked again, at most
-        REASKS times: see REASKS for how repeats are told)."""
+        `method.reasks` times, then an unseen configuration is drawn at random: see REASKS)."""
         import optuna
 
         exhausted = self.space.size is not None and len(self.seen) >= self.space.size
-        tries = REASKS if self.method.distinct and not exhausted else 1
+        tries = self.method.reasks if self.method.distinct and not exhausted else 1
         for attempt in range(1, tries + 1):
             trial = self.study.ask(self.space.distributions)
             point = self.space.point(trial.params)
             configuration = _configuration(point)
-            if configuration not in self.seen or attempt == tries:
+            if configuration not in self.seen or tries == 1:
                 break
             if attempt == 1:        # forgotten: the model is as it was, its next draw differs
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             else:                   # a lie until the round is told: steers the next ask away
                 self.repeats.append(trial)
+        else:                       # the sampler insists: an unseen configuration at random
+            unseen = self.space.unseen(self.seen, random.Random(
+                f"{self.method.search.random_seed or 0}:{trial.number}"))
+            if unseen is None:      # none found: the last repeat stands, told its value
+                self.repeats.remove(trial)
+            else:
+                self.study.enqueue_trial(self.space.params(unseen))
+                trial = self.study.ask(self.space.distributions)
+                point = self.space.point(trial.params)
+                configuration = _configuration(point)
         self.seen.add(configuration)
         return trial, point
 

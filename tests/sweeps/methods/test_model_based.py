@@ -7,6 +7,7 @@ scheduler is tested alone; tests/integration/test_model_based.py trains on real 
 from __future__ import annotations
 
 import math
+import random
 from types import SimpleNamespace
 
 import pytest
@@ -78,6 +79,20 @@ def test_the_space_maps_settings_to_trial_params_and_back():
     assert space.params({**settings, "model.hidden": (16,)}) is None    # not a listed value
 
 
+def test_an_unseen_configuration_is_drawn_where_one_is_left():
+    lists = Space({"train.lr": [0.01, 0.1], "model.hidden": [(2,), (8,), (4, 4)]})
+    every = [{"train.lr": lr, "model.hidden": h} for lr in (0.01, 0.1) for h in [(2,), (8,), (4, 4)]]
+    seen = {model_based._configuration(p) for p in every[:5]}
+    assert lists.unseen(seen, random.Random(0)) == every[5]
+    assert lists.unseen(seen | {model_based._configuration(every[5])}, random.Random(0)) is None
+    ranges = Space({"train.lr": Distribution(distribution="log_uniform", low=0.001, high=1.0),
+                    "model.hidden": Distribution(distribution="int_uniform", low=2, high=4)})
+    drawn = [ranges.unseen(set(), random.Random(seed)) for seed in range(20)]
+    assert all(ranges.params(point) is not None for point in drawn)      # inside the ranges
+    assert drawn == [ranges.unseen(set(), random.Random(seed)) for seed in range(20)]
+    assert len({model_based._configuration(point) for point in drawn}) == 20
+
+
 def test_a_list_of_ordered_numbers_is_a_scale_the_sampler_sees_in_order():
     from optuna.distributions import CategoricalDistribution, IntDistribution
     space = Space({"train.lr": [0.001, 0.01, 0.1, 1.0], "model.hidden": [(2,), (8,), (32,)],
@@ -138,8 +153,15 @@ LISTS = BASE.replace("{distribution: log_uniform, low: 0.001, high: 1.0}",
                      "[0.001, 0.01, 0.1, 1.0]")      # 4 x 3 = 12 configurations
 
 
-def test_tpe_asks_again_when_its_sampler_repeats_a_configuration(write):
-    sweep = _sweep(write, text=LISTS)
+def _needs(method):
+    if method == "gp":
+        pytest.importorskip("torch", reason="method: gp needs PyTorch (the gp extra)")
+
+
+@pytest.mark.parametrize("method", ["tpe", "gp"])
+def test_a_sampler_repeating_a_configuration_is_asked_again(write, method):
+    _needs(method)
+    sweep = _sweep(write, method, text=LISTS)
     scheduler = scheduler_of(sweep, {})
     trained = _run(scheduler)
     assert len({v.group for v in trained}) == 10 and len(trained) == 10 * 2
@@ -148,8 +170,10 @@ def test_tpe_asks_again_when_its_sampler_repeats_a_configuration(write):
     assert len({row["configuration"] for row in scheduler.history}) == 10
 
 
-def test_tpe_asks_none_of_the_configurations_it_was_warm_started_with(write):
-    sweep = _sweep(write, text=LISTS.replace("trials: 10", "trials: 2"))
+@pytest.mark.parametrize("method", ["tpe", "gp"])
+def test_none_of_the_configurations_warm_started_with_is_asked(write, method):
+    _needs(method)
+    sweep = _sweep(write, method, text=LISTS.replace("trials: 10", "trials: 2"))
     base = dict(sweep.variants[0].settings)
     grid = [{**base, "train.lr": lr, "model.hidden": hidden}
             for lr in (0.001, 0.01, 0.1, 1.0) for hidden in ((2,), (8,), (4, 4))]
@@ -161,13 +185,25 @@ def test_tpe_asks_none_of_the_configurations_it_was_warm_started_with(write):
     assert {(v.settings["train.lr"], v.settings["model.hidden"]) for v in trained} == left
 
 
-def test_a_space_with_nothing_left_unseen_repeats_instead_of_asking_on(write):
-    sweep = _sweep(write, text=LISTS.replace("trials: 10", "trials: 16"))
+def test_where_no_unseen_configuration_is_found_the_repeat_stands(write, monkeypatch):
+    monkeypatch.setattr(model_based.Space, "unseen", lambda self, seen, rng: None)
+    monkeypatch.setattr(model_based.TPE, "reasks", 2)     # the sampler insists soon
+    sweep = _sweep(write, text=LISTS)
+    scheduler = scheduler_of(sweep, {})
+    trained = _run(scheduler)                        # every trial told once, none twice
+    assert len(scheduler.history) == 10
+    assert len({v.group for v in trained}) < 10      # a repeat stood (and trained once)
+
+
+@pytest.mark.parametrize("method", ["tpe", "gp"])
+def test_a_space_with_nothing_left_unseen_repeats_instead_of_asking_on(write, method):
+    _needs(method)
+    sweep = _sweep(write, method, text=LISTS.replace("trials: 10", "trials: 16"))
     scheduler = scheduler_of(sweep, {})
     trained = _run(scheduler)
     assert len({v.group for v in trained}) == 12 == scheduler.space.size
     assert len(scheduler.history) == 16
-    assert len(scheduler.study.trials) <= 16 + 12 * model_based.REASKS
+    assert len(scheduler.study.trials) <= 16 + 12 * scheduler.method.reasks
 
 
 def test_a_configuration_with_a_diverged_seed_is_a_failed_trial(write):
