@@ -36,11 +36,12 @@ import importlib.util
 import io
 import itertools
 import math
-import random
 from typing import Any, Mapping, Optional, Sequence
 
+import numpy as np
+
 from sweeps.methods.base import Round, Scheduler, SearchMethod, Start
-from sweeps.methods.static import MAX_VARIANTS, RANDOM_DIGITS
+from sweeps.methods.static import MAX_VARIANTS, RANDOM_DIGITS, draw_value, grid
 from sweeps.methods.validation import (RECORDED, dataset_problems, objectives,
                                        objectives_problems, validation_problems)
 from sweeps.records import format_value
@@ -291,36 +292,21 @@ class Space:
             point[path] = coerce(path, value)
         return point
 
-    def unseen(self, seen: set[str], rng: random.Random) -> Optional[dict[str, Any]]:
-        """A configuration (settings) not in `seen` (configurations as text), drawn with
-        `rng`, or None when none is found: every one of a small space of lists is looked at,
-        else up to UNSEEN_DRAWS random draws are."""
+    def unseen(self, seen: set[str], rng: Any) -> Optional[dict[str, Any]]:
+        """A configuration (settings) not in `seen` (configurations as text), drawn with `rng`
+        (a numpy Generator) as random search draws, or None when none is found: every one of
+        a space of up to UNSEEN_LISTED lists' configurations is looked at, a larger space
+        drawn up to UNSEEN_DRAWS times."""
         if self.size is not None and self.size <= UNSEEN_LISTED:
-            return _unseen_lists(self, seen, rng)
+            points = ({p: coerce(p, v) for p, v in point.items()} for point in grid(self.lists))
+            unseen = [point for point in points if _configuration(point) not in seen]
+            return unseen[int(rng.integers(len(unseen)))] if unseen else None
+        specs = {**self.lists, **self.ranges}
         for _ in range(UNSEEN_DRAWS):
-            point = {}
-            for path in self.paths:
-                if path in self.lists:
-                    point[path] = rng.choice(self.lists[path])
-                else:
-                    spec = self.ranges[path]
-                    if spec.distribution == "int_uniform":
-                        value: Any = rng.randint(int(spec.low), int(spec.high))
-                    elif spec.distribution == "log_uniform":
-                        value = math.exp(rng.uniform(math.log(spec.low), math.log(spec.high)))
-                    else:
-                        value = rng.uniform(spec.low, spec.high)
-                    point[path] = value
-            point = self.point(self.params_of_draw(point))
+            point = {p: coerce(p, draw_value(rng, specs[p])) for p in self.paths}
             if _configuration(point) not in seen and self.params(point) is not None:
                 return point        # (a float rounded as drawn, still inside its range)
         return None
-
-    def params_of_draw(self, draw: Mapping[str, Any]) -> dict[str, Any]:
-        """Trial params of a drawn point (list values as the sampler's choices)."""
-        return {path: (self.lists[path].index(value) if path in self.ordinal
-                       else _choice(value) if path in self.lists else value)
-                for path, value in draw.items()}
 
     def params(self, settings: Mapping[str, Any]) -> Optional[dict[str, Any]]:
         """A variant's settings as trial params, or None when they lie outside the space."""
@@ -342,14 +328,6 @@ class Space:
                     return None
                 params[path] = int(value) if spec.distribution == "int_uniform" else float(value)
         return params
-
-
-def _unseen_lists(space: "Space", seen: set[str], rng: random.Random) -> Optional[dict]:
-    """A configuration of a space of lists that `seen` lacks, uniformly among them."""
-    points = (space.point(space.params_of_draw(dict(zip(space.paths, values))))
-              for values in itertools.product(*(space.lists[p] for p in space.paths)))
-    unseen = [point for point in points if _configuration(point) not in seen]
-    return rng.choice(unseen) if unseen else None
 
 
 def _ordered(values: list) -> bool:
@@ -473,8 +451,8 @@ class OptunaScheduler(Scheduler):
             else:                   # a lie until the round is told: steers the next ask away
                 self.repeats.append(trial)
         else:                       # the sampler insists: an unseen configuration at random
-            unseen = self.space.unseen(self.seen, random.Random(
-                f"{self.method.search.random_seed or 0}:{trial.number}"))
+            unseen = self.space.unseen(self.seen, np.random.default_rng(
+                [self.method.search.random_seed or 0, trial.number]))
             if unseen is None:      # none found: the last repeat stands, told its value
                 self.repeats.remove(trial)
             else:

@@ -176,7 +176,8 @@ def grid(parameters: Mapping[str, list]) -> Iterator[dict[str, Any]]:
         yield dict(zip(paths, values))
 
 
-def _draw(rng: np.random.Generator, spec: Any) -> Any:
+def draw_value(rng: np.random.Generator, spec: Any) -> Any:
+    """One value of a list (uniformly) or a distribution (a float rounded to RANDOM_DIGITS)."""
     if isinstance(spec, list):
         return spec[int(rng.integers(len(spec)))]
     if spec.distribution == "int_uniform":
@@ -195,7 +196,7 @@ def random_points(parameters: Mapping[str, list | Distribution], samples: int, s
     points: list[dict[str, Any]] = []
     seen: set = set()
     for _ in range(samples * max_tries):
-        point = {path: coerce(path, _draw(rng, spec)) for path, spec in parameters.items()}
+        point = {path: coerce(path, draw_value(rng, spec)) for path, spec in parameters.items()}
         fingerprint = json.dumps(point, sort_keys=True)
         if fingerprint not in seen:
             seen.add(fingerprint)

@@ -7,9 +7,9 @@ scheduler is tested alone; tests/integration/test_model_based.py trains on real 
 from __future__ import annotations
 
 import math
-import random
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from sweeps.methods import model_based
@@ -83,13 +83,14 @@ def test_an_unseen_configuration_is_drawn_where_one_is_left():
     lists = Space({"train.lr": [0.01, 0.1], "model.hidden": [(2,), (8,), (4, 4)]})
     every = [{"train.lr": lr, "model.hidden": h} for lr in (0.01, 0.1) for h in [(2,), (8,), (4, 4)]]
     seen = {model_based._configuration(p) for p in every[:5]}
-    assert lists.unseen(seen, random.Random(0)) == every[5]
-    assert lists.unseen(seen | {model_based._configuration(every[5])}, random.Random(0)) is None
+    assert lists.unseen(seen, np.random.default_rng(0)) == every[5]
+    everything = seen | {model_based._configuration(every[5])}
+    assert lists.unseen(everything, np.random.default_rng(0)) is None
     ranges = Space({"train.lr": Distribution(distribution="log_uniform", low=0.001, high=1.0),
                     "model.hidden": Distribution(distribution="int_uniform", low=2, high=4)})
-    drawn = [ranges.unseen(set(), random.Random(seed)) for seed in range(20)]
+    drawn = [ranges.unseen(set(), np.random.default_rng(seed)) for seed in range(20)]
     assert all(ranges.params(point) is not None for point in drawn)      # inside the ranges
-    assert drawn == [ranges.unseen(set(), random.Random(seed)) for seed in range(20)]
+    assert drawn == [ranges.unseen(set(), np.random.default_rng(seed)) for seed in range(20)]
     assert len({model_based._configuration(point) for point in drawn}) == 20
 
 
